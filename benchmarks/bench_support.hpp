@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: BSL-1.0
+// Shared by every benchmark binary (each is one translation unit, so the
+// operator new replacement below is defined once per binary).
+//
+// Every figure is a ratio to a bare call measured in the same run, because
+// these machines are noisy: name the baseline benchmark "bare_call" and end
+// the file with KEEL_BENCHMARK_MAIN(). Allocations per call are counted by
+// replacing the global operator new.
+#ifndef KEEL_BENCHMARKS_BENCH_SUPPORT_HPP_INCLUDED
+#define KEEL_BENCHMARKS_BENCH_SUPPORT_HPP_INCLUDED
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <new>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+namespace keel_bench {
+
+inline std::atomic<long long> allocations{0};
+
+/// The callable every benchmark wraps: out of line, so that the policy's cost
+/// is what differs between rows, not the inlining of the work.
+[[gnu::noinline]] inline int work(int x) noexcept {
+  benchmark::DoNotOptimize(x);
+  return x + 1;
+}
+
+/// Counts allocations while `state` runs and reports them per iteration.
+class allocation_counter {
+ public:
+  explicit allocation_counter(benchmark::State& state)
+      : state_(state), start_(allocations.load(std::memory_order_relaxed)) {}
+  ~allocation_counter() {
+    const auto n = allocations.load(std::memory_order_relaxed) - start_;
+    state_.counters["allocs/call"] =
+        benchmark::Counter(static_cast<double>(n), benchmark::Counter::kAvgIterations);
+  }
+  allocation_counter(const allocation_counter&) = delete;
+  allocation_counter& operator=(const allocation_counter&) = delete;
+
+ private:
+  benchmark::State& state_;
+  long long start_;
+};
+
+/// Prints the usual console table, then each row as a ratio to "bare_call"
+/// (and to "steady_clock_now" when the binary has it) from the same run.
+class ratio_reporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    for (const Run& r : runs) {
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
+      std::string name = r.benchmark_name();
+      times_.emplace_back(name, r.GetAdjustedRealTime());
+    }
+    ConsoleReporter::ReportRuns(runs);
+  }
+
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    double bare = 0, now = 0;
+    for (const auto& [name, t] : times_) {
+      if (name.rfind("bare_call", 0) == 0 && bare == 0) bare = t;
+      if (name.rfind("steady_clock_now", 0) == 0 && now == 0) now = t;
+    }
+    if (bare <= 0) return;
+    std::printf("\n%-64s %10s %12s\n", "benchmark", "x bare", "x clock read");
+    for (const auto& [name, t] : times_) {
+      if (now > 0) {
+        std::printf("%-64s %10.2f %12.2f\n", name.c_str(), t / bare, t / now);
+      } else {
+        std::printf("%-64s %10.2f %12s\n", name.c_str(), t / bare, "-");
+      }
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::string, double>> times_;
+};
+
+inline int run_main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  ratio_reporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace keel_bench
+
+// GCC 12 at -O2 inlines these into the benchmark registrations and then warns
+// that free() releases what operator new returned: true, and intended.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+void* operator new(std::size_t n) {
+  keel_bench::allocations.fetch_add(1, std::memory_order_relaxed);
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+
+/// The benchmark binary's main(): runs everything, then prints the ratios.
+#define KEEL_BENCHMARK_MAIN() \
+  int main(int argc, char** argv) { return keel_bench::run_main(argc, argv); }
+
+#endif  // KEEL_BENCHMARKS_BENCH_SUPPORT_HPP_INCLUDED

@@ -1,0 +1,346 @@
+# Developer mode: tests, header checks, package tests, examples and benchmarks.
+# Included from the top-level CMakeLists.txt only when one of KEEL_BUILD_TESTS,
+# KEEL_BUILD_EXAMPLES, KEEL_BUILD_BENCHMARKS or KEEL_NO_EXCEPTIONS is ON.
+#
+# Nothing here needs editing to add a test, an example or a benchmark: every
+# source list is a CONFIGURE_DEPENDS glob, so a new file is picked up by the
+# next build. Conventions (see also docs/ and the report of the build set-up):
+#   tests/unit/<area>/**/*_test.cpp -> executable + ctest test keel_<area>_tests
+#   tests/noexcept/*_test.cpp       -> keel_noexcept_tests (-fno-exceptions)
+#   include/keel/**/*.hpp           -> keel_header_check (each header alone, twice)
+#   examples/NN_name.cpp            -> keel_example_NN_name, ctest example_NN_name
+#   benchmarks/bench_name.cpp       -> keel_bench_name, ctest bench_smoke_name
+
+include(FetchContent)
+
+# Dev warnings for everything keel builds itself -- never for keel::keel.
+function(keel_dev_target tgt)
+  if(MSVC)
+    target_compile_options(${tgt} PRIVATE /W4 /permissive- $<$<BOOL:${KEEL_WARNINGS_AS_ERRORS}>:/WX>)
+  else()
+    target_compile_options(
+      ${tgt} PRIVATE -Wall -Wextra -Wpedantic -Wconversion -Wshadow
+                     $<$<BOOL:${KEEL_WARNINGS_AS_ERRORS}>:-Werror>)
+  endif()
+endfunction()
+
+# What to build. KEEL_NO_EXCEPTIONS narrows the build to the no-exception tests.
+if(KEEL_NO_EXCEPTIONS)
+  set(keel_unit_tests OFF)
+  set(keel_noexcept_tests ON)
+  set(keel_examples OFF)
+  set(keel_benchmarks OFF)
+  # Everything compiled from here on (a fetched Catch2 included) has no exceptions.
+  if(MSVC)
+    add_compile_options(/EHs-c- /D_HAS_EXCEPTIONS=0)
+  else()
+    add_compile_options(-fno-exceptions)
+  endif()
+else()
+  set(keel_unit_tests ${KEEL_BUILD_TESTS})
+  set(keel_noexcept_tests ${KEEL_BUILD_TESTS})
+  set(keel_examples ${KEEL_BUILD_EXAMPLES})
+  set(keel_benchmarks ${KEEL_BUILD_BENCHMARKS})
+endif()
+
+enable_testing()
+
+# ---- Catch2 (v2 as shipped by Debian 12, or v3) -----------------------------
+
+if(keel_unit_tests OR keel_noexcept_tests)
+  if(KEEL_NO_EXCEPTIONS)
+    # Catch2 v2 is a single header that supports -fno-exceptions as is; v3 must
+    # itself be compiled with CATCH_CONFIG_DISABLE_EXCEPTIONS, so fetch it then.
+    find_package(Catch2 2 QUIET)
+    if(NOT Catch2_FOUND)
+      set(CATCH_CONFIG_DISABLE_EXCEPTIONS ON CACHE BOOL "" FORCE)
+      FetchContent_Declare(
+        Catch2
+        GIT_REPOSITORY https://github.com/catchorg/Catch2.git
+        GIT_TAG v3.7.1
+        GIT_SHALLOW TRUE
+        SYSTEM)
+      FetchContent_MakeAvailable(Catch2)
+    endif()
+  else()
+    FetchContent_Declare(
+      Catch2
+      GIT_REPOSITORY https://github.com/catchorg/Catch2.git
+      GIT_TAG v3.7.1
+      GIT_SHALLOW TRUE
+      SYSTEM
+      FIND_PACKAGE_ARGS)
+    FetchContent_MakeAvailable(Catch2)
+  endif()
+
+  # v2 is a header-only INTERFACE target (Debian's 2.13 also ships a
+  # Catch2WithMain, so that name proves nothing); v3's Catch2::Catch2 is compiled.
+  if(NOT TARGET Catch2::Catch2)
+    message(FATAL_ERROR "keel: Catch2 was neither found nor fetched")
+  endif()
+  get_target_property(keel_catch2_type Catch2::Catch2 TYPE)
+  if(keel_catch2_type STREQUAL "INTERFACE_LIBRARY")
+    set(KEEL_CATCH2_MAJOR 2)
+  else()
+    set(KEEL_CATCH2_MAJOR 3)
+  endif()
+  message(STATUS "keel: testing with Catch2 v${KEEL_CATCH2_MAJOR}")
+
+  # Usage requirements shared by all test binaries (and their Catch2 v2 mains).
+  add_library(keel_test_support INTERFACE)
+  target_include_directories(keel_test_support INTERFACE "${PROJECT_SOURCE_DIR}/tests")
+  target_compile_definitions(
+    keel_test_support
+    INTERFACE KEEL_TEST_PROJECT_VERSION="${PROJECT_VERSION}"
+              KEEL_TEST_PROJECT_VERSION_MAJOR=${PROJECT_VERSION_MAJOR}
+              KEEL_TEST_PROJECT_VERSION_MINOR=${PROJECT_VERSION_MINOR}
+              KEEL_TEST_PROJECT_VERSION_PATCH=${PROJECT_VERSION_PATCH})
+  # keel::keel brings C++20 to the Catch2 v2 main TUs too: v2 enables e.g. its
+  # string_view support by __cplusplus, and every TU must agree.
+  target_link_libraries(keel_test_support INTERFACE keel::keel)
+
+  set(keel_sanitized OFF)
+  if(CMAKE_CXX_FLAGS MATCHES "-fsanitize=")
+    set(keel_sanitized ON)
+    # Let the sanitizer, not Catch2, handle a crash: Catch2's signal handler
+    # allocates (TSan: "signal-unsafe call") and hides the sanitizer's report.
+    target_compile_definitions(keel_test_support INTERFACE CATCH_CONFIG_NO_POSIX_SIGNALS)
+  endif()
+
+  # keel_test_main: the Catch2 main, compiled once and shared by all test binaries.
+  if(KEEL_CATCH2_MAJOR EQUAL 2)
+    add_library(keel_test_main OBJECT "${PROJECT_SOURCE_DIR}/tests/support/catch_main.cpp")
+    target_link_libraries(keel_test_main PUBLIC Catch2::Catch2 keel_test_support)
+    if(keel_sanitized)
+      # Catch2's runner needs no instrumentation, and instrumenting it costs a minute.
+      target_compile_options(keel_test_main PRIVATE -fno-sanitize=all)
+    endif()
+  else()
+    add_library(keel_test_main INTERFACE)
+    target_link_libraries(keel_test_main INTERFACE Catch2::Catch2WithMain)
+  endif()
+endif()
+
+# ---- Unit tests: one executable and one ctest test per tests/unit/<area> ----
+
+if(keel_unit_tests)
+  file(GLOB_RECURSE keel_unit_sources CONFIGURE_DEPENDS
+       "${PROJECT_SOURCE_DIR}/tests/unit/*_test.cpp")
+  set(keel_unit_areas "")
+  foreach(src IN LISTS keel_unit_sources)
+    file(RELATIVE_PATH rel "${PROJECT_SOURCE_DIR}/tests/unit" "${src}")
+    if(rel MATCHES "^([^/]+)/")
+      set(area "${CMAKE_MATCH_1}")
+    else()
+      set(area misc) # a test directly in tests/unit/ (better: put it in an area)
+    endif()
+    string(MAKE_C_IDENTIFIER "${area}" area)
+    list(APPEND keel_unit_areas "${area}")
+    list(APPEND keel_unit_sources_${area} "${src}")
+  endforeach()
+  list(REMOVE_DUPLICATES keel_unit_areas)
+
+  foreach(area IN LISTS keel_unit_areas)
+    set(tgt keel_${area}_tests)
+    add_executable(${tgt} ${keel_unit_sources_${area}})
+    target_link_libraries(${tgt} PRIVATE keel_test_main keel_test_support)
+    keel_dev_target(${tgt})
+    add_test(NAME ${tgt} COMMAND ${tgt})
+    set_tests_properties(${tgt} PROPERTIES LABELS "unit;${area}")
+  endforeach()
+endif()
+
+# ---- Tests built with -fno-exceptions ---------------------------------------
+
+if(keel_noexcept_tests)
+  file(GLOB keel_noexcept_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/noexcept/*_test.cpp")
+  if(keel_noexcept_sources AND KEEL_CATCH2_MAJOR EQUAL 3 AND NOT KEEL_NO_EXCEPTIONS)
+    # An installed Catch2 v3 library is compiled with exceptions; use the
+    # KEEL_NO_EXCEPTIONS build (it fetches a matching Catch2) instead.
+    message(STATUS "keel: keel_noexcept_tests needs Catch2 v2 or -DKEEL_NO_EXCEPTIONS=ON; skipped")
+  elseif(keel_noexcept_sources)
+    add_library(keel_noexcept_flags INTERFACE)
+    target_compile_definitions(keel_noexcept_flags INTERFACE CATCH_CONFIG_DISABLE_EXCEPTIONS)
+    if(MSVC)
+      target_compile_options(keel_noexcept_flags INTERFACE /EHs-c- /D_HAS_EXCEPTIONS=0)
+    else()
+      target_compile_options(keel_noexcept_flags INTERFACE -fno-exceptions)
+    endif()
+
+    add_executable(keel_noexcept_tests ${keel_noexcept_sources})
+    if(KEEL_CATCH2_MAJOR EQUAL 2)
+      # Its own main TU, compiled without exceptions like the tests.
+      add_library(keel_noexcept_test_main OBJECT "${PROJECT_SOURCE_DIR}/tests/support/catch_main.cpp")
+      target_link_libraries(keel_noexcept_test_main PUBLIC Catch2::Catch2 keel_noexcept_flags
+                                                           keel_test_support)
+      if(keel_sanitized)
+        target_compile_options(keel_noexcept_test_main PRIVATE -fno-sanitize=all)
+      endif()
+      target_link_libraries(keel_noexcept_tests PRIVATE keel_noexcept_test_main)
+    else()
+      target_link_libraries(keel_noexcept_tests PRIVATE Catch2::Catch2WithMain)
+    endif()
+    target_link_libraries(keel_noexcept_tests PRIVATE keel_test_support keel_noexcept_flags)
+    keel_dev_target(keel_noexcept_tests)
+    add_test(NAME keel_noexcept_tests COMMAND keel_noexcept_tests)
+    set_tests_properties(keel_noexcept_tests PROPERTIES LABELS "unit;noexcept")
+  endif()
+endif()
+
+# ---- Header self-containment: every public header compiles alone, twice -----
+
+option(KEEL_BUILD_HEADER_CHECK "Build keel_header_check (each header in its own TU)" ON)
+if(keel_unit_tests AND KEEL_BUILD_HEADER_CHECK)
+  file(GLOB_RECURSE keel_public_headers CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/include/keel/*.hpp")
+  # Optional adapters depend on third-party libraries; they are not checked here.
+  list(FILTER keel_public_headers EXCLUDE REGEX "/include/keel/adapters/")
+  list(SORT keel_public_headers)
+  set(keel_header_check_sources "")
+  set(keel_all_includes "")
+  foreach(header IN LISTS keel_public_headers)
+    file(RELATIVE_PATH rel "${PROJECT_SOURCE_DIR}/include" "${header}")
+    string(MAKE_C_IDENTIFIER "${rel}" id)
+    set(out "${PROJECT_BINARY_DIR}/header_check/${id}.cpp")
+    # file(CONFIGURE) rewrites only on change, so nothing rebuilds needlessly.
+    file(CONFIGURE OUTPUT "${out}"
+         CONTENT "// Generated by cmake/dev-mode.cmake: <${rel}> must compile alone and twice.\n#include <${rel}>\n#include <${rel}>\n"
+         @ONLY)
+    list(APPEND keel_header_check_sources "${out}")
+    string(APPEND keel_all_includes "#include <${rel}>\n")
+  endforeach()
+  if(keel_header_check_sources)
+    # One more TU with every header, so each header is in at least two TUs of
+    # keel_header_link_check: a non-inline definition fails to link (ODR).
+    set(out "${PROJECT_BINARY_DIR}/header_check/all_headers.cpp")
+    file(CONFIGURE OUTPUT "${out}"
+         CONTENT "// Generated by cmake/dev-mode.cmake: every public header in one TU.\n${keel_all_includes}"
+         @ONLY)
+    list(APPEND keel_header_check_sources "${out}")
+    add_library(keel_header_check OBJECT ${keel_header_check_sources})
+    target_link_libraries(keel_header_check PRIVATE keel::keel)
+    keel_dev_target(keel_header_check)
+
+    file(CONFIGURE OUTPUT "${PROJECT_BINARY_DIR}/header_check/main.cpp"
+         CONTENT "// Generated by cmake/dev-mode.cmake\nint main() { return 0; }\n" @ONLY)
+    add_executable(keel_header_link_check "${PROJECT_BINARY_DIR}/header_check/main.cpp"
+                                          $<TARGET_OBJECTS:keel_header_check>)
+    target_link_libraries(keel_header_link_check PRIVATE keel::keel)
+  endif()
+endif()
+
+# ---- Package tests: find_package, add_subdirectory, FetchContent ------------
+
+option(KEEL_BUILD_PACKAGE_TESTS "Register the consumer (package) tests" ON)
+if(keel_unit_tests AND KEEL_BUILD_PACKAGE_TESTS AND PROJECT_IS_TOP_LEVEL)
+  set(keel_package_prefix "${PROJECT_BINARY_DIR}/package-prefix")
+  set(keel_package_common_args
+      --build-generator "${CMAKE_GENERATOR}"
+      --build-makeprogram "${CMAKE_MAKE_PROGRAM}"
+      --build-options
+      "-DCMAKE_BUILD_TYPE=$<CONFIG>"
+      "-DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER}"
+      "-DCMAKE_CXX_FLAGS=${CMAKE_CXX_FLAGS}"
+      "-DCMAKE_EXE_LINKER_FLAGS=${CMAKE_EXE_LINKER_FLAGS}"
+      "-DKEEL_SOURCE_DIR=${PROJECT_SOURCE_DIR}"
+      "-DKEEL_EXPECTED_VERSION=${PROJECT_VERSION}")
+
+  function(keel_add_package_test kind)
+    set(name keel_package_${kind})
+    add_test(
+      NAME ${name}
+      COMMAND
+        "${CMAKE_CTEST_COMMAND}" --build-and-test "${PROJECT_SOURCE_DIR}/tests/package/${kind}"
+        "${PROJECT_BINARY_DIR}/package/${kind}" ${keel_package_common_args} ${ARGN}
+        --test-command keel_consumer)
+    set_tests_properties(${name} PROPERTIES LABELS package)
+  endfunction()
+
+  if(KEEL_INSTALL)
+    # Fixture: install this build tree into a fresh prefix under the build dir.
+    add_test(NAME keel_package_install
+             COMMAND "${CMAKE_COMMAND}" "-DKEEL_BUILD_DIR=${PROJECT_BINARY_DIR}"
+                     "-DKEEL_PREFIX=${keel_package_prefix}" "-DKEEL_CONFIG=$<CONFIG>"
+                     -P "${PROJECT_SOURCE_DIR}/tests/package/install.cmake")
+    set_tests_properties(keel_package_install PROPERTIES FIXTURES_SETUP keel_installed
+                                                         LABELS package)
+    keel_add_package_test(
+      find_package "-DCMAKE_PREFIX_PATH=${keel_package_prefix}"
+      "-DKEEL_EXPECTED_DIR=${keel_package_prefix}/${KEEL_INSTALL_CMAKEDIR}"
+      -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
+    set_tests_properties(keel_package_find_package PROPERTIES FIXTURES_REQUIRED keel_installed)
+  endif()
+  keel_add_package_test(add_subdirectory)
+  keel_add_package_test(fetch_content)
+endif()
+
+# ---- Examples: examples/NN_name.cpp -----------------------------------------
+
+if(keel_examples)
+  FetchContent_Declare(
+    fmt
+    GIT_REPOSITORY https://github.com/fmtlib/fmt.git
+    GIT_TAG 10.2.1
+    GIT_SHALLOW TRUE
+    SYSTEM
+    FIND_PACKAGE_ARGS)
+  FetchContent_MakeAvailable(fmt)
+
+  file(GLOB keel_example_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/examples/[0-9][0-9]_*.cpp")
+  list(SORT keel_example_sources)
+  foreach(src IN LISTS keel_example_sources)
+    get_filename_component(name "${src}" NAME_WE)
+    set(tgt keel_example_${name})
+    add_executable(${tgt} "${src}")
+    target_link_libraries(${tgt} PRIVATE keel::keel fmt::fmt)
+    keel_dev_target(${tgt})
+    add_test(NAME example_${name} COMMAND ${tgt})
+    set_tests_properties(example_${name} PROPERTIES LABELS example)
+    # An example about life without exceptions is also built and run that way.
+    if(name MATCHES "without_exceptions" AND NOT MSVC)
+      add_executable(${tgt}_noexcept "${src}")
+      target_link_libraries(${tgt}_noexcept PRIVATE keel::keel fmt::fmt)
+      target_compile_options(${tgt}_noexcept PRIVATE -fno-exceptions)
+      keel_dev_target(${tgt}_noexcept)
+      add_test(NAME example_${name}_noexcept COMMAND ${tgt}_noexcept)
+      set_tests_properties(example_${name}_noexcept PROPERTIES LABELS example)
+    endif()
+  endforeach()
+
+  # The README's demo command: builds the demo and runs it with its output shown.
+  set(KEEL_DEMO_EXAMPLE "04_pipeline" CACHE STRING "The example that `keel_run_demo` runs")
+  if(TARGET keel_example_${KEEL_DEMO_EXAMPLE})
+    add_custom_target(keel_run_demo COMMAND keel_example_${KEEL_DEMO_EXAMPLE} USES_TERMINAL
+                      COMMENT "Running the keel demo")
+  endif()
+endif()
+
+# ---- Benchmarks: benchmarks/bench_name.cpp ----------------------------------
+
+if(keel_benchmarks)
+  find_package(benchmark QUIET)
+  if(NOT benchmark_FOUND)
+    message(STATUS "keel: Google Benchmark not found; benchmarks skipped "
+                   "(apt-get install libbenchmark-dev)")
+  else()
+    # Google Benchmark >= 1.8 also accepts "0.001s"; 1.7 wants a plain number.
+    set(KEEL_BENCH_SMOKE_ARGS "--benchmark_min_time=0.001"
+        CACHE STRING "Arguments of the bench_smoke_* ctest tests")
+    add_custom_target(keel_benchmarks)
+    file(GLOB keel_bench_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/benchmarks/bench_*.cpp")
+    list(SORT keel_bench_sources)
+    foreach(src IN LISTS keel_bench_sources)
+      get_filename_component(stem "${src}" NAME_WE)
+      string(REGEX REPLACE "^bench_" "" name "${stem}")
+      set(tgt keel_bench_${name})
+      add_executable(${tgt} "${src}")
+      # Each bench file ends with KEEL_BENCHMARK_MAIN() (bench_support.hpp), whose
+      # main() prints every row as a ratio to the bare call of the same run.
+      target_link_libraries(${tgt} PRIVATE keel::keel benchmark::benchmark)
+      target_include_directories(${tgt} PRIVATE "${PROJECT_SOURCE_DIR}/benchmarks")
+      keel_dev_target(${tgt})
+      add_dependencies(keel_benchmarks ${tgt})
+      add_test(NAME bench_smoke_${name} COMMAND ${tgt} ${KEEL_BENCH_SMOKE_ARGS})
+      set_tests_properties(bench_smoke_${name} PROPERTIES LABELS bench)
+    endforeach()
+  endif()
+endif()

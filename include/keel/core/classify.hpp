@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CORE_CLASSIFY_HPP_INCLUDED
+#define KEEL_CORE_CLASSIFY_HPP_INCLUDED
+
+#include <concepts>
+#include <exception>
+#include <system_error>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "keel/core/error.hpp"
+#include "keel/core/expected_like.hpp"
+#include "keel/core/outcome.hpp"
+#include "keel/detail/config.hpp"
+
+namespace keel {
+
+/// True when the outcome means "the caller asked to stop": keel::errc::cancelled,
+/// or an error code, error value or thrown std::system_error equivalent to
+/// std::errc::operation_canceled. Policies never retry it and never count it
+/// against a dependency's health.
+template <class R>
+bool is_cancellation(const outcome<R>& o) {
+  if (o.has_keel_error()) {
+    const std::error_code& c = o.keel_error().code;
+    // keel's own code is compared directly: no virtual call on the common path.
+    if (c.category() == error_category()) return c.value() == static_cast<int>(errc::cancelled);
+    return c == std::errc::operation_canceled;
+  }
+  if constexpr (expected_like<R>) {
+    using E = error_type_t<R>;
+    if constexpr (std::convertible_to<const E&, std::error_code> || std::is_error_code_enum_v<E>) {
+      if (o.has_error_value()) return o.code() == std::errc::operation_canceled;
+    }
+  }
+#if KEEL_HAS_EXCEPTIONS
+  if (o.has_exception()) {
+    try {
+      std::rethrow_exception(o.exception());
+    } catch (const std::system_error& e) {
+      return e.code() == std::errc::operation_canceled;
+    } catch (...) {
+      return false;
+    }
+  }
+#endif
+  return false;
+}
+
+/// Outcome predicates: tell a policy which outcomes it handles (retries, counts
+/// as a breaker failure, falls back from...). Combine them with ||, && and !.
+///
+///     keel::on::exception<std::system_error> || keel::on::result(is_5xx)
+namespace on {
+
+/// Tag base: marks a keel outcome predicate so the operators below apply to it.
+struct predicate_base {};
+
+/// Any failure: a thrown exception, an expected-like error, or a keel failure.
+/// The default "what counts" of every policy.
+struct any_failure_t : predicate_base {
+  template <class R>
+  bool operator()(const outcome<R>& o) const noexcept {
+    return !o.has_value();
+  }
+};
+inline constexpr any_failure_t any_failure{};
+
+/// Never matches.
+struct nothing_t : predicate_base {
+  template <class R>
+  bool operator()(const outcome<R>&) const noexcept {
+    return false;
+  }
+};
+inline constexpr nothing_t nothing{};
+
+/// A thrown exception of one of the types Es (or derived from one).
+template <class... Es>
+struct exception_t : predicate_base {
+  static_assert(sizeof...(Es) > 0, "keel::on::exception needs at least one exception type");
+
+  template <class R>
+  bool operator()(const outcome<R>& o) const noexcept {
+#if KEEL_HAS_EXCEPTIONS
+    if (!o.has_exception()) return false;
+    return matches<Es...>(o.exception());
+#else
+    (void)o;
+    return false;
+#endif
+  }
+
+ private:
+#if KEEL_HAS_EXCEPTIONS
+  template <class E, class... Rest>
+  static bool matches(const std::exception_ptr& e) noexcept {
+    try {
+      std::rethrow_exception(e);
+    } catch (const E&) {
+      return true;
+    } catch (...) {
+    }
+    if constexpr (sizeof...(Rest) > 0) {
+      return matches<Rest...>(e);
+    } else {
+      return false;
+    }
+  }
+#endif
+};
+template <class... Es>
+inline constexpr exception_t<Es...> exception{};
+
+/// A returned value for which `pred(value)` is true (HTTP 503, say). For an
+/// expected-like result, `pred` sees the contained value when there is one.
+/// A predicate that cannot take the value never matches.
+template <class P>
+struct result_t : predicate_base {
+  P pred;
+
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    if constexpr (std::is_void_v<R>) {
+      return false;
+    } else {
+      if (!o.has_value()) return false;
+      const R& r = o.value();
+      if constexpr (expected_like<R>) {
+        if constexpr (requires { pred(*r); }) {
+          return static_cast<bool>(pred(*r));
+        } else {
+          return false;
+        }
+      } else if constexpr (std::predicate<const P&, const R&>) {
+        return static_cast<bool>(pred(r));
+      } else {
+        return false;
+      }
+    }
+  }
+};
+template <class P>
+constexpr result_t<std::decay_t<P>> result(P&& pred) {
+  return {{}, std::forward<P>(pred)};
+}
+
+/// An expected-like error for which `pred(error)` is true.
+template <class P>
+struct error_t : predicate_base {
+  P pred;
+
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    if constexpr (expected_like<R>) {
+      if constexpr (std::predicate<const P&, const error_type_t<R>&>) {
+        return o.has_error_value() && static_cast<bool>(pred(o.error_value()));
+      }
+    }
+    return false;
+  }
+};
+template <class P>
+constexpr error_t<std::decay_t<P>> error(P&& pred) {
+  return {{}, std::forward<P>(pred)};
+}
+
+/// A failure whose code (keel's, or an error value that is a std::error_code)
+/// equals one of `codes`: keel::errc values, std::errc conditions, error codes.
+template <class... Codes>
+struct code_t : predicate_base {
+  std::tuple<Codes...> codes;
+
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    if (o.has_value()) return false;
+    const std::error_code c = o.code();
+    if (!c) return false;
+    return std::apply([&](const auto&... wanted) { return ((c == wanted) || ...); }, codes);
+  }
+};
+template <class... Codes>
+constexpr code_t<Codes...> code(Codes... codes) {
+  return {{}, std::tuple<Codes...>(codes...)};
+}
+
+/// Any failure keel produced itself (open circuit, timeout, ...).
+struct keel_error_t : predicate_base {
+  template <class R>
+  bool operator()(const outcome<R>& o) const noexcept {
+    return o.has_keel_error();
+  }
+};
+inline constexpr keel_error_t keel_error{};
+
+/// A cancellation (see keel::is_cancellation).
+struct cancellation_t : predicate_base {
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    return is_cancellation(o);
+  }
+};
+inline constexpr cancellation_t cancellation{};
+
+/// Any predicate on the whole outcome, `pred(const keel::outcome<R>&)`.
+template <class P>
+struct when_t : predicate_base {
+  P pred;
+
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    return static_cast<bool>(pred(o));
+  }
+};
+template <class P>
+constexpr when_t<std::decay_t<P>> when(P&& pred) {
+  return {{}, std::forward<P>(pred)};
+}
+
+template <class A, class B>
+struct or_t : predicate_base {
+  A a;
+  B b;
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    return a(o) || b(o);
+  }
+};
+template <class A, class B>
+struct and_t : predicate_base {
+  A a;
+  B b;
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    return a(o) && b(o);
+  }
+};
+template <class A>
+struct not_t : predicate_base {
+  A a;
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    return !a(o);
+  }
+};
+
+template <class T>
+concept predicate = std::derived_from<std::remove_cvref_t<T>, predicate_base>;
+
+template <predicate A, predicate B>
+constexpr auto operator||(A&& a, B&& b) {
+  return or_t<std::decay_t<A>, std::decay_t<B>>{{}, std::forward<A>(a), std::forward<B>(b)};
+}
+template <predicate A, predicate B>
+constexpr auto operator&&(A&& a, B&& b) {
+  return and_t<std::decay_t<A>, std::decay_t<B>>{{}, std::forward<A>(a), std::forward<B>(b)};
+}
+template <predicate A>
+constexpr auto operator!(A&& a) {
+  return not_t<std::decay_t<A>>{{}, std::forward<A>(a)};
+}
+
+}  // namespace on
+}  // namespace keel
+
+#endif  // KEEL_CORE_CLASSIFY_HPP_INCLUDED

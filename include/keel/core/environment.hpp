@@ -1,0 +1,147 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CORE_ENVIRONMENT_HPP_INCLUDED
+#define KEEL_CORE_ENVIRONMENT_HPP_INCLUDED
+
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <condition_variable>
+#include <cstdint>
+#include <mutex>
+#include <stop_token>
+#include <thread>
+
+#include "keel/core/time.hpp"
+
+namespace keel {
+
+/// Something that tells the time: `now()` returns a keel::time_point.
+template <class C>
+concept clock = requires(const C& c) {
+  { c.now() } -> std::convertible_to<time_point>;
+};
+
+/// Something that waits: `sleep_for(d, token)` returns true after sleeping d,
+/// false as soon as the stop token is triggered (it must wake up at once).
+template <class S>
+concept sleeper = requires(const S& s, duration d, std::stop_token token) {
+  { s.sleep_for(d, token) } -> std::same_as<bool>;
+};
+
+/// A source of uniform random numbers: `uniform()` returns a double in [0, 1).
+/// Must be safe to call from several threads at once.
+template <class R>
+concept random_source = requires(const R& r) {
+  { r.uniform() } -> std::same_as<double>;
+};
+
+/// The one object through which a policy reads time, sleeps and draws random
+/// numbers; inject keel::testing::virtual_environment for deterministic tests.
+template <class E>
+concept environment = clock<E> && sleeper<E> && random_source<E>;
+
+/// std::chrono::steady_clock as a keel clock.
+struct steady_clock {
+  time_point now() const noexcept {
+    return std::chrono::time_point_cast<duration>(std::chrono::steady_clock::now());
+  }
+};
+
+/// Sleeps the calling thread; a stop request wakes it at once.
+struct thread_sleeper {
+  bool sleep_for(duration d, const std::stop_token& token) const {
+    if (token.stop_requested()) return false;
+    if (d <= duration::zero()) return true;
+    if (!token.stop_possible()) {
+      std::this_thread::sleep_for(d);
+      return true;
+    }
+    std::mutex mutex;
+    std::condition_variable_any wake;
+    std::unique_lock lock(mutex);
+    wake.wait_for(lock, token, d, [] { return false; });
+    return !token.stop_requested();
+  }
+};
+
+namespace detail {
+
+inline std::uint64_t splitmix64(std::uint64_t& state) noexcept {
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+/// The top 53 bits of x as a double in [0, 1).
+inline double unit_interval(std::uint64_t x) noexcept {
+  return static_cast<double>(x >> 11) * 0x1.0p-53;
+}
+
+/// xoshiro256+ (Blackman and Vigna): small, fast, and good in its high bits,
+/// which are the only ones unit_interval() uses.
+class xoshiro256plus {
+ public:
+  explicit xoshiro256plus(std::uint64_t seed) noexcept {
+    for (auto& word : s_) word = splitmix64(seed);
+  }
+  std::uint64_t next() noexcept {
+    const std::uint64_t result = s_[0] + s_[3];
+    const std::uint64_t t = s_[1] << 17;
+    s_[2] ^= s_[0];
+    s_[3] ^= s_[1];
+    s_[1] ^= s_[2];
+    s_[0] ^= s_[3];
+    s_[2] ^= t;
+    s_[3] = (s_[3] << 45) | (s_[3] >> 19);
+    return result;
+  }
+
+ private:
+  std::uint64_t s_[4];
+};
+
+/// One generator per thread, seeded once from the time, the thread's address
+/// space and a process-wide counter: never a std::random_device per call.
+inline xoshiro256plus& thread_generator() noexcept {
+  static std::atomic<std::uint64_t> threads{0};
+  thread_local const char marker = 0;
+  thread_local xoshiro256plus generator(
+      static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+      (static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(&marker)) << 1) ^
+      (threads.fetch_add(1, std::memory_order_relaxed) * 0x9e3779b97f4a7c15ULL));
+  return generator;
+}
+
+}  // namespace detail
+
+/// Uniform doubles from a per-thread xoshiro256+ generator, seeded once per thread.
+struct thread_local_random {
+  double uniform() const noexcept {
+    return detail::unit_interval(detail::thread_generator().next());
+  }
+};
+
+/// A clock, a sleeper and a random source bundled as one environment.
+/// Empty members take no space, so the default environment costs nothing.
+template <clock Clock = steady_clock, sleeper Sleeper = thread_sleeper,
+          random_source Random = thread_local_random>
+struct basic_environment {
+  [[no_unique_address]] Clock clock{};
+  [[no_unique_address]] Sleeper sleeper{};
+  [[no_unique_address]] Random random{};
+
+  time_point now() const { return clock.now(); }
+  bool sleep_for(duration d, const std::stop_token& token) const {
+    return sleeper.sleep_for(d, token);
+  }
+  double uniform() const { return random.uniform(); }
+};
+
+/// The real thing: steady_clock, a thread sleep that honours stop tokens, and
+/// per-thread random numbers.
+using default_environment = basic_environment<>;
+
+}  // namespace keel
+
+#endif  // KEEL_CORE_ENVIRONMENT_HPP_INCLUDED

@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CORE_ERROR_HPP_INCLUDED
+#define KEEL_CORE_ERROR_HPP_INCLUDED
+
+#include <exception>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <vector>
+
+#include "keel/core/time.hpp"
+
+namespace keel {
+
+/// Failures that keel itself produces. Zero is never used, so a default
+/// std::error_code still means "no error".
+enum class errc : int {
+  circuit_open = 1,        ///< a circuit breaker is open and rejected the call
+  circuit_isolated,        ///< a circuit breaker was forced open by hand
+  retry_budget_exhausted,  ///< a shared retry budget refused a retry
+  timeout,                 ///< the call did not finish before its deadline
+  cancelled,               ///< the caller requested stop
+  all_fallbacks_failed,    ///< the primary and every alternative of a fallback chain failed
+  bulkhead_full,           ///< no concurrency slot was free
+  rate_limited,            ///< a rate limiter refused the call
+};
+
+namespace detail {
+
+class keel_category final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "keel"; }
+
+  std::string message(int value) const override {
+    switch (static_cast<errc>(value)) {
+      case errc::circuit_open:
+        return "circuit breaker is open";
+      case errc::circuit_isolated:
+        return "circuit breaker is isolated";
+      case errc::retry_budget_exhausted:
+        return "retry budget exhausted";
+      case errc::timeout:
+        return "operation timed out";
+      case errc::cancelled:
+        return "operation cancelled";
+      case errc::all_fallbacks_failed:
+        return "all fallbacks failed";
+      case errc::bulkhead_full:
+        return "bulkhead is full";
+      case errc::rate_limited:
+        return "rate limited";
+    }
+    return "unknown keel error";
+  }
+
+  // So that `code == std::errc::timed_out` and `code == std::errc::operation_canceled`
+  // hold for keel's timeout and cancellation, as generic code expects.
+  std::error_condition default_error_condition(int value) const noexcept override {
+    switch (static_cast<errc>(value)) {
+      case errc::timeout:
+        return std::make_error_condition(std::errc::timed_out);
+      case errc::cancelled:
+        return std::make_error_condition(std::errc::operation_canceled);
+      default:
+        return {value, *this};
+    }
+  }
+};
+
+}  // namespace detail
+
+/// The category of keel::errc ("keel"). One object per program.
+inline const std::error_category& error_category() noexcept {
+  static const detail::keel_category category;
+  return category;
+}
+
+/// Makes `keel::errc` usable wherever a std::error_code is expected.
+inline std::error_code make_error_code(errc e) noexcept {
+  return {static_cast<int>(e), error_category()};
+}
+
+/// A keel failure as data: the code and, where known, when trying again makes sense.
+struct error_info {
+  std::error_code code;                   ///< a keel::errc code
+  std::optional<duration> retry_after{};  ///< hint: wait this long before trying again
+};
+
+/// How an attempt failed.
+enum class failure_kind : unsigned char {
+  exception,    ///< the callable threw
+  error_value,  ///< the callable returned an expected-like result holding an error
+  result,       ///< the callable returned a value that a predicate judged a failure
+  keel,         ///< keel refused or stopped the call (see keel::errc)
+};
+
+/// One failure described without its result type: what events carry, and what
+/// keel::error::causes() lists when every alternative of a fallback failed.
+struct failure {
+  failure_kind kind{};
+  std::error_code code{};          ///< keel code, or the error value where it is an error code
+  std::exception_ptr exception{};  ///< set when kind == exception
+  std::optional<duration> retry_after{};
+};
+
+/// What `execute` throws for failures keel produced itself (open circuit,
+/// timeout, cancellation, ...). Carries the code, an optional retry-after hint
+/// and, for all_fallbacks_failed, every failure of the chain in order.
+class error : public std::system_error {
+ public:
+  explicit error(errc code, std::optional<duration> retry_after = std::nullopt)
+      : error(error_info{make_error_code(code), retry_after}) {}
+
+  explicit error(const error_info& info, std::vector<failure> causes = {})
+      : std::system_error(info.code), retry_after_(info.retry_after) {
+    if (!causes.empty()) causes_ = std::make_shared<const std::vector<failure>>(std::move(causes));
+  }
+
+  /// Hint from whoever failed: how long to wait before trying again, if known.
+  std::optional<duration> retry_after() const noexcept { return retry_after_; }
+
+  /// The code and hint as data.
+  error_info info() const { return {code(), retry_after_}; }
+
+  /// For all_fallbacks_failed: the failure of the primary and of each alternative, in order.
+  std::span<const failure> causes() const noexcept {
+    return causes_ ? std::span<const failure>(*causes_) : std::span<const failure>();
+  }
+
+ private:
+  std::optional<duration> retry_after_;
+  std::shared_ptr<const std::vector<failure>> causes_;  // shared: exceptions are copied
+};
+
+}  // namespace keel
+
+template <>
+struct std::is_error_code_enum<keel::errc> : std::true_type {};
+
+#endif  // KEEL_CORE_ERROR_HPP_INCLUDED

@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CORE_EVENTS_HPP_INCLUDED
+#define KEEL_CORE_EVENTS_HPP_INCLUDED
+
+#include <functional>
+#include <type_traits>
+
+#include "keel/detail/config.hpp"
+
+namespace keel {
+
+/// The default listener: hears nothing, costs nothing.
+struct no_listener {};
+
+/// A listener is any object; it hears event E when it has `on(const E&) const`.
+/// Pass std::ref(listener) to share one. Handlers should not throw: if one
+/// does, keel ignores the exception, so a policy's state is never corrupted.
+namespace detail {
+
+template <class T>
+const T& unwrap_ref(const T& t) noexcept {
+  return t;
+}
+template <class T>
+T& unwrap_ref(const std::reference_wrapper<T>& t) noexcept {
+  return t.get();
+}
+
+/// True when L has a handler for E; test it before building a costly event.
+template <class L, class E>
+inline constexpr bool listens_to = requires(const L& l, const E& e) {
+  unwrap_ref(l).on(e);
+};
+
+/// Delivers `event` to `listener` if it listens for it; exceptions are swallowed.
+template <class L, class E>
+void emit(const L& listener, const E& event) noexcept {
+  if constexpr (listens_to<L, E>) {
+#if KEEL_HAS_EXCEPTIONS
+    try {
+      unwrap_ref(listener).on(event);
+    } catch (...) {  // a broken listener must not break the call it observes
+    }
+#else
+    unwrap_ref(listener).on(event);
+#endif
+  }
+}
+
+}  // namespace detail
+}  // namespace keel
+
+#endif  // KEEL_CORE_EVENTS_HPP_INCLUDED

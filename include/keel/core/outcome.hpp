@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CORE_OUTCOME_HPP_INCLUDED
+#define KEEL_CORE_OUTCOME_HPP_INCLUDED
+
+#include <cstddef>
+#include <exception>
+#include <memory>
+#include <optional>
+#include <span>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "keel/core/error.hpp"
+#include "keel/core/expected_like.hpp"
+#include "keel/detail/config.hpp"
+
+namespace keel {
+
+namespace detail {
+/// Stands in for the value of a void callable.
+struct unit {};
+template <class R>
+using stored_t = std::conditional_t<std::is_void_v<R>, unit, R>;
+
+/// The three-way storage of an outcome: a result (index 0), an exception (1)
+/// or a keel failure (2). A hand-written union rather than std::variant: its
+/// destructor and moves inline to a tag test, where std::variant's go through
+/// an out-of-line visit that costs more than a whole closed breaker.
+template <class T, class K>
+class outcome_storage {
+ public:
+  template <class... Args>
+  explicit outcome_storage(std::in_place_index_t<0>, Args&&... args) : index_(0) {
+    std::construct_at(&value_, std::forward<Args>(args)...);
+  }
+  explicit outcome_storage(std::in_place_index_t<1>, std::exception_ptr e) noexcept : index_(1) {
+    std::construct_at(&exception_, std::move(e));
+  }
+  explicit outcome_storage(std::in_place_index_t<2>, K k) noexcept : index_(2) {
+    std::construct_at(&keel_, std::move(k));
+  }
+
+  outcome_storage(const outcome_storage& other) requires std::copy_constructible<T>
+      : index_(other.index_) {
+    switch (index_) {
+      case 0:
+        std::construct_at(&value_, other.value_);
+        break;
+      case 1:
+        std::construct_at(&exception_, other.exception_);
+        break;
+      default:
+        std::construct_at(&keel_, other.keel_);
+        break;
+    }
+  }
+  outcome_storage(outcome_storage&& other) noexcept(std::is_nothrow_move_constructible_v<T>)
+      : index_(other.index_) {
+    switch (index_) {
+      case 0:
+        std::construct_at(&value_, std::move(other.value_));
+        break;
+      case 1:
+        std::construct_at(&exception_, std::move(other.exception_));
+        break;
+      default:
+        std::construct_at(&keel_, std::move(other.keel_));
+        break;
+    }
+  }
+  outcome_storage& operator=(const outcome_storage& other) requires std::copy_constructible<T> {
+    if (this != &other) {
+      outcome_storage copy(other);
+      destroy();
+      std::construct_at(this, std::move(copy));
+    }
+    return *this;
+  }
+  outcome_storage& operator=(outcome_storage&& other) noexcept(
+      std::is_nothrow_move_constructible_v<T>) {
+    if (this != &other) {
+      destroy();
+      std::construct_at(this, std::move(other));
+    }
+    return *this;
+  }
+  ~outcome_storage() { destroy(); }
+
+  unsigned char index() const noexcept { return index_; }
+
+  template <std::size_t I>
+  auto& get() & noexcept {
+    if constexpr (I == 0)
+      return value_;
+    else if constexpr (I == 1)
+      return exception_;
+    else
+      return keel_;
+  }
+  template <std::size_t I>
+  const auto& get() const& noexcept {
+    if constexpr (I == 0)
+      return value_;
+    else if constexpr (I == 1)
+      return exception_;
+    else
+      return keel_;
+  }
+
+ private:
+  void destroy() noexcept {
+    switch (index_) {
+      case 0:
+        std::destroy_at(&value_);
+        break;
+      case 1:
+        std::destroy_at(&exception_);
+        break;
+      default:
+        std::destroy_at(&keel_);
+        break;
+    }
+  }
+
+  union {
+    T value_;
+    std::exception_ptr exception_;
+    K keel_;
+  };
+  unsigned char index_;
+};
+}  // namespace detail
+
+/// What a guarded call produced: the callable's result (a value, or an
+/// expected-like result that may hold an error), the exception it threw, or a
+/// failure keel produced itself (keel::errc). `try_execute` returns one and never throws.
+template <class R>
+class outcome {
+  static_assert(!std::is_reference_v<R>,
+                "keel: the callable returns a reference, which keel cannot store or retry "
+                "safely: return a value, a pointer or a std::reference_wrapper instead");
+  static_assert(std::is_void_v<R> || std::is_move_constructible_v<R>,
+                "keel: the callable's result type must be move-constructible");
+
+  using stored = detail::stored_t<R>;
+  using causes_t = std::shared_ptr<const std::vector<outcome>>;
+  struct keel_failure {
+    error_info info;
+    causes_t causes;  // only for all_fallbacks_failed
+  };
+
+ public:
+  using result_type = R;
+
+  /// A successful void outcome.
+  outcome() noexcept requires std::is_void_v<R> : state_(std::in_place_index<0>) {}
+
+  /// Holds the callable's result.
+  outcome(stored value) noexcept(
+      std::is_nothrow_move_constructible_v<stored>)  // NOLINT: implicit by design
+      requires(!std::is_void_v<R>)
+      : state_(std::in_place_index<0>, std::move(value)) {}
+
+  /// Builds the result in place.
+  template <class... Args>
+  explicit outcome(std::in_place_t, Args&&... args)
+      : state_(std::in_place_index<0>, std::forward<Args>(args)...) {}
+
+  /// Holds a thrown exception.
+  static outcome from_exception(std::exception_ptr e) noexcept {
+    return outcome(std::in_place_index<1>, std::move(e));
+  }
+
+  /// Holds a failure keel produced; `causes` lists earlier failures (fallback chains).
+  static outcome from_keel(error_info info, std::vector<outcome> causes = {}) {
+    causes_t list;
+    if (!causes.empty()) list = std::make_shared<const std::vector<outcome>>(std::move(causes));
+    return outcome(std::in_place_index<2>, keel_failure{std::move(info), std::move(list)});
+  }
+
+  /// Holds a failure keel produced, by code.
+  static outcome from_keel(errc code, std::optional<duration> retry_after = std::nullopt) {
+    return from_keel(error_info{make_error_code(code), retry_after});
+  }
+
+  /// True when the callable returned and its result is not an expected-like error.
+  bool has_value() const noexcept {
+    if (state_.index() != 0) return false;
+    if constexpr (expected_like<R>) {
+      return static_cast<bool>(state_.template get<0>().has_value());
+    } else {
+      return true;
+    }
+  }
+  explicit operator bool() const noexcept { return has_value(); }
+
+  /// True when the callable returned (its result may be an expected-like error).
+  bool has_result() const noexcept { return state_.index() == 0; }
+  /// True when the callable returned an expected-like result holding an error.
+  bool has_error_value() const noexcept { return has_result() && !has_value(); }
+  /// True when the callable threw.
+  bool has_exception() const noexcept { return state_.index() == 1; }
+  /// True when keel produced the failure (open circuit, timeout, ...).
+  bool has_keel_error() const noexcept { return state_.index() == 2; }
+
+  /// The callable's result; if there is none, throws the failure (see rethrow()).
+  std::add_lvalue_reference_t<R> value() & {
+    if (!has_result()) rethrow();
+    if constexpr (!std::is_void_v<R>) return state_.template get<0>();
+  }
+  std::add_lvalue_reference_t<const R> value() const& {
+    if (!has_result()) rethrow();
+    if constexpr (!std::is_void_v<R>) return state_.template get<0>();
+  }
+  R value() && {
+    if (!has_result()) rethrow();
+    if constexpr (!std::is_void_v<R>) return std::move(state_.template get<0>());
+  }
+
+  /// The error the callable returned. Precondition: has_error_value().
+  decltype(auto) error_value() const requires expected_like<R> {
+    return state_.template get<0>().error();
+  }
+
+  /// The exception the callable threw, or null.
+  std::exception_ptr exception() const noexcept {
+    return has_exception() ? state_.template get<1>() : std::exception_ptr();
+  }
+
+  /// keel's failure (code and hint). Precondition: has_keel_error().
+  const error_info& keel_error() const { return state_.template get<2>().info; }
+
+  /// keel's code, or the error value as a std::error_code where it is one; else empty.
+  std::error_code code() const {
+    if (has_keel_error()) return keel_error().code;
+    if constexpr (expected_like<R>) {
+      if (has_error_value()) return detail::error_value_code(state_.template get<0>());
+    }
+    return {};
+  }
+
+  /// True when the outcome is keel failure `e`.
+  bool is(errc e) const noexcept {
+    return has_keel_error() && keel_error().code == make_error_code(e);
+  }
+
+  /// The retry-after hint of a keel failure, or of a thrown keel::error.
+  std::optional<duration> retry_after() const {
+    if (has_keel_error()) return keel_error().retry_after;
+#if KEEL_HAS_EXCEPTIONS
+    if (has_exception()) {
+      try {
+        std::rethrow_exception(exception());
+      } catch (const keel::error& e) {
+        return e.retry_after();
+      } catch (...) {
+      }
+    }
+#endif
+    return std::nullopt;
+  }
+
+  /// For all_fallbacks_failed: the failure of the primary and of each alternative, in order.
+  std::span<const outcome> causes() const noexcept {
+    if (has_keel_error() && state_.template get<2>().causes)
+      return *state_.template get<2>().causes;
+    return {};
+  }
+
+  /// This outcome as a failure record, for events and aggregated errors.
+  failure describe() const {
+    switch (state_.index()) {
+      case 1:
+        return {failure_kind::exception, {}, exception(), std::nullopt};
+      case 2:
+        return {failure_kind::keel, keel_error().code, {}, keel_error().retry_after};
+      default:
+        return {has_value() ? failure_kind::result : failure_kind::error_value,
+                code(),
+                {},
+                std::nullopt};
+    }
+  }
+
+  /// Throws the failure: the captured exception unchanged, or keel::error for
+  /// a keel failure (with every cause for all_fallbacks_failed). Aborts
+  /// without exceptions. Precondition: !has_result().
+  [[noreturn]] void rethrow() const {
+    if (has_exception()) {
+#if KEEL_HAS_EXCEPTIONS
+      std::rethrow_exception(exception());
+#else
+      std::abort();
+#endif
+    }
+    std::vector<failure> list;
+    for (const outcome& cause : causes()) list.push_back(cause.describe());
+    detail::throw_or_abort(error(keel_error(), std::move(list)));
+  }
+
+  /// What `execute` returns: the result; for an expected-like R, keel failures
+  /// become its error type (keel::error_traits); otherwise the failure is thrown.
+  R get() && {
+    if constexpr (expected_like<R>) {
+      if (has_keel_error()) {
+        using E = error_type_t<R>;
+        static_assert(keel_error_convertible<E>,
+                      "keel: execute() must report keel's own failures (open circuit, timeout, "
+                      "cancellation) in this expected-like type, but its error type is not "
+                      "constructible from std::error_code: specialize keel::error_traits<E> or "
+                      "use try_execute()");
+        return detail::make_error_result<R>(error_traits<E>::from_keel(keel_error()));
+      }
+    }
+    return std::move(*this).value();
+  }
+
+ private:
+  template <std::size_t I, class... Args>
+  explicit outcome(std::in_place_index_t<I> i, Args&&... args)
+      : state_(i, std::forward<Args>(args)...) {}
+
+  detail::outcome_storage<stored, keel_failure> state_;
+};
+
+}  // namespace keel
+
+#endif  // KEEL_CORE_OUTCOME_HPP_INCLUDED

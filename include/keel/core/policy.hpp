@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CORE_POLICY_HPP_INCLUDED
+#define KEEL_CORE_POLICY_HPP_INCLUDED
+
+#include <concepts>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+
+#include "keel/core/context.hpp"
+#include "keel/core/outcome.hpp"
+#include "keel/detail/config.hpp"
+
+namespace keel {
+
+namespace detail {
+
+/// True when the callable wants the context as its first argument.
+template <class F, class... Args>
+concept takes_context = std::invocable<F&, const context&, Args&...>;
+
+template <class F, class... Args>
+concept guardable = takes_context<F, Args...> || std::invocable<F&, Args&...>;
+
+template <class F, class... Args>
+struct call_result;
+template <class F, class... Args>
+requires takes_context<F, Args...>
+struct call_result<F, Args...> {
+  using type = std::invoke_result_t<F&, const context&, Args&...>;
+};
+template <class F, class... Args>
+requires(!takes_context<F, Args...> &&
+         std::invocable<F&, Args&...>) struct call_result<F, Args...> {
+  using type = std::invoke_result_t<F&, Args&...>;
+};
+
+/// What calling F with Args (and perhaps a context first) returns.
+template <class F, class... Args>
+using call_result_t = typename call_result<F, Args...>::type;
+
+template <class R, class F, class... Args>
+outcome<R> call_with_context(F& f, const context& ctx, Args&... args) {
+  if constexpr (takes_context<F, Args...>) {
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(f, ctx, args...);
+      return outcome<R>();
+    } else {
+      return outcome<R>(std::in_place, std::invoke(f, ctx, args...));
+    }
+  } else {
+    if constexpr (std::is_void_v<R>) {
+      std::invoke(f, args...);
+      return outcome<R>();
+    } else {
+      return outcome<R>(std::in_place, std::invoke(f, args...));
+    }
+  }
+}
+
+/// Calls f once and captures whatever it does: its result or its exception.
+/// Arguments are passed as lvalues, because a retry passes them again.
+template <class R, class F, class... Args>
+outcome<R> invoke_capturing(F& f, const context& ctx, Args&... args) noexcept {
+#if KEEL_HAS_EXCEPTIONS
+  try {
+    return call_with_context<R>(f, ctx, args...);
+  } catch (...) {
+    return outcome<R>::from_exception(std::current_exception());
+  }
+#else
+  return call_with_context<R>(f, ctx, args...);
+#endif
+}
+
+/// The innermost step of a pipeline, as the policies see it: `next(ctx)`.
+struct probe_next {
+  outcome<int> operator()(context&) const;
+};
+
+/// The policy inside a holder: by value, std::reference_wrapper or a smart pointer.
+template <class P>
+const P& policy_of(const P& p) noexcept {
+  return p;
+}
+template <class P>
+const P& policy_of(const std::reference_wrapper<P>& p) noexcept {
+  return p.get();
+}
+template <class P>
+const P& policy_of(const std::shared_ptr<P>& p) noexcept {
+  return *p;
+}
+template <class P>
+const P& policy_of(const std::unique_ptr<P>& p) noexcept {
+  return *p;
+}
+
+}  // namespace detail
+
+/// A policy wraps the rest of a pipeline: `p.run<R>(next, ctx)` decides whether
+/// and how often to call `next(ctx)` (an `outcome<R>(context&)` callable) and
+/// returns the outcome. Policies never throw out of run().
+template <class P>
+concept policy = requires(const P& p, const detail::probe_next& next, context& ctx) {
+  { p.template run<int>(next, ctx) } -> std::same_as<outcome<int>>;
+};
+
+/// A policy held by value, by std::ref, or by std::shared_ptr / std::unique_ptr.
+template <class H>
+concept policy_holder =
+    policy<std::remove_cvref_t<decltype(detail::policy_of(std::declval<const H&>()))>>;
+
+/// Gives a policy (or pipeline) its public face: `execute` and `try_execute`.
+/// Derived must provide `run<R>(next, ctx)`.
+template <class Derived>
+class executable {
+ public:
+  /// Runs f(args...) (or f(ctx, args...)) under the policy and returns what
+  /// came out; never throws.
+  template <class F, class... Args>
+  requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>) auto try_execute(
+      F&& f, Args&&... args) const {
+    return guarded(context(), f, args...);
+  }
+
+  /// As above, with the caller's stop token: the call sees it in its context,
+  /// and every policy honours it.
+  template <class F, class... Args>
+  auto try_execute(std::stop_token token, F&& f, Args&&... args) const {
+    return guarded(context(std::move(token)), f, args...);
+  }
+
+  /// Runs f under the policy and returns its result. A thrown exception is
+  /// rethrown unchanged; keel's own failures throw keel::error, or, for an
+  /// expected-like result, come back as its error (keel::error_traits).
+  template <class F, class... Args>
+  requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>) auto execute(
+      F&& f, Args&&... args) const {
+    return guarded(context(), f, args...).get();
+  }
+
+  /// As above, with the caller's stop token.
+  template <class F, class... Args>
+  auto execute(std::stop_token token, F&& f, Args&&... args) const {
+    return guarded(context(std::move(token)), f, args...).get();
+  }
+
+ private:
+  template <class F, class... Args>
+  auto guarded(context ctx, F& f, Args&... args) const {
+    static_assert(detail::guardable<F, Args...>,
+                  "keel: the callable cannot be called with these arguments, neither as "
+                  "f(args...) nor as f(const keel::context&, args...)");
+    using R = detail::call_result_t<F, Args...>;
+    auto call = [&](context& c) { return detail::invoke_capturing<R>(f, c, args...); };
+    return static_cast<const Derived&>(*this).template run<R>(call, ctx);
+  }
+};
+
+}  // namespace keel
+
+#endif  // KEEL_CORE_POLICY_HPP_INCLUDED

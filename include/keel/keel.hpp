@@ -1,0 +1,10 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_KEEL_HPP_INCLUDED
+#define KEEL_KEEL_HPP_INCLUDED
+
+// Everything keel offers. Each header also compiles on its own.
+#include "keel/core.hpp"
+#include "keel/pipeline.hpp"
+#include "keel/version.hpp"
+
+#endif  // KEEL_KEEL_HPP_INCLUDED

@@ -1,0 +1,55 @@
+// SPDX-License-Identifier: BSL-1.0
+#include <functional>
+#include <stdexcept>
+
+#include <keel/core/events.hpp>
+#include <keel/testing/recording_listener.hpp>
+
+#include "support/catch.hpp"
+
+namespace {
+struct ping {
+  int n;
+};
+struct pong {};
+
+struct counts_pings {
+  int* seen;
+  void on(const ping& p) const { *seen += p.n; }
+};
+struct throws_on_ping {
+  void on(const ping&) const { throw std::runtime_error("listener bug"); }
+};
+}  // namespace
+
+static_assert(keel::detail::listens_to<counts_pings, ping>);
+static_assert(!keel::detail::listens_to<counts_pings, pong>);
+static_assert(!keel::detail::listens_to<keel::no_listener, ping>);
+static_assert(keel::detail::listens_to<std::reference_wrapper<counts_pings>, ping>);
+
+TEST_CASE("events: delivered only to handlers that exist", "[core][events]") {
+  int seen = 0;
+  counts_pings listener{&seen};
+  keel::detail::emit(listener, ping{2});
+  keel::detail::emit(listener, pong{});  // no handler: nothing happens
+  keel::detail::emit(std::ref(listener), ping{3});
+  keel::detail::emit(keel::no_listener{}, ping{100});
+  CHECK(seen == 5);
+}
+
+TEST_CASE("events: a throwing handler is ignored", "[core][events]") {
+  CHECK_NOTHROW(keel::detail::emit(throws_on_ping{}, ping{1}));
+}
+
+TEST_CASE("recording_listener: records the listed events in order", "[core][testing]") {
+  keel::testing::recording_listener<ping, pong> log;
+  const auto copy = log;
+  keel::detail::emit(copy, ping{1});
+  keel::detail::emit(copy, pong{});
+  keel::detail::emit(copy, ping{2});
+  CHECK(log.count<ping>() == 2);
+  CHECK(log.count<pong>() == 1);
+  CHECK(log.all<ping>()[1].n == 2);
+  CHECK(log.events().size() == 3);
+  CHECK(std::holds_alternative<pong>(log.events()[1]));
+}
