@@ -1,0 +1,601 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CIRCUIT_BREAKER_BREAKER_CORE_HPP_INCLUDED
+#define KEEL_CIRCUIT_BREAKER_BREAKER_CORE_HPP_INCLUDED
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <utility>
+#include <variant>
+
+#include "keel/circuit_breaker/circuit_breaker_events.hpp"
+#include "keel/circuit_breaker/circuit_breaker_options.hpp"
+#include "keel/circuit_breaker/detail/windows.hpp"
+#include "keel/core/config_error.hpp"
+#include "keel/core/error.hpp"
+#include "keel/core/time.hpp"
+
+namespace keel {
+
+/// How a call that was let through ended, as the breaker counts it.
+enum class call_result : unsigned char {
+  success,  ///< the dependency answered well
+  failure,  ///< the dependency failed (counts toward the trip rule)
+  ignored,  ///< says nothing about the dependency (cancelled, a 404, ...): counts as neither
+};
+
+/// One change of state, as reported by circuit_breaker_core (the execution
+/// shell turns it into events). `reason`, `failure_ratio` and `open_for` are
+/// set when `to` is open.
+struct circuit_transition {
+  circuit_state from{};
+  circuit_state to{};
+  time_point at{};
+  open_reason reason{};
+  double failure_ratio = 0.0;
+  duration open_for{};
+};
+
+/// The answer of try_acquire: whether the call may go and, if it may, the
+/// generation (epoch) it was admitted in. Results are recorded against it:
+/// once the breaker has changed state, a result of an earlier generation is
+/// ignored. Small and flat on purpose: it is built on every call.
+struct circuit_admission {
+  bool admitted = false;
+  circuit_state state = circuit_state::closed;  ///< admitted in, or rejected by
+  /// True when this call began a half-open round (from `previous`, at `at`):
+  /// the open time was over, or the last round waited too long.
+  bool began_round = false;
+  circuit_state previous = circuit_state::closed;  ///< the state before, when began_round
+  std::uint32_t generation = 0;
+  time_point at{};                        ///< when began_round: the time of the transition
+  std::optional<duration> retry_after{};  ///< rejections: time until a probe may go
+
+  explicit operator bool() const noexcept { return admitted; }
+  /// True when the call is a half-open probe.
+  bool is_probe() const noexcept { return admitted && state == circuit_state::half_open; }
+  /// circuit_isolated when isolated by hand, circuit_open otherwise.
+  errc rejection_code() const noexcept {
+    return state == circuit_state::isolated ? errc::circuit_isolated : errc::circuit_open;
+  }
+  /// The transition this call made, if it began a half-open round.
+  std::optional<circuit_transition> transition() const noexcept {
+    if (!began_round) return std::nullopt;
+    return circuit_transition{previous, circuit_state::half_open, at, {}, 0.0, {}};
+  }
+};
+
+/// A snapshot of a breaker, readable at any time without a listener.
+struct circuit_metrics {
+  circuit_state state = circuit_state::closed;
+  std::uint64_t failures = 0;    ///< failures recorded since construction (late ones included)
+  std::uint64_t slow_calls = 0;  ///< slow calls recorded since construction
+  std::uint64_t rejections = 0;  ///< calls rejected since construction
+  /// Calls in the trip rule's window: exact for the ratio rules; for
+  /// consecutive_failures and failures_in_period it is the failures the rule
+  /// holds, since those rules keep no per-success count (that would be a
+  /// shared store per call).
+  std::uint32_t calls = 0;
+  std::uint32_t window_failures = 0;  ///< failures in the rule's window
+  std::uint32_t window_slow_calls = 0;
+  double failure_ratio = 0.0;             ///< window_failures / calls, 0 without calls
+  double slow_call_ratio = 0.0;           ///< window_slow_calls / calls, 0 without calls
+  std::uint32_t probes_admitted = 0;      ///< half-open: probes out or decided in this round
+  time_point last_transition{};           ///< time of the last change of state (time zero if none)
+  std::optional<duration> retry_after{};  ///< open: time until a probe may go
+};
+
+/// The circuit breaker's state machine without any execution: `try_acquire(now)`
+/// says whether a call may go, `record(admission, result, now)` reports how it
+/// ended. Thread-safe; the closed path is lock-free (transitions take a mutex).
+/// circuit_breaker drives it; drive it by hand when you cannot hand over a
+/// callable (an async driver, a callback API).
+class circuit_breaker_core {
+ public:
+  /// Throws keel::config_error (aborts without exceptions) when `options` are invalid.
+  explicit circuit_breaker_core(circuit_breaker_options options = {})
+      : options_(std::move(options)) {
+    detail::require_valid(validate(options_));
+    probes_ = static_cast<std::uint32_t>(options_.permitted_probes);
+    successes_needed_ = static_cast<std::uint32_t>(
+        options_.success_threshold == 0 ? options_.permitted_probes : options_.success_threshold);
+    growth_ = options_.open_duration;
+    if (options_.slow_calls) {
+      slow_enabled_ = true;
+      slow_threshold_ = options_.slow_calls->threshold;
+      slow_ratio_ = options_.slow_calls->ratio;
+    }
+    free_success_ =
+        !slow_enabled_ && (std::holds_alternative<consecutive_failures>(options_.trip) ||
+                           std::holds_alternative<failures_in_period>(options_.trip));
+    if (const auto* c = std::get_if<consecutive_failures>(&options_.trip)) {
+      rule_ = rule::consecutive;
+      threshold_ = static_cast<std::uint32_t>(c->threshold);
+    } else if (const auto* p = std::get_if<failures_in_period>(&options_.trip)) {
+      rule_ = rule::in_period;
+      stamps_.configure(p->threshold, p->period);
+    } else if (const auto* r = std::get_if<failure_ratio_count>(&options_.trip)) {
+      rule_ = rule::ratio_count;
+      minimum_calls_ = static_cast<std::uint32_t>(r->minimum_calls);
+      ratio_ = r->ratio;
+      count_.configure(r->window_size, slow_enabled_);
+    } else if (const auto* t = std::get_if<failure_ratio_time>(&options_.trip)) {
+      rule_ = rule::ratio_time;
+      minimum_calls_ = static_cast<std::uint32_t>(t->minimum_calls);
+      ratio_ = t->ratio;
+      time_.configure(t->period, t->buckets);
+    }
+  }
+
+  circuit_breaker_core(const circuit_breaker_core&) = delete;
+  circuit_breaker_core& operator=(const circuit_breaker_core&) = delete;
+
+  const circuit_breaker_options& options() const noexcept { return options_; }
+
+  /// True when record() wants the call's duration (a slow-call rule is set):
+  /// only then does the execution shell read the clock around the call.
+  bool measures_duration() const noexcept { return slow_enabled_; }
+
+  /// True when a success of a call admitted in `generation` has nothing to
+  /// change: the rule keeps no per-success count (consecutive_failures with no
+  /// run of failures, failures_in_period), no slow-call rule, and the circuit
+  /// is still closed in that generation. One load and one compare: the
+  /// execution shell inlines it and skips record() altogether.
+  bool success_changes_nothing(std::uint32_t generation) const noexcept {
+    return free_success_ &&
+           word_.load(std::memory_order_acquire) == make(circuit_state::closed, generation, 0);
+  }
+
+  /// The closed path of try_acquire, for the execution shell to inline: admits
+  /// the call and sets `generation` when the circuit is closed or disabled
+  /// (one load, no clock read); false means "ask try_acquire_with".
+  bool try_admit_closed(std::uint32_t& generation, circuit_state& state) const noexcept {
+    const std::uint64_t w = word_.load(std::memory_order_acquire);
+    state = state_of(w);
+    generation = gen_of(w);
+    return state == circuit_state::closed || state == circuit_state::disabled;
+  }
+
+  /// May a call go at `now`? See circuit_admission.
+  circuit_admission try_acquire(time_point now) {
+    return try_acquire_with([now] { return now; });
+  }
+
+  /// As try_acquire(now), reading the time from `now()` only when it is needed
+  /// (never on the closed path, once when open).
+  template <class NowFn>
+  circuit_admission try_acquire_with(NowFn&& now_fn) {
+    lazy_time<NowFn&> now{now_fn};
+    for (;;) {
+      const std::uint64_t w = word_.load(std::memory_order_acquire);
+      const circuit_state st = state_of(w);
+      if (st == circuit_state::closed || st == circuit_state::disabled) {
+        return admit(st, gen_of(w));
+      }
+      if (st == circuit_state::isolated) {
+        rejections_.fetch_add(1, std::memory_order_relaxed);
+        return reject(st, gen_of(w), std::nullopt);
+      }
+      if (st == circuit_state::open) {
+        const time_point t = now();
+        const time_point until{duration(open_until_.load(std::memory_order_acquire))};
+        if (t < until) {
+          rejections_.fetch_add(1, std::memory_order_relaxed);
+          return reject(st, gen_of(w), until - t);
+        }
+        if (auto a = enter_half_open(w, t)) return std::move(*a);
+        continue;  // someone else moved the state: look again
+      }
+      // half-open: a free probe slot, or a round that waited too long, or a rejection
+      const std::uint32_t admitted = ho_admitted(w);
+      if (admitted < probes_) {
+        std::uint64_t expected = w;
+        if (word_.compare_exchange_weak(expected, w + (std::uint64_t{1} << payload_shift),
+                                        std::memory_order_acq_rel)) {
+          return admit(st, gen_of(w));
+        }
+        continue;
+      }
+      const time_point t = now();
+      const time_point since{duration(half_open_since_.load(std::memory_order_acquire))};
+      const time_point give_up = detail::saturating_add(since, options_.max_wait_in_half_open);
+      if (t >= give_up) {
+        if (auto a = enter_half_open(w, t)) return std::move(*a);
+        continue;
+      }
+      rejections_.fetch_add(1, std::memory_order_relaxed);
+      return reject(st, gen_of(w), give_up - t);
+    }
+  }
+
+  /// Reports how an admitted call ended. `elapsed` is its duration (for slow
+  /// calls), `retry_after` a hint the failure carried. Results of an earlier
+  /// generation, and of rejected admissions, are ignored. Returns the
+  /// transition this result caused, if any.
+  std::optional<circuit_transition> record(const circuit_admission& a, call_result result,
+                                           time_point now, duration elapsed = {},
+                                           std::optional<duration> retry_after = std::nullopt) {
+    if (!a.admitted) return std::nullopt;
+    return record_with(
+        a.generation, result, elapsed, [now] { return now; },
+        [retry_after] { return retry_after; });
+  }
+
+  /// As record(), reading the time and the hint lazily: `now()` only when the
+  /// rule or a transition needs it, `hint()` only when the circuit opens.
+  template <class NowFn, class HintFn>
+  std::optional<circuit_transition> record_with(std::uint32_t generation, call_result result,
+                                                duration elapsed, NowFn&& now_fn,
+                                                HintFn&& hint_fn) {
+    if (result == call_result::ignored) {
+      release(generation);
+      return std::nullopt;
+    }
+    lazy_time<NowFn&> now{now_fn};
+    const bool failed = result == call_result::failure;
+    const bool slow = slow_enabled_ && elapsed > slow_threshold_;
+    if (failed) failures_.fetch_add(1, std::memory_order_relaxed);
+    if (slow) slow_calls_.fetch_add(1, std::memory_order_relaxed);
+    const std::uint64_t w = word_.load(std::memory_order_acquire);
+    if (gen_of(w) != generation)
+      return std::nullopt;  // a late result: it belongs to an earlier state
+    switch (state_of(w)) {
+      case circuit_state::closed:
+      case circuit_state::disabled:
+        return record_closed(w, failed, slow, now, hint_fn);
+      case circuit_state::half_open:
+        return record_probe(generation, failed || slow, now, hint_fn);
+      default:
+        return std::nullopt;
+    }
+  }
+
+  /// Gives back an admission without a result (the caller gave up, or the
+  /// outcome says nothing about health): counts as neither success nor
+  /// failure, and frees the probe slot of a half-open probe.
+  void release(std::uint32_t generation) noexcept {
+    std::uint64_t w = word_.load(std::memory_order_acquire);
+    while (gen_of(w) == generation && state_of(w) == circuit_state::half_open &&
+           ho_admitted(w) > 0) {
+      if (word_.compare_exchange_weak(w, w - (std::uint64_t{1} << payload_shift),
+                                      std::memory_order_acq_rel)) {
+        return;
+      }
+    }
+  }
+
+  /// Forces the circuit open until reset(): calls get errc::circuit_isolated.
+  std::optional<circuit_transition> isolate(time_point now) {
+    return force(circuit_state::isolated, now);
+  }
+  /// Forces the circuit closed and keeps it so (outcomes are still counted).
+  std::optional<circuit_transition> disable(time_point now) {
+    return force(circuit_state::disabled, now);
+  }
+  /// Closes the circuit with empty windows and forgets any open-time growth.
+  std::optional<circuit_transition> reset(time_point now) {
+    return force(circuit_state::closed, now);
+  }
+
+  circuit_state state() const noexcept { return state_of(word_.load(std::memory_order_acquire)); }
+
+  /// A snapshot of the counters and of the window as of `now`.
+  circuit_metrics metrics(time_point now) const {
+    circuit_metrics m;
+    const std::uint64_t w = word_.load(std::memory_order_acquire);
+    m.state = state_of(w);
+    m.failures = failures_.load(std::memory_order_relaxed);
+    m.slow_calls = slow_calls_.load(std::memory_order_relaxed);
+    m.rejections = rejections_.load(std::memory_order_relaxed);
+    m.last_transition = time_point(duration(last_transition_.load(std::memory_order_relaxed)));
+    detail::window_counts c;
+    switch (rule_) {
+      case rule::consecutive: {
+        const std::uint32_t run =
+            m.state == circuit_state::closed || m.state == circuit_state::disabled ? payload_of(w)
+                                                                                   : 0;
+        c = {run, run, 0};
+        break;
+      }
+      case rule::in_period: {
+        const std::uint32_t n = stamps_.count(now);
+        c = {n, n, 0};
+        break;
+      }
+      case rule::ratio_count:
+        c = count_.counts();
+        break;
+      case rule::ratio_time:
+        c = time_.counts(now);
+        break;
+    }
+    m.calls = c.calls;
+    m.window_failures = c.failures;
+    m.window_slow_calls = c.slow;
+    m.failure_ratio = ratio(c.failures, c.calls);
+    m.slow_call_ratio = ratio(c.slow, c.calls);
+    if (m.state == circuit_state::half_open) m.probes_admitted = ho_admitted(w);
+    if (m.state == circuit_state::open) {
+      m.retry_after = detail::time_until(
+          now, time_point(duration(open_until_.load(std::memory_order_acquire))));
+    }
+    return m;
+  }
+
+ private:
+  enum class rule : unsigned char { consecutive, in_period, ratio_count, ratio_time };
+
+  // The state word: state (3 bits) | generation (29 bits) | payload (32 bits).
+  // Payload: closed/disabled = consecutive failures; half-open = probes
+  // admitted, successes and failures, 10 bits each. Packing them with the
+  // generation makes every count a CAS that fails when the state moved on.
+  static constexpr std::uint64_t state_mask = 0x7;
+  static constexpr int gen_shift = 3;
+  static constexpr std::uint64_t gen_mask = (std::uint64_t{1} << 29) - 1;
+  static constexpr int payload_shift = 32;
+
+  static circuit_state state_of(std::uint64_t w) noexcept {
+    return static_cast<circuit_state>(w & state_mask);
+  }
+  static std::uint32_t gen_of(std::uint64_t w) noexcept {
+    return static_cast<std::uint32_t>((w >> gen_shift) & gen_mask);
+  }
+  static std::uint32_t payload_of(std::uint64_t w) noexcept {
+    return static_cast<std::uint32_t>(w >> payload_shift);
+  }
+  static std::uint32_t ho_admitted(std::uint64_t w) noexcept { return payload_of(w) & 0x3ff; }
+  static std::uint32_t ho_successes(std::uint64_t w) noexcept {
+    return (payload_of(w) >> 10) & 0x3ff;
+  }
+  static std::uint32_t ho_failures(std::uint64_t w) noexcept {
+    return (payload_of(w) >> 20) & 0x3ff;
+  }
+  static std::uint64_t make(circuit_state s, std::uint32_t gen, std::uint32_t payload) noexcept {
+    return static_cast<std::uint64_t>(s) | ((std::uint64_t{gen} & gen_mask) << gen_shift) |
+           (std::uint64_t{payload} << payload_shift);
+  }
+  static std::uint32_t ho_payload(std::uint32_t admitted, std::uint32_t successes,
+                                  std::uint32_t failures) noexcept {
+    return admitted | (successes << 10) | (failures << 20);
+  }
+  static double ratio(std::uint32_t part, std::uint32_t whole) noexcept {
+    return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
+  }
+
+  static circuit_admission admit(circuit_state st, std::uint32_t generation) noexcept {
+    return {true, st, false, st, generation, {}, std::nullopt};
+  }
+  static circuit_admission reject(circuit_state st, std::uint32_t generation,
+                                  std::optional<duration> retry_after) noexcept {
+    return {false, st, false, st, generation, {}, retry_after};
+  }
+
+  /// Reads the time at most once, and only if asked.
+  template <class F>
+  struct lazy_time {
+    F fn;
+    time_point value{};  // not std::optional: GCC 12 -O1 warns maybe-uninitialized through it
+    bool read = false;
+    time_point operator()() {
+      if (!read) {
+        value = static_cast<time_point>(fn());
+        read = true;
+      }
+      return value;
+    }
+  };
+
+  template <class Now, class HintFn>
+  std::optional<circuit_transition> record_closed(std::uint64_t w, bool failed, bool slow, Now& now,
+                                                  HintFn& hint_fn) {
+    const bool disabled = state_of(w) == circuit_state::disabled;
+    switch (rule_) {
+      case rule::consecutive: {
+        const std::uint32_t generation = gen_of(w);
+        for (;;) {
+          const std::uint32_t run = payload_of(w);
+          std::uint64_t next = 0;
+          if (!failed) {
+            if (run == 0) return std::nullopt;  // the hot path: load, compare, no store
+            next = make(state_of(w), generation, 0);
+          } else {
+            if (!disabled && run + 1 >= threshold_) {
+              return trip(generation, open_reason::consecutive_failures, 1.0, now, hint_fn);
+            }
+            next = run == 0xffffffffu ? w : w + (std::uint64_t{1} << payload_shift);
+          }
+          if (word_.compare_exchange_weak(w, next, std::memory_order_acq_rel)) return std::nullopt;
+          if (gen_of(w) != generation) return std::nullopt;
+        }
+      }
+      case rule::in_period: {
+        if (!failed) return std::nullopt;
+        if (stamps_.record(now()) && !disabled) {
+          return trip(gen_of(w), open_reason::failures_in_period, 1.0, now, hint_fn);
+        }
+        return std::nullopt;
+      }
+      case rule::ratio_count: {
+        count_.record(failed, slow);
+        if (!(failed || slow) || disabled) return std::nullopt;
+        return judge(gen_of(w), count_.counts(), failed, slow, now, hint_fn);
+      }
+      case rule::ratio_time: {
+        const time_point t = now();
+        time_.record(t, failed, slow);
+        if (!(failed || slow) || disabled) return std::nullopt;
+        return judge(gen_of(w), time_.counts(t), failed, slow, now, hint_fn);
+      }
+    }
+    return std::nullopt;
+  }
+
+  // A ratio rule decides only on a failure or a slow call: a success never opens.
+  template <class Now, class HintFn>
+  std::optional<circuit_transition> judge(std::uint32_t generation, detail::window_counts c,
+                                          bool failed, bool slow, Now& now, HintFn& hint_fn) {
+    if (c.calls < minimum_calls_) return std::nullopt;
+    const double fr = ratio(c.failures, c.calls);
+    if (failed && fr >= ratio_)
+      return trip(generation, open_reason::failure_ratio, fr, now, hint_fn);
+    if (slow && ratio(c.slow, c.calls) >= slow_ratio_) {
+      return trip(generation, open_reason::slow_call_ratio, fr, now, hint_fn);
+    }
+    return std::nullopt;
+  }
+
+  // closed -> open, if the circuit is still closed in `generation`.
+  template <class Now, class HintFn>
+  std::optional<circuit_transition> trip(std::uint32_t generation, open_reason reason,
+                                         double failure_ratio, Now& now, HintFn& hint_fn) {
+    std::lock_guard lock(mutex_);
+    std::uint64_t w = word_.load(std::memory_order_acquire);
+    for (;;) {
+      if (gen_of(w) != generation || state_of(w) != circuit_state::closed) return std::nullopt;
+      if (reason != open_reason::consecutive_failures || payload_of(w) + 1 >= threshold_) break;
+      // A success reset the run meanwhile: this failure only counts.
+      if (word_.compare_exchange_weak(w, w + (std::uint64_t{1} << payload_shift),
+                                      std::memory_order_acq_rel)) {
+        return std::nullopt;
+      }
+    }
+    const time_point t = now();
+    if (detail::time_until(time_point(duration(last_closed_.load(std::memory_order_relaxed))), t) >=
+        options_.growth_reset_after) {
+      growth_ = options_.open_duration;  // the last close was stable
+    }
+    return open_locked(circuit_state::closed, generation, reason, failure_ratio, t, hint_fn);
+  }
+
+  template <class HintFn>
+  circuit_transition open_locked(circuit_state from, std::uint32_t generation, open_reason reason,
+                                 double failure_ratio, time_point t, HintFn& hint_fn) {
+    duration open_for = growth_;
+    growth_ = std::min(detail::saturating_mul(growth_, options_.open_duration_factor),
+                       options_.max_open_duration);
+    if (options_.honor_retry_after) {
+      if (const std::optional<duration> hint = hint_fn()) {
+        open_for = std::clamp(*hint, duration::zero(), options_.max_open_duration);
+      }
+    }
+    open_until_.store(detail::saturating_add(t, open_for).time_since_epoch().count(),
+                      std::memory_order_relaxed);
+    last_transition_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    word_.store(make(circuit_state::open, generation + 1, 0), std::memory_order_release);
+    return {from, circuit_state::open, t, reason, failure_ratio, open_for};
+  }
+
+  // open -> half-open (the open time is over), or a new half-open round (the
+  // last one waited too long): the caller becomes the round's first probe.
+  std::optional<circuit_admission> enter_half_open(std::uint64_t seen, time_point t) {
+    std::lock_guard lock(mutex_);
+    const std::uint64_t w = word_.load(std::memory_order_acquire);
+    if (state_of(w) != state_of(seen) || gen_of(w) != gen_of(seen)) return std::nullopt;
+    if (state_of(w) == circuit_state::half_open && ho_admitted(w) < probes_) return std::nullopt;
+    const std::uint32_t generation = (gen_of(w) + 1) & static_cast<std::uint32_t>(gen_mask);
+    half_open_since_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    last_transition_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    word_.store(make(circuit_state::half_open, generation, ho_payload(1, 0, 0)),
+                std::memory_order_release);
+    return circuit_admission{
+        true, circuit_state::half_open, true, state_of(w), generation, t, std::nullopt};
+  }
+
+  template <class Now, class HintFn>
+  std::optional<circuit_transition> record_probe(std::uint32_t generation, bool failed, Now& now,
+                                                 HintFn& hint_fn) {
+    std::lock_guard lock(mutex_);
+    std::uint64_t w = word_.load(std::memory_order_acquire);
+    for (;;) {
+      if (gen_of(w) != generation || state_of(w) != circuit_state::half_open) return std::nullopt;
+      const std::uint32_t admitted = ho_admitted(w);
+      std::uint32_t s = ho_successes(w);
+      std::uint32_t f = ho_failures(w);
+      (failed ? f : s) += 1;
+      if (s >= successes_needed_) {
+        const time_point t = now();
+        last_transition_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+        last_closed_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+        clear_windows();
+        word_.store(make(circuit_state::closed, generation + 1, 0), std::memory_order_release);
+        return circuit_transition{
+            circuit_state::half_open, circuit_state::closed, t, {}, ratio(f, s + f), {}};
+      }
+      if (f > probes_ - successes_needed_) {
+        return open_locked(circuit_state::half_open, generation, open_reason::probe_failed,
+                           ratio(f, s + f), now(), hint_fn);
+      }
+      // Probe admissions race with us (lock-free CAS on the same word): retry on change.
+      if (word_.compare_exchange_weak(
+              w, make(circuit_state::half_open, generation, ho_payload(admitted, s, f)),
+              std::memory_order_acq_rel)) {
+        return std::nullopt;
+      }
+    }
+  }
+
+  std::optional<circuit_transition> force(circuit_state to, time_point t) {
+    std::lock_guard lock(mutex_);
+    const std::uint64_t w = word_.load(std::memory_order_acquire);
+    const circuit_state from = state_of(w);
+    if (to != circuit_state::isolated) clear_windows();
+    if (to == circuit_state::closed) {
+      growth_ = options_.open_duration;
+      last_closed_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    }
+    last_transition_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    word_.store(make(to, gen_of(w) + 1, 0), std::memory_order_release);
+    if (from == to && to != circuit_state::closed) return std::nullopt;
+    return circuit_transition{from, to, t, {}, 0.0, {}};
+  }
+
+  void clear_windows() noexcept {
+    switch (rule_) {
+      case rule::consecutive:
+        break;
+      case rule::in_period:
+        stamps_.reset();
+        break;
+      case rule::ratio_count:
+        count_.reset();
+        break;
+      case rule::ratio_time:
+        time_.reset();
+        break;
+    }
+  }
+
+  // Hot: read on every call, one cache line (58 bytes).
+  std::atomic<std::uint64_t> word_{0};  // closed, generation 0, no failures
+  std::atomic<std::int64_t> open_until_{0};
+  std::atomic<std::int64_t> half_open_since_{0};
+  rule rule_ = rule::consecutive;
+  bool slow_enabled_ = false;
+  bool free_success_ = true;
+  std::uint32_t threshold_ = 5;
+  std::uint32_t probes_ = 1;
+  std::uint32_t successes_needed_ = 1;
+  std::uint32_t minimum_calls_ = 1;
+  double ratio_ = 1.0;
+  duration slow_threshold_{};
+  // Written on failures, rejections and transitions only: kept off the line of
+  // word_, which every call reads, so that rejecting threads do not slow it.
+  alignas(64) std::atomic<std::uint64_t> failures_{0};
+  std::atomic<std::uint64_t> slow_calls_{0};
+  double slow_ratio_ = 1.0;
+  std::atomic<std::uint64_t> rejections_{0};
+  std::atomic<std::int64_t> last_transition_{0};
+  std::atomic<std::int64_t> last_closed_{detail::min_ns};
+  duration growth_{};  // open time of the next trip; guarded by mutex_
+  std::mutex mutex_;   // transitions only
+  detail::failure_stamps stamps_;
+  detail::count_window count_;
+  detail::time_window time_;
+  circuit_breaker_options options_;
+};
+
+}  // namespace keel
+
+#endif  // KEEL_CIRCUIT_BREAKER_BREAKER_CORE_HPP_INCLUDED

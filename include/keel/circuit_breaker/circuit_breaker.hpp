@@ -1,0 +1,306 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CIRCUIT_BREAKER_CIRCUIT_BREAKER_HPP_INCLUDED
+#define KEEL_CIRCUIT_BREAKER_CIRCUIT_BREAKER_HPP_INCLUDED
+
+#include <algorithm>
+#include <cstdint>
+#include <optional>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+
+#include "keel/circuit_breaker/breaker_core.hpp"
+#include "keel/circuit_breaker/circuit_breaker_events.hpp"
+#include "keel/circuit_breaker/circuit_breaker_options.hpp"
+#include "keel/core/classify.hpp"
+#include "keel/core/context.hpp"
+#include "keel/core/environment.hpp"
+#include "keel/core/error.hpp"
+#include "keel/core/events.hpp"
+#include "keel/core/expected_like.hpp"
+#include "keel/core/outcome.hpp"
+#include "keel/core/policy.hpp"
+#include "keel/core/time.hpp"
+
+namespace keel {
+
+/// Protects a caller and the dependency it calls: after enough failures (the
+/// trip rule) the circuit opens and rejects calls at once with
+/// errc::circuit_open; when the open time is over it lets `permitted_probes`
+/// calls through, and closes when enough of them succeed.
+///
+/// `Handles` says which outcomes are failures (default: any failure);
+/// `Ignores` which outcomes say nothing about the dependency's health (a 404,
+/// a validation error: counted as neither). Cancellation is always ignored.
+/// Stateful and thread-safe: not copyable or movable; share it with std::ref
+/// or std::shared_ptr.
+///
+///     keel::circuit_breaker breaker{{.trip = keel::consecutive_failures{.threshold = 3}}};
+///     auto r = breaker.try_execute([] { return fetch(); });
+template <class Handles = on::any_failure_t, class Listener = no_listener,
+          environment Env = default_environment, class Ignores = on::nothing_t>
+class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env, Ignores>> {
+ public:
+  /// Throws keel::config_error (aborts without exceptions) when `options` are invalid.
+  explicit circuit_breaker(circuit_breaker_options options = {}, Handles handles = {},
+                           Listener listener = {}, Env env = {}, Ignores ignores = {})
+      : handles_(std::move(handles)),
+        ignores_(std::move(ignores)),
+        listener_(std::move(listener)),
+        env_(std::move(env)),
+        core_(std::move(options)) {}
+
+  circuit_breaker(const circuit_breaker&) = delete;
+  circuit_breaker& operator=(const circuit_breaker&) = delete;
+
+  // Fluent setters: each builds a new breaker (fresh state) with the same options.
+
+  /// Which outcomes count as failures (keel::on:: predicates).
+  template <class H>
+  auto handle(H handles) && {
+    return circuit_breaker<H, Listener, Env, Ignores>(
+        options(), std::move(handles), std::move(listener_), std::move(env_), std::move(ignores_));
+  }
+  /// Which failures say nothing about the dependency's health: counted as
+  /// neither success nor failure (a probe slot is freed).
+  template <class I>
+  auto ignore(I ignores) && {
+    return circuit_breaker<Handles, Listener, Env, I>(
+        options(), std::move(handles_), std::move(listener_), std::move(env_), std::move(ignores));
+  }
+  /// Where events go (circuit_opened, circuit_half_opened, circuit_closed,
+  /// circuit_state_changed, call_rejected).
+  template <class L>
+  auto with_listener(L listener) && {
+    return circuit_breaker<Handles, L, Env, Ignores>(
+        options(), std::move(handles_), std::move(listener), std::move(env_), std::move(ignores_));
+  }
+  /// The clock (and sleeper, random source) the breaker reads.
+  template <environment E>
+  auto with_environment(E env) && {
+    return circuit_breaker<Handles, Listener, E, Ignores>(
+        options(), std::move(handles_), std::move(listener_), std::move(env), std::move(ignores_));
+  }
+
+  /// A scoped permission to make one call; see try_acquire().
+  class permit {
+   public:
+    permit(permit&& other) noexcept
+        : owner_(std::exchange(other.owner_, nullptr)),
+          retry_after_ns_(other.retry_after_ns_),
+          generation_(other.generation_),
+          state_(other.state_),
+          admitted_(other.admitted_) {}
+    permit& operator=(permit&&) = delete;
+    permit(const permit&) = delete;
+    permit& operator=(const permit&) = delete;
+
+    /// An unrecorded permit is released: counts as neither success nor
+    /// failure, and frees its half-open probe slot for another caller.
+    ~permit() { release(); }
+
+    /// True when the call may go.
+    explicit operator bool() const noexcept { return admitted_; }
+    bool admitted() const noexcept { return admitted_; }
+    /// True when the call is a half-open probe.
+    bool is_probe() const noexcept { return admitted_ && state_ == circuit_state::half_open; }
+    /// The generation (epoch) the call was admitted in; it changes with every transition.
+    std::uint32_t generation() const noexcept { return generation_; }
+    /// For a rejection: circuit_open, or circuit_isolated when isolated by hand.
+    errc rejection_code() const noexcept {
+      return state_ == circuit_state::isolated ? errc::circuit_isolated : errc::circuit_open;
+    }
+    /// For a rejection: time until a probe may go, when known.
+    std::optional<duration> retry_after() const noexcept {
+      if (retry_after_ns_ < 0) return std::nullopt;
+      return duration(retry_after_ns_);
+    }
+    /// The rejection as keel's error data (code and retry-after).
+    error_info rejection() const { return {make_error_code(rejection_code()), retry_after()}; }
+
+    /// Reports a success; `elapsed` is the call's duration (slow-call rule).
+    void record_success(duration elapsed = {}) {
+      finish(call_result::success, elapsed, std::nullopt);
+    }
+    /// Reports a failure; `retry_after` is a hint it carried (a Retry-After header).
+    void record_failure(duration elapsed = {}, std::optional<duration> retry_after = std::nullopt) {
+      finish(call_result::failure, elapsed, retry_after);
+    }
+    /// Classifies `o` with the breaker's predicates and reports it.
+    template <class R>
+    void record(const outcome<R>& o, duration elapsed = {}) {
+      if (owner_ == nullptr) return;
+      const call_result r =
+          owner_->classify(o);  // may run user predicates: classify before letting go
+      const circuit_breaker* b = std::exchange(owner_, nullptr);
+      if (r == call_result::success && elapsed == duration::zero() &&
+          b->core_.success_changes_nothing(generation_)) {
+        return;
+      }
+      b->finish(
+          generation_, r, elapsed, [b] { return b->env_.now(); }, [&o] { return o.retry_after(); });
+    }
+    /// Gives the permit back without a result (see the destructor).
+    void release() noexcept {
+      if (owner_ == nullptr) return;
+      std::exchange(owner_, nullptr)->core_.release(generation_);
+    }
+
+   private:
+    friend class circuit_breaker;
+    permit(const circuit_breaker* owner, std::uint32_t generation, circuit_state state,
+           bool admitted, std::optional<duration> retry_after = std::nullopt) noexcept
+        : owner_(admitted ? owner : nullptr),
+          retry_after_ns_(retry_after ? std::max(retry_after->count(), std::int64_t{0}) : -1),
+          generation_(generation),
+          state_(state),
+          admitted_(admitted) {}
+
+    void finish(call_result r, duration elapsed, std::optional<duration> hint) {
+      if (owner_ == nullptr) return;
+      const circuit_breaker* b = std::exchange(owner_, nullptr);
+      b->finish(
+          generation_, r, elapsed, [b] { return b->env_.now(); }, [hint] { return hint; });
+    }
+
+    const circuit_breaker* owner_;  // null once recorded or released, and for rejections
+    std::int64_t retry_after_ns_;   // -1: none (not std::optional: this is built on every call)
+    std::uint32_t generation_;
+    circuit_state state_;
+    bool admitted_;
+  };
+
+  /// Asks to make one call (the two-step API, for code that cannot hand over a
+  /// callable). Test the permit; if admitted, make the call and record its
+  /// result on the permit. Never blocks; reads the clock only when not closed.
+  permit try_acquire() const {
+    std::uint32_t generation = 0;
+    circuit_state state{};
+    if (core_.try_admit_closed(generation, state)) [[likely]]
+      return permit(this, generation, state, true);
+    const circuit_admission a = core_.try_acquire_with([this] { return env_.now(); });
+    if (a.began_round) {
+      announce(circuit_transition{a.previous, circuit_state::half_open, a.at, {}, 0.0, {}});
+    }
+    if (!a.admitted) {
+      if constexpr (detail::listens_to<Listener, call_rejected>) {
+        detail::emit(listener_, call_rejected{a.rejection_code(), a.state, a.retry_after});
+      }
+    }
+    return permit(this, a.generation, a.state, a.admitted, a.retry_after);
+  }
+
+  /// Runs `next` if the circuit lets it; a rejection is returned as
+  /// outcome<R>::from_keel(circuit_open / circuit_isolated, retry_after):
+  /// no exception, no allocation. Never throws.
+  template <class R, class Next>
+  outcome<R> run(Next&& next, context& ctx) const {
+    permit p = try_acquire();
+    const bool timed = p.admitted_ && core_.measures_duration();
+    const time_point start = timed ? env_.now() : time_point{};
+    // One named result, returned on every path, so that it is constructed in
+    // place (NRVO): a moved outcome costs more than the whole closed path.
+    outcome<R> o =
+        p.admitted_ ? next(ctx) : outcome<R>::from_keel(p.rejection_code(), p.retry_after());
+    if (p.owner_ != nullptr) {
+      if (timed) {
+        const time_point end = env_.now();
+        const call_result r = classify(o);
+        p.owner_ = nullptr;
+        finish(
+            p.generation_, r, end - start, [end] { return end; }, [&o] { return o.retry_after(); });
+      } else {
+        const call_result r = classify(o);
+        p.owner_ = nullptr;
+        if (r != call_result::success || !core_.success_changes_nothing(p.generation_)) {
+          finish(
+              p.generation_, r, duration::zero(), [this] { return env_.now(); },
+              [&o] { return o.retry_after(); });
+        }
+      }
+    }
+    return o;
+  }
+
+  /// Forces the circuit open until reset(): calls get errc::circuit_isolated.
+  void isolate() const { announce_opt(core_.isolate(env_.now())); }
+  /// Keeps the circuit closed whatever happens (outcomes are still counted).
+  void disable() const { announce_opt(core_.disable(env_.now())); }
+  /// Closes the circuit with empty windows and the initial open time.
+  void reset() const { announce_opt(core_.reset(env_.now())); }
+
+  circuit_state state() const noexcept { return core_.state(); }
+  /// Counters and the current window, readable without a listener.
+  circuit_metrics metrics() const { return core_.metrics(env_.now()); }
+  const circuit_breaker_options& options() const noexcept { return core_.options(); }
+  /// The state machine itself, to drive by hand next to this breaker.
+  circuit_breaker_core& core() const noexcept { return core_; }
+
+  /// How the breaker counts an outcome: ignored (Ignores, or a cancellation),
+  /// failure (Handles), else success.
+  template <class R>
+  call_result classify(const outcome<R>& o) const {
+    if (ignores_(o)) return call_result::ignored;
+    if (may_be_cancellation(o) && is_cancellation(o)) return call_result::ignored;
+    return handles_(o) ? call_result::failure : call_result::success;
+  }
+
+ private:
+  template <class NowFn, class HintFn>
+  void finish(std::uint32_t generation, call_result r, duration elapsed, NowFn&& now,
+              HintFn&& hint) const {
+    if (auto t = core_.record_with(generation, r, elapsed, now, hint)) [[unlikely]]
+      announce(*t);
+  }
+
+  // is_cancellation compares error codes through virtual calls; an error value
+  // that is not an error code can never be a cancellation, so skip it then.
+  template <class R>
+  static bool may_be_cancellation(const outcome<R>& o) noexcept {
+    if (o.has_value()) return false;
+    if constexpr (expected_like<R>) {
+      using E = error_type_t<R>;
+      if constexpr (!std::is_convertible_v<const E&, std::error_code> &&
+                    !std::is_error_code_enum_v<E>) {
+        if (o.has_error_value()) return false;
+      }
+    }
+    return true;
+  }
+
+  void announce_opt(const std::optional<circuit_transition>& t) const {
+    if (t) announce(*t);
+  }
+
+  void announce(const circuit_transition& t) const {
+    if (t.from != t.to) detail::emit(listener_, circuit_state_changed{t.from, t.to, t.at});
+    switch (t.to) {
+      case circuit_state::open:
+        detail::emit(listener_, circuit_opened{t.reason, t.failure_ratio, t.open_for, t.at});
+        break;
+      case circuit_state::half_open:
+        detail::emit(listener_, circuit_half_opened{t.at});
+        break;
+      case circuit_state::closed:
+        detail::emit(listener_, circuit_closed{t.at});
+        break;
+      default:
+        break;
+    }
+  }
+
+  // The empty members first: Handles and Ignores usually share a base
+  // (on::predicate_base), and only at the front can both take no space.
+  [[no_unique_address]] Handles handles_;
+  [[no_unique_address]] Ignores ignores_;
+  [[no_unique_address]] Listener listener_;
+  [[no_unique_address]] Env env_;
+  mutable circuit_breaker_core core_;
+};
+
+circuit_breaker()->circuit_breaker<>;
+circuit_breaker(circuit_breaker_options)->circuit_breaker<>;
+
+}  // namespace keel
+
+#endif  // KEEL_CIRCUIT_BREAKER_CIRCUIT_BREAKER_HPP_INCLUDED

@@ -1,0 +1,264 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CIRCUIT_BREAKER_DETAIL_WINDOWS_HPP_INCLUDED
+#define KEEL_CIRCUIT_BREAKER_DETAIL_WINDOWS_HPP_INCLUDED
+
+// The memory of a circuit breaker's trip rules. Each window is lock-free, O(1)
+// per call, allocates only when configured, and keeps its memory bounded by
+// its configuration. They stay behind this small API (configure / record /
+// counts / reset) so that a striped version can replace one without touching
+// the state machine.
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <thread>
+
+#include "keel/core/time.hpp"
+
+namespace keel::detail {
+
+/// a % d for 32-bit a without a division (Lemire, Kaser and Kurz, "Faster
+/// remainder by direct computation", 2019): the count window runs it per call.
+class fast_mod32 {
+ public:
+  fast_mod32() = default;
+  explicit fast_mod32(std::uint32_t d) noexcept : m_(~std::uint64_t{0} / d + 1), d_(d) {}
+
+  std::uint32_t operator()(std::uint32_t a) const noexcept {
+    __extension__ using u128 = unsigned __int128;
+    const std::uint64_t low = m_ * a;
+    return static_cast<std::uint32_t>((static_cast<u128>(low) * d_) >> 64);
+  }
+
+ private:
+  std::uint64_t m_ = 0;
+  std::uint32_t d_ = 1;
+};
+
+/// What a window holds right now.
+struct window_counts {
+  std::uint32_t calls = 0;
+  std::uint32_t failures = 0;
+  std::uint32_t slow = 0;
+};
+
+/// failures_in_period: the time stamps of the last threshold - 1 failures. A
+/// new failure swaps out the stamp of the failure threshold - 1 before it,
+/// which is the oldest of the last `threshold`: the rule fires when that one
+/// is younger than the period. One fetch_add and one exchange per failure.
+class failure_stamps {
+ public:
+  static constexpr std::int64_t empty = min_ns;
+
+  void configure(int threshold, duration period) {
+    slots_ = static_cast<std::uint32_t>(threshold - 1);
+    period_ = period;
+    mod_ = fast_mod32(slots_ == 0 ? 1 : slots_);
+    if (slots_ > 0) {
+      stamps_ = std::make_unique<std::atomic<std::int64_t>[]>(slots_);
+      reset();
+    }
+  }
+
+  /// Records a failure at `now`; true when `threshold` failures lie within the period.
+  bool record(time_point now) noexcept {
+    if (slots_ == 0) return true;
+    const auto c = static_cast<std::uint32_t>(cursor_.fetch_add(1, std::memory_order_relaxed));
+    const std::int64_t old =
+        stamps_[mod_(c)].exchange(now.time_since_epoch().count(), std::memory_order_relaxed);
+    return old != empty && within(old, now);
+  }
+
+  /// Failures remembered that lie within the period ending at `now` (at most threshold - 1).
+  std::uint32_t count(time_point now) const noexcept {
+    std::uint32_t n = 0;
+    for (std::uint32_t i = 0; i < slots_; ++i) {
+      const std::int64_t s = stamps_[i].load(std::memory_order_relaxed);
+      if (s != empty && within(s, now)) ++n;
+    }
+    return n;
+  }
+
+  void reset() noexcept {
+    for (std::uint32_t i = 0; i < slots_; ++i) stamps_[i].store(empty, std::memory_order_relaxed);
+  }
+
+ private:
+  // A failure at s is inside the period (now - period, now]: it expires at s + period exactly.
+  bool within(std::int64_t s, time_point now) const noexcept {
+    return time_until(time_point(duration(s)), now) < period_;
+  }
+
+  std::unique_ptr<std::atomic<std::int64_t>[]> stamps_;
+  std::atomic<std::uint64_t> cursor_{0};
+  std::uint32_t slots_ = 0;
+  fast_mod32 mod_{};
+  duration period_{};
+};
+
+/// failure_ratio_count: the last `size` outcomes as two rings of bits (failed,
+/// slow) and their population counts. A success over a success is one
+/// fetch_add on the cursor and one load: the bit is only written when it changes.
+class count_window {
+ public:
+  void configure(int size, bool track_slow) {
+    size_ = static_cast<std::uint32_t>(size);
+    mod_ = fast_mod32(size_);
+    const std::size_t words = (size_ + 63) / 64;
+    failed_ = std::make_unique<std::atomic<std::uint64_t>[]>(words);
+    if (track_slow) slow_ = std::make_unique<std::atomic<std::uint64_t>[]>(words);
+    words_ = words;
+  }
+
+  void record(bool failed, bool slow) noexcept {
+    const std::uint64_t p = pos_.fetch_add(1, std::memory_order_relaxed);
+    const std::uint32_t i = mod_(static_cast<std::uint32_t>(p));
+    set(failed_.get(), i, failed, failures_);
+    if (slow_) set(slow_.get(), i, slow, slow_count_);
+  }
+
+  window_counts counts() const noexcept {
+    const std::uint64_t n =
+        pos_.load(std::memory_order_relaxed) - start_.load(std::memory_order_relaxed);
+    return {static_cast<std::uint32_t>(std::min<std::uint64_t>(n, size_)), clamp(failures_),
+            clamp(slow_count_)};
+  }
+
+  /// Empties the window. Bits are cleared by exchange and the counts lowered by
+  /// what was cleared, so a record racing with the reset cannot skew them.
+  void reset() noexcept {
+    start_.store(pos_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    clear(failed_.get(), failures_);
+    if (slow_) clear(slow_.get(), slow_count_);
+  }
+
+ private:
+  static std::uint32_t clamp(const std::atomic<std::int32_t>& c) noexcept {
+    // Transiently negative when a clear overtakes the matching set's increment.
+    return static_cast<std::uint32_t>(std::max(0, c.load(std::memory_order_relaxed)));
+  }
+
+  static void set(std::atomic<std::uint64_t>* words, std::uint32_t i, bool value,
+                  std::atomic<std::int32_t>& count) noexcept {
+    std::atomic<std::uint64_t>& w = words[i >> 6];
+    const std::uint64_t mask = std::uint64_t{1} << (i & 63);
+    const bool is_set = (w.load(std::memory_order_relaxed) & mask) != 0;
+    if (is_set == value) return;  // the common case: nothing changes, nothing is written
+    if (value) {
+      if ((w.fetch_or(mask, std::memory_order_relaxed) & mask) == 0)
+        count.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      if ((w.fetch_and(~mask, std::memory_order_relaxed) & mask) != 0)
+        count.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
+  void clear(std::atomic<std::uint64_t>* words, std::atomic<std::int32_t>& count) noexcept {
+    for (std::size_t k = 0; k < words_; ++k) {
+      const std::uint64_t old = words[k].exchange(0, std::memory_order_relaxed);
+      if (old != 0) count.fetch_sub(std::popcount(old), std::memory_order_relaxed);
+    }
+  }
+
+  std::unique_ptr<std::atomic<std::uint64_t>[]> failed_;
+  std::unique_ptr<std::atomic<std::uint64_t>[]> slow_;
+  std::atomic<std::uint64_t> pos_{0};
+  std::atomic<std::uint64_t> start_{0};
+  std::atomic<std::int32_t> failures_{0};
+  std::atomic<std::int32_t> slow_count_{0};
+  std::size_t words_ = 0;
+  std::uint32_t size_ = 1;
+  fast_mod32 mod_{};
+};
+
+/// failure_ratio_time: `buckets` buckets of period / buckets each. Bucket k
+/// covers [k len, (k + 1) len) of the clock and lives in slot k % buckets; the
+/// window at time t holds the buckets k with k > t / len - buckets, so what
+/// was recorded in [s, s + len) expires exactly at s + period. Reusing a slot
+/// for a newer bucket is the only step that waits (for the one thread that
+/// clears it), once per bucket length.
+class time_window {
+ public:
+  void configure(duration period, int buckets) {
+    n_ = static_cast<std::uint32_t>(buckets);
+    len_ = period.count() / buckets;
+    slots_ = std::make_unique<slot[]>(n_);
+  }
+
+  void record(time_point now, bool failed, bool slow) noexcept {
+    const std::int64_t k = bucket_of(now);
+    slot& s = slots_[static_cast<std::size_t>(k % n_)];
+    for (;;) {
+      std::int64_t current = s.bucket.load(std::memory_order_acquire);
+      if (current == k) break;
+      if (current == clearing) {
+        std::this_thread::yield();
+        continue;
+      }
+      if (current > k) return;  // this result is older than the window: it has expired
+      if (s.bucket.compare_exchange_weak(current, clearing, std::memory_order_acquire)) {
+        s.calls.store(0, std::memory_order_relaxed);
+        s.failures.store(0, std::memory_order_relaxed);
+        s.slow.store(0, std::memory_order_relaxed);
+        s.bucket.store(k, std::memory_order_release);
+        break;
+      }
+    }
+    s.calls.fetch_add(1, std::memory_order_relaxed);
+    if (failed) s.failures.fetch_add(1, std::memory_order_relaxed);
+    if (slow) s.slow.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// The window ending at `now`: O(buckets), used only to decide a trip and for metrics.
+  window_counts counts(time_point now) const noexcept {
+    const std::int64_t k = bucket_of(now);
+    window_counts c;
+    for (std::uint32_t i = 0; i < n_; ++i) {
+      const slot& s = slots_[i];
+      const std::int64_t b = s.bucket.load(std::memory_order_acquire);
+      if (b > k - static_cast<std::int64_t>(n_) && b <= k) {
+        c.calls += s.calls.load(std::memory_order_relaxed);
+        c.failures += s.failures.load(std::memory_order_relaxed);
+        c.slow += s.slow.load(std::memory_order_relaxed);
+      }
+    }
+    return c;
+  }
+
+  /// Forgets every bucket (a bucket being cleared by a recorder is left to it).
+  void reset() noexcept {
+    for (std::uint32_t i = 0; i < n_; ++i) {
+      std::int64_t current = slots_[i].bucket.load(std::memory_order_relaxed);
+      while (current != clearing &&
+             !slots_[i].bucket.compare_exchange_weak(current, unused, std::memory_order_relaxed)) {
+      }
+    }
+  }
+
+ private:
+  static constexpr std::int64_t unused = -1;
+  static constexpr std::int64_t clearing = -2;
+
+  struct slot {
+    std::atomic<std::int64_t> bucket{unused};
+    std::atomic<std::uint32_t> calls{0};
+    std::atomic<std::uint32_t> failures{0};
+    std::atomic<std::uint32_t> slow{0};
+  };
+
+  std::int64_t bucket_of(time_point now) const noexcept {
+    const std::int64_t t = now.time_since_epoch().count();
+    return t < 0 ? 0 : t / len_;
+  }
+
+  std::unique_ptr<slot[]> slots_;
+  std::int64_t len_ = 1;
+  std::uint32_t n_ = 1;
+};
+
+}  // namespace keel::detail
+
+#endif  // KEEL_CIRCUIT_BREAKER_DETAIL_WINDOWS_HPP_INCLUDED
