@@ -6,6 +6,7 @@
 #include "keel/circuit_breaker.hpp"
 #include "keel/core.hpp"
 #include "keel/pipeline.hpp"
+#include "keel/retry.hpp"
 #include "keel/version.hpp"
 
 #endif  // KEEL_KEEL_HPP_INCLUDED

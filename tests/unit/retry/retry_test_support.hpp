@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: BSL-1.0
+// Shared by the retry tests: the two error channels as types (so that each
+// behaviour is checked with exceptions and with expected-like results), a
+// counting environment and two tiny inner policies.
+#ifndef KEEL_TESTS_UNIT_RETRY_RETRY_TEST_SUPPORT_HPP_INCLUDED
+#define KEEL_TESTS_UNIT_RETRY_RETRY_TEST_SUPPORT_HPP_INCLUDED
+
+#include <atomic>
+#include <memory>
+#include <stdexcept>
+#include <system_error>
+
+#include <keel/core.hpp>
+#include <keel/pipeline.hpp>
+#include <keel/retry.hpp>
+#include <keel/testing/recording_listener.hpp>
+#include <keel/testing/scripted.hpp>
+#include <keel/testing/virtual_environment.hpp>
+
+#include "support/expected.hpp"
+
+namespace retry_test {
+
+using namespace std::chrono_literals;
+using keel::duration;
+using keel::testing::step;
+
+using log_t = keel::testing::recording_listener<keel::retry_scheduled, keel::retries_exhausted,
+                                                keel::retry_aborted, keel::retry_budget_exhausted>;
+
+/// Failures are thrown exceptions.
+struct exception_channel {
+  using result_type = int;
+  static constexpr const char* name = "exceptions";
+  static step<int> ok(int v) { return step<int>::returns(v); }
+  static step<int> failure() { return step<int>::throws(std::runtime_error("down")); }
+  static step<int> fatal() { return step<int>::throws(std::invalid_argument("bad request")); }
+  static auto fatal_predicate() { return keel::on::exception<std::invalid_argument>; }
+  static step<int> cancellation() {
+    return step<int>::throws(
+        std::system_error(std::make_error_code(std::errc::operation_canceled)));
+  }
+  static bool is_failure(const keel::outcome<int>& o) { return o.has_exception(); }
+  static bool is_fatal(const keel::outcome<int>& o) {
+    return o.has_exception() && keel::on::exception<std::invalid_argument>(o);
+  }
+  static int value_of(const keel::outcome<int>& o) { return o.value(); }
+};
+
+/// Failures are returned as an expected-like error.
+struct value_channel {
+  using result_type = keel_test::expected<int, std::error_code>;
+  static constexpr const char* name = "expected-like values";
+  static step<result_type> ok(int v) { return step<result_type>::returns(result_type(v)); }
+  static step<result_type> error(std::errc e) {
+    return step<result_type>::returns(
+        result_type(keel_test::unexpected<std::error_code>(std::make_error_code(e))));
+  }
+  static step<result_type> failure() { return error(std::errc::connection_refused); }
+  static step<result_type> fatal() { return error(std::errc::permission_denied); }
+  static auto fatal_predicate() { return keel::on::code(std::errc::permission_denied); }
+  static step<result_type> cancellation() { return error(std::errc::operation_canceled); }
+  static bool is_failure(const keel::outcome<result_type>& o) {
+    return o.has_error_value() && o.code() == std::errc::connection_refused;
+  }
+  static bool is_fatal(const keel::outcome<result_type>& o) {
+    return o.has_error_value() && o.code() == std::errc::permission_denied;
+  }
+  static int value_of(const keel::outcome<result_type>& o) { return *o.value(); }
+};
+
+/// Runs `body(channel{})` once per error channel.
+template <class Body>
+void for_each_channel(Body&& body) {
+  body(exception_channel{});
+  body(value_channel{});
+}
+
+/// A virtual environment that counts clock reads and random draws.
+struct counting_environment {
+  keel::testing::virtual_environment env;
+  std::shared_ptr<std::atomic<int>> clock_reads = std::make_shared<std::atomic<int>>(0);
+  std::shared_ptr<std::atomic<int>> draws = std::make_shared<std::atomic<int>>(0);
+
+  keel::time_point now() const {
+    ++*clock_reads;
+    return env.now();
+  }
+  bool sleep_for(duration d, const std::stop_token& t) const { return env.sleep_for(d, t); }
+  double uniform() const {
+    ++*draws;
+    return env.uniform();
+  }
+};
+
+/// An inner policy that answers its first `rejections` calls with a keel
+/// failure (an open circuit, say) without calling through.
+struct keel_failure_policy {
+  keel::errc code = keel::errc::circuit_open;
+  std::optional<duration> hint{};
+  int rejections = 1;
+  std::shared_ptr<std::atomic<int>> seen = std::make_shared<std::atomic<int>>(0);
+
+  template <class R, class Next>
+  keel::outcome<R> run(Next&& next, keel::context& ctx) const {
+    if (seen->fetch_add(1) < rejections) return keel::outcome<R>::from_keel(code, hint);
+    return next(ctx);
+  }
+};
+
+/// An outer policy that sets a deadline on the context, read on `clock`.
+struct deadline_policy {
+  keel::time_point deadline;
+  keel::testing::manual_clock clock;
+
+  template <class R, class Next>
+  keel::outcome<R> run(Next&& next, keel::context& ctx) const {
+    ctx.tighten_deadline(deadline, clock);
+    return next(ctx);
+  }
+};
+
+inline keel::time_point at(duration d) { return keel::time_point{d}; }
+
+}  // namespace retry_test
+
+#endif  // KEEL_TESTS_UNIT_RETRY_RETRY_TEST_SUPPORT_HPP_INCLUDED
