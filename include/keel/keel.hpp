@@ -5,8 +5,10 @@
 // Everything keel offers. Each header also compiles on its own.
 #include "keel/circuit_breaker.hpp"
 #include "keel/core.hpp"
+#include "keel/fallback.hpp"
 #include "keel/pipeline.hpp"
 #include "keel/retry.hpp"
+#include "keel/timeout.hpp"
 #include "keel/version.hpp"
 
 #endif  // KEEL_KEEL_HPP_INCLUDED

@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_TIMEOUT_TIMEOUT_HPP_INCLUDED
+#define KEEL_TIMEOUT_TIMEOUT_HPP_INCLUDED
+
+#include <optional>
+#include <stop_token>
+#include <type_traits>
+#include <utility>
+
+#include "keel/core/classify.hpp"
+#include "keel/core/config_error.hpp"
+#include "keel/core/context.hpp"
+#include "keel/core/environment.hpp"
+#include "keel/core/error.hpp"
+#include "keel/core/events.hpp"
+#include "keel/core/outcome.hpp"
+#include "keel/core/policy.hpp"
+#include "keel/core/time.hpp"
+#include "keel/detail/config.hpp"
+#include "keel/timeout/timeout_events.hpp"
+#include "keel/timeout/timeout_options.hpp"
+#include "keel/timeout/watchdog.hpp"
+
+namespace keel {
+
+namespace detail {
+
+/// Forwards the caller's stop request to the timeout's own stop source.
+struct stop_linker {
+  std::stop_source* target;
+  void operator()() const noexcept { target->request_stop(); }
+};
+
+/// What a timeout with a watchdog sets up per call: a stop source the
+/// watchdog can trigger, linked to the caller's token, and the registration.
+/// Member order matters: the registration goes first, the link next.
+template <class Watchdog>
+struct timeout_watch {
+  std::stop_source source;
+  std::optional<std::stop_callback<stop_linker>> link;
+  typename Watchdog::ticket ticket;
+
+  timeout_watch(Watchdog& w, time_point deadline, const std::stop_token& caller)
+      : source(), link(), ticket(w.arm(deadline, source)) {
+    if (caller.stop_possible()) link.emplace(caller, stop_linker{&source});
+  }
+};
+
+struct no_watchdog {};
+
+}  // namespace detail
+
+/// A cooperative deadline. The call runs with a copy of the context whose
+/// deadline is the earlier of the one it had and now + options.timeout, so
+/// nested timeouts compose (the earliest wins) and the callable reads it
+/// through ctx.deadline() / ctx.remaining(). A call that returns at or after
+/// its deadline gives errc::timeout (its late result is discarded unless
+/// keep_late_result). The running call is never abandoned: to wake a callable
+/// blocked in a stop-token-aware wait, attach a keel::watchdog. A stop request
+/// of the caller is a cancellation, never a timeout. Reads the clock twice per call.
+template <class Listener = no_listener, environment Env = default_environment,
+          class Watchdog = void>
+class timeout : public executable<timeout<Listener, Env, Watchdog>> {
+  using watchdog_ptr = std::conditional_t<std::is_void_v<Watchdog>, detail::no_watchdog, Watchdog*>;
+
+ public:
+  /// A timeout with the given options (validated: throws keel::config_error).
+  explicit timeout(timeout_options options = {}, Listener listener = Listener(), Env env = Env())
+      : timeout(options, std::move(listener), std::move(env), watchdog_ptr{}) {
+    detail::require_valid(validate(options_));
+  }
+
+  /// The same timeout reporting timed_out and late_result_kept to `l`.
+  template <class L>
+  timeout<std::decay_t<L>, Env, Watchdog> with_listener(L&& l) const {
+    return timeout<std::decay_t<L>, Env, Watchdog>(options_, std::forward<L>(l), env_, watchdog_);
+  }
+
+  /// The same timeout reading time from `e` (keel::testing::virtual_environment in tests).
+  template <environment E>
+  timeout<Listener, E, Watchdog> with_environment(E e) const {
+    return timeout<Listener, E, Watchdog>(options_, listener_, std::move(e), watchdog_);
+  }
+
+  /// The same timeout, whose calls `w` stops when their deadline passes. Each
+  /// call then allocates a std::stop_source linked to the caller's token (the
+  /// one cost of a watchdog); without one the caller's token passes unchanged.
+  /// `w` must use the same clock as this timeout and outlive it.
+  template <class W>
+  timeout<Listener, Env, W> with_watchdog(W& w) const {
+    return timeout<Listener, Env, W>(options_, listener_, env_, &w);
+  }
+
+  /// Runs `next` under the deadline; never throws.
+  template <class R, class Next>
+  outcome<R> run(Next&& next, context& ctx) const {
+    if (ctx.stop_requested()) return outcome<R>::from_keel(errc::cancelled);
+    const time_point start = env_.now();
+    context inner = ctx;  // a copy: the caller's context keeps its own deadline
+    inner.tighten_deadline(detail::saturating_add(start, options_.timeout), env_);
+    const time_point deadline = inner.deadline();
+    if (start >= deadline) {  // an outer deadline has passed: do not even start
+      return expire<R>(start, start, deadline);
+    }
+
+    if constexpr (std::is_void_v<Watchdog>) {
+      outcome<R> o = next(inner);
+      const time_point end = env_.now();
+      if (end < deadline) return o;
+      return late<R>(std::move(o), ctx, false, start, end, deadline);
+    } else {
+      std::optional<detail::timeout_watch<Watchdog>> watch;
+#if KEEL_HAS_EXCEPTIONS
+      try {
+        watch.emplace(*watchdog_, deadline, ctx.stop_token());
+      } catch (...) {
+        // Out of memory: this call goes without a watchdog; its deadline still holds.
+      }
+#else
+      watch.emplace(*watchdog_, deadline, ctx.stop_token());
+#endif
+      if (watch) inner.set_stop_token(watch->source.get_token());
+      outcome<R> o = next(inner);
+      const time_point end = env_.now();
+      const bool stopped_by_watchdog =
+          watch && watch->source.stop_requested() && !ctx.stop_requested();
+      if (end < deadline && !stopped_by_watchdog) return o;
+      return late<R>(std::move(o), ctx, stopped_by_watchdog, start, end, deadline);
+    }
+  }
+
+  /// The options, as validated.
+  const timeout_options& options() const noexcept { return options_; }
+
+ private:
+  template <class, environment, class>
+  friend class timeout;
+
+  timeout(const timeout_options& options, Listener listener, Env env, watchdog_ptr w)
+      : options_(options), listener_(std::move(listener)), env_(std::move(env)), watchdog_(w) {}
+
+  template <class R>
+  outcome<R> late(outcome<R>&& o, const context& ctx, bool stopped_by_watchdog, time_point start,
+                  time_point end, time_point deadline) const {
+    // The caller's own stop request: a cancellation, whatever time it is.
+    if (ctx.stop_requested()) return std::move(o);
+    if (options_.keep_late_result && !(stopped_by_watchdog && is_cancellation(o))) {
+      if constexpr (detail::listens_to<Listener, late_result_kept>) {
+        detail::emit(listener_, late_result_kept{options_.timeout, end - start, deadline});
+      }
+      return std::move(o);
+    }
+    return expire<R>(start, end, deadline);
+  }
+
+  template <class R>
+  outcome<R> expire(time_point start, time_point end, time_point deadline) const {
+    if constexpr (detail::listens_to<Listener, timed_out>) {
+      detail::emit(listener_, timed_out{options_.timeout, end - start, deadline});
+    }
+    return outcome<R>::from_keel(errc::timeout);
+  }
+
+  timeout_options options_;
+  [[no_unique_address]] Listener listener_;
+  [[no_unique_address]] Env env_;
+  [[no_unique_address]] watchdog_ptr watchdog_;
+};
+
+// clang-format off
+timeout() -> timeout<>;
+timeout(timeout_options) -> timeout<>;
+// clang-format on
+
+}  // namespace keel
+
+#endif  // KEEL_TIMEOUT_TIMEOUT_HPP_INCLUDED
