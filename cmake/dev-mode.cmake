@@ -150,6 +150,25 @@ if(keel_unit_tests)
   endforeach()
 endif()
 
+# ---- Compile-fail tests: tests/compile_fail/*.cpp -----------------------------
+# Each file must fail to compile with the message on its first line
+# ("// expect: <regex>"): keel's static_asserts say why a use is refused.
+
+if(keel_unit_tests)
+  file(GLOB keel_compile_fail_sources CONFIGURE_DEPENDS
+       "${PROJECT_SOURCE_DIR}/tests/compile_fail/*.cpp")
+  foreach(src IN LISTS keel_compile_fail_sources)
+    get_filename_component(name "${src}" NAME_WE)
+    file(STRINGS "${src}" expect_line LIMIT_COUNT 1 REGEX "^// expect: ")
+    string(REGEX REPLACE "^// expect: " "" expected "${expect_line}")
+    add_test(NAME keel_compile_fail_${name}
+             COMMAND "${CMAKE_CXX_COMPILER}" -std=c++20 -fsyntax-only
+                     "-I${PROJECT_SOURCE_DIR}/include" "${src}")
+    set_tests_properties(keel_compile_fail_${name} PROPERTIES
+                         PASS_REGULAR_EXPRESSION "${expected}" LABELS compile_fail)
+  endforeach()
+endif()
+
 # ---- Tests built with -fno-exceptions ---------------------------------------
 
 if(keel_noexcept_tests)
