@@ -54,7 +54,12 @@ namespace detail {
 template <expected_like R, class E>
 R make_error_result(E&& e) {
   if constexpr (requires { typename R::unexpected_type; }) {
-    return R(typename R::unexpected_type(std::forward<E>(e)));
+    using U = typename R::unexpected_type;
+    if constexpr (std::is_constructible_v<U, E&&>) {
+      return R(U(std::forward<E>(e)));
+    } else {
+      return R(U{std::forward<E>(e)});  // an aggregate (no parenthesized init before clang 16)
+    }
 #if defined(__cpp_lib_expected)
   } else if constexpr (std::constructible_from<R, std::unexpected<error_type_t<R>>>) {
     return R(std::unexpected<error_type_t<R>>(std::forward<E>(e)));
