@@ -304,6 +304,21 @@ if(keel_examples)
     FIND_PACKAGE_ARGS)
   FetchContent_MakeAvailable(fmt)
 
+  # cpp-httplib for the HTTP example: upstream's CMake package, or Debian's compiled
+  # library (libcpp-httplib-dev, found by pkg-config). Without it the example is a stub.
+  find_package(httplib CONFIG QUIET)
+  if(TARGET httplib::httplib)
+    set(keel_httplib httplib::httplib)
+  else()
+    find_package(PkgConfig QUIET)
+    if(PkgConfig_FOUND)
+      pkg_check_modules(keel_httplib_pc QUIET IMPORTED_TARGET cpp-httplib)
+    endif()
+    if(TARGET PkgConfig::keel_httplib_pc)
+      set(keel_httplib PkgConfig::keel_httplib_pc)
+    endif()
+  endif()
+
   file(GLOB keel_example_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/examples/[0-9][0-9]_*.cpp")
   list(SORT keel_example_sources)
   foreach(src IN LISTS keel_example_sources)
@@ -311,6 +326,10 @@ if(keel_examples)
     set(tgt keel_example_${name})
     add_executable(${tgt} "${src}")
     target_link_libraries(${tgt} PRIVATE keel::keel fmt::fmt)
+    if(name MATCHES "_http_" AND keel_httplib)
+      target_link_libraries(${tgt} PRIVATE ${keel_httplib})
+      target_compile_definitions(${tgt} PRIVATE KEEL_EXAMPLE_HTTPLIB)
+    endif()
     keel_dev_target(${tgt})
     add_test(NAME example_${name} COMMAND ${tgt})
     set_tests_properties(example_${name} PROPERTIES LABELS example)
@@ -326,9 +345,11 @@ if(keel_examples)
   endforeach()
 
   # The README's demo command: builds the demo and runs it with its output shown.
-  set(KEEL_DEMO_EXAMPLE "04_pipeline" CACHE STRING "The example that `keel_run_demo` runs")
+  set(KEEL_DEMO_EXAMPLE "00_outage_demo" CACHE STRING "The example that `keel_run_demo` runs")
   if(TARGET keel_example_${KEEL_DEMO_EXAMPLE})
+    # Run in the build directory: the outage demo writes its chart, outage.svg, there.
     add_custom_target(keel_run_demo COMMAND keel_example_${KEEL_DEMO_EXAMPLE} USES_TERMINAL
+                      WORKING_DIRECTORY "${PROJECT_BINARY_DIR}"
                       COMMENT "Running the keel demo")
   endif()
 endif()
