@@ -6,6 +6,8 @@
 #   tsan           Clang, ThreadSanitizer
 #   no-exceptions  the -fno-exceptions test binary
 #   release        Release -O2: builds the benchmarks and runs their smoke tests (ctest -L bench)
+#   fuzz           builds the libFuzzer harnesses of tests/fuzz/ and runs each for
+#                  KEEL_FUZZ_SECONDS (default 10) seconds
 #
 # Usage: tools/run-all-tests.sh [preset...]     e.g. tools/run-all-tests.sh dev-gcc asan
 # Environment: KEEL_JOBS (default 2), KEEL_FAIL_FAST=1 to stop at the first failing preset.
@@ -13,7 +15,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly all_presets=(dev-gcc dev-clang asan tsan no-exceptions release)
+readonly all_presets=(dev-gcc dev-clang asan tsan no-exceptions release fuzz)
 jobs="${KEEL_JOBS:-2}"
 
 if [[ $# -gt 0 ]]; then
@@ -22,6 +24,7 @@ else
   presets=("${all_presets[@]}")
 fi
 for p in "${presets[@]}"; do
+  [[ "$p" == fuzz ]] && continue  # not a CMake preset: see run_preset
   if ! cmake --list-presets=configure 2>/dev/null | grep -q "\"$p\""; then
     echo "run-all-tests: unknown preset '$p' (known: ${all_presets[*]} demo)" >&2
     exit 2
@@ -73,6 +76,13 @@ run_tests() { # preset log
 
 run_preset() { # preset
   local p="$1"
+  if [[ "$p" == fuzz ]]; then
+    # libFuzzer harnesses (tests/fuzz/), each for a short fixed time on its corpus.
+    echo
+    echo "=================== fuzz ==================="
+    tests/fuzz/run.sh "${KEEL_FUZZ_SECONDS:-10}" build/fuzz
+    return
+  fi
   local log="build/$p-ctest.log"
   echo
   echo "=================== $p ==================="

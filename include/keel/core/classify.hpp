@@ -48,6 +48,27 @@ bool is_cancellation(const outcome<R>& o) {
   return false;
 }
 
+namespace detail {
+
+/// Asks a user-written predicate. One that throws answers "matches": a
+/// policy's run() never throws, and treating an undecidable outcome as handled
+/// is the cautious reading (a breaker counts a failure, a retry retries within
+/// max_attempts, a fallback falls back).
+template <class P, class... A>
+bool ask_user_predicate(const P& pred, const A&... args) noexcept {
+#if KEEL_HAS_EXCEPTIONS
+  try {
+    return static_cast<bool>(pred(args...));
+  } catch (...) {
+    return true;
+  }
+#else
+  return static_cast<bool>(pred(args...));
+#endif
+}
+
+}  // namespace detail
+
 /// Outcome predicates: tell a policy which outcomes it handles (retries, counts
 /// as a breaker failure, falls back from...). Combine them with ||, && and !.
 ///
@@ -115,7 +136,7 @@ inline constexpr exception_t<Es...> exception{};
 
 /// A returned value for which `pred(value)` is true (HTTP 503, say). For an
 /// expected-like result, `pred` sees the contained value when there is one.
-/// A predicate that cannot take the value never matches.
+/// A predicate that cannot take the value never matches; one that throws matches.
 template <class P>
 struct result_t : predicate_base {
   P pred;
@@ -129,12 +150,12 @@ struct result_t : predicate_base {
       const R& r = o.value();
       if constexpr (expected_like<R>) {
         if constexpr (requires { pred(*r); }) {
-          return static_cast<bool>(pred(*r));
+          return detail::ask_user_predicate(pred, *r);
         } else {
           return false;
         }
       } else if constexpr (std::predicate<const P&, const R&>) {
-        return static_cast<bool>(pred(r));
+        return detail::ask_user_predicate(pred, r);
       } else {
         return false;
       }
@@ -146,7 +167,7 @@ constexpr result_t<std::decay_t<P>> result(P&& pred) {
   return {{}, std::forward<P>(pred)};
 }
 
-/// An expected-like error for which `pred(error)` is true.
+/// An expected-like error for which `pred(error)` is true (or throws).
 template <class P>
 struct error_t : predicate_base {
   P pred;
@@ -155,7 +176,7 @@ struct error_t : predicate_base {
   bool operator()(const outcome<R>& o) const {
     if constexpr (expected_like<R>) {
       if constexpr (std::predicate<const P&, const error_type_t<R>&>) {
-        return o.has_error_value() && static_cast<bool>(pred(o.error_value()));
+        return o.has_error_value() && detail::ask_user_predicate(pred, o.error_value());
       }
     }
     return false;
@@ -203,14 +224,15 @@ struct cancellation_t : predicate_base {
 };
 inline constexpr cancellation_t cancellation{};
 
-/// Any predicate on the whole outcome, `pred(const keel::outcome<R>&)`.
+/// Any predicate on the whole outcome, `pred(const keel::outcome<R>&)`. A
+/// predicate that throws matches (see detail::ask_user_predicate).
 template <class P>
 struct when_t : predicate_base {
   P pred;
 
   template <class R>
   bool operator()(const outcome<R>& o) const {
-    return static_cast<bool>(pred(o));
+    return detail::ask_user_predicate(pred, o);
   }
 };
 template <class P>

@@ -2,6 +2,7 @@
 #ifndef KEEL_RETRY_BACKOFF_HPP_INCLUDED
 #define KEEL_RETRY_BACKOFF_HPP_INCLUDED
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -173,15 +174,16 @@ class backoff {
       case 3: {  // AWS full jitter: U(0, expo)
         const auto& b = *std::get_if<full_jitter_backoff>(&formula_);
         const duration top = detail::capped_exponential(b.base, b.factor, r, b.max_delay);
-        return detail::clamp_ns(random.uniform() * static_cast<double>(top.count()));
+        // The double product can round above `top` (and so above max_delay): clamp back.
+        return std::min(detail::clamp_ns(random.uniform() * static_cast<double>(top.count())), top);
       }
       case 4: {  // AWS equal jitter: expo/2 + U(0, expo/2)
         const auto& b = *std::get_if<equal_jitter_backoff>(&formula_);
-        const double half =
-            static_cast<double>(
-                detail::capped_exponential(b.base, b.factor, r, b.max_delay).count()) /
-            2.0;
-        return detail::clamp_ns(half + random.uniform() * half);
+        const duration top = detail::capped_exponential(b.base, b.factor, r, b.max_delay);
+        const double half = static_cast<double>(top.count()) / 2.0;
+        // Rounding in double can land just outside [top/2, top]: clamp back.
+        const duration d = detail::clamp_ns(half + random.uniform() * half);
+        return std::min(std::max(d, top / 2), top);
       }
       case 5: {  // AWS decorrelated jitter: min(cap, U(base, 3·prev)), prev0 = base
         const auto& b = *std::get_if<decorrelated_jitter_backoff>(&formula_);
@@ -189,6 +191,8 @@ class backoff {
         const double lo = static_cast<double>(b.base.count());
         const double hi = 3.0 * static_cast<double>(prev.count());
         duration d = detail::clamp_ns(lo + random.uniform() * (hi - lo));
+        // A base near duration::max() rounds down in double: never go below it.
+        if (d < b.base) d = b.base;
         if (d > b.max_delay) d = b.max_delay;
         state.previous = d;
         return d;
