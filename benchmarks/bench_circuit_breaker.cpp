@@ -34,8 +34,9 @@ struct result {
 // Printed once, before the table.
 const int sizes_printed = [] {
   std::printf(
-      "sizeof(keel::circuit_breaker<>) = %zu bytes (hot state: one 64-byte line), "
-      "sizeof(keel::circuit_breaker_options) = %zu\n",
+      "sizeof(keel::circuit_breaker<>) = %zu bytes (one 64-byte line: the state word and the "
+      "closed path's constants; options, counters, mutex and the rule's window live in one "
+      "block allocated at construction), sizeof(keel::circuit_breaker_options) = %zu\n",
       sizeof(keel::circuit_breaker<>), sizeof(keel::circuit_breaker_options));
   return 0;
 }();

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <utility>
@@ -14,10 +15,24 @@
 #include "keel/circuit_breaker/circuit_breaker_options.hpp"
 #include "keel/circuit_breaker/detail/windows.hpp"
 #include "keel/core/config_error.hpp"
+#include "keel/core/environment.hpp"
 #include "keel/core/error.hpp"
 #include "keel/core/time.hpp"
 
+// Keeps a cold path out of the caller, so that the closed path stays small
+// enough to be inlined through a pipeline.
+#if defined(__GNUC__) || defined(__clang__)
+#define KEEL_DETAIL_CB_NOINLINE __attribute__((noinline))
+#elif defined(_MSC_VER)
+#define KEEL_DETAIL_CB_NOINLINE __declspec(noinline)
+#else
+#define KEEL_DETAIL_CB_NOINLINE
+#endif
+
 namespace keel {
+
+template <class Handles, class Listener, environment Env, class Ignores>
+class circuit_breaker;
 
 /// How a call that was let through ended, as the breaker counts it.
 enum class call_result : unsigned char {
@@ -96,43 +111,47 @@ class circuit_breaker_core {
  public:
   /// Throws keel::config_error (aborts without exceptions) when `options` are invalid.
   explicit circuit_breaker_core(circuit_breaker_options options = {})
-      : options_(std::move(options)) {
-    detail::require_valid(validate(options_));
-    probes_ = static_cast<std::uint32_t>(options_.permitted_probes);
-    successes_needed_ = static_cast<std::uint32_t>(
-        options_.success_threshold == 0 ? options_.permitted_probes : options_.success_threshold);
-    growth_ = options_.open_duration;
-    if (options_.slow_calls) {
+      : cold_(std::make_unique<cold_state>(checked(std::move(options)))) {
+    cold_state& c = *cold_;
+    const circuit_breaker_options& o = c.options;
+    probes_ = static_cast<std::uint32_t>(o.permitted_probes);
+    c.successes_needed = static_cast<std::uint32_t>(o.success_threshold == 0 ? o.permitted_probes
+                                                                             : o.success_threshold);
+    c.growth = o.open_duration;
+    if (o.slow_calls) {
       slow_enabled_ = true;
-      slow_threshold_ = options_.slow_calls->threshold;
-      slow_ratio_ = options_.slow_calls->ratio;
+      c.slow_threshold = o.slow_calls->threshold;
+      c.slow_ratio = o.slow_calls->ratio;
     }
-    free_success_ =
-        !slow_enabled_ && (std::holds_alternative<consecutive_failures>(options_.trip) ||
-                           std::holds_alternative<failures_in_period>(options_.trip));
-    if (const auto* c = std::get_if<consecutive_failures>(&options_.trip)) {
+    if (const auto* r = std::get_if<consecutive_failures>(&o.trip)) {
       rule_ = rule::consecutive;
-      threshold_ = static_cast<std::uint32_t>(c->threshold);
-    } else if (const auto* p = std::get_if<failures_in_period>(&options_.trip)) {
+      threshold_ = static_cast<std::uint32_t>(r->threshold);
+    } else if (const auto* p = std::get_if<failures_in_period>(&o.trip)) {
       rule_ = rule::in_period;
-      stamps_.configure(p->threshold, p->period);
-    } else if (const auto* r = std::get_if<failure_ratio_count>(&options_.trip)) {
+      c.stamps.configure(p->threshold, p->period);
+    } else if (const auto* n = std::get_if<failure_ratio_count>(&o.trip)) {
       rule_ = rule::ratio_count;
-      minimum_calls_ = static_cast<std::uint32_t>(r->minimum_calls);
-      ratio_ = r->ratio;
-      count_.configure(r->window_size, slow_enabled_);
-    } else if (const auto* t = std::get_if<failure_ratio_time>(&options_.trip)) {
+      c.minimum_calls = static_cast<std::uint32_t>(n->minimum_calls);
+      c.ratio = n->ratio;
+      c.count.configure(n->window_size, slow_enabled_);
+    } else if (const auto* t = std::get_if<failure_ratio_time>(&o.trip)) {
       rule_ = rule::ratio_time;
-      minimum_calls_ = static_cast<std::uint32_t>(t->minimum_calls);
-      ratio_ = t->ratio;
-      time_.configure(t->period, t->buckets);
+      c.minimum_calls = static_cast<std::uint32_t>(t->minimum_calls);
+      c.ratio = t->ratio;
+      c.time.configure(t->period, t->buckets);
     }
+    // Only consecutive_failures and failures_in_period without a slow-call
+    // rule let a success pass without recording it.
+    const bool free_success =
+        !slow_enabled_ && (rule_ == rule::consecutive || rule_ == rule::in_period);
+    flags_ = (free_success ? 0 : records_bit) | (slow_enabled_ ? timed_bit : 0);
+    word_.store(make(circuit_state::closed, 0, 0), std::memory_order_relaxed);
   }
 
   circuit_breaker_core(const circuit_breaker_core&) = delete;
   circuit_breaker_core& operator=(const circuit_breaker_core&) = delete;
 
-  const circuit_breaker_options& options() const noexcept { return options_; }
+  const circuit_breaker_options& options() const noexcept { return cold_->options; }
 
   /// True when record() wants the call's duration (a slow-call rule is set):
   /// only then does the execution shell read the clock around the call.
@@ -144,18 +163,8 @@ class circuit_breaker_core {
   /// is still closed in that generation. One load and one compare: the
   /// execution shell inlines it and skips record() altogether.
   bool success_changes_nothing(std::uint32_t generation) const noexcept {
-    return free_success_ &&
+    return flags_ == 0 &&
            word_.load(std::memory_order_acquire) == make(circuit_state::closed, generation, 0);
-  }
-
-  /// The closed path of try_acquire, for the execution shell to inline: admits
-  /// the call and sets `generation` when the circuit is closed or disabled
-  /// (one load, no clock read); false means "ask try_acquire_with".
-  bool try_admit_closed(std::uint32_t& generation, circuit_state& state) const noexcept {
-    const std::uint64_t w = word_.load(std::memory_order_acquire);
-    state = state_of(w);
-    generation = gen_of(w);
-    return state == circuit_state::closed || state == circuit_state::disabled;
   }
 
   /// May a call go at `now`? See circuit_admission.
@@ -175,14 +184,14 @@ class circuit_breaker_core {
         return admit(st, gen_of(w));
       }
       if (st == circuit_state::isolated) {
-        rejections_.fetch_add(1, std::memory_order_relaxed);
+        cold_->rejections.fetch_add(1, std::memory_order_relaxed);
         return reject(st, gen_of(w), std::nullopt);
       }
       if (st == circuit_state::open) {
         const time_point t = now();
-        const time_point until{duration(open_until_.load(std::memory_order_acquire))};
+        const time_point until{duration(cold_->open_until.load(std::memory_order_acquire))};
         if (t < until) {
-          rejections_.fetch_add(1, std::memory_order_relaxed);
+          cold_->rejections.fetch_add(1, std::memory_order_relaxed);
           return reject(st, gen_of(w), until - t);
         }
         if (auto a = enter_half_open(w, t)) return std::move(*a);
@@ -199,13 +208,14 @@ class circuit_breaker_core {
         continue;
       }
       const time_point t = now();
-      const time_point since{duration(half_open_since_.load(std::memory_order_acquire))};
-      const time_point give_up = detail::saturating_add(since, options_.max_wait_in_half_open);
+      const time_point since{duration(cold_->half_open_since.load(std::memory_order_acquire))};
+      const time_point give_up =
+          detail::saturating_add(since, cold_->options.max_wait_in_half_open);
       if (t >= give_up) {
         if (auto a = enter_half_open(w, t)) return std::move(*a);
         continue;
       }
-      rejections_.fetch_add(1, std::memory_order_relaxed);
+      cold_->rejections.fetch_add(1, std::memory_order_relaxed);
       return reject(st, gen_of(w), give_up - t);
     }
   }
@@ -235,21 +245,23 @@ class circuit_breaker_core {
     }
     lazy_time<NowFn&> now{now_fn};
     const bool failed = result == call_result::failure;
-    const bool slow = slow_enabled_ && elapsed > slow_threshold_;
-    if (failed) failures_.fetch_add(1, std::memory_order_relaxed);
-    if (slow) slow_calls_.fetch_add(1, std::memory_order_relaxed);
+    const bool slow = slow_enabled_ && elapsed > cold_->slow_threshold;
+    if (slow) cold_->slow_calls.fetch_add(1, std::memory_order_relaxed);
     const std::uint64_t w = word_.load(std::memory_order_acquire);
+    const circuit_state st = state_of(w);
+    const bool closed = st == circuit_state::closed || st == circuit_state::disabled;
+    // A closed consecutive_failures breaker keeps its failures in the run of
+    // the state word until the run ends (see failures_held): one atomic
+    // operation per failure. Every other failure is counted here.
+    if (failed && !(closed && rule_ == rule::consecutive && gen_of(w) == generation)) {
+      count_failure();
+    }
     if (gen_of(w) != generation)
       return std::nullopt;  // a late result: it belongs to an earlier state
-    switch (state_of(w)) {
-      case circuit_state::closed:
-      case circuit_state::disabled:
-        return record_closed(w, failed, slow, now, hint_fn);
-      case circuit_state::half_open:
-        return record_probe(generation, failed || slow, now, hint_fn);
-      default:
-        return std::nullopt;
-    }
+    if (closed) return record_closed(w, failed, slow, now, hint_fn);
+    if (st == circuit_state::half_open)
+      return record_probe(generation, failed || slow, now, hint_fn);
+    return std::nullopt;
   }
 
   /// Gives back an admission without a result (the caller gave up, or the
@@ -286,10 +298,11 @@ class circuit_breaker_core {
     circuit_metrics m;
     const std::uint64_t w = word_.load(std::memory_order_acquire);
     m.state = state_of(w);
-    m.failures = failures_.load(std::memory_order_relaxed);
-    m.slow_calls = slow_calls_.load(std::memory_order_relaxed);
-    m.rejections = rejections_.load(std::memory_order_relaxed);
-    m.last_transition = time_point(duration(last_transition_.load(std::memory_order_relaxed)));
+    const cold_state& cold = *cold_;
+    m.failures = cold.failures.load(std::memory_order_relaxed) + failures_held(w);
+    m.slow_calls = cold.slow_calls.load(std::memory_order_relaxed);
+    m.rejections = cold.rejections.load(std::memory_order_relaxed);
+    m.last_transition = time_point(duration(cold.last_transition.load(std::memory_order_relaxed)));
     detail::window_counts c;
     switch (rule_) {
       case rule::consecutive: {
@@ -300,15 +313,15 @@ class circuit_breaker_core {
         break;
       }
       case rule::in_period: {
-        const std::uint32_t n = stamps_.count(now);
+        const std::uint32_t n = cold.stamps.count(now);
         c = {n, n, 0};
         break;
       }
       case rule::ratio_count:
-        c = count_.counts();
+        c = cold.count.counts();
         break;
       case rule::ratio_time:
-        c = time_.counts(now);
+        c = cold.time.counts(now);
         break;
     }
     m.calls = c.calls;
@@ -319,22 +332,115 @@ class circuit_breaker_core {
     if (m.state == circuit_state::half_open) m.probes_admitted = ho_admitted(w);
     if (m.state == circuit_state::open) {
       m.retry_after = detail::time_until(
-          now, time_point(duration(open_until_.load(std::memory_order_acquire))));
+          now, time_point(duration(cold_->open_until.load(std::memory_order_acquire))));
     }
     return m;
   }
 
  private:
+  template <class, class, environment, class>
+  friend class circuit_breaker;
+
+  // The execution shell's closed path, on the state word itself: one load to
+  // admit, one load and one compare after a success. Not for other callers.
+
+  /// The state word, for fast_admits / unchanged_since / generation_of.
+  std::uint64_t snapshot() const noexcept { return word_.load(std::memory_order_acquire); }
+  /// True when `w` is closed and no clock read is wanted around the call.
+  static bool fast_admits(std::uint64_t w) noexcept { return (w & (state_mask | timed_bit)) == 0; }
+  /// True when a success admitted on fast_admits(w) has nothing to record:
+  /// the rule keeps no per-success count, and the word is still closed in the
+  /// same generation with no run of failures. Else call record_closed_success.
+  bool unchanged_since(std::uint64_t w) const noexcept {
+    return word_.load(std::memory_order_acquire) == (w & (low_mask & ~records_bit));
+  }
+  /// Records a success admitted closed in `generation` (a success in closed
+  /// never causes a transition). `now()` is read only by failure_ratio_time.
+  template <class NowFn>
+  void record_closed_success(std::uint32_t generation, NowFn&& now_fn) {
+    std::uint64_t w = word_.load(std::memory_order_acquire);
+    if (gen_of(w) != generation) return;  // late: it belongs to an earlier state
+    const circuit_state st = state_of(w);
+    if (st != circuit_state::closed && st != circuit_state::disabled) return;
+    switch (rule_) {
+      case rule::consecutive:
+        while (const std::uint32_t run = payload_of(w)) {
+          if (word_.compare_exchange_weak(w, make(st, generation, 0), std::memory_order_acq_rel)) {
+            cold_->failures.fetch_add(run, std::memory_order_relaxed);
+            return;
+          }
+          if (gen_of(w) != generation) return;
+        }
+        return;
+      case rule::in_period:
+        return;
+      case rule::ratio_count:
+        cold_->count.record(false, false);
+        return;
+      case rule::ratio_time:
+        cold_->time.record(static_cast<time_point>(now_fn()), false, false);
+        return;
+    }
+  }
+  /// The shell's failure path under consecutive_failures: extends the run of
+  /// a circuit still closed as in `w` with one CAS, when that does not trip.
+  /// False: nothing done, call record_with.
+  bool extend_run(std::uint64_t w) noexcept {
+    if (rule_ != rule::consecutive) return false;
+    std::uint64_t cur = word_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((cur & low_mask) != (w & low_mask)) return false;
+      const std::uint32_t run = payload_of(cur);
+      if (run + 1 >= threshold_ || run == 0xffffffffu) return false;
+      if (word_.compare_exchange_weak(cur, cur + (std::uint64_t{1} << payload_shift),
+                                      std::memory_order_acq_rel)) {
+        return true;
+      }
+    }
+  }
+  /// The shell's rejection path: when `w` is open and `now` is before the end
+  /// of the open time, counts the rejection and returns the time left (>= 1
+  /// ns); returns -1 when try_acquire must decide (a probe may go, or `w` is
+  /// not open). Same reads, in the same order, as try_acquire_with.
+  std::int64_t reject_open(std::uint64_t w, time_point now) const noexcept {
+    if (state_of(w) != circuit_state::open) return -1;
+    const std::int64_t until = cold_->open_until.load(std::memory_order_acquire);
+    const std::int64_t t = now.time_since_epoch().count();
+    if (t >= until) return -1;
+    cold_->rejections.fetch_add(1, std::memory_order_relaxed);
+    return until - t;
+  }
+  /// True when state word `w` is open.
+  static bool is_open(std::uint64_t w) noexcept { return state_of(w) == circuit_state::open; }
+  /// The generation of state word `w`.
+  static std::uint32_t generation_of(std::uint64_t w) noexcept { return gen_of(w); }
+
+  /// The closed path of try_acquire, for the execution shell to inline: admits
+  /// the call and sets `generation` when the circuit is closed or disabled
+  /// (one load, no clock read); false means "ask try_acquire_with".
+  bool try_admit_closed(std::uint32_t& generation, circuit_state& state) const noexcept {
+    const std::uint64_t w = word_.load(std::memory_order_acquire);
+    state = state_of(w);
+    generation = gen_of(w);
+    return state == circuit_state::closed || state == circuit_state::disabled;
+  }
+
   enum class rule : unsigned char { consecutive, in_period, ratio_count, ratio_time };
 
-  // The state word: state (3 bits) | generation (29 bits) | payload (32 bits).
-  // Payload: closed/disabled = consecutive failures; half-open = probes
-  // admitted, successes and failures, 10 bits each. Packing them with the
-  // generation makes every count a CAS that fails when the state moved on.
+  // The state word: state (3 bits) | records (1 bit) | timed (1 bit) |
+  // generation (27 bits) | payload (32 bits). Payload: closed/disabled =
+  // consecutive failures; half-open = probes admitted, successes and failures,
+  // 10 bits each. Packing them with the generation makes every count a CAS
+  // that fails when the state moved on. The two flag bits are constant: set
+  // when a success must be recorded (a ratio rule, slow calls) and when the
+  // call must be timed (slow calls), so that one compare decides the fast path.
   static constexpr std::uint64_t state_mask = 0x7;
-  static constexpr int gen_shift = 3;
-  static constexpr std::uint64_t gen_mask = (std::uint64_t{1} << 29) - 1;
+  static constexpr std::uint64_t records_bit = 0x8;
+  static constexpr std::uint64_t timed_bit = 0x10;
+  static constexpr int gen_shift = 5;
+  static constexpr std::uint64_t gen_mask = (std::uint64_t{1} << 27) - 1;
   static constexpr int payload_shift = 32;
+  static constexpr std::uint64_t low_mask = 0xffffffffu;
 
   static circuit_state state_of(std::uint64_t w) noexcept {
     return static_cast<circuit_state>(w & state_mask);
@@ -352,8 +458,8 @@ class circuit_breaker_core {
   static std::uint32_t ho_failures(std::uint64_t w) noexcept {
     return (payload_of(w) >> 20) & 0x3ff;
   }
-  static std::uint64_t make(circuit_state s, std::uint32_t gen, std::uint32_t payload) noexcept {
-    return static_cast<std::uint64_t>(s) | ((std::uint64_t{gen} & gen_mask) << gen_shift) |
+  std::uint64_t make(circuit_state s, std::uint32_t gen, std::uint32_t payload) const noexcept {
+    return static_cast<std::uint64_t>(s) | flags_ | ((std::uint64_t{gen} & gen_mask) << gen_shift) |
            (std::uint64_t{payload} << payload_shift);
   }
   static std::uint32_t ho_payload(std::uint32_t admitted, std::uint32_t successes,
@@ -362,6 +468,11 @@ class circuit_breaker_core {
   }
   static double ratio(std::uint32_t part, std::uint32_t whole) noexcept {
     return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
+  }
+
+  static circuit_breaker_options checked(circuit_breaker_options o) {
+    detail::require_valid(validate(o));
+    return o;
   }
 
   static circuit_admission admit(circuit_state st, std::uint32_t generation) noexcept {
@@ -387,10 +498,26 @@ class circuit_breaker_core {
     }
   };
 
+  void count_failure() noexcept { cold_->failures.fetch_add(1, std::memory_order_relaxed); }
+
+  // The failures a closed consecutive_failures breaker holds in state word `w`
+  // and has not yet added to the failure counter: the current run. A run is
+  // added when it ends (a success, a trip, a forced transition), by the one
+  // thread whose CAS ended it.
+  std::uint32_t failures_held(std::uint64_t w) const noexcept {
+    const circuit_state st = state_of(w);
+    if (rule_ != rule::consecutive ||
+        (st != circuit_state::closed && st != circuit_state::disabled)) {
+      return 0;
+    }
+    return payload_of(w);
+  }
+
   template <class Now, class HintFn>
   std::optional<circuit_transition> record_closed(std::uint64_t w, bool failed, bool slow, Now& now,
                                                   HintFn& hint_fn) {
     const bool disabled = state_of(w) == circuit_state::disabled;
+    cold_state& cold = *cold_;
     switch (rule_) {
       case rule::consecutive: {
         const std::uint32_t generation = gen_of(w);
@@ -404,29 +531,39 @@ class circuit_breaker_core {
             if (!disabled && run + 1 >= threshold_) {
               return trip(generation, open_reason::consecutive_failures, 1.0, now, hint_fn);
             }
-            next = run == 0xffffffffu ? w : w + (std::uint64_t{1} << payload_shift);
+            if (run == 0xffffffffu) {  // a saturated run (disabled): count this one apart
+              count_failure();
+              return std::nullopt;
+            }
+            next = w + (std::uint64_t{1} << payload_shift);
           }
-          if (word_.compare_exchange_weak(w, next, std::memory_order_acq_rel)) return std::nullopt;
-          if (gen_of(w) != generation) return std::nullopt;
+          if (word_.compare_exchange_weak(w, next, std::memory_order_acq_rel)) {
+            if (!failed) cold.failures.fetch_add(run, std::memory_order_relaxed);
+            return std::nullopt;
+          }
+          if (gen_of(w) != generation) {
+            if (failed) count_failure();  // late after all
+            return std::nullopt;
+          }
         }
       }
       case rule::in_period: {
         if (!failed) return std::nullopt;
-        if (stamps_.record(now()) && !disabled) {
+        if (cold.stamps.record(now()) && !disabled) {
           return trip(gen_of(w), open_reason::failures_in_period, 1.0, now, hint_fn);
         }
         return std::nullopt;
       }
       case rule::ratio_count: {
-        count_.record(failed, slow);
+        cold.count.record(failed, slow);
         if (!(failed || slow) || disabled) return std::nullopt;
-        return judge(gen_of(w), count_.counts(), failed, slow, now, hint_fn);
+        return judge(gen_of(w), cold.count.counts(), failed, slow, now, hint_fn);
       }
       case rule::ratio_time: {
         const time_point t = now();
-        time_.record(t, failed, slow);
+        cold.time.record(t, failed, slow);
         if (!(failed || slow) || disabled) return std::nullopt;
-        return judge(gen_of(w), time_.counts(t), failed, slow, now, hint_fn);
+        return judge(gen_of(w), cold.time.counts(t), failed, slow, now, hint_fn);
       }
     }
     return std::nullopt;
@@ -436,67 +573,105 @@ class circuit_breaker_core {
   template <class Now, class HintFn>
   std::optional<circuit_transition> judge(std::uint32_t generation, detail::window_counts c,
                                           bool failed, bool slow, Now& now, HintFn& hint_fn) {
-    if (c.calls < minimum_calls_) return std::nullopt;
+    const cold_state& cold = *cold_;
+    if (c.calls < cold.minimum_calls) return std::nullopt;
     const double fr = ratio(c.failures, c.calls);
-    if (failed && fr >= ratio_)
+    if (failed && fr >= cold.ratio)
       return trip(generation, open_reason::failure_ratio, fr, now, hint_fn);
-    if (slow && ratio(c.slow, c.calls) >= slow_ratio_) {
+    if (slow && ratio(c.slow, c.calls) >= cold.slow_ratio) {
       return trip(generation, open_reason::slow_call_ratio, fr, now, hint_fn);
     }
     return std::nullopt;
   }
 
-  // closed -> open, if the circuit is still closed in `generation`.
+  // closed -> open, if the circuit is still closed in `generation`. For
+  // consecutive_failures the failure that trips is not counted yet: the CAS
+  // that opens adds it with the run it ends.
   template <class Now, class HintFn>
   std::optional<circuit_transition> trip(std::uint32_t generation, open_reason reason,
                                          double failure_ratio, Now& now, HintFn& hint_fn) {
-    std::lock_guard lock(mutex_);
+    cold_state& cold = *cold_;
+    const bool consecutive = reason == open_reason::consecutive_failures;
+    std::lock_guard lock(cold.mutex);
     std::uint64_t w = word_.load(std::memory_order_acquire);
     for (;;) {
-      if (gen_of(w) != generation || state_of(w) != circuit_state::closed) return std::nullopt;
-      if (reason != open_reason::consecutive_failures || payload_of(w) + 1 >= threshold_) break;
-      // A success reset the run meanwhile: this failure only counts.
-      if (word_.compare_exchange_weak(w, w + (std::uint64_t{1} << payload_shift),
-                                      std::memory_order_acq_rel)) {
+      if (gen_of(w) != generation || state_of(w) != circuit_state::closed) {
+        if (consecutive) count_failure();  // the state moved on: a late failure
         return std::nullopt;
       }
+      if (consecutive && payload_of(w) + 1 < threshold_) {
+        // A success reset the run meanwhile: this failure only counts.
+        if (word_.compare_exchange_weak(w, w + (std::uint64_t{1} << payload_shift),
+                                        std::memory_order_acq_rel)) {
+          return std::nullopt;
+        }
+        continue;
+      }
+      const time_point t = now();
+      duration growth = cold.growth;
+      if (detail::time_until(time_point(duration(cold.last_closed.load(std::memory_order_relaxed))),
+                             t) >= cold.options.growth_reset_after) {
+        growth = cold.options.open_duration;  // the last close was stable
+      }
+      const duration open_for = open_time(growth, hint_fn);
+      cold.open_until.store(detail::saturating_add(t, open_for).time_since_epoch().count(),
+                            std::memory_order_relaxed);
+      // A CAS, not a store: a lock-free failure or success may have changed the run.
+      if (!word_.compare_exchange_strong(w, make(circuit_state::open, generation + 1, 0),
+                                         std::memory_order_acq_rel)) {
+        continue;
+      }
+      if (consecutive) cold.failures.fetch_add(payload_of(w) + 1, std::memory_order_relaxed);
+      cold.growth = grown(growth);
+      cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+      return circuit_transition{
+          circuit_state::closed, circuit_state::open, t, reason, failure_ratio, open_for};
     }
-    const time_point t = now();
-    if (detail::time_until(time_point(duration(last_closed_.load(std::memory_order_relaxed))), t) >=
-        options_.growth_reset_after) {
-      growth_ = options_.open_duration;  // the last close was stable
-    }
-    return open_locked(circuit_state::closed, generation, reason, failure_ratio, t, hint_fn);
   }
 
+  duration grown(duration growth) const noexcept {
+    const circuit_breaker_options& o = cold_->options;
+    return std::min(detail::saturating_mul(growth, o.open_duration_factor), o.max_open_duration);
+  }
+
+  // How long to open for: `growth`, or the failure's retry-after hint.
   template <class HintFn>
-  circuit_transition open_locked(circuit_state from, std::uint32_t generation, open_reason reason,
-                                 double failure_ratio, time_point t, HintFn& hint_fn) {
-    duration open_for = growth_;
-    growth_ = std::min(detail::saturating_mul(growth_, options_.open_duration_factor),
-                       options_.max_open_duration);
-    if (options_.honor_retry_after) {
+  duration open_time(duration growth, HintFn& hint_fn) const {
+    const circuit_breaker_options& o = cold_->options;
+    if (o.honor_retry_after) {
       if (const std::optional<duration> hint = hint_fn()) {
-        open_for = std::clamp(*hint, duration::zero(), options_.max_open_duration);
+        return std::clamp(*hint, duration::zero(), o.max_open_duration);
       }
     }
-    open_until_.store(detail::saturating_add(t, open_for).time_since_epoch().count(),
-                      std::memory_order_relaxed);
-    last_transition_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    return growth;
+  }
+
+  // half-open -> open (a probe failed); the caller holds the mutex.
+  template <class HintFn>
+  circuit_transition reopen_locked(std::uint32_t generation, double failure_ratio, time_point t,
+                                   HintFn& hint_fn) {
+    cold_state& cold = *cold_;
+    const duration open_for = open_time(cold.growth, hint_fn);
+    cold.growth = grown(cold.growth);
+    cold.open_until.store(detail::saturating_add(t, open_for).time_since_epoch().count(),
+                          std::memory_order_relaxed);
+    cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
     word_.store(make(circuit_state::open, generation + 1, 0), std::memory_order_release);
-    return {from, circuit_state::open, t, reason, failure_ratio, open_for};
+    return {circuit_state::half_open,  circuit_state::open, t,
+            open_reason::probe_failed, failure_ratio,       open_for};
   }
 
   // open -> half-open (the open time is over), or a new half-open round (the
   // last one waited too long): the caller becomes the round's first probe.
   std::optional<circuit_admission> enter_half_open(std::uint64_t seen, time_point t) {
-    std::lock_guard lock(mutex_);
+    cold_state& cold = *cold_;
+    std::lock_guard lock(cold.mutex);
     const std::uint64_t w = word_.load(std::memory_order_acquire);
     if (state_of(w) != state_of(seen) || gen_of(w) != gen_of(seen)) return std::nullopt;
     if (state_of(w) == circuit_state::half_open && ho_admitted(w) < probes_) return std::nullopt;
     const std::uint32_t generation = (gen_of(w) + 1) & static_cast<std::uint32_t>(gen_mask);
-    half_open_since_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
-    last_transition_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    cold.half_open_since.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
     word_.store(make(circuit_state::half_open, generation, ho_payload(1, 0, 0)),
                 std::memory_order_release);
     return circuit_admission{
@@ -506,7 +681,8 @@ class circuit_breaker_core {
   template <class Now, class HintFn>
   std::optional<circuit_transition> record_probe(std::uint32_t generation, bool failed, Now& now,
                                                  HintFn& hint_fn) {
-    std::lock_guard lock(mutex_);
+    cold_state& cold = *cold_;
+    std::lock_guard lock(cold.mutex);
     std::uint64_t w = word_.load(std::memory_order_acquire);
     for (;;) {
       if (gen_of(w) != generation || state_of(w) != circuit_state::half_open) return std::nullopt;
@@ -514,18 +690,17 @@ class circuit_breaker_core {
       std::uint32_t s = ho_successes(w);
       std::uint32_t f = ho_failures(w);
       (failed ? f : s) += 1;
-      if (s >= successes_needed_) {
+      if (s >= cold.successes_needed) {
         const time_point t = now();
-        last_transition_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
-        last_closed_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+        cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+        cold.last_closed.store(t.time_since_epoch().count(), std::memory_order_relaxed);
         clear_windows();
         word_.store(make(circuit_state::closed, generation + 1, 0), std::memory_order_release);
         return circuit_transition{
             circuit_state::half_open, circuit_state::closed, t, {}, ratio(f, s + f), {}};
       }
-      if (f > probes_ - successes_needed_) {
-        return open_locked(circuit_state::half_open, generation, open_reason::probe_failed,
-                           ratio(f, s + f), now(), hint_fn);
+      if (f > probes_ - cold.successes_needed) {
+        return reopen_locked(generation, ratio(f, s + f), now(), hint_fn);
       }
       // Probe admissions race with us (lock-free CAS on the same word): retry on change.
       if (word_.compare_exchange_weak(
@@ -537,63 +712,77 @@ class circuit_breaker_core {
   }
 
   std::optional<circuit_transition> force(circuit_state to, time_point t) {
-    std::lock_guard lock(mutex_);
-    const std::uint64_t w = word_.load(std::memory_order_acquire);
-    const circuit_state from = state_of(w);
+    cold_state& cold = *cold_;
+    std::lock_guard lock(cold.mutex);
+    const std::uint64_t seen = word_.load(std::memory_order_acquire);
     if (to != circuit_state::isolated) clear_windows();
     if (to == circuit_state::closed) {
-      growth_ = options_.open_duration;
-      last_closed_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+      cold.growth = cold.options.open_duration;
+      cold.last_closed.store(t.time_since_epoch().count(), std::memory_order_relaxed);
     }
-    last_transition_.store(t.time_since_epoch().count(), std::memory_order_relaxed);
-    word_.store(make(to, gen_of(w) + 1, 0), std::memory_order_release);
+    cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
+    // An exchange: the run of failures it ends is added exactly once.
+    const std::uint64_t w =
+        word_.exchange(make(to, gen_of(seen) + 1, 0), std::memory_order_acq_rel);
+    if (const std::uint32_t held = failures_held(w)) {
+      cold.failures.fetch_add(held, std::memory_order_relaxed);
+    }
+    const circuit_state from = state_of(w);
     if (from == to && to != circuit_state::closed) return std::nullopt;
     return circuit_transition{from, to, t, {}, 0.0, {}};
   }
 
   void clear_windows() noexcept {
+    cold_state& cold = *cold_;
     switch (rule_) {
       case rule::consecutive:
         break;
       case rule::in_period:
-        stamps_.reset();
+        cold.stamps.reset();
         break;
       case rule::ratio_count:
-        count_.reset();
+        cold.count.reset();
         break;
       case rule::ratio_time:
-        time_.reset();
+        cold.time.reset();
         break;
     }
   }
 
-  // Hot: read on every call, one cache line (58 bytes).
-  std::atomic<std::uint64_t> word_{0};  // closed, generation 0, no failures
-  std::atomic<std::int64_t> open_until_{0};
-  std::atomic<std::int64_t> half_open_since_{0};
-  rule rule_ = rule::consecutive;
-  bool slow_enabled_ = false;
-  bool free_success_ = true;
+  // What the closed path never touches, allocated once at construction: the
+  // options, the mutex of transitions, the counters and the rule's window.
+  struct cold_state {
+    explicit cold_state(circuit_breaker_options o) : options(std::move(o)) {}
+    // Written on failures, rejections and transitions only.
+    std::atomic<std::uint64_t> failures{0};
+    std::atomic<std::uint64_t> slow_calls{0};
+    std::atomic<std::uint64_t> rejections{0};
+    std::atomic<std::int64_t> open_until{0};
+    std::atomic<std::int64_t> half_open_since{0};
+    std::atomic<std::int64_t> last_transition{0};
+    std::atomic<std::int64_t> last_closed{detail::min_ns};
+    duration growth{};  // open time of the next trip; guarded by mutex
+    std::uint32_t successes_needed = 1;
+    std::uint32_t minimum_calls = 1;
+    double ratio = 1.0;
+    double slow_ratio = 1.0;
+    duration slow_threshold{};
+    std::mutex mutex;  // transitions only
+    detail::failure_stamps stamps;
+    detail::count_window count;
+    detail::time_window time;
+    circuit_breaker_options options;
+  };
+
+  // The whole object is one cache line: the state word every call reads, and
+  // the few constants the closed path needs next to it.
+  alignas(64) std::atomic<std::uint64_t> word_{0};
+  std::unique_ptr<cold_state> cold_;
+  std::uint64_t flags_ = 0;  // records_bit, timed_bit: or'ed into every state word
   std::uint32_t threshold_ = 5;
   std::uint32_t probes_ = 1;
-  std::uint32_t successes_needed_ = 1;
-  std::uint32_t minimum_calls_ = 1;
-  double ratio_ = 1.0;
-  duration slow_threshold_{};
-  // Written on failures, rejections and transitions only: kept off the line of
-  // word_, which every call reads, so that rejecting threads do not slow it.
-  alignas(64) std::atomic<std::uint64_t> failures_{0};
-  std::atomic<std::uint64_t> slow_calls_{0};
-  double slow_ratio_ = 1.0;
-  std::atomic<std::uint64_t> rejections_{0};
-  std::atomic<std::int64_t> last_transition_{0};
-  std::atomic<std::int64_t> last_closed_{detail::min_ns};
-  duration growth_{};  // open time of the next trip; guarded by mutex_
-  std::mutex mutex_;   // transitions only
-  detail::failure_stamps stamps_;
-  detail::count_window count_;
-  detail::time_window time_;
-  circuit_breaker_options options_;
+  rule rule_ = rule::consecutive;
+  bool slow_enabled_ = false;
 };
 
 }  // namespace keel

@@ -195,31 +195,27 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// no exception, no allocation. Never throws.
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
-    permit p = try_acquire();
-    const bool timed = p.admitted_ && core_.measures_duration();
-    const time_point start = timed ? env_.now() : time_point{};
-    // One named result, returned on every path, so that it is constructed in
-    // place (NRVO): a moved outcome costs more than the whole closed path.
-    outcome<R> o =
-        p.admitted_ ? next(ctx) : outcome<R>::from_keel(p.rejection_code(), p.retry_after());
-    if (p.owner_ != nullptr) {
-      if (timed) {
-        const time_point end = env_.now();
-        const call_result r = classify(o);
-        p.owner_ = nullptr;
-        finish(
-            p.generation_, r, end - start, [end] { return end; }, [&o] { return o.retry_after(); });
-      } else {
-        const call_result r = classify(o);
-        p.owner_ = nullptr;
-        if (r != call_result::success || !core_.success_changes_nothing(p.generation_)) {
-          finish(
-              p.generation_, r, duration::zero(), [this] { return env_.now(); },
-              [&o] { return o.retry_after(); });
-        }
+    // The closed path: one load admits, one load and one compare after a
+    // success, no permit. Everything else (a slow-call rule, any state but
+    // closed) goes through run_slow.
+    const std::uint64_t w = core_.snapshot();
+    if (!circuit_breaker_core::fast_admits(w)) [[unlikely]]
+      return run_slow<R>(w, next, ctx);
+    // The failure path moves `o` into a temporary before handing its address
+    // to out-of-line code, so that `o` itself can stay in registers.
+    outcome<R> o = next(ctx);
+    const call_result r = classify(o);
+    if (r == call_result::success) [[likely]] {
+      if (!core_.unchanged_since(w)) {
+        core_.record_closed_success(circuit_breaker_core::generation_of(w),
+                                    [this] { return env_.now(); });
       }
+      return o;
     }
-    return o;
+    if (r == call_result::failure && core_.extend_run(w)) return o;
+    outcome<R> failed(std::move(o));
+    finish_closed(circuit_breaker_core::generation_of(w), r, failed);
+    return failed;
   }
 
   /// Forces the circuit open until reset(): calls get errc::circuit_isolated.
@@ -246,6 +242,62 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   }
 
  private:
+  // Not closed: an open circuit rejects with one clock read, one load and
+  // one counter increment; anything else takes a permit.
+  template <class R, class Next>
+  outcome<R> run_slow(std::uint64_t w, Next& next, context& ctx) const {
+    if (circuit_breaker_core::is_open(w)) {
+      const std::int64_t left = core_.reject_open(w, env_.now());
+      if (left >= 0) {
+        if constexpr (detail::listens_to<Listener, call_rejected>) {
+          detail::emit(listener_,
+                       call_rejected{errc::circuit_open, circuit_state::open, duration(left)});
+        }
+        return outcome<R>::from_keel(errc::circuit_open, duration(left));
+      }
+    }
+    return run_permitted<R>(next, ctx);
+  }
+
+  // The general path of run(): a permit, a clock read around the call when
+  // the slow-call rule wants one, and the rejection as a keel failure.
+  template <class R, class Next>
+  outcome<R> run_permitted(Next& next, context& ctx) const {
+    permit p = try_acquire();
+    const bool timed = p.admitted_ && core_.measures_duration();
+    const time_point start = timed ? env_.now() : time_point{};
+    outcome<R> o =
+        p.admitted_ ? next(ctx) : outcome<R>::from_keel(p.rejection_code(), p.retry_after());
+    if (p.owner_ != nullptr) {
+      if (timed) {
+        const time_point end = env_.now();
+        const call_result r = classify(o);
+        p.owner_ = nullptr;
+        finish(
+            p.generation_, r, end - start, [end] { return end; }, [&o] { return o.retry_after(); });
+      } else {
+        const call_result r = classify(o);
+        p.owner_ = nullptr;
+        if (r != call_result::success || !core_.success_changes_nothing(p.generation_)) {
+          finish(
+              p.generation_, r, duration::zero(), [this] { return env_.now(); },
+              [&o] { return o.retry_after(); });
+        }
+      }
+    }
+    return o;
+  }
+
+  // A failure (or an ignored outcome) of a call admitted on the closed path
+  // that extend_run could not take: may trip, so it stays out of line.
+  template <class R>
+  KEEL_DETAIL_CB_NOINLINE void finish_closed(std::uint32_t generation, call_result r,
+                                             const outcome<R>& o) const {
+    finish(
+        generation, r, duration::zero(), [this] { return env_.now(); },
+        [&o] { return o.retry_after(); });
+  }
+
   template <class NowFn, class HintFn>
   void finish(std::uint32_t generation, call_result r, duration elapsed, NowFn&& now,
               HintFn&& hint) const {

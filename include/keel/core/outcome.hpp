@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <exception>
 #include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <system_error>
@@ -40,6 +41,11 @@ class outcome_storage {
   }
   explicit outcome_storage(std::in_place_index_t<2>, K k) noexcept : index_(2) {
     std::construct_at(&keel_, std::move(k));
+  }
+  /// Builds the keel failure in place from what `make()` returns (no move).
+  template <class F>
+  explicit outcome_storage(std::in_place_index_t<3>, F make) noexcept : index_(2) {
+    ::new (static_cast<void*>(std::addressof(keel_))) K(make());
   }
 
   outcome_storage(const outcome_storage& other) requires std::copy_constructible<T>
@@ -182,7 +188,11 @@ class outcome {
 
   /// Holds a failure keel produced, by code.
   static outcome from_keel(errc code, std::optional<duration> retry_after = std::nullopt) {
-    return from_keel(error_info{make_error_code(code), retry_after});
+    // Built directly, without the empty causes vector: an open breaker's
+    // rejection builds one per call.
+    return outcome(std::in_place_index<3>, [&]() noexcept {
+      return keel_failure{error_info{make_error_code(code), retry_after}, causes_t()};
+    });
   }
 
   /// True when the callable returned and its result is not an expected-like error.

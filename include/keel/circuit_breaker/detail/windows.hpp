@@ -163,15 +163,19 @@ class count_window {
     }
   }
 
+  // Read by every call and written only by configure: kept off the line of
+  // the cursor, which every call writes, so that a second thread's cursor
+  // update does not also evict what the first one needs to read.
   std::unique_ptr<std::atomic<std::uint64_t>[]> failed_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> slow_;
-  std::atomic<std::uint64_t> pos_{0};
-  std::atomic<std::uint64_t> start_{0};
-  std::atomic<std::int32_t> failures_{0};
-  std::atomic<std::int32_t> slow_count_{0};
   std::size_t words_ = 0;
   std::uint32_t size_ = 1;
   fast_mod32 mod_{};
+  alignas(64) std::atomic<std::uint64_t> pos_{0};
+  std::atomic<std::uint64_t> start_{0};
+  // Written on failures only (when a bit changes).
+  alignas(64) std::atomic<std::int32_t> failures_{0};
+  std::atomic<std::int32_t> slow_count_{0};
 };
 
 /// failure_ratio_time: `buckets` buckets of period / buckets each. Bucket k
