@@ -157,22 +157,6 @@ run_result replay(const char* name, const Guarded& guarded, dependency& dep) {
 
 // ---- The breaker's diary ------------------------------------------------------------------
 
-const char* name(keel::circuit_state s) {
-  switch (s) {
-    case keel::circuit_state::closed:
-      return "closed";
-    case keel::circuit_state::open:
-      return "open";
-    case keel::circuit_state::half_open:
-      return "half-open";
-    case keel::circuit_state::isolated:
-      return "isolated";
-    case keel::circuit_state::disabled:
-      return "disabled";
-  }
-  return "?";
-}
-
 struct state_change {
   keel::circuit_state to;
   keel::duration at;  // world time
@@ -372,7 +356,7 @@ int main(int argc, char** argv) {
   fmt::print("\nkeel's circuit breaker ({} state changes, virtual time):\n", changes.size());
   for (std::size_t i = 0; i < changes.size(); ++i) {
     const std::string item =
-        fmt::format("{:.1f} s {}", seconds(changes[i].at), name(changes[i].to));
+        fmt::format("{:.1f} s {}", seconds(changes[i].at), keel::to_string(changes[i].to));
     if (i % 6 == 5 || i + 1 == changes.size()) {
       fmt::print("  {}\n", item);
     } else {

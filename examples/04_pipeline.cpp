@@ -19,22 +19,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const char* name(keel::circuit_state s) {
-  switch (s) {
-    case keel::circuit_state::closed:
-      return "closed";
-    case keel::circuit_state::open:
-      return "open";
-    case keel::circuit_state::half_open:
-      return "half-open";
-    case keel::circuit_state::isolated:
-      return "isolated";
-    case keel::circuit_state::disabled:
-      return "disabled";
-  }
-  return "?";
-}
-
 long long ms(keel::duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d).count();
 }
@@ -73,7 +57,7 @@ int main() {
     const std::string answer = guarded.execute(fetch_price);
     if (answer == "price from yesterday") ++fallbacks;
     fmt::print("{:>7}  {:<28} {:>6}  {}\n", ms(start), answer, dependency_calls - before,
-               name(breaker.state()));
+               keel::to_string(breaker.state()));
     env.advance(1s);
   }
 

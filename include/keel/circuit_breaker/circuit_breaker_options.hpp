@@ -21,6 +21,24 @@ enum class circuit_state : unsigned char {
   disabled,   ///< forced closed by hand (disable()); outcomes are counted, nothing trips
 };
 
+/// The state's name for logs and dashboards: "closed", "open", "half-open",
+/// "isolated" or "disabled".
+constexpr const char* to_string(circuit_state s) noexcept {
+  switch (s) {
+    case circuit_state::closed:
+      return "closed";
+    case circuit_state::open:
+      return "open";
+    case circuit_state::half_open:
+      return "half-open";
+    case circuit_state::isolated:
+      return "isolated";
+    case circuit_state::disabled:
+      return "disabled";
+  }
+  return "unknown";
+}
+
 /// Trip rule: open after `threshold` failures in a row. A success resets the
 /// count. The closed path of this rule writes no shared memory on success.
 struct consecutive_failures {
