@@ -41,22 +41,7 @@ const int sizes_printed = [] {
   return 0;
 }();
 
-void bare_call(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  int x = 0;
-  for (auto _ : state) {
-    x = keel_bench::work(x);
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bare_call);
-BENCHMARK(bare_call)->Threads(2);
-
-void steady_clock_now(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  for (auto _ : state) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
-}
-BENCHMARK(steady_clock_now);
+BENCHMARK(keel_bench::bare_call)->Name("bare_call")->Threads(2);
 
 /// The floor: a consecutive-failure breaker in a dozen lines. One acquire load
 /// to admit, one relaxed load after a success, a store only when it changes.

@@ -38,26 +38,6 @@ class result {
 
 }  // namespace
 
-static void bare_call(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  int x = 0;
-  for (auto _ : state) {
-    x = keel_bench::work(x);
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bare_call);
-
-static void steady_clock_now(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  const keel::steady_clock clock;
-  for (auto _ : state) {
-    auto t = clock.now();
-    benchmark::DoNotOptimize(t);
-  }
-}
-BENCHMARK(steady_clock_now);
-
 static void fallback_primary_succeeds(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
   const auto fb = keel::fallback([](const keel::outcome<int>&) { return -1; }, -2);

@@ -27,22 +27,6 @@ struct result {
   return fail ? result{0, 1} : result{x + 1, 0};
 }
 
-void bare_call(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  int x = 0;
-  for (auto _ : state) {
-    x = keel_bench::work(x);
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bare_call);
-
-void steady_clock_now(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  for (auto _ : state) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
-}
-BENCHMARK(steady_clock_now);
-
 keel::circuit_breaker<> breaker{{.trip = keel::consecutive_failures{.threshold = 1'000'000'000}}};
 
 const auto guarded =

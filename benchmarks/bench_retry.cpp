@@ -38,22 +38,6 @@ struct result {
   return {n, 0};
 }
 
-void bare_call(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  int x = 0;
-  for (auto _ : state) {
-    x = keel_bench::work(x);
-    benchmark::DoNotOptimize(x);
-  }
-}
-BENCHMARK(bare_call);
-
-void steady_clock_now(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  for (auto _ : state) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
-}
-BENCHMARK(steady_clock_now);
-
 // The floor for the happy path: a loop around the call, with nothing to do
 // unless it throws.
 void hand_written_retry_happy_path(benchmark::State& state) {

@@ -3,9 +3,9 @@
 // operator new replacement below is defined once per binary).
 //
 // Every figure is a ratio to a bare call measured in the same run, because
-// these machines are noisy: name the baseline benchmark "bare_call" and end
-// the file with KEEL_BENCHMARK_MAIN(). Allocations per call are counted by
-// replacing the global operator new.
+// these machines are noisy: this header registers the two baselines,
+// "bare_call" and "steady_clock_now"; end the file with KEEL_BENCHMARK_MAIN(). Allocations per call
+// are counted by replacing the global operator new.
 #ifndef KEEL_BENCHMARKS_BENCH_SUPPORT_HPP_INCLUDED
 #define KEEL_BENCHMARKS_BENCH_SUPPORT_HPP_INCLUDED
 
@@ -48,6 +48,29 @@ class allocation_counter {
   benchmark::State& state_;
   long long start_;
 };
+
+/// The row every ratio divides by: work() called bare, registered as "bare_call".
+inline void bare_call(benchmark::State& state) {
+  allocation_counter alloc(state);
+  int x = 0;
+  for (auto _ : state) {
+    x = work(x);
+    benchmark::DoNotOptimize(x);
+  }
+}
+
+/// One steady_clock::now(), registered as "steady_clock_now": the unit of the
+/// "x clock read" column (what an open-breaker rejection must approach).
+inline void steady_clock_now(benchmark::State& state) {
+  allocation_counter alloc(state);
+  for (auto _ : state) benchmark::DoNotOptimize(std::chrono::steady_clock::now());
+}
+
+// Registered first, so that every binary has both baselines (one TU per binary).
+inline benchmark::internal::Benchmark* const bare_call_row =
+    benchmark::RegisterBenchmark("bare_call", bare_call);
+inline benchmark::internal::Benchmark* const steady_clock_now_row =
+    benchmark::RegisterBenchmark("steady_clock_now", steady_clock_now);
 
 /// Prints the usual console table, then each row as a ratio to "bare_call"
 /// (and to "steady_clock_now" when the binary has it) from the same run.
