@@ -19,6 +19,8 @@
 #include <keel/circuit_breaker.hpp>
 #include <keel/testing/virtual_environment.hpp>
 
+#include "../support/rng.hpp"
+
 namespace keel_model {
 
 using namespace std::chrono_literals;
@@ -26,21 +28,7 @@ using keel::circuit_state;
 using keel::duration;
 using keel::time_point;
 
-/// splitmix64: a tiny, portable generator, so a seed means the same sequence everywhere.
-struct rng {
-  std::uint64_t s;
-  std::uint64_t next() {
-    std::uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [lo, hi] (the tiny modulo bias does not matter here).
-  std::int64_t in(std::int64_t lo, std::int64_t hi) {
-    return lo + static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(hi - lo + 1));
-  }
-  bool chance(int percent) { return in(0, 99) < percent; }
-};
+using rng = keel_test::rng;
 
 enum class model_rule { consecutive, ratio_count };
 

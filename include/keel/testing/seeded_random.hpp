@@ -34,6 +34,8 @@ class fixed_random {
  public:
   explicit fixed_random(double value) : value_(value) {}
   double uniform() const noexcept { return value_; }
+  /// The value every draw returns.
+  double value() const noexcept { return value_; }
 
  private:
   double value_;

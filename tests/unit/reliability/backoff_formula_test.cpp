@@ -13,33 +13,17 @@
 #include <string>
 
 #include <keel/retry/backoff.hpp>
+#include <keel/testing/seeded_random.hpp>
 
 #include "support/catch.hpp"
+#include "support/rng.hpp"
 
 namespace {
 
 using keel::duration;
+using keel::testing::fixed_random;
 
-/// A random source that always answers `u` (in [0, 1)).
-struct fixed_random {
-  double u = 0.0;
-  double uniform() const { return u; }
-};
-static_assert(keel::random_source<fixed_random>);
-
-struct rng {
-  std::uint64_t s;
-  std::uint64_t next() {
-    std::uint64_t z = (s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-  }
-  std::int64_t in(std::int64_t lo, std::int64_t hi) {
-    return lo + static_cast<std::int64_t>(next() % static_cast<std::uint64_t>(hi - lo + 1));
-  }
-  double unit() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-};
+using keel_test::rng;
 
 using ld = long double;
 constexpr ld max_ns = 9223372036854775807.0L;
@@ -115,7 +99,7 @@ TEST_CASE("backoff formulas: constant, linear and exponential match their transc
     const fixed_random rnd{any_u(g)};
     const int r = any_attempt(g);
     const double f = any_jitter(g);
-    const ld spread = 1 + static_cast<ld>(f) * (2 * static_cast<ld>(rnd.u) - 1);
+    const ld spread = 1 + static_cast<ld>(f) * (2 * static_cast<ld>(rnd.value()) - 1);
     keel::backoff_state st;
     const auto kind = g.in(0, 2);
     duration expected{}, lo{}, hi{};
@@ -146,7 +130,7 @@ TEST_CASE("backoff formulas: constant, linear and exponential match their transc
     }
     REQUIRE_FALSE(keel::validate(b));
     const duration got = b.next(r, st, rnd);
-    INFO("kind " << kind << " r " << r << " jitter " << f << " u " << rnd.u << ": got "
+    INFO("kind " << kind << " r " << r << " jitter " << f << " u " << rnd.value() << ": got "
                  << got.count() << " expected " << expected.count());
     REQUIRE(close(got, expected));
     REQUIRE(got >= duration::zero());
@@ -170,9 +154,9 @@ TEST_CASE("backoff formulas: AWS full and equal jitter match their transcription
     const duration cap = std::max(base, any_duration(g));
     const ld top = expo(base, factor, r, cap);
     keel::backoff_state st;
-    const ld u = static_cast<ld>(rnd.u);
+    const ld u = static_cast<ld>(rnd.value());
     INFO("r " << r << " base " << base.count() << " factor " << factor << " cap " << cap.count()
-              << " u " << rnd.u);
+              << " u " << rnd.value());
     if (g.in(0, 1) == 0) {
       const keel::backoff b = keel::full_jitter_backoff{base, factor, cap};
       REQUIRE_FALSE(keel::validate(b));
@@ -206,8 +190,8 @@ TEST_CASE("backoff formulas: AWS decorrelated jitter sequences match their trans
       const fixed_random rnd{any_u(g)};
       const duration got = b.next(r, st, rnd);
       const ld lo = ns(base), hi = 3 * prev;
-      const duration expected = std::min(cap, to_ns(lo + static_cast<ld>(rnd.u) * (hi - lo)));
-      INFO("r " << r << " u " << rnd.u << " got " << got.count() << " expected "
+      const duration expected = std::min(cap, to_ns(lo + static_cast<ld>(rnd.value()) * (hi - lo)));
+      INFO("r " << r << " u " << rnd.value() << " got " << got.count() << " expected "
                 << expected.count());
       REQUIRE(close(got, expected));
       REQUIRE(got >= base);
@@ -235,7 +219,7 @@ TEST_CASE("backoff formulas: Polly V2 decorrelated jitter sequences match their 
     for (int r = start; r < start + 30; ++r) {
       const fixed_random rnd{any_u(g)};
       const duration got = b.next(r, st, rnd);
-      const double t = static_cast<double>(r - 1) + rnd.u;
+      const double t = static_cast<double>(r - 1) + rnd.value();
       const double next = std::pow(2.0, t) * std::tanh(std::sqrt(4.0 * t));
       duration expected{};
       if (!std::isfinite(next)) {
@@ -244,7 +228,7 @@ TEST_CASE("backoff formulas: Polly V2 decorrelated jitter sequences match their 
         expected = std::min(cap, to_ns(static_cast<ld>(next - prev) / 1.4L * ns(base)));
       }
       prev = next;
-      INFO("r " << r << " u " << rnd.u << " got " << got.count() << " expected "
+      INFO("r " << r << " u " << rnd.value() << " got " << got.count() << " expected "
                 << expected.count());
       REQUIRE(close(got, expected));
       REQUIRE(got >= duration::zero());
@@ -280,9 +264,9 @@ TEST_CASE("backoff formulas: huge and out-of-range attempt numbers stay within b
   // Attempts below 1 are attempt 1.
   keel::backoff_state st;
   const keel::backoff e = keel::exponential_backoff{100ms, 2.0, 10s, 0.0};
-  CHECK(e.next(INT_MIN, st, fixed_random{}) == 100ms);
-  CHECK(e.next(0, st, fixed_random{}) == 100ms);
-  CHECK(e.next(INT_MAX, st, fixed_random{}) == 10s);
+  CHECK(e.next(INT_MIN, st, fixed_random{0.0}) == 100ms);
+  CHECK(e.next(0, st, fixed_random{0.0}) == 100ms);
+  CHECK(e.next(INT_MAX, st, fixed_random{0.0}) == 10s);
 }
 
 TEST_CASE("backoff formulas: rounding never takes a jittered delay outside its range (regression)",
