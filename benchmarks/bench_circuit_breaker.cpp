@@ -1,13 +1,12 @@
 // SPDX-License-Identifier: BSL-1.0
 // keel::circuit_breaker against a bare call and against the smallest breaker a
-// careful programmer would write by hand (one atomic state word, no store on
-// success): the closed path of every trip rule on 1 and 2 threads sharing one
-// breaker, a failure returned as a value, and the open-circuit rejection
-// through try_execute (which must cost about one clock read).
-#include <atomic>
+// careful programmer would write by hand (keel_bench::minimal_breaker): the
+// closed path of every trip rule on 1, 2 and N threads sharing one breaker, a
+// failure returned as a value, a failure thrown, and the open-circuit
+// rejection through try_execute (which must cost about one clock read) and
+// through execute (which throws keel::error).
 #include <chrono>
 #include <climits>
-#include <cstdint>
 #include <cstdio>
 
 #include <keel/circuit_breaker.hpp>
@@ -17,19 +16,7 @@
 namespace {
 
 using namespace std::chrono_literals;
-
-/// A minimal expected-like result: the value channel without exceptions.
-struct result {
-  int value = 0;
-  int error_code = 0;
-  bool has_value() const noexcept { return error_code == 0; }
-  int error() const noexcept { return error_code; }
-};
-
-[[gnu::noinline]] result failing(int x) noexcept {
-  benchmark::DoNotOptimize(x);
-  return {0, 1};
-}
+using keel_bench::on_1_2_n_threads;
 
 // Printed once, before the table.
 const int sizes_printed = [] {
@@ -41,59 +28,40 @@ const int sizes_printed = [] {
   return 0;
 }();
 
-BENCHMARK(keel_bench::bare_call)->Name("bare_call")->Threads(2);
+/// A closed breaker that no run of failures trips.
+keel::circuit_breaker_options never_trips() {
+  return {.trip = keel::consecutive_failures{.threshold = INT_MAX}};
+}
 
-/// The floor: a consecutive-failure breaker in a dozen lines. One acquire load
-/// to admit, one relaxed load after a success, a store only when it changes.
-class minimal_breaker {
- public:
-  template <class F>
-  bool call(F&& f) {
-    if (open_.load(std::memory_order_acquire)) return false;
-    const bool ok = f();
-    if (ok) {
-      if (failures_.load(std::memory_order_relaxed) != 0)
-        failures_.store(0, std::memory_order_relaxed);
-    } else if (failures_.fetch_add(1, std::memory_order_relaxed) + 1 >= threshold_) {
-      open_.store(true, std::memory_order_release);
-    }
-    return ok;
-  }
+/// An open breaker that stays open for the whole run.
+keel::circuit_breaker_options stays_open() {
+  return {.trip = keel::consecutive_failures{.threshold = 1},
+          .open_duration = 1h,
+          .max_open_duration = 1h};
+}
 
- private:
-  std::atomic<bool> open_{false};
-  std::atomic<int> failures_{0};
-  int threshold_ = INT_MAX;
-};
+template <class Breaker>
+void expect_state(benchmark::State& state, const Breaker& b, keel::circuit_state expected) {
+  if (b.state() != expected) state.SkipWithError("the breaker is not in the state measured");
+}
+
+BENCHMARK(keel_bench::bare_call)->Name("bare_call")->Apply(keel_bench::on_2_n_threads);
+
+// ---- Success: the closed path ------------------------------------------------
 
 void hand_written_breaker(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
-  static minimal_breaker breaker;
+  static keel_bench::minimal_breaker breaker;
   int x = 0;
   for (auto _ : state) {
-    breaker.call([&] {
+    if (breaker.allow()) {
       x = keel_bench::work(x);
-      return true;
-    });
+      breaker.on_success();
+    }
     benchmark::DoNotOptimize(x);
   }
 }
-BENCHMARK(hand_written_breaker);
-BENCHMARK(hand_written_breaker)->Threads(2);
-
-void hand_written_breaker_failure_as_value(benchmark::State& state) {
-  keel_bench::allocation_counter alloc(state);
-  static minimal_breaker breaker;
-  int x = 0;
-  for (auto _ : state) {
-    breaker.call([&] {
-      const result r = failing(x);
-      benchmark::DoNotOptimize(r);
-      return r.has_value();
-    });
-  }
-}
-BENCHMARK(hand_written_breaker_failure_as_value);
+BENCHMARK(hand_written_breaker)->Apply(on_1_2_n_threads);
 
 template <class Breaker>
 void closed_path(benchmark::State& state, const Breaker& breaker) {
@@ -106,78 +74,175 @@ void closed_path(benchmark::State& state, const Breaker& breaker) {
   }
 }
 
-const keel::circuit_breaker<>& consecutive_breaker() {
+void closed_consecutive(benchmark::State& state) {
   static const keel::circuit_breaker b{{.trip = keel::consecutive_failures{.threshold = 5}}};
-  return b;
+  closed_path(state, b);
 }
-void closed_consecutive(benchmark::State& state) { closed_path(state, consecutive_breaker()); }
-BENCHMARK(closed_consecutive);
-BENCHMARK(closed_consecutive)->Threads(2);
+BENCHMARK(closed_consecutive)->Apply(on_1_2_n_threads);
 
-const keel::circuit_breaker<>& in_period_breaker() {
+void closed_failures_in_period(benchmark::State& state) {
   static const keel::circuit_breaker b{
       {.trip = keel::failures_in_period{.threshold = 5, .period = 10s}}};
-  return b;
+  closed_path(state, b);
 }
-void closed_failures_in_period(benchmark::State& state) { closed_path(state, in_period_breaker()); }
-BENCHMARK(closed_failures_in_period);
-BENCHMARK(closed_failures_in_period)->Threads(2);
+BENCHMARK(closed_failures_in_period)->Apply(on_1_2_n_threads);
 
-const keel::circuit_breaker<>& ratio_count_breaker() {
-  static const keel::circuit_breaker b{{.trip = keel::failure_ratio_count{}}};
-  return b;
-}
 void closed_failure_ratio_count(benchmark::State& state) {
-  closed_path(state, ratio_count_breaker());
+  static const keel::circuit_breaker b{{.trip = keel::failure_ratio_count{}}};
+  closed_path(state, b);
 }
-BENCHMARK(closed_failure_ratio_count);
-BENCHMARK(closed_failure_ratio_count)->Threads(2);
+BENCHMARK(closed_failure_ratio_count)->Apply(on_1_2_n_threads);
 
-const keel::circuit_breaker<>& ratio_time_breaker() {
-  static const keel::circuit_breaker b{{.trip = keel::failure_ratio_time{}}};
-  return b;
-}
 void closed_failure_ratio_time(benchmark::State& state) {
-  closed_path(state, ratio_time_breaker());
+  static const keel::circuit_breaker b{{.trip = keel::failure_ratio_time{}}};
+  closed_path(state, b);
 }
-BENCHMARK(closed_failure_ratio_time);
-BENCHMARK(closed_failure_ratio_time)->Threads(2);
+BENCHMARK(closed_failure_ratio_time)->Apply(on_1_2_n_threads);
 
-const keel::circuit_breaker<>& slow_count_breaker() {
+void closed_failure_ratio_count_with_slow_calls(benchmark::State& state) {
   static const keel::circuit_breaker b{
       {.trip = keel::failure_ratio_count{}, .slow_calls = keel::slow_call_ratio{}}};
-  return b;
-}
-void closed_failure_ratio_count_with_slow_calls(benchmark::State& state) {
-  closed_path(state, slow_count_breaker());
+  closed_path(state, b);
 }
 BENCHMARK(closed_failure_ratio_count_with_slow_calls);
 
-void closed_consecutive_failure_as_value(benchmark::State& state) {
+// ---- A failure returned as a value (the breaker stays closed) -----------------
+
+void hand_written_breaker_failure_as_value(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
-  static const keel::circuit_breaker b{{.trip = keel::consecutive_failures{.threshold = INT_MAX}}};
+  static keel_bench::minimal_breaker breaker;
   int x = 0;
   for (auto _ : state) {
-    auto r = b.try_execute([&] { return failing(x); });
-    benchmark::DoNotOptimize(r);
+    if (breaker.allow()) {
+      const keel_bench::result r = keel_bench::failing(x);
+      if (r.has_value()) {
+        breaker.on_success();
+      } else {
+        breaker.on_failure();
+      }
+      benchmark::DoNotOptimize(r);
+    }
   }
 }
-BENCHMARK(closed_consecutive_failure_as_value);
+BENCHMARK(hand_written_breaker_failure_as_value)->Apply(on_1_2_n_threads);
+
+void closed_consecutive_failure_as_value(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static const keel::circuit_breaker b{never_trips()};
+  int x = 0;
+  for (auto _ : state) {
+    auto r = b.try_execute([&] { return keel_bench::failing(x); });
+    benchmark::DoNotOptimize(r);
+  }
+  expect_state(state, b, keel::circuit_state::closed);
+}
+BENCHMARK(closed_consecutive_failure_as_value)->Apply(on_1_2_n_threads);
+
+// ---- A failure thrown (unwinding dominates, as in any C++ code) ----------------
+
+void hand_written_breaker_failure_thrown(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static keel_bench::minimal_breaker breaker;
+  int x = 0;
+  for (auto _ : state) {
+    try {
+      if (breaker.allow()) {
+        try {
+          x = keel_bench::throwing(x);
+        } catch (...) {
+          breaker.on_failure();
+          throw;
+        }
+        breaker.on_success();
+      }
+    } catch (const keel_bench::down&) {
+      ++x;
+    }
+    benchmark::DoNotOptimize(x);
+  }
+}
+BENCHMARK(hand_written_breaker_failure_thrown);
+
+// execute: the exception is caught, recorded, and rethrown to the caller.
+void closed_consecutive_failure_thrown_execute(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static const keel::circuit_breaker b{never_trips()};
+  int x = 0;
+  for (auto _ : state) {
+    try {
+      x = b.execute([&] { return keel_bench::throwing(x); });
+    } catch (const keel_bench::down&) {
+      ++x;
+    }
+    benchmark::DoNotOptimize(x);
+  }
+  expect_state(state, b, keel::circuit_state::closed);
+}
+BENCHMARK(closed_consecutive_failure_thrown_execute);
+
+// try_execute: the exception stays in the outcome (one throw, no rethrow).
+void closed_consecutive_failure_thrown_try_execute(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static const keel::circuit_breaker b{never_trips()};
+  int x = 0;
+  for (auto _ : state) {
+    auto r = b.try_execute([&] { return keel_bench::throwing(x); });
+    benchmark::DoNotOptimize(r);
+  }
+  expect_state(state, b, keel::circuit_state::closed);
+}
+BENCHMARK(closed_consecutive_failure_thrown_try_execute);
+
+// ---- Open-circuit rejection --------------------------------------------------
+
+// The floor: an open breaker must read the clock to know whether its open
+// period is over; nothing else is needed to reject.
+void hand_written_open_rejection(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  const auto open_until = std::chrono::steady_clock::now() + 1h;
+  int x = 0;
+  for (auto _ : state) {
+    if (std::chrono::steady_clock::now() >= open_until) x = keel_bench::work(x);
+    benchmark::DoNotOptimize(x);
+  }
+}
+BENCHMARK(hand_written_open_rejection);
+
+const keel::circuit_breaker<>& open_breaker() {
+  static const keel::circuit_breaker b{stays_open()};
+  static const bool opened = (b.try_execute([] { return keel_bench::failing(0); }), true);
+  (void)opened;
+  return b;
+}
 
 void open_rejection_try_execute(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
-  static const keel::circuit_breaker b{{.trip = keel::consecutive_failures{.threshold = 1},
-                                        .open_duration = 1h,
-                                        .max_open_duration = 1h}};
-  (void)b.try_execute([] { return failing(0); });
+  const auto& b = open_breaker();
   int x = 0;
   for (auto _ : state) {
     auto r = b.try_execute([&] { return keel_bench::work(x); });
     benchmark::DoNotOptimize(r);
   }
-  if (b.state() != keel::circuit_state::open) state.SkipWithError("the breaker should be open");
+  expect_state(state, b, keel::circuit_state::open);
 }
 BENCHMARK(open_rejection_try_execute);
+
+// execute on a plain result type throws keel::error (errc::circuit_open).
+void open_rejection_execute(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  const auto& b = open_breaker();
+  int x = 0;
+  for (auto _ : state) {
+    try {
+      x = b.execute([&] { return keel_bench::work(x); });
+    } catch (const keel::error&) {
+      ++x;
+    }
+    benchmark::DoNotOptimize(x);
+  }
+  expect_state(state, b, keel::circuit_state::open);
+}
+BENCHMARK(open_rejection_execute);
 
 }  // namespace
 

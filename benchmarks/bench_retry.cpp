@@ -1,11 +1,10 @@
 // SPDX-License-Identifier: BSL-1.0
-// keel::retry against a bare call and against the hand-written loop a careful
-// programmer would write instead: the happy path (no retry needed) and a call
-// that fails once and then succeeds (zero delay, through an environment whose
-// sleeper returns at once, so that the policy's own cost is what is measured).
-#include <chrono>
-#include <stdexcept>
-#include <stop_token>
+// keel::retry against a bare call and against the loop a careful programmer
+// would write instead (keel_bench::retry_loop): the happy path (no retry
+// needed), a call that fails once then succeeds, a call that fails on every
+// attempt (as a value, and thrown), and a retry_budget shared by 1, 2 and N
+// threads. Every retry goes through keel_bench::instant_environment, whose
+// sleeper returns at once, so that the policy's own cost is what is measured.
 
 #include <keel/retry.hpp>
 
@@ -13,33 +12,30 @@
 
 namespace {
 
-/// Returns at once: the failing benchmarks measure retry, not sleeping.
-struct instant_sleeper {
-  bool sleep_for(keel::duration, const std::stop_token& token) const {
-    return !token.stop_requested();
-  }
-};
-using instant_environment =
-    keel::basic_environment<keel::steady_clock, instant_sleeper, keel::thread_local_random>;
+using keel_bench::on_1_2_n_threads;
 
-/// A minimal expected-like result: the value channel without exceptions.
-struct result {
-  int value = 0;
-  int error_code = 0;
-  bool has_value() const noexcept { return error_code == 0; }
-  int error() const noexcept { return error_code; }
-};
-
-/// Fails every other call: each guarded call fails once, then succeeds.
-[[gnu::noinline]] result flaky(int& n) noexcept {
-  benchmark::DoNotOptimize(n);
-  ++n;
-  if (n & 1) return {0, 1};
-  return {n, 0};
+/// Three attempts, no backoff, no sleep: the cheapest retry keel can do.
+auto zero_delay_retry() {
+  return keel::retry({.max_attempts = 3, .backoff = keel::backoff::none()})
+      .with_environment(keel_bench::instant_environment{});
 }
 
-// The floor for the happy path: a loop around the call, with nothing to do
-// unless it throws.
+/// A budget that every fail-then-succeed call leaves as full as it found it
+/// (a failure takes one token, a success gives one back), so that every retry
+/// is granted and the rows measure the budget's bookkeeping, not its refusals.
+keel::retry_budget& balanced_budget() {
+  static keel::retry_budget budget({.token_ratio = 1.0});
+  return budget;
+}
+
+template <class Retry>
+void expect_no_refusal(benchmark::State& state, const Retry& retry) {
+  if (retry.counters().budget_refusals != 0) state.SkipWithError("the budget refused a retry");
+}
+
+// ---- Success: no retry needed --------------------------------------------------
+
+// The floor: a loop around the call, with nothing to do unless it throws.
 void hand_written_retry_happy_path(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
   int x = 0;
@@ -55,7 +51,7 @@ void hand_written_retry_happy_path(benchmark::State& state) {
     benchmark::DoNotOptimize(x);
   }
 }
-BENCHMARK(hand_written_retry_happy_path);
+BENCHMARK(hand_written_retry_happy_path)->Apply(on_1_2_n_threads);
 
 /// A policy that only calls through: what keel's execute/outcome/context cost
 /// by themselves, so that retry's own share is the difference to this row.
@@ -100,61 +96,165 @@ void retry_happy_path_try_execute(benchmark::State& state) {
 }
 BENCHMARK(retry_happy_path_try_execute);
 
-// The floor for one failure: call, see the error, call again.
+// With a budget, a success is reported to it: with the bucket full, one shared load.
+void retry_happy_path_with_budget(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static const auto retry = keel::retry().with_budget(balanced_budget());
+  int x = 0;
+  for (auto _ : state) {
+    x = retry.execute([&] { return keel_bench::work(x); });
+    benchmark::DoNotOptimize(x);
+  }
+}
+BENCHMARK(retry_happy_path_with_budget)->Apply(on_1_2_n_threads);
+
+// ---- One failure, as a value, then a success ------------------------------------
+
+// The floor: call, see the error, call again.
 void hand_written_retry_fail_then_succeed(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
   int n = 0;
   for (auto _ : state) {
-    result r;
-    for (int attempt = 1;; ++attempt) {
-      r = flaky(n);
-      if (r.has_value() || attempt >= 3) break;
-    }
+    auto r = keel_bench::retry_loop(3, [&] { return keel_bench::flaky(n); });
     benchmark::DoNotOptimize(r);
   }
 }
-BENCHMARK(hand_written_retry_fail_then_succeed);
+BENCHMARK(hand_written_retry_fail_then_succeed)->Apply(on_1_2_n_threads);
 
+// One policy shared by every thread, as in a server: it counts its retries.
 void retry_fail_then_succeed(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
-  const auto retry =
-      keel::retry({.backoff = keel::backoff::none()}).with_environment(instant_environment{});
+  static const auto retry = zero_delay_retry();
   int n = 0;
   for (auto _ : state) {
-    auto o = retry.try_execute([&] { return flaky(n); });
+    auto o = retry.try_execute([&] { return keel_bench::flaky(n); });
     benchmark::DoNotOptimize(o);
   }
 }
-BENCHMARK(retry_fail_then_succeed);
+BENCHMARK(retry_fail_then_succeed)->Apply(on_1_2_n_threads);
 
 // Same, with the default jittered backoff: adds one random draw per retry.
 void retry_fail_then_succeed_jittered(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
-  const auto retry = keel::retry().with_environment(instant_environment{});
+  const auto retry = keel::retry().with_environment(keel_bench::instant_environment{});
   int n = 0;
   for (auto _ : state) {
-    auto o = retry.try_execute([&] { return flaky(n); });
+    auto o = retry.try_execute([&] { return keel_bench::flaky(n); });
     benchmark::DoNotOptimize(o);
   }
 }
 BENCHMARK(retry_fail_then_succeed_jittered);
 
-// A thrown failure: unwinding dominates, as in any C++ code.
+// Same policy plus one budget shared by every thread: per call, a failure
+// taken, a retry granted and a success given back.
+void retry_fail_then_succeed_with_budget(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static const auto retry = zero_delay_retry().with_budget(balanced_budget());
+  int n = 0;
+  for (auto _ : state) {
+    auto o = retry.try_execute([&] { return keel_bench::flaky(n); });
+    benchmark::DoNotOptimize(o);
+  }
+  expect_no_refusal(state, retry);
+}
+BENCHMARK(retry_fail_then_succeed_with_budget)->Apply(on_1_2_n_threads);
+
+// ---- Every attempt fails, as a value: retries exhausted ---------------------------
+
+void hand_written_retry_failure_as_value(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  int x = 0;
+  for (auto _ : state) {
+    auto r = keel_bench::retry_loop(3, [&] { return keel_bench::failing(x); });
+    benchmark::DoNotOptimize(r);
+  }
+}
+BENCHMARK(hand_written_retry_failure_as_value);
+
+void retry_failure_as_value(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  const auto retry = zero_delay_retry();
+  int x = 0;
+  for (auto _ : state) {
+    auto o = retry.try_execute([&] { return keel_bench::failing(x); });
+    benchmark::DoNotOptimize(o);
+  }
+}
+BENCHMARK(retry_failure_as_value);
+
+// ---- Thrown failures: unwinding dominates, as in any C++ code -----------------------
+
+void hand_written_retry_throw_then_succeed(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  int n = 0;
+  for (auto _ : state) {
+    int v = 0;
+    for (int attempt = 1;; ++attempt) {
+      try {
+        const keel_bench::result r = keel_bench::flaky(n);
+        if (!r.has_value()) throw keel_bench::down();
+        v = r.value;
+        break;
+      } catch (const keel_bench::down&) {
+        if (attempt >= 3) throw;
+      }
+    }
+    benchmark::DoNotOptimize(v);
+  }
+}
+BENCHMARK(hand_written_retry_throw_then_succeed);
+
 void retry_throw_then_succeed(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
-  const auto retry =
-      keel::retry({.backoff = keel::backoff::none()}).with_environment(instant_environment{});
+  const auto retry = zero_delay_retry();
   int n = 0;
   for (auto _ : state) {
     int v = retry.execute([&] {
-      const result r = flaky(n);
-      if (!r.has_value()) throw std::runtime_error("flaky");
+      const keel_bench::result r = keel_bench::flaky(n);
+      if (!r.has_value()) throw keel_bench::down();
       return r.value;
     });
     benchmark::DoNotOptimize(v);
   }
 }
 BENCHMARK(retry_throw_then_succeed);
+
+// Three throws, the last one reaching the caller.
+void hand_written_retry_failure_thrown(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  int x = 0;
+  for (auto _ : state) {
+    try {
+      for (int attempt = 1;; ++attempt) {
+        try {
+          x = keel_bench::throwing(x);
+          break;
+        } catch (const keel_bench::down&) {
+          if (attempt >= 3) throw;
+        }
+      }
+    } catch (const keel_bench::down&) {
+      ++x;
+    }
+    benchmark::DoNotOptimize(x);
+  }
+}
+BENCHMARK(hand_written_retry_failure_thrown);
+
+void retry_failure_thrown_execute(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  const auto retry = zero_delay_retry();
+  int x = 0;
+  for (auto _ : state) {
+    try {
+      x = retry.execute([&] { return keel_bench::throwing(x); });
+    } catch (const keel_bench::down&) {
+      ++x;
+    }
+    benchmark::DoNotOptimize(x);
+  }
+}
+BENCHMARK(retry_failure_thrown_execute);
 
 }  // namespace
 

@@ -2,41 +2,44 @@
 // Shared by every benchmark binary (each is one translation unit, so the
 // operator new replacement below is defined once per binary).
 //
-// Every figure is a ratio to a bare call measured in the same run, because
-// these machines are noisy: this header registers the two baselines,
-// "bare_call" and "steady_clock_now"; end the file with KEEL_BENCHMARK_MAIN(). Allocations per call
-// are counted by replacing the global operator new.
+// Every figure is a ratio to a row measured in the same run, because these
+// machines are noisy: this header registers the two baselines, "bare_call" and
+// "steady_clock_now"; end the file with KEEL_BENCHMARK_MAIN(). A row named
+// hand_written_* is the floor of the rows after it (same thread count): the
+// smallest correct code a careful programmer would write instead. Allocations
+// per call are counted by replacing the global operator new.
 #ifndef KEEL_BENCHMARKS_BENCH_SUPPORT_HPP_INCLUDED
 #define KEEL_BENCHMARKS_BENCH_SUPPORT_HPP_INCLUDED
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <new>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
+
+#include "workload_support.hpp"
 
 namespace keel_bench {
 
 inline std::atomic<long long> allocations{0};
 
-/// The callable every benchmark wraps: out of line, so that the policy's cost
-/// is what differs between rows, not the inlining of the work.
-[[gnu::noinline]] inline int work(int x) noexcept {
-  benchmark::DoNotOptimize(x);
-  return x + 1;
-}
-
-/// Counts allocations while `state` runs and reports them per iteration.
+/// Counts allocations while `state` runs and reports them per iteration. On
+/// several threads only thread 0 reports: the count is process-wide, and Google
+/// Benchmark sums the threads' counters (it holds every thread at a barrier
+/// after the loop, so thread 0 sees them all).
 class allocation_counter {
  public:
   explicit allocation_counter(benchmark::State& state)
       : state_(state), start_(allocations.load(std::memory_order_relaxed)) {}
   ~allocation_counter() {
+    if (state_.thread_index() != 0) return;
     const auto n = allocations.load(std::memory_order_relaxed) - start_;
     state_.counters["allocs/call"] =
         benchmark::Counter(static_cast<double>(n), benchmark::Counter::kAvgIterations);
@@ -72,15 +75,58 @@ inline benchmark::internal::Benchmark* const bare_call_row =
 inline benchmark::internal::Benchmark* const steady_clock_now_row =
     benchmark::RegisterBenchmark("steady_clock_now", steady_clock_now);
 
-/// Prints the usual console table, then each row as a ratio to "bare_call"
-/// (and to "steady_clock_now" when the binary has it) from the same run.
+/// N, the largest number of threads sharing one breaker or budget: the
+/// environment variable KEEL_BENCH_THREADS (benchmarks/run.sh --threads N),
+/// else the number of CPUs but at least 4, so that there is contention even
+/// on a small machine. Read once.
+inline int bench_threads() {
+  static const int n = [] {
+    if (const char* env = std::getenv("KEEL_BENCH_THREADS")) {
+      const long v = std::strtol(env, nullptr, 10);
+      if (v >= 1 && v <= 1024) return static_cast<int>(v);
+      std::fprintf(stderr, "KEEL_BENCH_THREADS=%s ignored: not within [1, 1024]\n", env);
+    }
+    return std::max(4, static_cast<int>(std::thread::hardware_concurrency()));
+  }();
+  return n;
+}
+
+/// For ->Apply(): runs the row on 1, 2 and N threads (each count once), or on
+/// 2 and N only. The threads share what the row's function keeps in statics:
+/// one breaker, one budget.
+inline void on_2_n_threads(benchmark::internal::Benchmark* b) {
+  const int n = bench_threads();
+  if (n >= 2) b->Threads(2);
+  if (n > 2) b->Threads(n);
+}
+inline void on_1_2_n_threads(benchmark::internal::Benchmark* b) {
+  b->Threads(1);
+  on_2_n_threads(b);
+}
+
+/// The thread count in a row's name ("name/threads:4"); 1 without one.
+inline int threads_of(const std::string& name) {
+  const auto at = name.find("/threads:");
+  return at == std::string::npos ? 1 : std::atoi(name.c_str() + at + 9);
+}
+
+/// Prints the usual console table, then each row as a ratio to "bare_call",
+/// to "steady_clock_now" and to its floor (the nearest hand_written_* row
+/// above it with the same thread count), all from the same run.
 class ratio_reporter : public benchmark::ConsoleReporter {
  public:
+  /// What one call costs the thread that makes it. On several threads that is
+  /// the CPU time per call: Google Benchmark's real time there is the wall
+  /// time divided by all threads' calls, a throughput. (benchmarks/run.sh
+  /// reads the same figures.)
+  static double per_call(const Run& r) {
+    return r.threads > 1 ? r.GetAdjustedCPUTime() : r.GetAdjustedRealTime();
+  }
+
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
       if (r.run_type == Run::RT_Aggregate && r.aggregate_name != "median") continue;
-      std::string name = r.benchmark_name();
-      times_.emplace_back(name, r.GetAdjustedRealTime());
+      times_.emplace_back(r.benchmark_name(), per_call(r));
     }
     ConsoleReporter::ReportRuns(runs);
   }
@@ -93,17 +139,31 @@ class ratio_reporter : public benchmark::ConsoleReporter {
       if (name.rfind("steady_clock_now", 0) == 0 && now == 0) now = t;
     }
     if (bare <= 0) return;
-    std::printf("\n%-64s %10s %12s\n", "benchmark", "x bare", "x clock read");
+    std::printf("\n%-64s %10s %12s %10s\n", "benchmark", "x bare", "x clock read", "x floor");
+    std::vector<std::pair<int, double>> floors;  // thread count, time of the latest floor
     for (const auto& [name, t] : times_) {
-      if (now > 0) {
-        std::printf("%-64s %10.2f %12.2f\n", name.c_str(), t / bare, t / now);
-      } else {
-        std::printf("%-64s %10.2f %12s\n", name.c_str(), t / bare, "-");
+      const int threads = threads_of(name);
+      if (name.rfind("hand_written", 0) == 0) floors.emplace_back(threads, t);
+      double floor = 0;
+      for (const auto& [n, f] : floors) {
+        if (n == threads) floor = f;
       }
+      std::printf("%-64s %10.2f", name.c_str(), t / bare);
+      print_ratio(t, now, 12);
+      print_ratio(t, floor, 10);
+      std::printf("\n");
     }
   }
 
  private:
+  static void print_ratio(double t, double base, int width) {
+    if (base > 0) {
+      std::printf(" %*.2f", width, t / base);
+    } else {
+      std::printf(" %*s", width, "-");
+    }
+  }
+
   std::vector<std::pair<std::string, double>> times_;
 };
 
