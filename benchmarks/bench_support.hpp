@@ -115,13 +115,12 @@ inline int threads_of(const std::string& name) {
 /// above it with the same thread count), all from the same run.
 class ratio_reporter : public benchmark::ConsoleReporter {
  public:
-  /// What one call costs the thread that makes it. On several threads that is
-  /// the CPU time per call: Google Benchmark's real time there is the wall
-  /// time divided by all threads' calls, a throughput. (benchmarks/run.sh
-  /// reads the same figures.)
-  static double per_call(const Run& r) {
-    return r.threads > 1 ? r.GetAdjustedCPUTime() : r.GetAdjustedRealTime();
-  }
+  /// What one call costs the thread that makes it: its CPU time per call.
+  /// Not the real time: on k threads Google Benchmark divides the wall time by
+  /// all threads' calls (a throughput, k times too small), and on a machine
+  /// shared with others wall time also counts the time other processes ran.
+  /// (benchmarks/run.sh reads the same figure.)
+  static double per_call(const Run& r) { return r.GetAdjustedCPUTime(); }
 
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {

@@ -2,8 +2,9 @@
 // What the benchmarks (bench_*.cpp, Google Benchmark) and the instruction
 // counts (callgrind_workloads.cpp, keel only) share: the guarded callables,
 // the result type, an environment whose sleeper returns at once, and the
-// hand-written floor (a minimal atomic breaker and a retry loop). Sharing them
-// means both programs measure exactly the same work around keel.
+// hand-written floor (a minimal atomic breaker, a retry loop, and the two
+// with a fallback). Sharing them means both programs measure exactly the
+// same work around keel.
 #ifndef KEEL_BENCHMARKS_WORKLOAD_SUPPORT_HPP_INCLUDED
 #define KEEL_BENCHMARKS_WORKLOAD_SUPPORT_HPP_INCLUDED
 
@@ -115,6 +116,22 @@ auto retry_loop(int max_attempts, F&& f) {
   for (int attempt = 1;; ++attempt) {
     auto r = f();
     if (r.has_value() || attempt >= max_attempts) return r;
+  }
+}
+
+/// The floor for pipeline(fallback, retry, breaker): the same three layers by
+/// hand. `f` returns a keel_bench::result; the fallback value is -1.
+template <class F>
+int guarded_by_hand(minimal_breaker& breaker, int max_attempts, F&& f) {
+  for (int attempt = 1;; ++attempt) {
+    if (!breaker.allow()) return -1;
+    const result r = f();
+    if (r.has_value()) {
+      breaker.on_success();
+      return r.value;
+    }
+    breaker.on_failure();
+    if (attempt >= max_attempts) return -1;
   }
 }
 
