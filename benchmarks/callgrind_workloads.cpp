@@ -2,13 +2,22 @@
 // Fixed workloads for instruction counting under callgrind (a regression guard
 // that timing noise cannot hide): each keel_cg_<name>(n) makes n calls of one
 // kind; tools/bench-callgrind.sh runs each under
-// `valgrind --tool=callgrind --toggle-collect=keel_cg_<name>*` and divides the
-// instructions by n. Not a Google Benchmark binary: it needs only keel.
+// `valgrind --tool=callgrind --toggle-collect='keel_cg_<name>(int)'` and
+// divides the instructions by n. Every policy and the pipeline, in each
+// scenario that needs no sleep, next to the hand-written floor. Not a Google
+// Benchmark binary: it needs only keel (and workload_support.hpp, which the
+// benchmarks share, so that both measure the same callables).
 //
-//   callgrind_workloads <name> [calls]   runs one workload (default 1,000,000 calls)
-//   callgrind_workloads --list           prints the workload names
+//   keel_callgrind_workloads <name> [calls]   one workload (default 1,000,000 calls)
+//   keel_callgrind_workloads --all [calls]    every workload (ctest's smoke run)
+//   keel_callgrind_workloads --list           the workload names
+//
+// Each workload also checks that it measured what it says (the breaker open,
+// the retry granted...) and returns false otherwise: once per run, so it adds
+// nothing per call.
 #include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -16,147 +25,289 @@
 
 #include <keel/keel.hpp>
 
+#include "workload_support.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
+using keel_bench::keep;
+using keel_bench::result;
 
-/// A minimal expected-like result: the value channel without exceptions.
-struct result {
-  int value = 0;
-  int code = 0;
-  bool has_value() const noexcept { return code == 0; }
-  int error() const noexcept { return code; }
-};
-
-// The callable every workload wraps, out of line so that only the policy differs.
-[[gnu::noinline]] int work(int x) noexcept {
-  asm volatile("" : "+r"(x));
-  return x + 1;
-}
-[[gnu::noinline]] result failing(int x) noexcept {
-  asm volatile("" : "+r"(x));
-  return {0, 1};
-}
-
-template <class T>
-void keep(T& v) {
-  asm volatile("" : : "r,m"(v) : "memory");
-}
-
-}  // namespace
-
-// Each workload: n calls, the result kept so that nothing is optimized away.
-// Global, unmangled-looking names so that --toggle-collect can find them.
-
-[[gnu::noinline]] void keel_cg_bare(int n) {
-  int x = 0;
-  for (int i = 0; i < n; ++i) {
-    x = work(x);
-    keep(x);
-  }
-}
+// The loops, out of the keel_cg_* functions so that callgrind's
+// --toggle-collect pattern matches only the workload itself.
 
 template <class Policy>
 void success_calls(const Policy& p, int n) {
   int x = 0;
   for (int i = 0; i < n; ++i) {
-    auto r = p.try_execute([&] { return work(x); });
+    auto r = p.try_execute(keel_bench::work, x);
     if (r.has_value()) x = r.value();
     keep(x);
   }
 }
 
-[[gnu::noinline]] void keel_cg_breaker_consecutive(int n) {
-  static const keel::circuit_breaker b{{.trip = keel::consecutive_failures{.threshold = 5}}};
-  success_calls(b, n);
-}
-
-[[gnu::noinline]] void keel_cg_breaker_in_period(int n) {
-  static const keel::circuit_breaker b{
-      {.trip = keel::failures_in_period{.threshold = 5, .period = 10s}}};
-  success_calls(b, n);
-}
-
-[[gnu::noinline]] void keel_cg_breaker_ratio_count(int n) {
-  static const keel::circuit_breaker b{{.trip = keel::failure_ratio_count{}}};
-  success_calls(b, n);
-}
-
-[[gnu::noinline]] void keel_cg_breaker_ratio_time(int n) {
-  static const keel::circuit_breaker b{{.trip = keel::failure_ratio_time{}}};
-  success_calls(b, n);
-}
-
-[[gnu::noinline]] void keel_cg_breaker_failure_as_value(int n) {
-  static const keel::circuit_breaker b{{.trip = keel::consecutive_failures{.threshold = INT_MAX}}};
-  int x = 0;
+template <class Policy>
+void failure_calls(const Policy& p, int n) {
   for (int i = 0; i < n; ++i) {
-    auto r = b.try_execute([&] { return failing(x); });
+    auto r = p.try_execute(keel_bench::failing, i);
     keep(r);
   }
 }
 
-[[gnu::noinline]] void keel_cg_breaker_open_rejection(int n) {
-  static const keel::circuit_breaker b{{.trip = keel::consecutive_failures{.threshold = 1},
-                                        .open_duration = 1h,
-                                        .max_open_duration = 1h}};
-  (void)b.try_execute([] { return failing(0); });
-  int x = 0;
+template <class Policy>
+void flaky_calls(const Policy& p, int n) {
+  int k = 0;
   for (int i = 0; i < n; ++i) {
-    auto r = b.try_execute([&] { return work(x); });
+    auto r = p.try_execute([&] { return keel_bench::flaky(k); });
     keep(r);
   }
 }
 
-[[gnu::noinline]] void keel_cg_steady_clock_now(int n) {
+keel::circuit_breaker_options never_trips() {
+  return {.trip = keel::consecutive_failures{.threshold = INT_MAX}};
+}
+
+/// A breaker opened by one failure, which stays open for the whole run.
+keel::circuit_breaker<>& open_breaker() {
+  static keel::circuit_breaker<> b{{.trip = keel::consecutive_failures{.threshold = 1},
+                                    .open_duration = 1h,
+                                    .max_open_duration = 1h}};
+  static const bool opened = (b.try_execute(keel_bench::failing, 0), true);
+  (void)opened;
+  return b;
+}
+
+/// Three attempts, no backoff, no sleep.
+auto zero_delay_retry() {
+  return keel::retry({.max_attempts = 3, .backoff = keel::backoff::none()})
+      .with_environment(keel_bench::instant_environment{});
+}
+
+/// pipeline(fallback, retry, breaker) as in bench_pipeline.cpp: three attempts
+/// with the default jittered backoff, a sleeper that returns at once.
+template <class Alternative>
+auto guard(Alternative alternative, keel::circuit_breaker<>& breaker) {
+  return keel::pipeline(
+      keel::fallback(alternative),
+      keel::retry({.max_attempts = 3}).with_environment(keel_bench::instant_environment{}),
+      std::ref(breaker));
+}
+
+bool is_closed(const keel::circuit_breaker<>& b) {
+  return b.state() == keel::circuit_state::closed;
+}
+
+}  // namespace
+
+// Global, so that callgrind names them plainly: "keel_cg_<name>(int)".
+
+// ---- Baselines and floors ----------------------------------------------------------
+
+bool keel_cg_bare(int n) {
+  int x = 0;
+  for (int i = 0; i < n; ++i) {
+    x = keel_bench::work(x);
+    keep(x);
+  }
+  return true;
+}
+
+bool keel_cg_steady_clock_now(int n) {
   for (int i = 0; i < n; ++i) {
     auto t = std::chrono::steady_clock::now();
     keep(t);
   }
+  return true;
 }
 
-[[gnu::noinline]] void keel_cg_retry(int n) {
-  static const keel::retry r({.max_attempts = 3});
-  success_calls(r, n);
-}
-
-[[gnu::noinline]] void keel_cg_fallback(int n) {
-  static const keel::fallback f(-1);
-  success_calls(f, n);
-}
-
-[[gnu::noinline]] void keel_cg_pipeline(int n) {
-  static keel::circuit_breaker<> breaker{
-      {.trip = keel::consecutive_failures{.threshold = 1'000'000'000}}};
-  static const auto p =
-      keel::pipeline(keel::fallback(-1), keel::retry({.max_attempts = 3}), std::ref(breaker));
+bool keel_cg_hand_written_breaker(int n) {
+  static keel_bench::minimal_breaker breaker;
   int x = 0;
   for (int i = 0; i < n; ++i) {
-    x = p.execute(work, x);
+    if (breaker.allow()) {
+      x = keel_bench::work(x);
+      breaker.on_success();
+    }
     keep(x);
   }
+  return true;
+}
+
+bool keel_cg_hand_written_retry_fail_then_succeed(int n) {
+  int k = 0;
+  for (int i = 0; i < n; ++i) {
+    auto r = keel_bench::retry_loop(3, [&] { return keel_bench::flaky(k); });
+    keep(r);
+  }
+  return true;
+}
+
+bool keel_cg_hand_written_pipeline(int n) {
+  static keel_bench::minimal_breaker breaker;
+  int x = 0;
+  for (int i = 0; i < n; ++i) {
+    x = keel_bench::guarded_by_hand(breaker, 3, [&] { return result{keel_bench::work(x), 0}; });
+    keep(x);
+  }
+  return true;
+}
+
+// ---- Circuit breaker ---------------------------------------------------------------
+
+bool keel_cg_breaker_consecutive(int n) {
+  static const keel::circuit_breaker b{{.trip = keel::consecutive_failures{.threshold = 5}}};
+  success_calls(b, n);
+  return true;
+}
+
+bool keel_cg_breaker_in_period(int n) {
+  static const keel::circuit_breaker b{
+      {.trip = keel::failures_in_period{.threshold = 5, .period = 10s}}};
+  success_calls(b, n);
+  return true;
+}
+
+bool keel_cg_breaker_ratio_count(int n) {
+  static const keel::circuit_breaker b{{.trip = keel::failure_ratio_count{}}};
+  success_calls(b, n);
+  return true;
+}
+
+bool keel_cg_breaker_ratio_time(int n) {
+  static const keel::circuit_breaker b{{.trip = keel::failure_ratio_time{}}};
+  success_calls(b, n);
+  return true;
+}
+
+bool keel_cg_breaker_failure_as_value(int n) {
+  static const keel::circuit_breaker b{never_trips()};
+  failure_calls(b, n);
+  return is_closed(b);
+}
+
+bool keel_cg_breaker_open_rejection(int n) {
+  const auto& b = open_breaker();
+  success_calls(b, n);
+  return b.state() == keel::circuit_state::open;
+}
+
+// ---- Retry -------------------------------------------------------------------------
+
+bool keel_cg_retry(int n) {
+  static const keel::retry r({.max_attempts = 3});
+  success_calls(r, n);
+  return true;
+}
+
+bool keel_cg_retry_failure_as_value(int n) {
+  static const auto r = zero_delay_retry();
+  failure_calls(r, n);
+  return r.counters().exhausted == static_cast<std::uint64_t>(n);
+}
+
+bool keel_cg_retry_fail_then_succeed(int n) {
+  static const auto r = zero_delay_retry();
+  flaky_calls(r, n);
+  return r.counters().successes_after_retry == static_cast<std::uint64_t>(n);
+}
+
+// A budget left as full as it was found (a failure takes a token, a success
+// gives it back), so that every retry is granted.
+bool keel_cg_retry_fail_then_succeed_with_budget(int n) {
+  static keel::retry_budget budget({.token_ratio = 1.0});
+  static const auto r = zero_delay_retry().with_budget(budget);
+  flaky_calls(r, n);
+  return r.counters().successes_after_retry == static_cast<std::uint64_t>(n);
+}
+
+// ---- Fallback and timeout ----------------------------------------------------------
+
+bool keel_cg_fallback(int n) {
+  static const keel::fallback f(-1);
+  success_calls(f, n);
+  return true;
+}
+
+bool keel_cg_fallback_failure_as_value(int n) {
+  static const keel::fallback f(result{-1, 0});
+  failure_calls(f, n);
+  return true;
+}
+
+// Two clock reads per call: the deadline, and whether the call was late.
+bool keel_cg_timeout(int n) {
+  static const keel::timeout t{{.timeout = 1h}};
+  success_calls(t, n);
+  return true;
+}
+
+// ---- pipeline(fallback, retry, breaker) --------------------------------------------
+
+bool keel_cg_pipeline(int n) {
+  static keel::circuit_breaker<> breaker{never_trips()};
+  static const auto p = guard(-1, breaker);
+  success_calls(p, n);
+  return is_closed(breaker);
+}
+
+bool keel_cg_pipeline_failure_as_value(int n) {
+  static keel::circuit_breaker<> breaker{never_trips()};
+  static const auto p = guard(result{-1, 0}, breaker);
+  failure_calls(p, n);
+  return is_closed(breaker);
+}
+
+bool keel_cg_pipeline_open_rejection(int n) {
+  static const auto p = guard(-1, open_breaker());
+  success_calls(p, n);
+  return open_breaker().state() == keel::circuit_state::open;
+}
+
+bool keel_cg_pipeline_fail_then_succeed(int n) {
+  static keel::circuit_breaker<> breaker{never_trips()};
+  static const auto p = guard(result{-1, 0}, breaker);
+  flaky_calls(p, n);
+  return is_closed(breaker);
 }
 
 namespace {
 
 struct workload {
   const char* name;
-  void (*run)(int);
+  bool (*run)(int);
 };
 
+// The order of the table in RESULTS.md.
 constexpr workload workloads[] = {
     {"bare", keel_cg_bare},
+    {"steady_clock_now", keel_cg_steady_clock_now},
+    {"hand_written_breaker", keel_cg_hand_written_breaker},
     {"breaker_consecutive", keel_cg_breaker_consecutive},
     {"breaker_in_period", keel_cg_breaker_in_period},
     {"breaker_ratio_count", keel_cg_breaker_ratio_count},
     {"breaker_ratio_time", keel_cg_breaker_ratio_time},
     {"breaker_failure_as_value", keel_cg_breaker_failure_as_value},
     {"breaker_open_rejection", keel_cg_breaker_open_rejection},
-    {"steady_clock_now", keel_cg_steady_clock_now},
     {"retry", keel_cg_retry},
+    {"retry_failure_as_value", keel_cg_retry_failure_as_value},
+    {"hand_written_retry_fail_then_succeed", keel_cg_hand_written_retry_fail_then_succeed},
+    {"retry_fail_then_succeed", keel_cg_retry_fail_then_succeed},
+    {"retry_fail_then_succeed_with_budget", keel_cg_retry_fail_then_succeed_with_budget},
     {"fallback", keel_cg_fallback},
+    {"fallback_failure_as_value", keel_cg_fallback_failure_as_value},
+    {"timeout", keel_cg_timeout},
+    {"hand_written_pipeline", keel_cg_hand_written_pipeline},
     {"pipeline", keel_cg_pipeline},
+    {"pipeline_failure_as_value", keel_cg_pipeline_failure_as_value},
+    {"pipeline_open_rejection", keel_cg_pipeline_open_rejection},
+    {"pipeline_fail_then_succeed", keel_cg_pipeline_fail_then_succeed},
 };
+
+bool run(const workload& w, int n) {
+  if (w.run(n)) return true;
+  std::fprintf(stderr, "workload %s did not measure what it says\n", w.name);
+  return false;
+}
 
 }  // namespace
 
@@ -166,15 +317,17 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s <workload> [calls] | --list\n", argv[0]);
+    std::fprintf(stderr, "usage: %s <workload> [calls] | --all [calls] | --list\n", argv[0]);
     return 2;
   }
   const int n = argc >= 3 ? std::atoi(argv[2]) : 1'000'000;
+  if (std::strcmp(argv[1], "--all") == 0) {
+    bool ok = true;
+    for (const workload& w : workloads) ok = run(w, n) && ok;
+    return ok ? 0 : 1;
+  }
   for (const workload& w : workloads) {
-    if (std::strcmp(argv[1], w.name) == 0) {
-      w.run(n);
-      return 0;
-    }
+    if (std::strcmp(argv[1], w.name) == 0) return run(w, n) ? 0 : 1;
   }
   std::fprintf(stderr, "unknown workload %s\n", argv[1]);
   return 2;

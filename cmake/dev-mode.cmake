@@ -10,6 +10,7 @@
 #   include/keel/**/*.hpp           -> keel_header_check (each header alone, twice)
 #   examples/NN_name.cpp            -> keel_example_NN_name, ctest example_NN_name
 #   benchmarks/bench_name.cpp       -> keel_bench_name, ctest bench_smoke_name
+#   benchmarks/callgrind_workloads.cpp -> keel_callgrind_workloads, ctest bench_smoke_callgrind_workloads
 
 include(FetchContent)
 
@@ -354,7 +355,21 @@ if(keel_examples)
   endif()
 endif()
 
-# ---- Benchmarks: benchmarks/bench_name.cpp ----------------------------------
+# ---- Benchmarks: benchmarks/bench_name.cpp, callgrind_workloads.cpp ---------
+
+if(keel_benchmarks AND NOT MSVC)
+  # The fixed workloads tools/bench-callgrind.sh counts instructions of. Needs
+  # only keel (not Google Benchmark); GNU inline asm keeps results alive, hence
+  # not MSVC. ctest runs every workload a few times, without valgrind, to
+  # prove each still measures what it says.
+  find_package(Threads REQUIRED)
+  add_executable(keel_callgrind_workloads "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads.cpp")
+  target_link_libraries(keel_callgrind_workloads PRIVATE keel::keel Threads::Threads)
+  target_include_directories(keel_callgrind_workloads PRIVATE "${PROJECT_SOURCE_DIR}/benchmarks")
+  keel_dev_target(keel_callgrind_workloads)
+  add_test(NAME bench_smoke_callgrind_workloads COMMAND keel_callgrind_workloads --all 1000)
+  set_tests_properties(bench_smoke_callgrind_workloads PROPERTIES LABELS bench)
+endif()
 
 if(keel_benchmarks)
   find_package(benchmark QUIET)
@@ -366,6 +381,9 @@ if(keel_benchmarks)
     set(KEEL_BENCH_SMOKE_ARGS "--benchmark_min_time=0.001"
         CACHE STRING "Arguments of the bench_smoke_* ctest tests")
     add_custom_target(keel_benchmarks)
+    if(TARGET keel_callgrind_workloads)
+      add_dependencies(keel_benchmarks keel_callgrind_workloads)
+    endif()
     file(GLOB keel_bench_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/benchmarks/bench_*.cpp")
     list(SORT keel_bench_sources)
     foreach(src IN LISTS keel_bench_sources)
