@@ -16,8 +16,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <map>
 #include <new>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -106,8 +108,9 @@ inline void on_1_2_n_threads(benchmark::internal::Benchmark* b) {
 
 /// The thread count in a row's name ("name/threads:4"); 1 without one.
 inline int threads_of(const std::string& name) {
-  const auto at = name.find("/threads:");
-  return at == std::string::npos ? 1 : std::atoi(name.c_str() + at + 9);
+  constexpr std::string_view tag = "/threads:";
+  const auto at = name.find(tag);
+  return at == std::string::npos ? 1 : std::atoi(name.c_str() + at + tag.size());
 }
 
 /// Prints the usual console table, then each row as a ratio to "bare_call",
@@ -139,17 +142,14 @@ class ratio_reporter : public benchmark::ConsoleReporter {
     }
     if (bare <= 0) return;
     std::printf("\n%-64s %10s %12s %10s\n", "benchmark", "x bare", "x clock read", "x floor");
-    std::vector<std::pair<int, double>> floors;  // thread count, time of the latest floor
+    std::map<int, double> floors;  // thread count -> the latest hand-written row
     for (const auto& [name, t] : times_) {
       const int threads = threads_of(name);
-      if (name.rfind("hand_written", 0) == 0) floors.emplace_back(threads, t);
-      double floor = 0;
-      for (const auto& [n, f] : floors) {
-        if (n == threads) floor = f;
-      }
+      if (name.rfind("hand_written", 0) == 0) floors[threads] = t;
+      const auto floor = floors.find(threads);
       std::printf("%-64s %10.2f", name.c_str(), t / bare);
       print_ratio(t, now, 12);
-      print_ratio(t, floor, 10);
+      print_ratio(t, floor == floors.end() ? 0 : floor->second, 10);
       std::printf("\n");
     }
   }
