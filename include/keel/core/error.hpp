@@ -70,13 +70,14 @@ class keel_category final : public std::error_category {
   }
 };
 
+// Constant-initialized: taking the category costs no guard check, which an
+// open breaker would pay on every rejection.
+inline constinit const keel_category the_keel_category{};
+
 }  // namespace detail
 
 /// The category of keel::errc ("keel"). One object per program.
-inline const std::error_category& error_category() noexcept {
-  static const detail::keel_category category;
-  return category;
-}
+inline const std::error_category& error_category() noexcept { return detail::the_keel_category; }
 
 /// Makes `keel::errc` usable wherever a std::error_code is expected.
 inline std::error_code make_error_code(errc e) noexcept {

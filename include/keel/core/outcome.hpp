@@ -116,17 +116,24 @@ class outcome_storage {
   }
 
  private:
+  // A failure is moved out before it dies: its release code then takes the
+  // address of that temporary, not of this storage, which the compiler can
+  // therefore keep in registers on the success path.
   void destroy() noexcept {
     switch (index_) {
       case 0:
         std::destroy_at(&value_);
         break;
-      case 1:
+      case 1: {
+        const std::exception_ptr dying(std::move(exception_));
         std::destroy_at(&exception_);
         break;
-      default:
+      }
+      default: {
+        const K dying(std::move(keel_));
         std::destroy_at(&keel_);
         break;
+      }
     }
   }
 
