@@ -18,16 +18,7 @@
 #include "keel/core/environment.hpp"
 #include "keel/core/error.hpp"
 #include "keel/core/time.hpp"
-
-// Keeps a cold path out of the caller, so that the closed path stays small
-// enough to be inlined through a pipeline.
-#if defined(__GNUC__) || defined(__clang__)
-#define KEEL_DETAIL_CB_NOINLINE __attribute__((noinline))
-#elif defined(_MSC_VER)
-#define KEEL_DETAIL_CB_NOINLINE __declspec(noinline)
-#else
-#define KEEL_DETAIL_CB_NOINLINE
-#endif
+#include "keel/detail/config.hpp"
 
 namespace keel {
 
@@ -349,10 +340,15 @@ class circuit_breaker_core {
   /// True when `w` is closed and no clock read is wanted around the call.
   static bool fast_admits(std::uint64_t w) noexcept { return (w & (state_mask | timed_bit)) == 0; }
   /// True when a success admitted on fast_admits(w) has nothing to record:
-  /// the rule keeps no per-success count, and the word is still closed in the
-  /// same generation with no run of failures. Else call record_closed_success.
+  /// the word is still closed in the same generation with no run of failures,
+  /// and the rule keeps no per-success count or its window would not change.
+  /// Else call record_closed_success.
   bool unchanged_since(std::uint64_t w) const noexcept {
-    return word_.load(std::memory_order_acquire) == (w & (low_mask & ~records_bit));
+    const std::uint64_t now = word_.load(std::memory_order_acquire);
+    if (now == (w & (low_mask & ~records_bit))) return true;
+    // failure_ratio_count records successes, but one into a full window of
+    // successes changes nothing (see count_window).
+    return rule_ == rule::ratio_count && now == (w & low_mask) && cold_->count.full_of_successes();
   }
   /// Records a success admitted closed in `generation` (a success in closed
   /// never causes a transition). `now()` is read only by failure_ratio_time.

@@ -291,8 +291,8 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   // A failure (or an ignored outcome) of a call admitted on the closed path
   // that extend_run could not take: may trip, so it stays out of line.
   template <class R>
-  KEEL_DETAIL_CB_NOINLINE void finish_closed(std::uint32_t generation, call_result r,
-                                             const outcome<R>& o) const {
+  KEEL_DETAIL_NOINLINE void finish_closed(std::uint32_t generation, call_result r,
+                                          const outcome<R>& o) const {
     finish(
         generation, r, duration::zero(), [this] { return env_.now(); },
         [&o] { return o.retry_after(); });

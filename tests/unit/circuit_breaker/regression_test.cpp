@@ -177,3 +177,25 @@ TEST_CASE(
   CHECK(log.all<keel::circuit_opened>()[0].failure_ratio == Approx(0.8));
   CHECK(log.all<keel::circuit_opened>()[0].at == tp(10s + 500ms));
 }
+
+// keel's own: reset() marked a failure_ratio_time bucket unused without
+// zeroing it, and the window then counted unused buckets while the clock was
+// still in its first period (virtual time starts at zero): the stale calls
+// came back, and a later failure could trip on them.
+TEST_CASE("circuit_breaker: regression, reset empties a time window early in the clock",
+          "[circuit_breaker][regression]") {
+  keel::testing::virtual_environment env;
+  auto b = make_breaker({.trip =
+                             keel::failure_ratio_time{
+                                 .period = 10s, .buckets = 10, .minimum_calls = 5, .ratio = 0.5}},
+                        env);
+  for (int i = 0; i < 3; ++i) CHECK(fail(b).has_error_value());
+  CHECK(b.metrics().calls == 3);
+  b.reset();
+  CHECK(b.metrics().calls == 0);
+  CHECK(b.metrics().window_failures == 0);
+  env.advance(1s);
+  for (int i = 0; i < 2; ++i) CHECK(fail(b).has_error_value());
+  CHECK(b.metrics().calls == 2);
+  CHECK(b.state() == circuit_state::closed);  // 2 calls: under minimum_calls
+}

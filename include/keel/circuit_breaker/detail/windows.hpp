@@ -101,7 +101,10 @@ class failure_stamps {
 
 /// failure_ratio_count: the last `size` outcomes as two rings of bits (failed,
 /// slow) and their population counts. A success over a success is one
-/// fetch_add on the cursor and one load: the bit is only written when it changes.
+/// fetch_add on the cursor and one load: the bit is only written when it
+/// changes. A success into a full window of successes writes nothing at all:
+/// turning a ring of zeros leaves it as it was, so a healthy dependency's
+/// calls share no written cache line.
 class count_window {
  public:
   void configure(int size, bool track_slow) {
@@ -114,10 +117,21 @@ class count_window {
   }
 
   void record(bool failed, bool slow) noexcept {
+    if (!failed && !slow && full_of_successes()) return;
     const std::uint64_t p = pos_.fetch_add(1, std::memory_order_relaxed);
     const std::uint32_t i = mod_(static_cast<std::uint32_t>(p));
     set(failed_.get(), i, failed, failures_);
     if (slow_) set(slow_.get(), i, slow, slow_count_);
+  }
+
+  /// True when the window is full and holds only successes: recording a
+  /// success (neither failed nor slow) then changes nothing. Reads the cursor
+  /// before the counts: a window seen full stays full until a reset, which a
+  /// record may race with anyway.
+  bool full_of_successes() const noexcept {
+    return pos_.load(std::memory_order_relaxed) - start_.load(std::memory_order_relaxed) >= size_ &&
+           failures_.load(std::memory_order_relaxed) == 0 &&
+           slow_count_.load(std::memory_order_relaxed) == 0;
   }
 
   window_counts counts() const noexcept {
@@ -164,8 +178,9 @@ class count_window {
   }
 
   // Read by every call and written only by configure: kept off the line of
-  // the cursor, which every call writes, so that a second thread's cursor
-  // update does not also evict what the first one needs to read.
+  // the cursor, which calls write while the window holds a failure, so that a
+  // second thread's cursor update does not also evict what the first one
+  // needs to read.
   std::unique_ptr<std::atomic<std::uint64_t>[]> failed_;
   std::unique_ptr<std::atomic<std::uint64_t>[]> slow_;
   std::size_t words_ = 0;
@@ -173,10 +188,18 @@ class count_window {
   fast_mod32 mod_{};
   alignas(64) std::atomic<std::uint64_t> pos_{0};
   std::atomic<std::uint64_t> start_{0};
-  // Written on failures only (when a bit changes).
+  // Written when a bit changes only; read by every success.
   alignas(64) std::atomic<std::int32_t> failures_{0};
   std::atomic<std::int32_t> slow_count_{0};
 };
+
+/// A small number for the calling thread, handed out in order of first use:
+/// spreads the threads that share a window over its stripes.
+inline unsigned this_thread_number() noexcept {
+  static std::atomic<unsigned> next{0};
+  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
+  return mine;
+}
 
 /// failure_ratio_time: `buckets` buckets of period / buckets each. Bucket k
 /// covers [k len, (k + 1) len) of the clock and lives in slot k % buckets; the
@@ -184,17 +207,26 @@ class count_window {
 /// was recorded in [s, s + len) expires exactly at s + period. Reusing a slot
 /// for a newer bucket is the only step that waits (for the one thread that
 /// clears it), once per bucket length.
+///
+/// Every call writes its bucket's counters, so the ring is striped: each
+/// thread writes the ring of its own stripe (one per hardware thread, at most
+/// 8), and a decision sums the stripes. Sums do not depend on order, so the
+/// window holds exactly what one ring would; two threads on different
+/// stripes never write the same cache line.
 class time_window {
  public:
   void configure(duration period, int buckets) {
     n_ = static_cast<std::uint32_t>(buckets);
     len_ = period.count() / buckets;
-    slots_ = std::make_unique<slot[]>(n_);
+    const unsigned cpus = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+    stripes_ = std::bit_ceil(cpus);
+    stride_ = n_ + (n_ & 1);  // the same bucket of two stripes lies >= 64 bytes apart
+    slots_ = std::make_unique<slot[]>(std::size_t{stripes_} * stride_);
   }
 
   void record(time_point now, bool failed, bool slow) noexcept {
     const std::int64_t k = bucket_of(now);
-    slot& s = slots_[static_cast<std::size_t>(k % n_)];
+    slot& s = slot_at(this_thread_number() & (stripes_ - 1), k);
     for (;;) {
       std::int64_t current = s.bucket.load(std::memory_order_acquire);
       if (current == k) break;
@@ -216,14 +248,16 @@ class time_window {
     if (slow) s.slow.fetch_add(1, std::memory_order_relaxed);
   }
 
-  /// The window ending at `now`: O(buckets), used only to decide a trip and for metrics.
+  /// The window ending at `now`: O(buckets x stripes), used only to decide a
+  /// trip and for metrics.
   window_counts counts(time_point now) const noexcept {
     const std::int64_t k = bucket_of(now);
     window_counts c;
-    for (std::uint32_t i = 0; i < n_; ++i) {
+    for (std::size_t i = 0, end = std::size_t{stripes_} * stride_; i < end; ++i) {
       const slot& s = slots_[i];
       const std::int64_t b = s.bucket.load(std::memory_order_acquire);
-      if (b > k - static_cast<std::int64_t>(n_) && b <= k) {
+      // b < 0: unused, or being cleared (its counts are stale).
+      if (b >= 0 && b > k - static_cast<std::int64_t>(n_) && b <= k) {
         c.calls += s.calls.load(std::memory_order_relaxed);
         c.failures += s.failures.load(std::memory_order_relaxed);
         c.slow += s.slow.load(std::memory_order_relaxed);
@@ -234,7 +268,7 @@ class time_window {
 
   /// Forgets every bucket (a bucket being cleared by a recorder is left to it).
   void reset() noexcept {
-    for (std::uint32_t i = 0; i < n_; ++i) {
+    for (std::size_t i = 0, end = std::size_t{stripes_} * stride_; i < end; ++i) {
       std::int64_t current = slots_[i].bucket.load(std::memory_order_relaxed);
       while (current != clearing &&
              !slots_[i].bucket.compare_exchange_weak(current, unused, std::memory_order_relaxed)) {
@@ -246,7 +280,9 @@ class time_window {
   static constexpr std::int64_t unused = -1;
   static constexpr std::int64_t clearing = -2;
 
-  struct slot {
+  // 32 bytes, so that a slot never straddles two cache lines. The padding
+  // slot of an odd stride is never used and stays `unused`.
+  struct alignas(32) slot {
     std::atomic<std::int64_t> bucket{unused};
     std::atomic<std::uint32_t> calls{0};
     std::atomic<std::uint32_t> failures{0};
@@ -258,9 +294,15 @@ class time_window {
     return t < 0 ? 0 : t / len_;
   }
 
+  slot& slot_at(unsigned stripe, std::int64_t bucket) const noexcept {
+    return slots_[std::size_t{stripe} * stride_ + static_cast<std::size_t>(bucket % n_)];
+  }
+
   std::unique_ptr<slot[]> slots_;
   std::int64_t len_ = 1;
   std::uint32_t n_ = 1;
+  std::uint32_t stride_ = 1;
+  unsigned stripes_ = 1;
 };
 
 }  // namespace keel::detail
