@@ -232,23 +232,16 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
     detail::attempt_restorer restore(ctx);
-    detail::retry_run_state state;
-    if (!plain_) [[unlikely]] {
-      if (options_.max_elapsed != duration::max()) {  // the only clock read before a failure
-        state.start = env_.now();
-        state.timed = true;
-      }
+    ctx.set_attempt(1);
+    if (!plain_) [[unlikely]]
+      return run_measured<R>(next, ctx);
+    // The first attempt of a plain retry: a call and a test, no state.
+    outcome<R> o = next(ctx);
+    if (handles_(o)) [[unlikely]] {
+      detail::retry_run_state state;
+      retry_until_done(o, next, ctx, state);
     }
-    for (int attempt = 1;; ++attempt) {
-      ctx.set_attempt(attempt);
-      outcome<R> o = next(ctx);
-      if (!handles_(o)) [[likely]] {
-        if (attempt > 1 || !plain_) [[unlikely]]
-          note_success(attempt, state);
-        return o;
-      }
-      if (!should_retry(o, attempt, state, ctx)) return o;
-    }
+    return o;
   }
 
   const retry_options& options() const noexcept { return options_; }
@@ -277,6 +270,38 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   static retry_options checked(retry_options o) {
     detail::require_valid(validate(o));
     return o;
+  }
+
+  // With a budget or max_elapsed: the start time is read before the first
+  // attempt, and the budget hears of every success.
+  template <class R, class Next>
+  outcome<R> run_measured(Next& next, context& ctx) const {
+    detail::retry_run_state state;
+    if (options_.max_elapsed != duration::max()) {  // the only clock read before a failure
+      state.start = env_.now();
+      state.timed = true;
+    }
+    outcome<R> o = next(ctx);
+    if (handles_(o)) {
+      retry_until_done(o, next, ctx, state);
+    } else {
+      note_success(1, state);
+    }
+    return o;
+  }
+
+  // `o` is the failure of attempt 1; on return it holds what the caller gets.
+  template <class R, class Next>
+  void retry_until_done(outcome<R>& o, Next& next, context& ctx,
+                        detail::retry_run_state& state) const {
+    for (int attempt = 1; should_retry(o, attempt, state, ctx);) {
+      ctx.set_attempt(++attempt);
+      o = next(ctx);
+      if (!handles_(o)) {
+        note_success(attempt, state);
+        return;
+      }
+    }
   }
 
   void note_success(int attempt, const detail::retry_run_state& state) const noexcept {
