@@ -1135,12 +1135,7 @@ run_result drive(Source& r, std::uint64_t seed, const keel::circuit_breaker_opti
       } else if (how < 18) {  // an outcome, classified by the breaker's predicates
         const kind k = kind_of();
         const duration e = r.chance(50) ? duration::zero() : elapsed_of();
-        std::optional<duration> hint = hint_of();
-        // Not yet: the hint of an unhandled failure (a success) that trips by
-        // slowness opens the circuit for that hint (reported; the docs read
-        // hints only from failures). Without a slow-call rule such a hint is
-        // ignored as documented, and that stays tested.
-        if (k == kind::unhandled && m.slow_rule) hint.reset();
+        const std::optional<duration> hint = hint_of();
         log.push_back({note::record, k, e, hint});
         m.record(h->model_gen, counted_as(k), now, e, hint);
         h->permit->record(outcome_of(k, hint), e);

@@ -249,9 +249,14 @@ class circuit_breaker_core {
     }
     if (gen_of(w) != generation)
       return std::nullopt;  // a late result: it belongs to an earlier state
-    if (closed) return record_closed(w, failed, slow, now, hint_fn);
-    if (st == circuit_state::half_open)
-      return record_probe(generation, failed || slow, now, hint_fn);
+    // Only a failure's hint counts: a slow success (or an outcome the breaker
+    // does not handle) opens for the configured time.
+    auto hint = [&]() -> std::optional<duration> {
+      if (failed) return hint_fn();
+      return std::nullopt;
+    };
+    if (closed) return record_closed(w, failed, slow, now, hint);
+    if (st == circuit_state::half_open) return record_probe(generation, failed || slow, now, hint);
     return std::nullopt;
   }
 
@@ -290,7 +295,16 @@ class circuit_breaker_core {
     const std::uint64_t w = word_.load(std::memory_order_acquire);
     m.state = state_of(w);
     const cold_state& cold = *cold_;
-    m.failures = cold.failures.load(std::memory_order_relaxed) + failures_held(w);
+    // A run of failures is added to the counter just after the CAS that ends
+    // it, so this sum can miss a run in transit: it is never above the true
+    // count, and the largest sum reported so far is a floor that never falls.
+    const std::uint64_t seen = cold.failures.load(std::memory_order_relaxed) + failures_held(w);
+    std::atomic<std::uint64_t>& floor = cold_->failures_reported;
+    std::uint64_t reported = floor.load(std::memory_order_relaxed);
+    while (reported < seen &&
+           !floor.compare_exchange_weak(reported, seen, std::memory_order_relaxed)) {
+    }
+    m.failures = std::max(reported, seen);
     m.slow_calls = cold.slow_calls.load(std::memory_order_relaxed);
     m.rejections = cold.rejections.load(std::memory_order_relaxed);
     m.last_transition = time_point(duration(cold.last_transition.load(std::memory_order_relaxed)));
@@ -339,6 +353,14 @@ class circuit_breaker_core {
   std::uint64_t snapshot() const noexcept { return word_.load(std::memory_order_acquire); }
   /// True when `w` is closed and no clock read is wanted around the call.
   static bool fast_admits(std::uint64_t w) noexcept { return (w & (state_mask | timed_bit)) == 0; }
+  /// True when a success admitted on fast_admits(w) has nothing to record,
+  /// decided from `w` alone: the rule keeps no per-success count and no run of
+  /// failures was under way at admission. Such a success is ordered at its
+  /// admission, where it changes nothing: a run that began while the call was
+  /// in flight is left to the calls admitted after its first failure.
+  static bool success_is_free(std::uint64_t w) noexcept {
+    return (w & (records_bit | payload_mask)) == 0;
+  }
   /// True when a success admitted on fast_admits(w) has nothing to record:
   /// the word is still closed in the same generation with no run of failures,
   /// and the rule keeps no per-success count or its window would not change.
@@ -437,6 +459,7 @@ class circuit_breaker_core {
   static constexpr std::uint64_t gen_mask = (std::uint64_t{1} << 27) - 1;
   static constexpr int payload_shift = 32;
   static constexpr std::uint64_t low_mask = 0xffffffffu;
+  static constexpr std::uint64_t payload_mask = ~low_mask;
 
   static circuit_state state_of(std::uint64_t w) noexcept {
     return static_cast<circuit_state>(w & state_mask);
@@ -751,6 +774,7 @@ class circuit_breaker_core {
     explicit cold_state(circuit_breaker_options o) : options(std::move(o)) {}
     // Written on failures, rejections and transitions only.
     std::atomic<std::uint64_t> failures{0};
+    std::atomic<std::uint64_t> failures_reported{0};  // by metrics(): it never goes back
     std::atomic<std::uint64_t> slow_calls{0};
     std::atomic<std::uint64_t> rejections{0};
     std::atomic<std::int64_t> open_until{0};

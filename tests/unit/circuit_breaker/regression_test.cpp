@@ -199,3 +199,31 @@ TEST_CASE("circuit_breaker: regression, reset empties a time window early in the
   CHECK(b.metrics().calls == 2);
   CHECK(b.state() == circuit_state::closed);  // 2 calls: under minimum_calls
 }
+
+// keel's own, found by the reference model: an outcome the breaker does not
+// handle (a success to it) that was slow opened the circuit by the slow-call
+// rule for the retry-after hint that outcome carried. Hints come from failures only.
+TEST_CASE("circuit_breaker: regression, a slow unhandled outcome's hint does not set the open time",
+          "[circuit_breaker][regression]") {
+  keel::testing::virtual_environment env;
+  const auto b =
+      keel::circuit_breaker{
+          {.trip = keel::failure_ratio_count{.window_size = 1, .minimum_calls = 1, .ratio = 1.0},
+           .slow_calls = keel::slow_call_ratio{.threshold = 1s, .ratio = 1.0},
+           .open_duration = 1s,
+           .open_duration_factor = 1.0}}
+          .handle(keel::on::any_failure && !keel::on::code(keel::errc::bulkhead_full))
+          .with_environment(env);
+  auto p = b.try_acquire();
+  p.record(keel::outcome<int>::from_keel(keel::errc::bulkhead_full, 5s), 2s);  // slow, unhandled
+  REQUIRE(b.state() == circuit_state::open);
+  CHECK(b.metrics().failures == 0);
+  CHECK(b.metrics().retry_after == 1s);  // open_duration, not the 5 s hint
+
+  env.advance(1s);
+  auto probe = b.try_acquire();
+  REQUIRE(probe.is_probe());
+  probe.record(keel::outcome<int>::from_keel(keel::errc::bulkhead_full, 7s), 2s);  // a slow probe
+  REQUIRE(b.state() == circuit_state::open);
+  CHECK(b.metrics().retry_after == 1s);
+}
