@@ -42,8 +42,12 @@ template <class Handles = on::any_failure_t, class Listener = no_listener,
 class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env, Ignores>> {
  public:
   /// Throws keel::config_error (aborts without exceptions) when `options` are invalid.
-  explicit circuit_breaker(circuit_breaker_options options = {}, Handles handles = {},
-                           Listener listener = {}, Env env = {}, Ignores ignores = {})
+  // `X()` rather than `{}`: copy-list-initialization would make a type with an
+  // explicit default constructor (virtual_environment) a hard error to ask
+  // std::is_constructible about.
+  explicit circuit_breaker(circuit_breaker_options options = {}, Handles handles = Handles(),
+                           Listener listener = Listener(), Env env = Env(),
+                           Ignores ignores = Ignores())
       : handles_(std::move(handles)),
         ignores_(std::move(ignores)),
         listener_(std::move(listener)),
@@ -195,27 +199,27 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// no exception, no allocation. Never throws.
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
-    // The closed path: one load admits, one load and one compare after a
-    // success, no permit. Everything else (a slow-call rule, any state but
-    // closed) goes through run_slow.
+    // The closed path: one load admits; a success of a call admitted with no
+    // run of failures under way (and no ratio window to feed) records nothing
+    // and reads nothing more. No permit. Everything else (a slow-call rule,
+    // any state but closed) goes through run_slow.
     const std::uint64_t w = core_.snapshot();
     if (!circuit_breaker_core::fast_admits(w)) [[unlikely]]
       return run_slow<R>(w, next, ctx);
-    // The failure path moves `o` into a temporary before handing its address
-    // to out-of-line code, so that `o` itself can stay in registers.
+    // Every path returns `o` itself or a prvalue, so that `o` is built in the
+    // caller's return slot and never moved.
     outcome<R> o = next(ctx);
     const call_result r = classify(o);
     if (r == call_result::success) [[likely]] {
-      if (!core_.unchanged_since(w)) {
+      if (!circuit_breaker_core::success_is_free(w) && !core_.unchanged_since(w)) {
         core_.record_closed_success(circuit_breaker_core::generation_of(w),
                                     [this] { return env_.now(); });
       }
       return o;
     }
-    if (r == call_result::failure && core_.extend_run(w)) return o;
-    outcome<R> failed(std::move(o));
-    finish_closed(circuit_breaker_core::generation_of(w), r, failed);
-    return failed;
+    if (r != call_result::failure || !core_.extend_run(w))
+      finish_closed(circuit_breaker_core::generation_of(w), r, o);
+    return o;
   }
 
   /// Forces the circuit open until reset(): calls get errc::circuit_isolated.
