@@ -73,7 +73,7 @@ void pipeline_success_execute(benchmark::State& state) {
   static const auto guarded = guard(-1, success_breaker());
   int x = 0;
   for (auto _ : state) {
-    x = guarded.execute(keel_bench::work, x);
+    x = guarded.execute([&] { return keel_bench::work(x); });
     benchmark::DoNotOptimize(x);
   }
 }
@@ -84,7 +84,7 @@ void pipeline_success_try_execute(benchmark::State& state) {
   static const auto guarded = guard(-1, success_breaker());
   int x = 0;
   for (auto _ : state) {
-    auto o = guarded.try_execute(keel_bench::work, x);
+    auto o = guarded.try_execute([&] { return keel_bench::work(x); });
     x = o.has_value() ? o.value() : 0;
     benchmark::DoNotOptimize(x);
   }
@@ -113,7 +113,7 @@ void pipeline_failure_as_value_single_attempt(benchmark::State& state) {
   static const auto guarded = guard(result{-1, 0}, breaker, 1);
   int x = 0;
   for (auto _ : state) {
-    x = value_of(guarded.try_execute(keel_bench::failing, x));
+    x = value_of(guarded.try_execute([&] { return keel_bench::failing(x); }));
     benchmark::DoNotOptimize(x);
   }
   expect_state(state, breaker, keel::circuit_state::closed);
@@ -138,7 +138,7 @@ void pipeline_failure_as_value(benchmark::State& state) {
   static const auto guarded = guard(result{-1, 0}, breaker);
   int x = 0;
   for (auto _ : state) {
-    x = value_of(guarded.try_execute(keel_bench::failing, x));
+    x = value_of(guarded.try_execute([&] { return keel_bench::failing(x); }));
     benchmark::DoNotOptimize(x);
   }
   expect_state(state, breaker, keel::circuit_state::closed);
@@ -173,7 +173,7 @@ void pipeline_failure_thrown(benchmark::State& state) {
   static const auto guarded = guard(-1, breaker);
   int x = 0;
   for (auto _ : state) {
-    x = guarded.execute(keel_bench::throwing, x);
+    x = guarded.execute([&] { return keel_bench::throwing(x); });
     benchmark::DoNotOptimize(x);
   }
   expect_state(state, breaker, keel::circuit_state::closed);
@@ -196,7 +196,7 @@ BENCHMARK(hand_written_pipeline_open_rejection);
 
 keel::circuit_breaker<>& open_breaker() {
   static keel::circuit_breaker<> b{stays_open()};
-  static const bool opened = (b.try_execute(keel_bench::failing, 0), true);
+  static const bool opened = (b.try_execute([] { return keel_bench::failing(0); }), true);
   (void)opened;
   return b;
 }
@@ -206,7 +206,7 @@ void pipeline_open_rejection_try_execute(benchmark::State& state) {
   static const auto guarded = guard(-1, open_breaker());
   int x = 0;
   for (auto _ : state) {
-    auto o = guarded.try_execute(keel_bench::work, x);
+    auto o = guarded.try_execute([&] { return keel_bench::work(x); });
     x = o.has_value() ? o.value() : 0;
     benchmark::DoNotOptimize(x);
   }
@@ -220,7 +220,7 @@ void pipeline_open_rejection_execute(benchmark::State& state) {
   static const auto guarded = guard(-1, open_breaker());
   int x = 0;
   for (auto _ : state) {
-    x = guarded.execute(keel_bench::work, x);
+    x = guarded.execute([&] { return keel_bench::work(x); });
     benchmark::DoNotOptimize(x);
   }
   expect_state(state, open_breaker(), keel::circuit_state::open);
@@ -235,7 +235,7 @@ void pipeline_retry_breaker_open_rejection_execute(benchmark::State& state) {
   int x = 0;
   for (auto _ : state) {
     try {
-      x = guarded.execute(keel_bench::work, x);
+      x = guarded.execute([&] { return keel_bench::work(x); });
     } catch (const keel::error&) {
       ++x;
     }

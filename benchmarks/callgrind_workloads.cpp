@@ -40,7 +40,7 @@ template <class Policy>
 void success_calls(const Policy& p, int n) {
   int x = 0;
   for (int i = 0; i < n; ++i) {
-    auto r = p.try_execute(keel_bench::work, x);
+    auto r = p.try_execute([&] { return keel_bench::work(x); });
     if (r.has_value()) x = r.value();
     keep(x);
   }
@@ -49,7 +49,7 @@ void success_calls(const Policy& p, int n) {
 template <class Policy>
 void failure_calls(const Policy& p, int n) {
   for (int i = 0; i < n; ++i) {
-    auto r = p.try_execute(keel_bench::failing, i);
+    auto r = p.try_execute([&] { return keel_bench::failing(i); });
     keep(r);
   }
 }
@@ -72,7 +72,7 @@ keel::circuit_breaker<>& open_breaker() {
   static keel::circuit_breaker<> b{{.trip = keel::consecutive_failures{.threshold = 1},
                                     .open_duration = 1h,
                                     .max_open_duration = 1h}};
-  static const bool opened = (b.try_execute(keel_bench::failing, 0), true);
+  static const bool opened = (b.try_execute([] { return keel_bench::failing(0); }), true);
   (void)opened;
   return b;
 }
