@@ -267,6 +267,13 @@ class last_known_good {
     auto found = index_.find(key);
     if (found != index_.end()) {
       entry& e = *found->second;
+      // The time is read before the lock: a record that lost the race to a
+      // newer one arrives late, and the newer value stays.
+      if (now < e.recorded) {
+        lru_.splice(lru_.begin(), lru_, found->second);
+        ++stats_.recorded;
+        return;
+      }
       if constexpr (std::is_nothrow_move_assignable_v<Value>) {
         e.value = std::move(value);
       } else {

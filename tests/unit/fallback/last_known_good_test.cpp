@@ -228,3 +228,35 @@ TEST_CASE("last_known_good: 8 threads record and serve consistently",
   CHECK(st.evicted > 0);                       // 16 keys through 8 slots
   CHECK(st.recorded >= st.evicted + st.size);  // each new key was recorded once at least
 }
+
+namespace {
+
+// Hands out the times it was given, in order: a record that read the clock
+// before a concurrent, newer record but took the lock after it.
+struct replayed_clock {
+  std::shared_ptr<std::vector<keel::time_point>> times;
+  keel::time_point now() const {
+    const keel::time_point t = times->front();
+    times->erase(times->begin());
+    return t;
+  }
+};
+
+}  // namespace
+
+// Found by the reliability stress test: the time is read before the lock, so
+// a record could land after a newer one and replace it with an older value.
+TEST_CASE("last_known_good: a late record of an older result keeps the newer value",
+          "[fallback][last_known_good][regression]") {
+  auto times = std::make_shared<std::vector<keel::time_point>>(std::vector<keel::time_point>{
+      keel::time_point(10s), keel::time_point(7s), keel::time_point(12s)});
+  using env_t = keel::basic_environment<replayed_clock>;
+  keel::last_known_good<std::string, std::string, env_t> cache({.max_age = 1h},
+                                                               env_t{replayed_clock{times}});
+  cache.put("eur", "newer");  // recorded at 10 s
+  cache.put("eur", "older");  // stamped 7 s, stored after: too late
+  keel::staleness s;
+  CHECK(cache.get("eur", &s) == "newer");  // looked up at 12 s
+  CHECK(s.age == 2s);
+  CHECK(cache.stats().recorded == 2);
+}
