@@ -369,6 +369,20 @@ if(keel_benchmarks AND NOT MSVC)
   keel_dev_target(keel_callgrind_workloads)
   add_test(NAME bench_smoke_callgrind_workloads COMMAND keel_callgrind_workloads --all 1000)
   set_tests_properties(bench_smoke_callgrind_workloads PROPERTIES LABELS bench)
+
+  # The regression guard: instructions per call under callgrind, against the
+  # budgets in benchmarks/instruction_budgets.txt. Those are counts for the
+  # release preset (GCC, -O2 -DNDEBUG); other compilers or flags count
+  # differently, so the guard runs only there.
+  find_program(KEEL_VALGRIND valgrind)
+  if(KEEL_VALGRIND AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_BUILD_TYPE STREQUAL "Release"
+     AND CMAKE_CXX_FLAGS_RELEASE STREQUAL "-O2 -DNDEBUG")
+    add_test(NAME instruction_budgets
+             COMMAND bash "${PROJECT_SOURCE_DIR}/tools/bench-callgrind.sh" --check
+                     "${PROJECT_SOURCE_DIR}/benchmarks/instruction_budgets.txt" 100000)
+    set_tests_properties(instruction_budgets PROPERTIES
+        LABELS bench ENVIRONMENT "KEEL_CALLGRIND_BIN=$<TARGET_FILE:keel_callgrind_workloads>")
+  endif()
 endif()
 
 if(keel_benchmarks)

@@ -6,6 +6,10 @@
 # benchmarks/callgrind_workloads.cpp (1,000,000 calls) under
 #   valgrind --tool=callgrind --toggle-collect='keel_cg_<name>(int)'
 # Usage: tools/bench-callgrind.sh [--markdown] [calls]
+#        tools/bench-callgrind.sh --check BUDGETS [calls]
+#   --check: counts only the workloads BUDGETS lists ("name max-instructions-per-call"
+#   per line, # comments) and fails if one is over its budget: the regression
+#   guard ctest runs in the release preset.
 #   KEEL_CALLGRIND_BIN: a keel_callgrind_workloads already built (benchmarks/run.sh
 #   passes the one it built with the benchmarks' flags); without it the workloads
 #   are compiled here with CXX (default g++), CXXFLAGS (default -O2 -DNDEBUG) and
@@ -13,7 +17,9 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 markdown=0
+budgets=
 if [[ ${1:-} == --markdown ]]; then markdown=1; shift; fi
+if [[ ${1:-} == --check ]]; then budgets=$2; shift 2; fi
 calls=${1:-1000000}
 work=$(mktemp -d /tmp/keel-callgrind.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -33,6 +39,18 @@ count() {  # instructions executed inside keel_cg_<name>, for `calls` calls
     { echo "workload $1 failed: run '$bin $1' to see why" >&2; exit 1; }
   awk '/^(summary|totals):/ { print $2; exit }' "$work/out.$1"
 }
+
+if [[ -n $budgets ]]; then
+  over=0
+  while read -r name budget _; do
+    [[ -z $name || $name == \#* ]] && continue
+    per=$(awk -v n="$(count "$name")" -v c="$calls" 'BEGIN { printf "%.1f", n / c }')
+    verdict=$(awk -v p="$per" -v b="$budget" 'BEGIN { print (p <= b) ? "ok" : "OVER BUDGET" }')
+    printf '%-40s %8s instructions/call (budget %s) %s\n' "$name" "$per" "$budget" "$verdict"
+    [[ $verdict == ok ]] || over=1
+  done <"$budgets"
+  exit "$over"
+fi
 
 bare=$(count bare)
 if ((markdown)); then
