@@ -202,24 +202,12 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     // The closed path: one load admits; a success of a call admitted with no
     // run of failures under way (and no ratio window to feed) records nothing
     // and reads nothing more. No permit. Everything else (a slow-call rule,
-    // any state but closed) goes through run_slow.
+    // any state but closed) goes through run_slow. Only prvalues are
+    // returned here, so both paths build the outcome in the caller's slot.
     const std::uint64_t w = core_.snapshot();
     if (!circuit_breaker_core::fast_admits(w)) [[unlikely]]
       return run_slow<R>(w, next, ctx);
-    // Every path returns `o` itself or a prvalue, so that `o` is built in the
-    // caller's return slot and never moved.
-    outcome<R> o = next(ctx);
-    const call_result r = classify(o);
-    if (r == call_result::success) [[likely]] {
-      if (!circuit_breaker_core::success_is_free(w) && !core_.unchanged_since(w)) {
-        core_.record_closed_success(circuit_breaker_core::generation_of(w),
-                                    [this] { return env_.now(); });
-      }
-      return o;
-    }
-    if (r != call_result::failure || !core_.extend_run(w))
-      finish_closed(circuit_breaker_core::generation_of(w), r, o);
-    return o;
+    return run_closed<R>(w, next, ctx);
   }
 
   /// Forces the circuit open until reset(): calls get errc::circuit_isolated.
@@ -246,6 +234,23 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   }
 
  private:
+  // Admitted on the closed path (state word `w`). Returns `o` only: GCC
+  // builds a named result in the caller's slot only when every return names it.
+  template <class R, class Next>
+  outcome<R> run_closed(std::uint64_t w, Next& next, context& ctx) const {
+    outcome<R> o = next(ctx);
+    const call_result r = classify(o);
+    if (r == call_result::success) [[likely]] {
+      if (!circuit_breaker_core::success_is_free(w) && !core_.unchanged_since(w)) {
+        core_.record_closed_success(circuit_breaker_core::generation_of(w),
+                                    [this] { return env_.now(); });
+      }
+    } else if (r != call_result::failure || !core_.extend_run(w)) {
+      finish_closed(circuit_breaker_core::generation_of(w), r, o);
+    }
+    return o;
+  }
+
   // Not closed: an open circuit rejects with one clock read, one load and
   // one counter increment; anything else takes a permit.
   template <class R, class Next>

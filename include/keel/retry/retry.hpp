@@ -233,15 +233,11 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   outcome<R> run(Next&& next, context& ctx) const {
     detail::attempt_restorer restore(ctx);
     ctx.set_attempt(1);
+    // Only prvalues are returned here, so both paths build the outcome in
+    // the caller's slot.
     if (!plain_) [[unlikely]]
       return run_measured<R>(next, ctx);
-    // The first attempt of a plain retry: a call and a test, no state.
-    outcome<R> o = next(ctx);
-    if (handles_(o)) [[unlikely]] {
-      detail::retry_run_state state;
-      retry_until_done(o, next, ctx, state);
-    }
-    return o;
+    return run_plain<R>(next, ctx);
   }
 
   const retry_options& options() const noexcept { return options_; }
@@ -269,6 +265,17 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
 
   static retry_options checked(retry_options o) {
     detail::require_valid(validate(o));
+    return o;
+  }
+
+  // The first attempt of a plain retry: a call and a test, no state.
+  template <class R, class Next>
+  outcome<R> run_plain(Next& next, context& ctx) const {
+    outcome<R> o = next(ctx);
+    if (handles_(o)) [[unlikely]] {
+      detail::retry_run_state state;
+      retry_until_done(o, next, ctx, state);
+    }
     return o;
   }
 

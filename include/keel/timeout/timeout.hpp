@@ -103,11 +103,23 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
       return expire<R>(start, start, deadline);
     }
 
+    return run_until<R>(next, ctx, inner, start, deadline);
+  }
+
+  /// The options, as validated.
+  const timeout_options& options() const noexcept { return options_; }
+
+ private:
+  // The call itself, under `deadline`. Returns `o` only: GCC builds a named
+  // result in the caller's slot only when every return names it.
+  template <class R, class Next>
+  outcome<R> run_until(Next& next, const context& ctx, context& inner, time_point start,
+                       time_point deadline) const {
     if constexpr (std::is_void_v<Watchdog>) {
       outcome<R> o = next(inner);
       const time_point end = env_.now();
-      if (end < deadline) return o;
-      return late<R>(std::move(o), ctx, false, start, end, deadline);
+      if (end >= deadline) o = late<R>(std::move(o), ctx, false, start, end, deadline);
+      return o;
     } else {
       std::optional<detail::timeout_watch<Watchdog>> watch;
 #if KEEL_HAS_EXCEPTIONS
@@ -124,15 +136,13 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
       const time_point end = env_.now();
       const bool stopped_by_watchdog =
           watch && watch->source.stop_requested() && !ctx.stop_requested();
-      if (end < deadline && !stopped_by_watchdog) return o;
-      return late<R>(std::move(o), ctx, stopped_by_watchdog, start, end, deadline);
+      if (end >= deadline || stopped_by_watchdog) {
+        o = late<R>(std::move(o), ctx, stopped_by_watchdog, start, end, deadline);
+      }
+      return o;
     }
   }
 
-  /// The options, as validated.
-  const timeout_options& options() const noexcept { return options_; }
-
- private:
   template <class, environment, class>
   friend class timeout;
 
