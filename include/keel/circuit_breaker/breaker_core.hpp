@@ -367,10 +367,11 @@ class circuit_breaker_core {
   /// Else call record_closed_success.
   bool unchanged_since(std::uint64_t w) const noexcept {
     const std::uint64_t now = word_.load(std::memory_order_acquire);
-    if (now == (w & (low_mask & ~records_bit))) return true;
+    if (now != (w & low_mask)) return false;  // the state moved on, or a run is under way
+    if ((now & records_bit) == 0) return true;
     // failure_ratio_count records successes, but one into a full window of
     // successes changes nothing (see count_window).
-    return rule_ == rule::ratio_count && now == (w & low_mask) && cold_->count.full_of_successes();
+    return rule_ == rule::ratio_count && cold_->count.full_of_successes();
   }
   /// Records a success admitted closed in `generation` (a success in closed
   /// never causes a transition). `now()` is read only by failure_ratio_time.
