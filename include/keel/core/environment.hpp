@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "keel/core/time.hpp"
+#include "keel/detail/config.hpp"
 
 namespace keel {
 
@@ -66,7 +67,10 @@ struct thread_sleeper {
 
 namespace detail {
 
-inline std::uint64_t splitmix64(std::uint64_t& state) noexcept {
+// The generators below wrap around modulo 2^64 on purpose.
+
+KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP inline std::uint64_t splitmix64(
+    std::uint64_t& state) noexcept {
   std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
@@ -85,7 +89,7 @@ class xoshiro256plus {
   explicit xoshiro256plus(std::uint64_t seed) noexcept {
     for (auto& word : s_) word = splitmix64(seed);
   }
-  std::uint64_t next() noexcept {
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint64_t next() noexcept {
     const std::uint64_t result = s_[0] + s_[3];
     const std::uint64_t t = s_[1] << 17;
     s_[2] ^= s_[0];
@@ -103,7 +107,7 @@ class xoshiro256plus {
 
 /// One generator per thread, seeded once from the time, the thread's address
 /// space and a process-wide counter: never a std::random_device per call.
-inline xoshiro256plus& thread_generator() noexcept {
+KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP inline xoshiro256plus& thread_generator() noexcept {
   static std::atomic<std::uint64_t> threads{0};
   thread_local const char marker = 0;
   thread_local xoshiro256plus generator(

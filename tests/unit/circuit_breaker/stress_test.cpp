@@ -16,6 +16,7 @@
 
 #include "breaker_test_support.hpp"
 #include "support/catch.hpp"
+#include "support/rng.hpp"
 
 using namespace cb_test;
 
@@ -31,11 +32,9 @@ struct tally {
 template <class B>
 void hammer(const B& b, const keel::testing::virtual_environment& env, tally& t, int thread_index,
             int iterations, int permitted) {
-  std::uint64_t rng = 0x9e3779b97f4a7c15ULL * static_cast<std::uint64_t>(thread_index + 1);
+  keel_test::rng rng{static_cast<std::uint64_t>(thread_index)};
   for (int i = 0; i < iterations; ++i) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
+    const bool gives_up = rng.next() % 16 == 0;
     t.calls.fetch_add(1, std::memory_order_relaxed);
     env.advance(100us);                          // time passes for rejected callers too
     if (i % 64 == 0) std::this_thread::yield();  // interleave the threads more on few cores
@@ -57,7 +56,7 @@ void hammer(const B& b, const keel::testing::virtual_environment& env, tally& t,
     env.advance(1ms);
     const bool healthy = (env.elapsed() / 40ms) % 2 == 0;
     if (slot != nullptr) slot->fetch_sub(1);
-    if (rng % 16 == 0) {
+    if (gives_up) {
       permit.release();  // the caller gave up: counts as neither
       t.abandoned.fetch_add(1, std::memory_order_relaxed);
     } else if (healthy) {
