@@ -322,6 +322,7 @@ if(keel_examples)
 
   file(GLOB keel_example_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/examples/[0-9][0-9]_*.cpp")
   list(SORT keel_example_sources)
+  set(keel_example_runs "") # each example binary, as keel_example_<run>
   foreach(src IN LISTS keel_example_sources)
     get_filename_component(name "${src}" NAME_WE)
     set(tgt keel_example_${name})
@@ -334,6 +335,7 @@ if(keel_examples)
     keel_dev_target(${tgt})
     add_test(NAME example_${name} COMMAND ${tgt})
     set_tests_properties(example_${name} PROPERTIES LABELS example)
+    list(APPEND keel_example_runs ${name})
     # An example about life without exceptions is also built and run that way.
     if(name MATCHES "without_exceptions" AND NOT MSVC)
       add_executable(${tgt}_noexcept "${src}")
@@ -342,8 +344,35 @@ if(keel_examples)
       keel_dev_target(${tgt}_noexcept)
       add_test(NAME example_${name}_noexcept COMMAND ${tgt}_noexcept)
       set_tests_properties(example_${name}_noexcept PROPERTIES LABELS example)
+      list(APPEND keel_example_runs ${name}_noexcept)
     endif()
   endforeach()
+
+  # valgrind memcheck: every example run again under valgrind, as memcheck_<name>
+  # (label memcheck; the memcheck preset). Any memory error, or a definite or
+  # indirect leak, fails the test.
+  option(KEEL_MEMCHECK "Also run every example under valgrind memcheck (ctest -L memcheck)" OFF)
+  if(KEEL_MEMCHECK)
+    find_program(KEEL_VALGRIND valgrind)
+    if(NOT KEEL_VALGRIND)
+      message(FATAL_ERROR "keel: KEEL_MEMCHECK=ON needs valgrind (apt-get install valgrind)")
+    endif()
+    foreach(name IN LISTS keel_example_runs)
+      add_test(NAME memcheck_${name}
+               COMMAND "${KEEL_VALGRIND}" --tool=memcheck --error-exitcode=1 --leak-check=full
+                       --errors-for-leak-kinds=definite,indirect $<TARGET_FILE:keel_example_${name}>)
+      set_tests_properties(memcheck_${name} PROPERTIES LABELS memcheck)
+      if(name MATCHES "_http_")
+        # Its own verdict is about real time (300 ms per attempt), which valgrind's
+        # slowdown breaks: the first, cold call alone takes over 400 ms. So this run
+        # is judged by valgrind's verdict only: no error or leak, and no death by a
+        # signal (an abort, a crash). The example's timing is checked by example_*.
+        set_tests_properties(
+          memcheck_${name} PROPERTIES PASS_REGULAR_EXPRESSION "ERROR SUMMARY: 0 errors from 0 contexts"
+                                      FAIL_REGULAR_EXPRESSION "Process terminating with default action")
+      endif()
+    endforeach()
+  endif()
 
   # The README's demo command: builds the demo and runs it with its output shown.
   set(KEEL_DEMO_EXAMPLE "00_outage_demo" CACHE STRING "The example that `keel_run_demo` runs")

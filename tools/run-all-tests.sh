@@ -5,6 +5,7 @@
 #   asan           Clang, AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan           Clang, ThreadSanitizer
 #   no-exceptions  the -fno-exceptions test binary
+#   memcheck       GCC -O1 -g: every example under valgrind memcheck (ctest -L memcheck)
 #   release        Release -O2: builds the benchmarks and runs their smoke tests (ctest -L bench)
 #   fuzz           builds the libFuzzer harnesses of tests/fuzz/ and runs each for
 #                  KEEL_FUZZ_SECONDS (default 10) seconds
@@ -15,7 +16,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly all_presets=(dev-gcc dev-clang asan tsan no-exceptions release fuzz)
+readonly all_presets=(dev-gcc dev-clang asan tsan no-exceptions memcheck release fuzz)
 jobs="${KEEL_JOBS:-2}"
 
 if [[ $# -gt 0 ]]; then
