@@ -133,7 +133,7 @@ enum class phase : unsigned char { healthy, failing, slow, hanging };
 /// drawn from the seed.
 phase phase_at(std::uint64_t seed, time_point t) {
   const auto n = static_cast<std::uint64_t>(t.time_since_epoch() / spell);
-  keel_test::rng draw{seed ^ (n * 0x9e3779b97f4a7c15ULL)};
+  keel_test::rng draw{seed ^ n};  // splitmix64 mixes neighbouring states apart
   const std::int64_t d = draw.in(0, 99);
   if (d < 50) return phase::healthy;
   if (d < 70) return phase::failing;
@@ -353,7 +353,7 @@ class caller {
   caller(world& w, int index)
       : w_(w),
         index_(static_cast<std::uint64_t>(index)),
-        rng_{w.seed + 0x9e3779b97f4a7c15ULL * (index_ + 1)} {}
+        rng_{w.seed ^ ((index_ + 1) << 40)} {}  // apart from phase_at's states
 
   void run(std::uint64_t calls) {
     for (std::uint64_t i = 0; i < calls; ++i) {

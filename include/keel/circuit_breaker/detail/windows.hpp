@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "keel/core/time.hpp"
+#include "keel/detail/config.hpp"
 
 namespace keel::detail {
 
@@ -25,9 +26,10 @@ namespace keel::detail {
 class fast_mod32 {
  public:
   fast_mod32() = default;
-  explicit fast_mod32(std::uint32_t d) noexcept : m_(~std::uint64_t{0} / d + 1), d_(d) {}
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP explicit fast_mod32(std::uint32_t d) noexcept
+      : m_(~std::uint64_t{0} / d + 1), d_(d) {}
 
-  std::uint32_t operator()(std::uint32_t a) const noexcept {
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint32_t operator()(std::uint32_t a) const noexcept {
     __extension__ using u128 = unsigned __int128;
     const std::uint64_t low = m_ * a;
     return static_cast<std::uint32_t>((static_cast<u128>(low) * d_) >> 64);
