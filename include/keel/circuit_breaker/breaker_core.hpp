@@ -773,11 +773,7 @@ class circuit_breaker_core {
   // options, the mutex of transitions, the counters and the rule's window.
   struct cold_state {
     explicit cold_state(circuit_breaker_options o) : options(std::move(o)) {}
-    // Written on failures, rejections and transitions only.
-    std::atomic<std::uint64_t> failures{0};
-    std::atomic<std::uint64_t> failures_reported{0};  // by metrics(): it never goes back
-    std::atomic<std::uint64_t> slow_calls{0};
-    std::atomic<std::uint64_t> rejections{0};
+    // Read by every rejection, written on transitions only.
     std::atomic<std::int64_t> open_until{0};
     std::atomic<std::int64_t> half_open_since{0};
     std::atomic<std::int64_t> last_transition{0};
@@ -789,6 +785,13 @@ class circuit_breaker_core {
     double slow_ratio = 1.0;
     duration slow_threshold{};
     std::mutex mutex;  // transitions only
+    // Written by every rejection: a line of its own, so that threads rejected
+    // together do not also evict the open time they all read.
+    alignas(64) std::atomic<std::uint64_t> rejections{0};
+    // Written on failures.
+    alignas(64) std::atomic<std::uint64_t> failures{0};
+    std::atomic<std::uint64_t> failures_reported{0};  // by metrics(): it never goes back
+    std::atomic<std::uint64_t> slow_calls{0};
     detail::failure_stamps stamps;
     detail::count_window count;
     detail::time_window time;
