@@ -18,7 +18,8 @@ for src in "$here"/*_fuzz.cpp; do
   bin="$out/$name"
   echo "== $name: building"
   "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
-    -fno-sanitize-recover=all -fsanitize=float-divide-by-zero \
+    -fno-sanitize-recover=all -fsanitize=float-divide-by-zero,integer \
+    -fsanitize-ignorelist="$root/cmake/sanitizer-ignorelist.txt" \
     -I "$root/include" "$src" -o "$bin"
   mkdir -p "$out/corpus/$name"
   echo "== $name: running ${seconds}s"
