@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds and runs every keel test configuration, one CMake preset after another:
 #   dev-gcc        GCC Debug -Werror: unit tests, header check, package tests, examples, bench smoke
-#   dev-clang      the same with Clang
+#   dev-clang      the same with Clang 14
+#   dev-clang19    Clang 19 Debug -Werror: unit tests, header check, examples
 #   asan           Clang, AddressSanitizer + UndefinedBehaviorSanitizer
 #   tsan           Clang, ThreadSanitizer
 #   no-exceptions  the -fno-exceptions test binary
@@ -16,7 +17,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly all_presets=(dev-gcc dev-clang asan tsan no-exceptions memcheck release fuzz)
+readonly all_presets=(dev-gcc dev-clang dev-clang19 asan tsan no-exceptions memcheck release fuzz)
 jobs="${KEEL_JOBS:-2}"
 
 if [[ $# -gt 0 ]]; then
