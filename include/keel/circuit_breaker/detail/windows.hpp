@@ -195,11 +195,13 @@ class count_window {
   std::atomic<std::int32_t> slow_count_{0};
 };
 
-/// A small number for the calling thread, handed out in order of first use:
-/// spreads the threads that share a window over its stripes.
-inline unsigned this_thread_number() noexcept {
+/// The calling thread's stripe, as a number the window reduces modulo its
+/// stripe count: handed out in order of first use, and moved on when the
+/// thread finds another one writing the same stripe (Java's LongAdder does
+/// the same), so that threads running together settle on different stripes.
+inline unsigned& this_thread_stripe() noexcept {
   static std::atomic<unsigned> next{0};
-  thread_local const unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
+  thread_local unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
   return mine;
 }
 
@@ -211,10 +213,10 @@ inline unsigned this_thread_number() noexcept {
 /// clears it), once per bucket length.
 ///
 /// Every call writes its bucket's counters, so the ring is striped: each
-/// thread writes the ring of its own stripe (one per hardware thread, at most
-/// 8), and a decision sums the stripes. Sums do not depend on order, so the
-/// window holds exactly what one ring would; two threads on different
-/// stripes never write the same cache line.
+/// thread writes the ring of its own stripe (one stripe per hardware thread,
+/// at most 8; see this_thread_stripe), and a decision sums the stripes. Sums
+/// do not depend on order, so the window holds exactly what one ring would;
+/// two threads on different stripes never write the same cache line.
 class time_window {
  public:
   void configure(duration period, int buckets) {
@@ -222,32 +224,33 @@ class time_window {
     len_ = period.count() / buckets;
     const unsigned cpus = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
     stripes_ = std::bit_ceil(cpus);
+    current_.store(0, std::memory_order_relaxed);
     stride_ = n_ + (n_ & 1);  // the same bucket of two stripes lies >= 64 bytes apart
     slots_ = std::make_unique<slot[]>(std::size_t{stripes_} * stride_);
   }
 
   void record(time_point now, bool failed, bool slow) noexcept {
-    const std::int64_t k = bucket_of(now);
-    slot& s = slot_at(this_thread_number() & (stripes_ - 1), k);
-    for (;;) {
-      std::int64_t current = s.bucket.load(std::memory_order_acquire);
-      if (current == k) break;
-      if (current == clearing) {
-        std::this_thread::yield();
-        continue;
-      }
-      if (current > k) return;  // this result is older than the window: it has expired
-      if (s.bucket.compare_exchange_weak(current, clearing, std::memory_order_acquire)) {
-        s.calls.store(0, std::memory_order_relaxed);
-        s.failures.store(0, std::memory_order_relaxed);
-        s.slow.store(0, std::memory_order_relaxed);
-        s.bucket.store(k, std::memory_order_release);
-        break;
-      }
+    const std::int64_t t = std::max(now.time_since_epoch().count(), std::int64_t{0});
+    unsigned& mine = this_thread_stripe();
+    const std::size_t stripe = mine & (stripes_ - 1);
+    // Usually the bucket of the last record: found without a division (two
+    // 64-bit divisions cost more than the rest of the call together).
+    slot* s = &slots_[stripe * stride_ + current_.load(std::memory_order_relaxed)];
+    const std::int64_t b = s->bucket.load(std::memory_order_acquire);  // < 0: unused, clearing
+    // b * len_ <= the time b was computed from: no overflow.
+    if (b < 0 || t < b * len_ || t - b * len_ >= len_) {
+      s = claim(stripe, t / len_);
+      if (s == nullptr) return;  // this result is older than the window: it has expired
     }
-    s.calls.fetch_add(1, std::memory_order_relaxed);
-    if (failed) s.failures.fetch_add(1, std::memory_order_relaxed);
-    if (slow) s.slow.fetch_add(1, std::memory_order_relaxed);
+    // A CAS that fails means another thread wrote this stripe meanwhile:
+    // count with fetch_add and move to the next stripe for later calls.
+    std::uint32_t calls = s->calls.load(std::memory_order_relaxed);
+    if (!s->calls.compare_exchange_strong(calls, calls + 1, std::memory_order_relaxed)) {
+      s->calls.fetch_add(1, std::memory_order_relaxed);
+      ++mine;
+    }
+    if (failed) s->failures.fetch_add(1, std::memory_order_relaxed);
+    if (slow) s->slow.fetch_add(1, std::memory_order_relaxed);
   }
 
   /// The window ending at `now`: O(buckets x stripes), used only to decide a
@@ -296,15 +299,39 @@ class time_window {
     return t < 0 ? 0 : t / len_;
   }
 
-  slot& slot_at(unsigned stripe, std::int64_t bucket) const noexcept {
-    return slots_[std::size_t{stripe} * stride_ + static_cast<std::size_t>(bucket % n_)];
+  // The slot of bucket k in `stripe`, holding k once this returns (cleared if
+  // it held an older bucket); null when it already holds a newer one.
+  slot* claim(std::size_t stripe, std::int64_t k) noexcept {
+    const auto index = static_cast<std::uint32_t>(k % n_);
+    slot& s = slots_[stripe * stride_ + index];
+    for (;;) {
+      std::int64_t current = s.bucket.load(std::memory_order_acquire);
+      if (current == k) break;
+      if (current == clearing) {
+        std::this_thread::yield();
+        continue;
+      }
+      if (current > k) return nullptr;
+      if (s.bucket.compare_exchange_weak(current, clearing, std::memory_order_acquire)) {
+        s.calls.store(0, std::memory_order_relaxed);
+        s.failures.store(0, std::memory_order_relaxed);
+        s.slow.store(0, std::memory_order_relaxed);
+        s.bucket.store(k, std::memory_order_release);
+        break;
+      }
+    }
+    current_.store(index, std::memory_order_relaxed);
+    return &s;
   }
 
   std::unique_ptr<slot[]> slots_;
   std::int64_t len_ = 1;
   std::uint32_t n_ = 1;
   std::uint32_t stride_ = 1;
-  unsigned stripes_ = 1;
+  std::size_t stripes_ = 1;
+  // The slot index of the newest bucket recorded: read by every record,
+  // written once per bucket length.
+  std::atomic<std::uint32_t> current_{0};
 };
 
 }  // namespace keel::detail
