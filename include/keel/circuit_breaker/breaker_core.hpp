@@ -406,11 +406,12 @@ class circuit_breaker_core {
   /// False: nothing done, call record_with.
   bool extend_run(std::uint64_t w) noexcept {
     if (rule_ != rule::consecutive) return false;
-    std::uint64_t cur = word_.load(std::memory_order_acquire);
+    // `w` is most often still current: the first CAS goes without a reload.
+    // The word is closed here, where a run stays below threshold_ <= INT_MAX.
+    std::uint64_t cur = w;
     for (;;) {
       if ((cur & low_mask) != (w & low_mask)) return false;
-      const std::uint32_t run = payload_of(cur);
-      if (run + 1 >= threshold_ || run == 0xffffffffu) return false;
+      if (payload_of(cur) + 1 >= threshold_) return false;
       if (word_.compare_exchange_weak(cur, cur + (std::uint64_t{1} << payload_shift),
                                       std::memory_order_acq_rel)) {
         return true;
