@@ -47,3 +47,30 @@ TEST_CASE("circuit_breaker: metrics().failures never goes backwards while calls 
   CHECK(drops == 0);
   CHECK(b.metrics().failures == failures.load());
 }
+
+// The time window is striped per thread, with threads moving to another
+// stripe when they collide: whatever stripes they end on, the window must
+// count every call exactly once.
+TEST_CASE("circuit_breaker: a time window shared by 4 threads counts every call exactly",
+          "[circuit_breaker][stress]") {
+  keel::testing::virtual_environment env;
+  auto b =
+      make_breaker({.trip =
+                        keel::failure_ratio_time{
+                            .period = 60s, .buckets = 6, .minimum_calls = 1'000'000, .ratio = 1.0}},
+                   env);
+  constexpr std::uint32_t threads = 4;
+  constexpr std::uint32_t calls = 100'000;
+  std::vector<std::thread> callers;
+  for (std::uint32_t t = 0; t < threads; ++t) {
+    callers.emplace_back([&b] {
+      for (std::uint32_t i = 0; i < calls; ++i) (void)(i % 10 == 0 ? fail(b) : succeed(b));
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  const keel::circuit_metrics m = b.metrics();
+  CHECK(m.state == keel::circuit_state::closed);
+  CHECK(m.calls == threads * calls);
+  CHECK(m.window_failures == threads * calls / 10);
+  CHECK(m.failures == std::uint64_t{threads} * calls / 10);
+}
