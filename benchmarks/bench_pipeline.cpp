@@ -7,6 +7,7 @@
 // that fails once then succeeds. Target: success <= 2x bare, no allocation.
 #include <chrono>
 #include <climits>
+#include <cstdio>
 #include <functional>
 
 #include <keel/keel.hpp>
@@ -16,6 +17,18 @@
 namespace {
 
 using namespace std::chrono_literals;
+
+// Printed once, before the table: the size of each policy with default options.
+const int sizes_printed = [] {
+  std::printf(
+      "sizeof(keel::retry<>) = %zu, sizeof(keel::retry_budget) = %zu, sizeof(keel::timeout<>) = "
+      "%zu, sizeof(keel::fallback(int)) = %zu, sizeof(keel::last_known_good<int>) = %zu, "
+      "sizeof(keel::context) = %zu, sizeof(keel::outcome<int>) = %zu bytes\n",
+      sizeof(keel::retry<>), sizeof(keel::retry_budget), sizeof(keel::timeout<>),
+      sizeof(decltype(keel::fallback(0))), sizeof(keel::last_known_good<int>),
+      sizeof(keel::context), sizeof(keel::outcome<int>));
+  return 0;
+}();
 using keel_bench::on_1_2_n_threads;
 using keel_bench::result;
 

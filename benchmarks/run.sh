@@ -160,7 +160,9 @@ compile_ms() {  # best of 3: compiling a file that only includes <$1>, in ms
   echo "## Sizes"
   echo
   echo '```'
-  "$build/keel_bench_circuit_breaker" --benchmark_filter='^$' 2>/dev/null | grep -i sizeof || true
+  for b in circuit_breaker pipeline; do
+    "$build/keel_bench_$b" --benchmark_filter='^$' 2>/dev/null | grep -i sizeof || true
+  done
   echo '```'
 } >>"$tmp/results.md"
 
