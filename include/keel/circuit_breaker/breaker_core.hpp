@@ -104,6 +104,7 @@ class circuit_breaker_core {
   explicit circuit_breaker_core(circuit_breaker_options options = {})
       : cold_(std::make_unique<cold_state>(checked(std::move(options)))) {
     cold_state& c = *cold_;
+    c.rejections.configure();
     const circuit_breaker_options& o = c.options;
     probes_ = static_cast<std::uint32_t>(o.permitted_probes);
     c.successes_needed = static_cast<std::uint32_t>(o.success_threshold == 0 ? o.permitted_probes
@@ -175,14 +176,14 @@ class circuit_breaker_core {
         return admit(st, gen_of(w));
       }
       if (st == circuit_state::isolated) {
-        cold_->rejections.fetch_add(1, std::memory_order_relaxed);
+        cold_->rejections.add();
         return reject(st, gen_of(w), std::nullopt);
       }
       if (st == circuit_state::open) {
         const time_point t = now();
         const time_point until{duration(cold_->open_until.load(std::memory_order_acquire))};
         if (t < until) {
-          cold_->rejections.fetch_add(1, std::memory_order_relaxed);
+          cold_->rejections.add();
           return reject(st, gen_of(w), until - t);
         }
         if (auto a = enter_half_open(w, t)) return std::move(*a);
@@ -206,7 +207,7 @@ class circuit_breaker_core {
         if (auto a = enter_half_open(w, t)) return std::move(*a);
         continue;
       }
-      cold_->rejections.fetch_add(1, std::memory_order_relaxed);
+      cold_->rejections.add();
       return reject(st, gen_of(w), give_up - t);
     }
   }
@@ -306,7 +307,7 @@ class circuit_breaker_core {
     }
     m.failures = std::max(reported, seen);
     m.slow_calls = cold.slow_calls.load(std::memory_order_relaxed);
-    m.rejections = cold.rejections.load(std::memory_order_relaxed);
+    m.rejections = cold.rejections.total();
     m.last_transition = time_point(duration(cold.last_transition.load(std::memory_order_relaxed)));
     detail::window_counts c;
     switch (rule_) {
@@ -427,7 +428,7 @@ class circuit_breaker_core {
     const std::int64_t until = cold_->open_until.load(std::memory_order_acquire);
     const std::int64_t t = now.time_since_epoch().count();
     if (t >= until) return -1;
-    cold_->rejections.fetch_add(1, std::memory_order_relaxed);
+    cold_->rejections.add();
     return until - t;
   }
   /// True when state word `w` is open.
@@ -786,9 +787,9 @@ class circuit_breaker_core {
     double slow_ratio = 1.0;
     duration slow_threshold{};
     std::mutex mutex;  // transitions only
-    // Written by every rejection: a line of its own, so that threads rejected
-    // together do not also evict the open time they all read.
-    alignas(64) std::atomic<std::uint64_t> rejections{0};
+    // Added to by every rejection, from many threads at once in an outage:
+    // striped by owner, apart from the open time they all read.
+    detail::owned_counter rejections;
     // Written on failures.
     alignas(64) std::atomic<std::uint64_t> failures{0};
     std::atomic<std::uint64_t> failures_reported{0};  // by metrics(): it never goes back

@@ -74,3 +74,31 @@ TEST_CASE("circuit_breaker: a time window shared by 4 threads counts every call 
   CHECK(m.window_failures == threads * calls / 10);
   CHECK(m.failures == std::uint64_t{threads} * calls / 10);
 }
+
+// Rejections are counted on stripes owned by one thread each, and on a shared
+// counter by the threads whose stripe another owns: more threads than stripes
+// (at most 8) exercise both, and the total must be exact.
+TEST_CASE("circuit_breaker: rejections by 12 threads are counted exactly",
+          "[circuit_breaker][stress]") {
+  keel::testing::virtual_environment env;
+  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 5min},
+                        env);
+  CHECK(fail(b).has_error_value());
+  REQUIRE(b.state() == keel::circuit_state::open);
+  constexpr std::uint64_t threads = 12;
+  constexpr std::uint64_t calls = 20'000;
+  std::atomic<std::uint64_t> rejected{0};
+  std::vector<std::thread> callers;
+  for (std::uint64_t t = 0; t < threads; ++t) {
+    callers.emplace_back([&b, &rejected] {
+      std::uint64_t mine = 0;
+      for (std::uint64_t i = 0; i < calls; ++i) {
+        if (succeed(b).is(keel::errc::circuit_open)) ++mine;
+      }
+      rejected.fetch_add(mine);
+    });
+  }
+  for (std::thread& t : callers) t.join();
+  CHECK(rejected.load() == threads * calls);
+  CHECK(b.metrics().rejections == threads * calls);
+}

@@ -195,6 +195,60 @@ class count_window {
   std::atomic<std::int32_t> slow_count_{0};
 };
 
+/// A number of its own for the calling thread, never zero.
+inline unsigned this_thread_id() noexcept {
+  static std::atomic<unsigned> next{1};
+  thread_local unsigned mine = 0;  // constant-initialized: no TLS guard per call
+  if (mine == 0) [[unlikely]]
+    mine = next.fetch_add(1, std::memory_order_relaxed);
+  return mine;
+}
+
+/// A counter that many threads add to and few read, exact and without a
+/// locked instruction on the common path: the first thread to add through a
+/// stripe owns it and adds with a plain load and store, which no other thread
+/// writes; a thread whose stripe another owns adds to a shared atomic. A
+/// stripe stays owned after its thread ends (its count stays in the total).
+class owned_counter {
+ public:
+  void configure() {
+    const unsigned cpus = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+    mask_ = std::bit_ceil(cpus) - 1;
+    stripes_ = std::make_unique<stripe[]>(mask_ + 1);
+  }
+
+  void add() noexcept {
+    const unsigned me = this_thread_id();
+    stripe& s = stripes_[me & mask_];
+    unsigned owner = s.owner.load(std::memory_order_relaxed);
+    if (owner == 0 && s.owner.compare_exchange_strong(owner, me, std::memory_order_relaxed)) {
+      owner = me;
+    }
+    if (owner == me) {
+      s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    } else {
+      shared_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  /// The sum: exact once the adds it should see happened before this call.
+  std::uint64_t total() const noexcept {
+    std::uint64_t sum = shared_.load(std::memory_order_relaxed);
+    for (std::size_t i = 0; i <= mask_; ++i)
+      sum += stripes_[i].count.load(std::memory_order_relaxed);
+    return sum;
+  }
+
+ private:
+  struct alignas(64) stripe {
+    std::atomic<unsigned> owner{0};
+    std::atomic<std::uint64_t> count{0};
+  };
+  std::unique_ptr<stripe[]> stripes_;
+  std::size_t mask_ = 0;
+  alignas(64) std::atomic<std::uint64_t> shared_{0};
+};
+
 /// The calling thread's stripe, as a number the window reduces modulo its
 /// stripe count: handed out in order of first use, and moved on when the
 /// thread finds another one writing the same stripe (Java's LongAdder does
