@@ -2,11 +2,12 @@
 #ifndef KEEL_CIRCUIT_BREAKER_DETAIL_WINDOWS_HPP_INCLUDED
 #define KEEL_CIRCUIT_BREAKER_DETAIL_WINDOWS_HPP_INCLUDED
 
-// The memory of a circuit breaker's trip rules. Each window is lock-free, O(1)
-// per call, allocates only when configured, and keeps its memory bounded by
-// its configuration. They stay behind this small API (configure / record /
-// counts / reset) so that a striped version can replace one without touching
-// the state machine.
+// The memory of a circuit breaker's trip rules, and its rejection counter.
+// Each is lock-free, O(1) per call, allocates only when configured, and keeps
+// its memory bounded by its configuration; what every call writes is striped
+// per thread, so that threads sharing a breaker share no written cache line.
+// They stay behind a small API (configure / record / counts / reset), which
+// is all the state machine sees.
 
 #include <algorithm>
 #include <atomic>
@@ -195,6 +196,12 @@ class count_window {
   std::atomic<std::int32_t> slow_count_{0};
 };
 
+/// How many stripes a striped structure gets: one per hardware thread, at
+/// most 8, a power of two.
+inline std::size_t stripe_count() noexcept {
+  return std::bit_ceil(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+}
+
 /// A number of its own for the calling thread, never zero.
 inline unsigned this_thread_id() noexcept {
   static std::atomic<unsigned> next{1};
@@ -212,8 +219,7 @@ inline unsigned this_thread_id() noexcept {
 class owned_counter {
  public:
   void configure() {
-    const unsigned cpus = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
-    mask_ = std::bit_ceil(cpus) - 1;
+    mask_ = stripe_count() - 1;
     stripes_ = std::make_unique<stripe[]>(mask_ + 1);
   }
 
@@ -262,7 +268,8 @@ inline unsigned& this_thread_stripe() noexcept {
 /// failure_ratio_time: `buckets` buckets of period / buckets each. Bucket k
 /// covers [k len, (k + 1) len) of the clock and lives in slot k % buckets; the
 /// window at time t holds the buckets k with k > t / len - buckets, so what
-/// was recorded in [s, s + len) expires exactly at s + period. Reusing a slot
+/// was recorded in [s, s + len) expires exactly at s + buckets len (s +
+/// period when buckets divides it). Reusing a slot
 /// for a newer bucket is the only step that waits (for the one thread that
 /// clears it), once per bucket length.
 ///
@@ -276,8 +283,7 @@ class time_window {
   void configure(duration period, int buckets) {
     n_ = static_cast<std::uint32_t>(buckets);
     len_ = period.count() / buckets;
-    const unsigned cpus = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
-    stripes_ = std::bit_ceil(cpus);
+    stripes_ = stripe_count();
     current_.store(0, std::memory_order_relaxed);
     stride_ = n_ + (n_ & 1);  // the same bucket of two stripes lies >= 64 bytes apart
     slots_ = std::make_unique<slot[]>(std::size_t{stripes_} * stride_);
