@@ -256,12 +256,13 @@ class owned_counter {
 };
 
 /// The calling thread's stripe, as a number the window reduces modulo its
-/// stripe count: handed out in order of first use, and moved on when the
+/// stripe count: the thread's id at first, and moved on when the
 /// thread finds another one writing the same stripe (Java's LongAdder does
 /// the same), so that threads running together settle on different stripes.
 inline unsigned& this_thread_stripe() noexcept {
-  static std::atomic<unsigned> next{0};
-  thread_local unsigned mine = next.fetch_add(1, std::memory_order_relaxed);
+  thread_local unsigned mine = 0;  // constant-initialized: no TLS guard per call
+  if (mine == 0) [[unlikely]]
+    mine = this_thread_id();
   return mine;
 }
 
