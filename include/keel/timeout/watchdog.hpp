@@ -112,11 +112,14 @@ class basic_watchdog {
         source = std::move(due_.begin()->second.source);
         due_.erase(due_.begin());
       }
+      // Counted before the stop is requested: a call woken by this stop
+      // (request_stop synchronizes with the stop_requested() that sees it)
+      // then finds itself in fired().
+      fired_.fetch_add(1, std::memory_order_relaxed);
       // Outside the lock: request_stop runs the callbacks of whoever waits on the token.
       source.request_stop();
       ++fired;
     }
-    if (fired > 0) fired_.fetch_add(fired, std::memory_order_relaxed);
     return fired;
   }
 
@@ -126,7 +129,8 @@ class basic_watchdog {
     return due_.size();
   }
 
-  /// Stop requests made so far.
+  /// Stop requests made so far. A call woken by one of them already sees it
+  /// counted here.
   std::uint64_t fired() const noexcept { return fired_.load(std::memory_order_relaxed); }
 
   /// The environment whose clock decides when a deadline has passed.

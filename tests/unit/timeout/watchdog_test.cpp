@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSL-1.0
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <stdexcept>
 #include <stop_token>
@@ -43,6 +44,22 @@ TEST_CASE("watchdog: poll() requests stop exactly when the deadline is reached",
     CHECK(w.fired() == 1);
   }  // the ticket of a fired deadline unregisters nothing, harmlessly
   CHECK(w.pending() == 0);
+}
+
+TEST_CASE("watchdog: a woken call already sees its stop counted in fired()", "[watchdog]") {
+  // Regression: fired() was raised after request_stop returned, so a call
+  // woken by the stop could read 0 (the example 07 failed under valgrind).
+  // A stop callback runs inside request_stop: the earliest a woken call can look.
+  venv env;
+  manual_watchdog w(env, keel::watchdog_thread::manual);
+  std::stop_source source;
+  std::uint64_t seen_when_woken = 0;
+  std::stop_callback on_stop(source.get_token(), [&] { seen_when_woken = w.fired(); });
+  auto ticket = w.arm(at(5ms), source);
+  env.advance(5ms);
+  CHECK(w.poll() == 1);
+  CHECK(seen_when_woken == 1);
+  CHECK(w.fired() == 1);
 }
 
 TEST_CASE("watchdog: a ticket unregisters its deadline when it ends", "[watchdog]") {
