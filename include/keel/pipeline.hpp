@@ -39,11 +39,11 @@ class pipeline : public executable<pipeline<Policies...>> {
       return next(ctx);
     } else {
       const auto& p = detail::policy_of(std::get<I>(policies_));
-      if constexpr (std::is_trivially_copyable_v<Next>) {
+      if constexpr (detail::cheap_next<Next>) {
         // A copy (a few pointers): one indirection less for the call to reach
-        // its callable, at every layer.
-        return p.template run<R>(
-            [this, next](context& c) mutable { return run_from<I + 1, R>(next, c); }, ctx);
+        // its callable, at every layer, and a closure that is itself cheap_next.
+        return p.template run<R>([this, next](context& c) { return run_from<I + 1, R>(next, c); },
+                                 ctx);
       } else {
         return p.template run<R>([&](context& c) { return run_from<I + 1, R>(next, c); }, ctx);
       }

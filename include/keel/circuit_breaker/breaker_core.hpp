@@ -118,6 +118,7 @@ class circuit_breaker_core {
     if (const auto* r = std::get_if<consecutive_failures>(&o.trip)) {
       rule_ = rule::consecutive;
       threshold_ = static_cast<std::uint32_t>(r->threshold);
+      run_limit_ = std::uint64_t{threshold_} << payload_shift;
     } else if (const auto* p = std::get_if<failures_in_period>(&o.trip)) {
       rule_ = rule::in_period;
       c.stamps.configure(p->threshold, p->period);
@@ -352,6 +353,11 @@ class circuit_breaker_core {
 
   /// The state word, for fast_admits / unchanged_since / generation_of.
   std::uint64_t snapshot() const noexcept { return word_.load(std::memory_order_acquire); }
+  /// The state word, unordered: enough to admit a closed call, which reads
+  /// nothing the word guards. Whatever is read after it (a failure's CAS,
+  /// unchanged_since, a window, the open time) is ordered by an acquire of
+  /// its own. Relaxed also leaves the caller's values in registers.
+  std::uint64_t admission_word() const noexcept { return word_.load(std::memory_order_relaxed); }
   /// True when `w` is closed and no clock read is wanted around the call.
   static bool fast_admits(std::uint64_t w) noexcept { return (w & (state_mask | timed_bit)) == 0; }
   /// True when a success admitted on fast_admits(w) has nothing to record,
@@ -406,18 +412,18 @@ class circuit_breaker_core {
   /// a circuit still closed as in `w` with one CAS, when that does not trip.
   /// False: nothing done, call record_with.
   bool extend_run(std::uint64_t w) noexcept {
-    if (rule_ != rule::consecutive) return false;
-    // `w` is most often still current: the first CAS goes without a reload.
-    // The word is closed here, where a run stays below threshold_ <= INT_MAX.
+    // While the low half is `w`'s (closed, same generation), the run plus one
+    // is below the threshold exactly when the word plus one is below
+    // run_limit_ (zero for the other rules: never). A closed run stays below
+    // threshold_ <= INT_MAX, so the sum cannot wrap. `w` is most often still
+    // current: the first CAS goes without a reload.
     std::uint64_t cur = w;
-    for (;;) {
-      if ((cur & low_mask) != (w & low_mask)) return false;
-      if (payload_of(cur) + 1 >= threshold_) return false;
-      if (word_.compare_exchange_weak(cur, cur + (std::uint64_t{1} << payload_shift),
-                                      std::memory_order_acq_rel)) {
-        return true;
-      }
-    }
+    do {
+      const std::uint64_t next = cur + run_step;
+      if (next >= run_limit_) return false;
+      if (word_.compare_exchange_weak(cur, next, std::memory_order_acq_rel)) return true;
+    } while ((cur & low_mask) == (w & low_mask));
+    return false;
   }
   /// The shell's rejection path: when `w` is open and `now` is before the end
   /// of the open time, counts the rejection and returns the time left (>= 1
@@ -462,6 +468,7 @@ class circuit_breaker_core {
   static constexpr std::uint64_t gen_mask = (std::uint64_t{1} << 27) - 1;
   static constexpr int payload_shift = 32;
   static constexpr std::uint64_t low_mask = 0xffffffffu;
+  static constexpr std::uint64_t run_step = std::uint64_t{1} << payload_shift;  // one more failure
   static constexpr std::uint64_t payload_mask = ~low_mask;
 
   static circuit_state state_of(std::uint64_t w) noexcept {
@@ -804,7 +811,8 @@ class circuit_breaker_core {
   // the few constants the closed path needs next to it.
   alignas(64) std::atomic<std::uint64_t> word_{0};
   std::unique_ptr<cold_state> cold_;
-  std::uint64_t flags_ = 0;  // records_bit, timed_bit: or'ed into every state word
+  std::uint64_t flags_ = 0;      // records_bit, timed_bit: or'ed into every state word
+  std::uint64_t run_limit_ = 0;  // consecutive_failures: threshold_ in the payload, else 0
   std::uint32_t threshold_ = 5;
   std::uint32_t probes_ = 1;
   rule rule_ = rule::consecutive;

@@ -204,9 +204,10 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     // and reads nothing more. No permit. Everything else (a slow-call rule,
     // any state but closed) goes through run_slow. Only prvalues are
     // returned here, so both paths build the outcome in the caller's slot.
-    const std::uint64_t w = core_.snapshot();
+    // The slow path reads more than the word: it reloads it with acquire.
+    const std::uint64_t w = core_.admission_word();
     if (!circuit_breaker_core::fast_admits(w)) [[unlikely]]
-      return run_slow<R>(w, next, ctx);
+      return run_slow<R>(core_.snapshot(), detail::pass_next(next), ctx);
     return run_closed<R>(w, next, ctx);
   }
 
@@ -252,9 +253,10 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   }
 
   // Not closed: an open circuit rejects with one clock read, one load and
-  // one counter increment; anything else takes a permit.
+  // one counter increment; anything else takes a permit. `next` comes by
+  // value (detail::pass_next), so that the closed path keeps it in registers.
   template <class R, class Next>
-  outcome<R> run_slow(std::uint64_t w, Next& next, context& ctx) const {
+  outcome<R> run_slow(std::uint64_t w, Next next, context& ctx) const {
     if (circuit_breaker_core::is_open(w)) {
       const std::int64_t left = core_.reject_open(w, env_.now());
       if (left >= 0) {
@@ -271,7 +273,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   // The general path of run(): a permit, a clock read around the call when
   // the slow-call rule wants one, and the rejection as a keel failure.
   template <class R, class Next>
-  outcome<R> run_permitted(Next& next, context& ctx) const {
+  outcome<R> run_permitted(Next next, context& ctx) const {
     permit p = try_acquire();
     const bool timed = p.admitted_ && core_.measures_duration();
     const time_point start = timed ? env_.now() : time_point{};

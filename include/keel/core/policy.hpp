@@ -81,6 +81,24 @@ struct probe_next {
   outcome<int> operator()(context&) const;
 };
 
+/// True when a copy of `next` is as good as `next` itself: trivially
+/// copyable, called through const (so no state of its own changes), and small.
+template <class Next>
+concept cheap_next = std::is_trivially_copyable_v<Next> && sizeof(Next) <= 8 * sizeof(void*) &&
+                     std::invocable<const Next&, context&>;
+
+/// `next` as a policy hands it to its out-of-line paths, by value: a copy
+/// when that is cheap_next, else a reference to it. Taken by reference, it
+/// would have to sit in memory on the fast path too, for the slow one.
+template <class Next>
+auto pass_next(Next& next) noexcept {
+  if constexpr (cheap_next<Next>) {
+    return next;
+  } else {
+    return std::ref(next);
+  }
+}
+
 /// The policy inside a holder: by value, std::reference_wrapper or a smart pointer.
 template <class P>
 const P& policy_of(const P& p) noexcept {

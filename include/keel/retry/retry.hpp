@@ -274,7 +274,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     outcome<R> o = next(ctx);
     if (handles_(o)) [[unlikely]] {
       detail::retry_run_state state;
-      retry_until_done(o, next, ctx, state);
+      retry_until_done(o, detail::pass_next(next), ctx, state);
     }
     return o;
   }
@@ -290,7 +290,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     }
     outcome<R> o = next(ctx);
     if (handles_(o)) {
-      retry_until_done(o, next, ctx, state);
+      retry_until_done(o, detail::pass_next(next), ctx, state);
     } else {
       note_success(1, state);
     }
@@ -298,8 +298,9 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   }
 
   // `o` is the failure of attempt 1; on return it holds what the caller gets.
+  // `next` comes by value (detail::pass_next): the fast path keeps it in registers.
   template <class R, class Next>
-  void retry_until_done(outcome<R>& o, Next& next, context& ctx,
+  void retry_until_done(outcome<R>& o, Next next, context& ctx,
                         detail::retry_run_state& state) const {
     for (int attempt = 1; should_retry(o, attempt, state, ctx);) {
       ctx.set_attempt(++attempt);
