@@ -27,19 +27,32 @@ struct counting_next {
   }
 };
 
-int value = 0;
-const auto by_reference = [](keel::context&) { return keel::outcome<int>(value); };
-const auto big = [a = std::array<char, 128>{}](keel::context&) { return keel::outcome<int>(a[0]); };
-const auto owning = [s = std::string("x")](keel::context&) { return keel::outcome<int>(1); };
+/// What the pipeline's closures look like: pointers, called through const.
+struct pointing_next {
+  const int* value;
+  keel::outcome<int> operator()(keel::context&) const { return keel::outcome<int>(*value); }
+};
+
+struct big_next {
+  std::array<char, 128> bytes;
+  keel::outcome<int> operator()(keel::context&) const { return keel::outcome<int>(bytes[0]); }
+};
+
+struct owning_next {
+  std::string text;
+  keel::outcome<int> operator()(keel::context&) const {
+    return keel::outcome<int>(static_cast<int>(text.size()));
+  }
+};
 
 }  // namespace
 
 // The pipeline's own closures and the callables execute() builds capture
 // pointers only: they are copied. Anything that could notice is not.
-static_assert(keel::detail::cheap_next<decltype(by_reference)>);
-static_assert(!keel::detail::cheap_next<counting_next>);     // called through non-const
-static_assert(!keel::detail::cheap_next<decltype(big)>);     // too large to copy for free
-static_assert(!keel::detail::cheap_next<decltype(owning)>);  // not trivially copyable
+static_assert(keel::detail::cheap_next<pointing_next>);
+static_assert(!keel::detail::cheap_next<counting_next>);  // called through non-const
+static_assert(!keel::detail::cheap_next<big_next>);       // too large to copy for free
+static_assert(!keel::detail::cheap_next<owning_next>);    // not trivially copyable
 
 TEST_CASE("pass_next: a stateful next given to retry.run keeps one state across attempts",
           "[compose][next]") {
