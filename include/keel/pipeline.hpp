@@ -41,11 +41,13 @@ class pipeline : public executable<pipeline<Policies...>> {
       const auto& p = detail::policy_of(std::get<I>(policies_));
       if constexpr (detail::cheap_next<Next>) {
         // A copy (a few pointers): one indirection less for the call to reach
-        // its callable, at every layer, and a closure that is itself cheap_next.
-        return p.template run<R>([this, next](context& c) { return run_from<I + 1, R>(next, c); },
-                                 ctx);
+        // its callable, at every layer.
+        return p.template run<R>(
+            detail::make_next([this, next](context& c) { return run_from<I + 1, R>(next, c); }),
+            ctx);
       } else {
-        return p.template run<R>([&](context& c) { return run_from<I + 1, R>(next, c); }, ctx);
+        return p.template run<R>(
+            detail::make_next([&](context& c) { return run_from<I + 1, R>(next, c); }), ctx);
       }
     }
   }

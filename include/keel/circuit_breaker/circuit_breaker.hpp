@@ -252,9 +252,10 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     return o;
   }
 
-  // Not closed: an open circuit rejects with one clock read, one load and
-  // one counter increment; anything else takes a permit. `next` comes by
-  // value (detail::pass_next), so that the closed path keeps it in registers.
+  // Not closed (`w` reloaded with acquire): an open circuit rejects with one
+  // clock read, one load of the open time and one counter increment;
+  // anything else takes a permit. `next` comes by value (detail::pass_next),
+  // so that the closed path keeps it in registers.
   template <class R, class Next>
   outcome<R> run_slow(std::uint64_t w, Next next, context& ctx) const {
     if (circuit_breaker_core::is_open(w)) {

@@ -81,19 +81,41 @@ struct probe_next {
   outcome<int> operator()(context&) const;
 };
 
-/// True when a copy of `next` is as good as `next` itself: trivially
-/// copyable, called through const (so no state of its own changes), and small.
+/// A `next` that keel builds itself (the call execute() wraps, a pipeline
+/// layer, a guarded alternative): it holds only pointers and the copies it
+/// was built from, and is called through const, so a copy of it is it.
+template <class F>
+struct keel_next {
+  F f;
+  auto operator()(context& ctx) const { return f(ctx); }
+};
+
+/// Wraps one of keel's own closures as a keel_next.
+template <class F>
+keel_next<F> make_next(F f) noexcept {
+  return {f};
+}
+
 template <class Next>
-concept cheap_next = std::is_trivially_copyable_v<Next> && sizeof(Next) <= 8 * sizeof(void*) &&
-                     std::invocable<const Next&, context&>;
+inline constexpr bool is_keel_next = false;
+template <class F>
+inline constexpr bool is_keel_next<keel_next<F>> = true;
+
+/// True when a policy may copy `next` instead of referring to it: one of
+/// keel's own closures, trivially copyable and at most eight pointers. A
+/// user's `next` is never copied, whatever state or overloads it has.
+template <class Next>
+concept cheap_next = is_keel_next<std::remove_cv_t<Next>> && std::is_trivially_copyable_v<Next> &&
+                     sizeof(Next) <= 8 * sizeof(void*);
 
 /// `next` as a policy hands it to its out-of-line paths, by value: a copy
-/// when that is cheap_next, else a reference to it. Taken by reference, it
-/// would have to sit in memory on the fast path too, for the slow one.
+/// when that is cheap_next, else a std::reference_wrapper to it. Taken by
+/// reference, it would have to sit in memory on the fast path too, for the
+/// sake of the slow one.
 template <class Next>
 auto pass_next(Next& next) noexcept {
   if constexpr (cheap_next<Next>) {
-    return next;
+    return std::remove_cv_t<Next>(next);
   } else {
     return std::ref(next);
   }
@@ -174,7 +196,8 @@ class executable {
                   "keel: the callable cannot be called with these arguments, neither as "
                   "f(args...) nor as f(const keel::context&, args...)");
     using R = detail::call_result_t<F, Args...>;
-    auto call = [&](context& c) { return detail::invoke_capturing<R>(f, c, args...); };
+    const auto call =
+        detail::make_next([&](context& c) { return detail::invoke_capturing<R>(f, c, args...); });
     return static_cast<const Derived&>(*this).template run<R>(call, ctx);
   }
 };

@@ -148,7 +148,7 @@ class alternative {
       // The guard may refine the context (a retry sets the attempt): give it a copy.
       context guarded_ctx = ctx;
       return detail::policy_of(guard_).template run<R>(
-          [&](context& c) { return invoke<R>(why, c); }, guarded_ctx);
+          detail::make_next([&](context& c) { return invoke<R>(why, c); }), guarded_ctx);
     }
   }
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSL-1.0
 // How policies hand `next` to their out-of-line paths (detail::pass_next): a
-// copy only when a copy cannot behave differently, else a reference, so that
-// a stateful `next` given to run() directly keeps one state across attempts.
+// copy of keel's own closures (pointers, called through const), a reference
+// to anything else, so that a `next` given to run() directly is the one every
+// attempt calls, whatever state or overloads it has.
 #include <array>
 #include <chrono>
 #include <functional>
@@ -27,38 +28,65 @@ struct counting_next {
   }
 };
 
-/// What the pipeline's closures look like: pointers, called through const.
-struct pointing_next {
+/// Called through const, but counts its calls in a mutable member.
+struct mutable_counting_next {
+  mutable int calls = 0;
+  keel::outcome<int> operator()(keel::context&) const {
+    ++calls;
+    if (calls < 3) return keel::outcome<int>::from_keel(keel::errc::timeout);
+    return keel::outcome<int>(calls);
+  }
+};
+
+/// Fails when called through const, succeeds through non-const.
+struct overloaded_next {
+  keel::outcome<int> operator()(keel::context&) const {
+    return keel::outcome<int>::from_keel(keel::errc::timeout);
+  }
+  keel::outcome<int> operator()(keel::context&) { return keel::outcome<int>(1); }
+};
+
+/// What keel's closures hold: pointers, called through const.
+struct pointing {
   const int* value;
   keel::outcome<int> operator()(keel::context&) const { return keel::outcome<int>(*value); }
 };
 
-struct big_next {
+struct big {
   std::array<char, 128> bytes;
   keel::outcome<int> operator()(keel::context&) const { return keel::outcome<int>(bytes[0]); }
 };
 
-struct owning_next {
+struct owning {
   std::string text;
   keel::outcome<int> operator()(keel::context&) const {
     return keel::outcome<int>(static_cast<int>(text.size()));
   }
 };
 
+keel::retry<keel::on::any_failure_t, keel::no_listener, venv> five_attempts(venv& env) {
+  return keel::retry({.max_attempts = 5, .backoff = keel::backoff::none()}).with_environment(env);
+}
+
 }  // namespace
 
-// The pipeline's own closures and the callables execute() builds capture
-// pointers only: they are copied. Anything that could notice is not.
-static_assert(keel::detail::cheap_next<pointing_next>);
-static_assert(!keel::detail::cheap_next<counting_next>);  // called through non-const
-static_assert(!keel::detail::cheap_next<big_next>);       // too large to copy for free
-static_assert(!keel::detail::cheap_next<owning_next>);    // not trivially copyable
+using keel::detail::cheap_next;
+using keel::detail::keel_next;
+
+// Copied: keel's own small closures. Never copied: a user's callable, however
+// harmless it looks, and keel closures too large or not trivially copyable.
+static_assert(cheap_next<keel_next<pointing>>);
+static_assert(cheap_next<const keel_next<pointing>>);
+static_assert(!cheap_next<pointing>);
+static_assert(!cheap_next<counting_next>);
+static_assert(!cheap_next<mutable_counting_next>);
+static_assert(!cheap_next<keel_next<big>>);
+static_assert(!cheap_next<keel_next<owning>>);
 
 TEST_CASE("pass_next: a stateful next given to retry.run keeps one state across attempts",
           "[compose][next]") {
   venv env;
-  const auto r =
-      keel::retry({.max_attempts = 5, .backoff = keel::backoff::none()}).with_environment(env);
+  const auto r = five_attempts(env);
   counting_next next;
   keel::context ctx;
   const auto o = r.run<int>(next, ctx);
@@ -96,4 +124,22 @@ TEST_CASE("pass_next: a pipeline retries through its layers with the caller's ca
   REQUIRE(o.has_value());
   CHECK(o.value() == 3);
   CHECK(next.calls == 3);
+}
+
+TEST_CASE("pass_next: a const-callable next with a mutable member is not copied either",
+          "[compose][next]") {
+  venv env;
+  mutable_counting_next next;
+  keel::context ctx;
+  const auto o = five_attempts(env).run<int>(next, ctx);
+  REQUIRE(o.has_value());
+  CHECK(next.calls == 3);
+}
+
+TEST_CASE("pass_next: a const next is called through const on every attempt", "[compose][next]") {
+  venv env;
+  const overloaded_next next;
+  keel::context ctx;
+  const auto o = five_attempts(env).run<int>(next, ctx);
+  CHECK(o.is(keel::errc::timeout));  // five failures: the non-const overload never ran
 }
