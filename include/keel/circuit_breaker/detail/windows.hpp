@@ -102,6 +102,14 @@ class failure_stamps {
   duration period_{};
 };
 
+/// Outcomes a count window holds, from its cursor `pos` and its `start`, read
+/// in that order while calls and a reset may run: a reset in between can
+/// store a start past `pos` (other calls recorded meanwhile), and that window
+/// was just emptied. Never wraps.
+constexpr std::uint64_t recorded_between(std::uint64_t start, std::uint64_t pos) noexcept {
+  return pos > start ? pos - start : 0;
+}
+
 /// failure_ratio_count: the last `size` outcomes as two rings of bits (failed,
 /// slow) and their population counts. A success over a success is one
 /// fetch_add on the cursor and one load: the bit is only written when it
@@ -132,16 +140,13 @@ class count_window {
   /// before the counts: a window seen full stays full until a reset, which a
   /// record may race with anyway.
   bool full_of_successes() const noexcept {
-    return pos_.load(std::memory_order_relaxed) - start_.load(std::memory_order_relaxed) >= size_ &&
-           failures_.load(std::memory_order_relaxed) == 0 &&
+    return recorded() >= size_ && failures_.load(std::memory_order_relaxed) == 0 &&
            slow_count_.load(std::memory_order_relaxed) == 0;
   }
 
   window_counts counts() const noexcept {
-    const std::uint64_t n =
-        pos_.load(std::memory_order_relaxed) - start_.load(std::memory_order_relaxed);
-    return {static_cast<std::uint32_t>(std::min<std::uint64_t>(n, size_)), clamp(failures_),
-            clamp(slow_count_)};
+    return {static_cast<std::uint32_t>(std::min<std::uint64_t>(recorded(), size_)),
+            clamp(failures_), clamp(slow_count_)};
   }
 
   /// Empties the window. Bits are cleared by exchange and the counts lowered by
@@ -153,6 +158,11 @@ class count_window {
   }
 
  private:
+  std::uint64_t recorded() const noexcept {
+    const std::uint64_t pos = pos_.load(std::memory_order_relaxed);
+    return recorded_between(start_.load(std::memory_order_relaxed), pos);
+  }
+
   static std::uint32_t clamp(const std::atomic<std::int32_t>& c) noexcept {
     // Transiently negative when a clear overtakes the matching set's increment.
     return static_cast<std::uint32_t>(std::max(0, c.load(std::memory_order_relaxed)));
