@@ -140,7 +140,11 @@ class count_window {
   /// before the counts: a window seen full stays full until a reset, which a
   /// record may race with anyway.
   bool full_of_successes() const noexcept {
-    return recorded() >= size_ && failures_.load(std::memory_order_relaxed) == 0 &&
+    // As recorded_between(start, pos) >= size_, in the closed path's fewest
+    // instructions: a start past `pos` (a racing reset) is not full.
+    const std::uint64_t pos = pos_.load(std::memory_order_relaxed);
+    const std::uint64_t start = start_.load(std::memory_order_relaxed);
+    return pos >= start + size_ && failures_.load(std::memory_order_relaxed) == 0 &&
            slow_count_.load(std::memory_order_relaxed) == 0;
   }
 
