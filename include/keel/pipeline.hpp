@@ -4,7 +4,6 @@
 
 #include <cstddef>
 #include <tuple>
-#include <type_traits>
 #include <utility>
 
 #include "keel/core/context.hpp"
@@ -39,16 +38,11 @@ class pipeline : public executable<pipeline<Policies...>> {
       return next(ctx);
     } else {
       const auto& p = detail::policy_of(std::get<I>(policies_));
-      if constexpr (detail::cheap_next<Next>) {
-        // A copy (a few pointers): one indirection less for the call to reach
-        // its callable, at every layer.
-        return p.template run<R>(
-            detail::make_next([this, next](context& c) { return run_from<I + 1, R>(next, c); }),
-            ctx);
-      } else {
-        return p.template run<R>(
-            detail::make_next([&](context& c) { return run_from<I + 1, R>(next, c); }), ctx);
-      }
+      // The rest of the pipeline, holding `next` by value (a few pointers):
+      // one indirection less for the call to reach its callable, at every layer.
+      const auto rest = detail::make_next(
+          [this, n = detail::pass_next(next)](context& c) { return run_from<I + 1, R>(n, c); });
+      return p.template run<R>(rest, ctx);
     }
   }
 

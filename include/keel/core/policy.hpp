@@ -108,16 +108,17 @@ template <class Next>
 concept cheap_next = is_keel_next<std::remove_cv_t<Next>> && std::is_trivially_copyable_v<Next> &&
                      sizeof(Next) <= 8 * sizeof(void*);
 
-/// `next` as a policy hands it to its out-of-line paths, by value: a copy
-/// when that is cheap_next, else a std::reference_wrapper to it. Taken by
-/// reference, it would have to sit in memory on the fast path too, for the
-/// sake of the slow one.
+/// `next` as a policy hands it on by value (to its out-of-line paths, or
+/// into a pipeline layer's closure): a copy when that is cheap_next, else a
+/// keel_next that refers to it, so every attempt calls the caller's object.
+/// Either way the result is itself cheap_next. Taken by reference, `next`
+/// would have to sit in memory on the fast path too, for the slow one.
 template <class Next>
 auto pass_next(Next& next) noexcept {
   if constexpr (cheap_next<Next>) {
     return std::remove_cv_t<Next>(next);
   } else {
-    return std::ref(next);
+    return make_next([&next](context& ctx) { return next(ctx); });
   }
 }
 
