@@ -107,44 +107,18 @@ TEST_CASE("circuit_breaker: rejections by 12 threads are counted exactly",
 // stores the window's start from the cursor, so a caller that loaded the
 // cursor just before another caller's record could then see a start past it,
 // and `cursor - start` wrapped to "a full window" (its success then went
-// unrecorded). The asan preset makes that wrap fatal; every build checks that
-// a window just emptied never counts more calls than were made since (plus
-// those in flight across the reset, one per caller).
+// unrecorded). The race cannot be replayed at will; the arithmetic that meets
+// it can, with the values the sanitizer reported.
 TEST_CASE("count window: a start read past the cursor is an empty window, not a wrap",
           "[circuit_breaker][regression]") {
+  using keel::detail::holds_at_least;
   using keel::detail::recorded_between;
   CHECK(recorded_between(5, 7) == 2);
   CHECK(recorded_between(7, 7) == 0);
-  CHECK(recorded_between(154019, 153864) == 0);  // the values the asan run found
+  CHECK(recorded_between(154019, 153864) == 0);  // start past the cursor
   CHECK(recorded_between(0, UINT64_MAX) == UINT64_MAX);
-  static_assert(recorded_between(1, 0) == 0);
-}
-
-TEST_CASE("circuit_breaker: a count window reset while calls run never counts calls not made",
-          "[circuit_breaker][stress][regression]") {
-  keel::testing::virtual_environment env;
-  auto b = make_breaker(
-      {.trip = keel::failure_ratio_count{.window_size = 4, .minimum_calls = 4, .ratio = 1.0}}, env);
-  constexpr int callers = 2;
-  std::atomic<bool> done{false};
-  std::atomic<std::uint64_t> made{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < callers; ++t) {
-    threads.emplace_back([&] {
-      while (!done.load(std::memory_order_relaxed)) {
-        (void)succeed(b);
-        made.fetch_add(1);
-      }
-    });
-  }
-  int overcounted = 0;
-  for (int i = 0; i < 200'000; ++i) {
-    const std::uint64_t before = made.load();
-    b.reset();
-    const std::uint32_t calls = b.metrics().calls;
-    if (calls > made.load() - before + callers) ++overcounted;
-  }
-  done = true;
-  for (std::thread& t : threads) t.join();
-  CHECK(overcounted == 0);
+  CHECK(holds_at_least(5, 9, 4));
+  CHECK_FALSE(holds_at_least(5, 8, 4));
+  CHECK_FALSE(holds_at_least(154019, 153864, 100));  // the subtraction read this as full
+  CHECK(holds_at_least(7, 7, 0));
 }

@@ -110,6 +110,12 @@ constexpr std::uint64_t recorded_between(std::uint64_t start, std::uint64_t pos)
   return pos > start ? pos - start : 0;
 }
 
+/// recorded_between(start, pos) >= n, in one compare (the closed path asks it
+/// on every success): a start past `pos` holds nothing.
+constexpr bool holds_at_least(std::uint64_t start, std::uint64_t pos, std::uint64_t n) noexcept {
+  return pos >= start + n;
+}
+
 /// failure_ratio_count: the last `size` outcomes as two rings of bits (failed,
 /// slow) and their population counts. A success over a success is one
 /// fetch_add on the cursor and one load: the bit is only written when it
@@ -140,11 +146,9 @@ class count_window {
   /// before the counts: a window seen full stays full until a reset, which a
   /// record may race with anyway.
   bool full_of_successes() const noexcept {
-    // As recorded_between(start, pos) >= size_, in the closed path's fewest
-    // instructions: a start past `pos` (a racing reset) is not full.
     const std::uint64_t pos = pos_.load(std::memory_order_relaxed);
-    const std::uint64_t start = start_.load(std::memory_order_relaxed);
-    return pos >= start + size_ && failures_.load(std::memory_order_relaxed) == 0 &&
+    return holds_at_least(start_.load(std::memory_order_relaxed), pos, size_) &&
+           failures_.load(std::memory_order_relaxed) == 0 &&
            slow_count_.load(std::memory_order_relaxed) == 0;
   }
 
