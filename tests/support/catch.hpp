@@ -2,7 +2,7 @@
 // The one Catch2 include of keel's tests: works with Catch2 v3 and with the
 // Catch2 v2 single header that Debian 12 ships. Tests write
 //   #include "support/catch.hpp"
-// and then use TEST_CASE, SECTION, REQUIRE, CHECK, REQUIRE_THROWS_AS,
+// and then use TEST_CASE, TEMPLATE_TEST_CASE, SECTION, REQUIRE, CHECK, REQUIRE_THROWS_AS,
 // REQUIRE_THROWS_WITH, STATIC_REQUIRE, REQUIRE_THAT, Approx / Catch::Approx,
 // Catch::Matchers::{WithinAbs, WithinRel, StartsWith, EndsWith, Equals} and, for
 // the one matcher whose name differs between v2 and v3, keel_test::contains().
@@ -15,6 +15,7 @@
 
 #define KEEL_TEST_CATCH2_MAJOR 3
 #include <catch2/catch_approx.hpp>
+#include <catch2/catch_template_test_macros.hpp>
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers.hpp>
 #include <catch2/matchers/catch_matchers_floating_point.hpp>
