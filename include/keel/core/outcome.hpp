@@ -39,6 +39,11 @@ class outcome_storage {
   explicit outcome_storage(std::in_place_index_t<1>, std::exception_ptr e) noexcept : index_(1) {
     std::construct_at(&exception_, std::move(e));
   }
+  /// Holds `v`, or the exception T's constructor threw while taking it.
+  template <class V>
+  outcome_storage(std::in_place_type_t<T>, V&& v) noexcept : index_(0) {
+    construct_value(std::forward<V>(v));
+  }
   explicit outcome_storage(std::in_place_index_t<2>, K k) noexcept : index_(2) {
     std::construct_at(&keel_, std::move(k));
   }
@@ -48,11 +53,16 @@ class outcome_storage {
     ::new (static_cast<void*>(std::addressof(keel_))) K(make());
   }
 
-  outcome_storage(const outcome_storage& other) requires std::copy_constructible<T>
+  // Copies and moves never throw: when T's copy or move constructor throws,
+  // the new storage holds that exception instead (the result could not be
+  // handed on, so the exception is what the call produced). A policy can then
+  // assign and return outcomes on any path without a try block, and an
+  // exception from T never escapes try_execute or destroys a value twice.
+  outcome_storage(const outcome_storage& other) noexcept requires std::copy_constructible<T>
       : index_(other.index_) {
     switch (index_) {
       case 0:
-        std::construct_at(&value_, other.value_);
+        construct_value(other.value_);
         break;
       case 1:
         std::construct_at(&exception_, other.exception_);
@@ -62,11 +72,10 @@ class outcome_storage {
         break;
     }
   }
-  outcome_storage(outcome_storage&& other) noexcept(std::is_nothrow_move_constructible_v<T>)
-      : index_(other.index_) {
+  outcome_storage(outcome_storage&& other) noexcept : index_(other.index_) {
     switch (index_) {
       case 0:
-        std::construct_at(&value_, std::move(other.value_));
+        construct_value(std::move(other.value_));
         break;
       case 1:
         std::construct_at(&exception_, std::move(other.exception_));
@@ -76,16 +85,17 @@ class outcome_storage {
         break;
     }
   }
-  outcome_storage& operator=(const outcome_storage& other) requires std::copy_constructible<T> {
+  // Destroy, then build anew: neither step throws (see above), so `this`
+  // always holds exactly one live member. T's assignment operators are never used.
+  outcome_storage& operator=(
+      const outcome_storage& other) noexcept requires std::copy_constructible<T> {
     if (this != &other) {
-      outcome_storage copy(other);
       destroy();
-      std::construct_at(this, std::move(copy));
+      std::construct_at(this, other);
     }
     return *this;
   }
-  outcome_storage& operator=(outcome_storage&& other) noexcept(
-      std::is_nothrow_move_constructible_v<T>) {
+  outcome_storage& operator=(outcome_storage&& other) noexcept {
     if (this != &other) {
       destroy();
       std::construct_at(this, std::move(other));
@@ -116,6 +126,23 @@ class outcome_storage {
   }
 
  private:
+  // Builds value_ from `v`; if T's constructor throws, holds its exception.
+  template <class V>
+  void construct_value(V&& v) noexcept {
+    if constexpr (std::is_nothrow_constructible_v<T, V&&> || !KEEL_HAS_EXCEPTIONS) {
+      std::construct_at(&value_, std::forward<V>(v));
+    } else {
+#if KEEL_HAS_EXCEPTIONS
+      try {
+        std::construct_at(&value_, std::forward<V>(v));
+      } catch (...) {
+        index_ = 1;
+        std::construct_at(&exception_, std::current_exception());
+      }
+#endif
+    }
+  }
+
   // A failure is moved out before it dies: its release code then takes the
   // address of that temporary, not of this storage, which the compiler can
   // therefore keep in registers on the success path.
@@ -170,11 +197,10 @@ class outcome {
   /// A successful void outcome.
   outcome() noexcept requires std::is_void_v<R> : state_(std::in_place_index<0>) {}
 
-  /// Holds the callable's result.
-  outcome(stored value) noexcept(
-      std::is_nothrow_move_constructible_v<stored>)  // NOLINT: implicit by design
+  /// Holds the callable's result (or, if moving it in throws, that exception).
+  outcome(stored value) noexcept  // NOLINT: implicit by design
       requires(!std::is_void_v<R>)
-      : state_(std::in_place_index<0>, std::move(value)) {}
+      : state_(std::in_place_type<stored>, std::move(value)) {}
 
   /// Builds the result in place.
   template <class... Args>
