@@ -26,11 +26,36 @@ T& unwrap_ref(const std::reference_wrapper<T>& t) noexcept {
   return t.get();
 }
 
-/// True when L has a handler for E; test it before building a costly event.
 template <class L, class E>
-inline constexpr bool listens_to = requires(const L& l, const E& e) {
+inline constexpr bool has_const_handler = requires(const L& l, const E& e) {
   unwrap_ref(l).on(e);
 };
+
+/// True when L has a handler for E that keel could call only on a non-const
+/// listener, or only with a non-const event: a mistake that would otherwise
+/// silence the handler without a word.
+template <class L, class E>
+inline constexpr bool has_unusable_handler =
+    !has_const_handler<L, E> &&
+    (
+        requires(L & l, const E& e) { l.on(e); } || requires(const L& l, E& e) { l.on(e); } ||
+        requires(L & l, E& e) { l.on(e); });
+
+template <class L, class E>
+consteval bool check_listener() {
+  static_assert(!has_unusable_handler<L, E>,
+                "keel: this listener has an on() handler for this event that keel cannot call: "
+                "handlers must be callable on a const listener with a const event, as "
+                "`void on(const Event&) const`. Make on() const (keep mutable state in "
+                "atomics or behind a pointer), or pass std::ref(listener)");
+  return has_const_handler<L, E>;
+}
+
+/// True when L has a handler for E; test it before building a costly event.
+/// A handler keel cannot call (a non-const on(), or one taking a non-const
+/// event) is a compile error rather than a silent no-op.
+template <class L, class E>
+inline constexpr bool listens_to = check_listener<L, E>();
 
 /// Delivers `event` to `listener` if it listens for it; exceptions are swallowed.
 template <class L, class E>

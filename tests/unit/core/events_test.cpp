@@ -53,3 +53,25 @@ TEST_CASE("recording_listener: records the listed events in order", "[core][test
   CHECK(log.events().size() == 3);
   CHECK(std::holds_alternative<pong>(log.events()[1]));
 }
+
+namespace {
+struct mutable_counter {  // on() is not const: usable only through std::ref
+  int seen = 0;
+  void on(const ping& p) { seen += p.n; }
+};
+}  // namespace
+
+// A non-const on() is refused at compile time (tests/compile_fail/nonconst_*.cpp)
+// rather than silently never called; through std::ref it is callable.
+static_assert(keel::detail::has_unusable_handler<mutable_counter, ping>);
+static_assert(!keel::detail::has_unusable_handler<mutable_counter, pong>);
+static_assert(!keel::detail::has_unusable_handler<counts_pings, ping>);
+static_assert(keel::detail::listens_to<std::reference_wrapper<mutable_counter>, ping>);
+
+TEST_CASE("events: a listener with a non-const on() hears events through std::ref",
+          "[core][events]") {
+  mutable_counter listener;
+  keel::detail::emit(std::ref(listener), ping{4});
+  keel::detail::emit(std::ref(listener), ping{5});
+  CHECK(listener.seen == 9);
+}
