@@ -145,6 +145,8 @@ if(keel_unit_tests)
     set(tgt keel_${area}_tests)
     add_executable(${tgt} ${keel_unit_sources_${area}})
     target_link_libraries(${tgt} PRIVATE keel_test_main keel_test_support)
+    # For tests that read keel's own headers (the hook table checks it lists every hook).
+    target_compile_definitions(${tgt} PRIVATE KEEL_SOURCE_DIR="${PROJECT_SOURCE_DIR}")
     keel_dev_target(${tgt})
     add_test(NAME ${tgt} COMMAND ${tgt})
     set_tests_properties(${tgt} PROPERTIES LABELS "unit;${area}")

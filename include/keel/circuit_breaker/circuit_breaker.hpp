@@ -229,9 +229,9 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// failure (Handles), else success.
   template <class R>
   call_result classify(const outcome<R>& o) const {
-    if (ignores_(o)) return call_result::ignored;
+    if (detail::ask_user_predicate(ignores_, o)) return call_result::ignored;
     if (may_be_cancellation(o) && is_cancellation(o)) return call_result::ignored;
-    return handles_(o) ? call_result::failure : call_result::success;
+    return detail::ask_user_predicate(handles_, o) ? call_result::failure : call_result::success;
   }
 
  private:

@@ -48,12 +48,37 @@ bool is_cancellation(const outcome<R>& o) {
   return false;
 }
 
+/// True when the outcome is a failure that a policy produced by refusing the
+/// call (code == keel::condition::rejected): an open or isolated circuit, a
+/// full bulkhead, a rate limit, a spent retry budget, or another library's
+/// code that maps onto the condition. The call itself did not run.
+template <class R>
+bool is_rejection(const outcome<R>& o) {
+  if (o.has_keel_error()) {
+    const std::error_code& c = o.keel_error().code;
+    // keel's own codes are decided without a virtual call.
+    if (c.category() == error_category()) {
+      return detail::keel_code_means(static_cast<errc>(c.value()), condition::rejected);
+    }
+    return c == condition::rejected;
+  }
+  if constexpr (expected_like<R>) {
+    using E = error_type_t<R>;
+    if constexpr (std::convertible_to<const E&, std::error_code> || std::is_error_code_enum_v<E>) {
+      if (o.has_error_value()) return o.code() == condition::rejected;
+    }
+  }
+  return false;
+}
+
 namespace detail {
 
-/// Asks a user-written predicate. One that throws answers "matches": a
-/// policy's run() never throws, and treating an undecidable outcome as handled
-/// is the cautious reading (a breaker counts a failure, a retry retries within
-/// max_attempts, a fallback falls back).
+/// Asks a predicate: a keel::on:: predicate or any user callable. Every
+/// policy asks its predicates through this, whatever their type. One that
+/// throws answers "matches": a policy's run() never throws, and treating an
+/// undecidable outcome as handled is the cautious reading (a breaker counts a
+/// failure, a retry retries within max_attempts, a fallback falls back). A
+/// noexcept predicate costs nothing more than the call.
 template <class P, class... A>
 bool ask_user_predicate(const P& pred, const A&... args) noexcept {
 #if KEEL_HAS_EXCEPTIONS
@@ -214,6 +239,16 @@ struct keel_error_t : predicate_base {
   }
 };
 inline constexpr keel_error_t keel_error{};
+
+/// A rejection by a policy (see keel::is_rejection): use it, not a list of
+/// codes, to catch "the circuit is open or isolated, the bulkhead full, ...".
+struct rejection_t : predicate_base {
+  template <class R>
+  bool operator()(const outcome<R>& o) const {
+    return is_rejection(o);
+  }
+};
+inline constexpr rejection_t rejection{};
 
 /// A cancellation (see keel::is_cancellation).
 struct cancellation_t : predicate_base {

@@ -84,6 +84,93 @@ inline std::error_code make_error_code(errc e) noexcept {
   return {static_cast<int>(e), error_category()};
 }
 
+/// What a failure means, whoever produced it: keel's codes compare equal to
+/// these (`code == keel::condition::rejected`), and so can another library's
+/// codes (see condition_category()). Policies test these, never a list of codes.
+enum class condition : int {
+  /// A policy refused the call before it ran: a circuit breaker (open or
+  /// isolated), a bulkhead, a rate limiter, a retry budget. Retry does not
+  /// retry these unless retry_rejections is set.
+  rejected = 1,
+  /// A circuit breaker refused the call: errc::circuit_open or circuit_isolated.
+  circuit_rejected,
+  /// A deadline passed: errc::timeout, and any code equal to std::errc::timed_out.
+  timeout,
+  /// The caller asked to stop: errc::cancelled, and any code equal to
+  /// std::errc::operation_canceled.
+  cancelled,
+};
+
+namespace detail {
+
+/// True when keel's code `e` falls under condition `c`.
+constexpr bool keel_code_means(errc e, condition c) noexcept {
+  switch (c) {
+    case condition::rejected:
+      return e == errc::circuit_open || e == errc::circuit_isolated || e == errc::bulkhead_full ||
+             e == errc::rate_limited || e == errc::retry_budget_exhausted;
+    case condition::circuit_rejected:
+      return e == errc::circuit_open || e == errc::circuit_isolated;
+    case condition::timeout:
+      return e == errc::timeout;
+    case condition::cancelled:
+      return e == errc::cancelled;
+  }
+  return false;
+}
+
+class condition_category_impl final : public std::error_category {
+ public:
+  const char* name() const noexcept override { return "keel.condition"; }
+
+  std::string message(int value) const override {
+    switch (static_cast<condition>(value)) {
+      case condition::rejected:
+        return "call rejected by a policy";
+      case condition::circuit_rejected:
+        return "call rejected by a circuit breaker";
+      case condition::timeout:
+        return "deadline passed";
+      case condition::cancelled:
+        return "cancelled";
+    }
+    return "unknown keel condition";
+  }
+
+  // Another category joins a condition by returning it from its
+  // default_error_condition() (or by overriding its own equivalent()); one
+  // that maps a code to circuit_rejected is also rejected.
+  bool equivalent(const std::error_code& code, int value) const noexcept override {
+    const auto wanted = static_cast<condition>(value);
+    if (code.category() == the_keel_category) {
+      return keel_code_means(static_cast<errc>(code.value()), wanted);
+    }
+    const std::error_condition mapped = code.default_error_condition();
+    if (mapped.category() == *this) {
+      return mapped.value() == value ||
+             (wanted == condition::rejected &&
+              mapped.value() == static_cast<int>(condition::circuit_rejected));
+    }
+    if (wanted == condition::timeout) return code == std::errc::timed_out;
+    if (wanted == condition::cancelled) return code == std::errc::operation_canceled;
+    return false;
+  }
+};
+
+inline constinit const condition_category_impl the_condition_category{};
+
+}  // namespace detail
+
+/// The category of keel::condition ("keel.condition"). One object per program.
+inline const std::error_category& condition_category() noexcept {
+  return detail::the_condition_category;
+}
+
+/// Makes `keel::condition` usable wherever a std::error_condition is expected.
+inline std::error_condition make_error_condition(condition c) noexcept {
+  return {static_cast<int>(c), condition_category()};
+}
+
 /// A keel failure as data: the code and, where known, when trying again makes sense.
 struct error_info {
   std::error_code code;                   ///< a keel::errc code
@@ -140,5 +227,7 @@ class error : public std::system_error {
 
 template <>
 struct std::is_error_code_enum<keel::errc> : std::true_type {};
+template <>
+struct std::is_error_condition_enum<keel::condition> : std::true_type {};
 
 #endif  // KEEL_CORE_ERROR_HPP_INCLUDED

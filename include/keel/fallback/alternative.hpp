@@ -126,10 +126,11 @@ class alternative {
                                                     std::forward<G>(guard));
   }
 
-  /// True when this alternative may stand in after failure `why`.
+  /// True when this alternative may stand in after failure `why`; a `when`
+  /// predicate that throws answers true.
   template <class R>
-  bool handles(const outcome<R>& why) const {
-    return static_cast<bool>(handles_(why));
+  bool handles(const outcome<R>& why) const noexcept {
+    return detail::ask_user_predicate(handles_, why);
   }
 
   /// Produces this alternative's outcome after failure `why`; never throws.

@@ -99,7 +99,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   outcome<R> run(Next&& next, context& ctx) const {
     // One named result on every path, so the success path returns it in place.
     outcome<R> result = next(ctx);
-    if (handles_(result)) [[unlikely]]
+    if (detail::ask_user_predicate(handles_, result)) [[unlikely]]
       result = degrade<R>(std::move(result), ctx);
     return result;
   }
@@ -129,7 +129,10 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
     std::size_t size = 0;
 
     const outcome<R>& last() const { return *tried[size - 1]; }
-    void push(outcome<R>&& o) { tried[size++].emplace(std::move(o)); }
+    void push(outcome<R>&& o) noexcept {  // outcome's move never throws
+      tried[size].emplace(std::move(o));
+      ++size;
+    }
   };
 
   template <class R>
@@ -156,7 +159,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
         return try_from<I + 1, R>(t, ctx);
       }
       outcome<R> o = alt.template produce<R>(why, ctx);
-      if (!handles_(o)) {
+      if (!detail::ask_user_predicate(handles_, o)) {
         if constexpr (detail::listens_to<Listener, fallback_used>) {
           detail::emit(listener_, fallback_used{I, why.describe()});
         }

@@ -47,25 +47,6 @@ struct retry_hooks {
 
 namespace detail {
 
-/// True for a keel failure that means "an inner policy refused the call", as
-/// opposed to a failure of the call itself (timeout, all fallbacks failed).
-template <class R>
-bool is_rejection(const outcome<R>& o) noexcept {
-  if (!o.has_keel_error()) return false;
-  const std::error_code& c = o.keel_error().code;
-  if (c.category() != error_category()) return false;
-  switch (static_cast<errc>(c.value())) {
-    case errc::circuit_open:
-    case errc::circuit_isolated:
-    case errc::bulkhead_full:
-    case errc::rate_limited:
-    case errc::retry_budget_exhausted:
-      return true;
-    default:
-      return false;
-  }
-}
-
 /// keel::is_cancellation, without its error-category comparison for an error
 /// value whose code is empty (an error type that is not an error code), which
 /// can never be a cancellation.
@@ -272,7 +253,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   template <class R, class Next>
   outcome<R> run_plain(Next& next, context& ctx) const {
     outcome<R> o = next(ctx);
-    if (handles_(o)) [[unlikely]] {
+    if (detail::ask_user_predicate(handles_, o)) [[unlikely]] {
       detail::retry_run_state state;
       retry_until_done(o, detail::pass_next(next), ctx, state);
     }
@@ -289,7 +270,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
       state.timed = true;
     }
     outcome<R> o = next(ctx);
-    if (handles_(o)) {
+    if (detail::ask_user_predicate(handles_, o)) {
       retry_until_done(o, detail::pass_next(next), ctx, state);
     } else {
       note_success(1, state);
@@ -305,7 +286,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     for (int attempt = 1; should_retry(o, attempt, state, ctx);) {
       ctx.set_attempt(++attempt);
       o = next(ctx);
-      if (!handles_(o)) {
+      if (!detail::ask_user_predicate(handles_, o)) {
         note_success(attempt, state);
         return;
       }
@@ -324,8 +305,9 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   bool should_retry(outcome<R>& o, int attempt, detail::retry_run_state& state,
                     context& ctx) const {
     if (detail::is_cancelled_failure(o)) return aborted(o, attempt, give_up_reason::cancelled);
-    if (hooks_.abort_on(o)) return aborted(o, attempt, give_up_reason::abort_predicate);
-    if (!options_.retry_rejections && detail::is_rejection(o)) {
+    if (detail::ask_user_predicate(hooks_.abort_on, o))
+      return aborted(o, attempt, give_up_reason::abort_predicate);
+    if (!options_.retry_rejections && detail::ask_user_predicate(on::rejection, o)) {
       return aborted(o, attempt, give_up_reason::rejection);
     }
     // Only a budget cares whether it was a timeout; don't pay a rethrow otherwise.

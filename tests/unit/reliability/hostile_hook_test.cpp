@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: BSL-1.0
+// Every user hook keel calls, run with a version that throws, from one table:
+// predicates (keel::on:: or any plain callable), listeners, hint extractors,
+// delay functions, fallback producers, cache keys. Each row checks that
+// nothing escapes try_execute and that the documented reading of the throw
+// holds ("matches" for a predicate, "no hint", "stop retrying", ...).
+//
+// A second test reads keel's public headers and lists every member or
+// function template that takes a callable of a template type; each must be a
+// row of the table or of the list of entities that are not user hooks. A hook
+// added later without a row fails it.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <regex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <keel/circuit_breaker.hpp>
+#include <keel/fallback.hpp>
+#include <keel/pipeline.hpp>
+#include <keel/retry.hpp>
+#include <keel/testing/virtual_environment.hpp>
+#include <keel/timeout.hpp>
+
+#include "support/catch.hpp"
+#include "support/expected.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using keel::circuit_state;
+using keel::errc;
+using keel::outcome;
+using venv = keel::testing::virtual_environment;
+
+struct hook_error : std::runtime_error {
+  hook_error() : std::runtime_error("hook") {}
+};
+
+/// A predicate of any kind that throws.
+struct throwing_predicate {
+  template <class... A>
+  bool operator()(const A&...) const {
+    throw hook_error();
+  }
+};
+
+/// A listener whose every handler throws.
+struct throwing_listener {
+  std::shared_ptr<int> heard = std::make_shared<int>(0);
+  template <class E>
+  void on(const E&) const {
+    ++*heard;
+    throw hook_error();
+  }
+};
+
+/// A key whose hash throws (std::hash below), for last_known_good.
+struct hostile_key {
+  int k = 0;
+  bool operator==(const hostile_key&) const = default;
+};
+
+}  // namespace
+
+template <>
+struct std::hash<hostile_key> {
+  std::size_t operator()(const hostile_key&) const { throw hook_error(); }
+};
+
+namespace {
+
+int fails() { throw std::runtime_error("down"); }
+
+/// Runs `call` and fails the test if an exception escapes.
+template <class Call>
+auto no_escape(Call call) {
+  bool escaped = false;
+  decltype(call()) o = decltype(call())::from_keel(errc::cancelled);
+  try {
+    o = call();
+  } catch (...) {
+    escaped = true;
+  }
+  REQUIRE_FALSE(escaped);
+  return o;
+}
+
+struct hook_row {
+  const char* header;  // relative to include/keel
+  const char* name;    // the setter or function that takes the hook
+  std::function<void()> check;
+};
+
+const std::vector<hook_row>& hook_table() {
+  static const std::vector<hook_row> rows = {
+      // ---- circuit breaker --------------------------------------------------
+      {"circuit_breaker/circuit_breaker.hpp", "handle",
+       [] {  // a throwing Handles counts a failure: threshold 1 opens
+         venv env;
+         auto b = keel::circuit_breaker{{.trip = keel::consecutive_failures{.threshold = 1}}}
+                      .handle(throwing_predicate{})
+                      .with_environment(env);
+         auto o = no_escape([&] { return b.try_execute([] { return 1; }); });
+         CHECK(o.has_value());
+         CHECK(b.state() == circuit_state::open);
+       }},
+      {"circuit_breaker/circuit_breaker.hpp", "ignore",
+       [] {  // a throwing Ignores ignores: failures do not open
+         venv env;
+         auto b = keel::circuit_breaker{{.trip = keel::consecutive_failures{.threshold = 1}}}
+                      .ignore(throwing_predicate{})
+                      .with_environment(env);
+         auto o = no_escape([&] { return b.try_execute(fails); });
+         CHECK(o.has_exception());
+         CHECK(b.state() == circuit_state::closed);
+         CHECK(b.metrics().failures == 0);
+       }},
+      {"circuit_breaker/circuit_breaker.hpp", "with_listener",
+       [] {
+         venv env;
+         throwing_listener l;
+         auto b = keel::circuit_breaker{{.trip = keel::consecutive_failures{.threshold = 1}}}
+                      .with_environment(env)
+                      .with_listener(l);
+         (void)no_escape([&] { return b.try_execute(fails); });
+         CHECK(b.state() == circuit_state::open);
+         auto r = no_escape([&] { return b.try_execute([] { return 1; }); });
+         CHECK(r.is(errc::circuit_open));
+         CHECK(*l.heard >= 3);  // state_changed, opened, rejected
+       }},
+      {"circuit_breaker/breaker_core.hpp", "try_acquire_with",
+       [] {  // driven by hand: the caller's clock throws before any change of state
+         venv env;
+         keel::circuit_breaker_core core({.trip = keel::consecutive_failures{.threshold = 1}});
+         auto a = core.try_acquire(env.now());
+         REQUIRE(a.admitted);
+         (void)core.record(a, keel::call_result::failure, env.now());
+         REQUIRE(core.state() == circuit_state::open);
+         const auto before = core.metrics(env.now());
+         CHECK_THROWS_AS(core.try_acquire_with([]() -> keel::time_point { throw hook_error(); }),
+                         hook_error);
+         CHECK(core.state() == circuit_state::open);
+         CHECK(core.metrics(env.now()).rejections == before.rejections);
+       }},
+      // ---- retry ------------------------------------------------------------
+      {"retry/retry.hpp", "handle",
+       [] {  // a throwing Handles retries, up to max_attempts
+         venv env;
+         int calls = 0;
+         auto r =
+             keel::retry({.max_attempts = 3}).handle(throwing_predicate{}).with_environment(env);
+         auto o = no_escape([&] { return r.try_execute([&] { return ++calls; }); });
+         CHECK(calls == 3);
+         CHECK(o.has_value());
+       }},
+      {"retry/retry.hpp", "abort_on",
+       [] {  // a throwing abort predicate aborts
+         venv env;
+         int calls = 0;
+         auto r =
+             keel::retry({.max_attempts = 3}).abort_on(throwing_predicate{}).with_environment(env);
+         auto o = no_escape([&] {
+           return r.try_execute([&]() -> int {
+             ++calls;
+             throw std::runtime_error("down");
+           });
+         });
+         CHECK(calls == 1);
+         CHECK(o.has_exception());
+         CHECK(r.counters().aborted == 1);
+       }},
+      {"retry/retry.hpp", "with_hint",
+       [] {  // a throwing hint extractor means "no hint": the backoff decides
+         venv env;
+         int calls = 0;
+         auto r =
+             keel::retry({.max_attempts = 2, .backoff = keel::constant_backoff{3s}})
+                 .handle(keel::on::result([](int v) { return v < 0; }))
+                 .with_hint([](const int&) -> std::optional<keel::duration> { throw hook_error(); })
+                 .with_environment(env);
+         auto o = no_escape([&] { return r.try_execute([&] { return ++calls == 2 ? 1 : -1; }); });
+         CHECK(o.value() == 1);
+         CHECK(env.sleeps() == std::vector<keel::duration>{3s});
+       }},
+      {"retry/retry.hpp", "with_delay",
+       [] {  // a throwing delay function stops retrying
+         venv env;
+         int calls = 0;
+         auto r = keel::retry({.max_attempts = 3})
+                      .with_delay([](int, const keel::failure&) -> std::optional<keel::duration> {
+                        throw hook_error();
+                      })
+                      .with_environment(env);
+         auto o = no_escape([&] {
+           return r.try_execute([&]() -> int {
+             ++calls;
+             throw std::runtime_error("down");
+           });
+         });
+         CHECK(calls == 1);
+         CHECK(r.counters().exhausted == 1);
+       }},
+      {"retry/retry.hpp", "with_listener",
+       [] {
+         venv env;
+         throwing_listener l;
+         int calls = 0;
+         auto r = keel::retry({.max_attempts = 3}).with_environment(env).with_listener(l);
+         auto o = no_escape([&] {
+           return r.try_execute([&]() -> int {
+             ++calls;
+             throw std::runtime_error("down");
+           });
+         });
+         CHECK(calls == 3);
+         CHECK(*l.heard == 3);  // two retry_scheduled, one retries_exhausted
+       }},
+      // ---- fallback ---------------------------------------------------------
+      {"fallback/fallback.hpp", "handle",
+       [] {  // a throwing Handles matches every outcome, the alternative's too
+         auto f = keel::fallback(2).handle(throwing_predicate{});
+         auto o = no_escape([&] { return f.try_execute([] { return 1; }); });
+         REQUIRE(o.is(errc::all_fallbacks_failed));
+         REQUIRE(o.causes().size() == 2);
+         CHECK(o.causes()[0].value() == 1);
+         CHECK(o.causes()[1].value() == 2);
+       }},
+      {"fallback/fallback.hpp", "with_listener",
+       [] {
+         throwing_listener l;
+         auto f = keel::fallback(2).with_listener(l);
+         auto o = no_escape([&] { return f.try_execute(fails); });
+         CHECK(o.value() == 2);
+         CHECK(*l.heard == 1);
+       }},
+      {"fallback/fallback.hpp", "fallback",  // the alternatives: a producer that throws
+       [] {
+         auto f = keel::fallback([]() -> int { throw hook_error(); }, 3);
+         auto o = no_escape([&] { return f.try_execute(fails); });
+         CHECK(o.value() == 3);
+         auto all = keel::fallback([]() -> int { throw hook_error(); });
+         auto failed = no_escape([&] { return all.try_execute(fails); });
+         REQUIRE(failed.is(errc::all_fallbacks_failed));
+         REQUIRE(failed.causes().size() == 2);
+         CHECK(keel::on::exception<hook_error>(failed.causes()[1]));
+       }},
+      {"fallback/alternative.hpp", "when",
+       [] {  // a plain callable `when` that throws: the alternative stands in
+         auto f = keel::fallback(
+             keel::alternative(5).when([](const outcome<int>&) -> bool { throw hook_error(); }));
+         auto o = no_escape([&] { return f.try_execute(fails); });
+         CHECK(o.value() == 5);
+       }},
+      {"fallback/last_known_good.hpp", "last_known_good",  // the key's hash throws
+       [] {
+         venv env;
+         keel::last_known_good<int, hostile_key, venv> cache({}, env);
+         auto p = keel::pipeline(keel::fallback(cache.serve(hostile_key{1}), 7),
+                                 cache.record(hostile_key{1}));
+         auto recorded = no_escape([&] { return p.try_execute([] { return 1; }); });
+         CHECK(recorded.value() == 1);  // recording failed quietly
+         CHECK(cache.size() == 0);
+         auto served = no_escape([&] { return p.try_execute(fails); });
+         CHECK(served.value() == 7);  // serving failed: the next alternative
+       }},
+      // ---- timeout ----------------------------------------------------------
+      {"timeout/timeout.hpp", "with_listener",
+       [] {
+         venv env;
+         throwing_listener l;
+         auto t = keel::timeout({.timeout = 1s}).with_environment(env).with_listener(l);
+         auto o = no_escape([&] {
+           return t.try_execute([&] {
+             env.advance(2s);
+             return 1;
+           });
+         });
+         CHECK(o.is(errc::timeout));
+         CHECK(*l.heard == 1);
+       }},
+      // ---- keel::on:: predicates over user callables -------------------------
+      {"core/classify.hpp", "result",
+       [] {
+         const outcome<int> o(1);
+         CHECK(keel::on::result(throwing_predicate{})(o));
+       }},
+      {"core/classify.hpp", "error",
+       [] {
+         const outcome<keel_test::expected<int, int>> o(keel_test::unexpected<int>(3));
+         CHECK(keel::on::error(throwing_predicate{})(o));
+       }},
+      {"core/classify.hpp", "when",
+       [] {
+         const outcome<int> o(1);
+         CHECK(keel::on::when(throwing_predicate{})(o));
+       }},
+  };
+  return rows;
+}
+
+/// Function templates taking a template-typed argument that are not user
+/// hooks, with the reason.
+const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
+  static const std::map<std::pair<std::string, std::string>, const char*> list = {
+      {{"core/context.hpp", "to"}, "detail::clock_ref: keel's own reference to a clock"},
+      {{"core/events.hpp", "unwrap_ref"}, "detail: unwraps a listener held by std::ref"},
+      {{"core/outcome.hpp", "construct_value"}, "detail: stores a result"},
+      {{"core/policy.hpp", "make_next"}, "detail: keel's own closures"},
+      {{"core/policy.hpp", "pass_next"}, "detail: keel's own closures"},
+      {{"core/policy.hpp", "policy_of"}, "detail: a policy holder"},
+      {{"fallback/alternative.hpp", "through"}, "a policy, not user code"},
+      {{"fallback/alternative.hpp", "make_alternative"}, "detail: wraps an alternative"},
+      {{"retry/retry.hpp", "result_hint"}, "private: calls with_hint's extractor (row with_hint)"},
+      {{"timeout/timeout.hpp", "with_watchdog"}, "keel::watchdog, not user code"},
+  };
+  return list;
+}
+
+/// (header, name) of every `template <class T>` function whose parameter is a T.
+std::set<std::pair<std::string, std::string>> scan_headers() {
+  namespace fs = std::filesystem;
+  const fs::path root = fs::path(KEEL_SOURCE_DIR) / "include" / "keel";
+  const std::regex template_line(R"(^\s*template <class (\w+)>\s*$)");
+  std::set<std::pair<std::string, std::string>> found;
+  for (const auto& entry : fs::recursive_directory_iterator(root)) {
+    if (entry.path().extension() != ".hpp") continue;
+    const std::string rel = entry.path().lexically_relative(root).generic_string();
+    if (rel.rfind("detail/", 0) == 0 || rel.find("/detail/") != std::string::npos ||
+        rel.rfind("testing/", 0) == 0) {
+      continue;
+    }
+    std::ifstream in(entry.path());
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    for (std::size_t i = 0; i + 1 < lines.size(); ++i) {
+      std::smatch m;
+      if (!std::regex_match(lines[i], m, template_line)) continue;
+      const std::string t = m[1];
+      const std::string next = lines[i + 1] + (i + 2 < lines.size() ? " " + lines[i + 2] : "");
+      const std::regex takes_t(R"((\w+)\((?:const )?)" + t + R"((?:&&|&)? \w+[,)])");
+      std::smatch f;
+      if (std::regex_search(next, f, takes_t) && f[1] != "requires") found.insert({rel, f[1]});
+    }
+  }
+  return found;
+}
+
+}  // namespace
+
+TEST_CASE("hostile hooks: every user hook that throws leaves the call and the policy sound",
+          "[reliability][hostile][hooks]") {
+  for (const hook_row& row : hook_table()) {
+    DYNAMIC_SECTION(row.header << " " << row.name) { row.check(); }
+  }
+}
+
+TEST_CASE("hostile hooks: the table lists every hook the public headers take",
+          "[reliability][hostile][hooks]") {
+  const auto found = scan_headers();
+  REQUIRE(found.size() >= 20);  // the scan works at all
+  std::set<std::pair<std::string, std::string>> listed;
+  for (const hook_row& row : hook_table()) listed.insert({row.header, row.name});
+  for (const auto& [key, why] : not_hooks()) listed.insert(key);
+  for (const auto& f : found) {
+    INFO("a hook without a row in hostile_hook_test.cpp: " << f.first << " " << f.second);
+    CHECK(listed.count(f) == 1);
+  }
+  // And no row names a function that no longer exists (rows found by
+  // construction rather than by the scan are the fallback's and the cache's).
+  for (const auto& l : listed) {
+    if (l.second == "fallback" || l.second == "last_known_good") continue;
+    INFO("a row for a function the headers no longer have: " << l.first << " " << l.second);
+    CHECK(found.count(l) == 1);
+  }
+}
