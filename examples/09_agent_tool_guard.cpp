@@ -90,7 +90,7 @@ struct provider {
 std::string tool_result(const keel::outcome<std::string>& o) {
   if (o.has_value()) return o.value();
   if (o.is(keel::errc::timeout)) return "timeout";
-  if (o.is(keel::errc::circuit_open)) {
+  if (o.code() == keel::condition::circuit_rejected) {  // open, or isolated by an operator
     return fmt::format("open ({:.0f}s)", seconds(o.retry_after().value_or(keel::duration{})));
   }
   return "failed";
