@@ -347,6 +347,7 @@ class circuit_breaker_core {
  private:
   template <class, class, environment, class>
   friend class circuit_breaker;
+  friend struct detail::window_test_access;  // keel's tests only (see windows.hpp)
 
   // The execution shell's closed path, on the state word itself: one load to
   // admit, one load and one compare after a success. Not for other callers.

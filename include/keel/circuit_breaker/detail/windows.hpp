@@ -22,6 +22,12 @@
 
 namespace keel::detail {
 
+/// A test-only seam, declared a friend of every structure here and never
+/// defined by keel: keel's tests define it to start a cursor, or preload a
+/// count, next to a wrap point (2^32, 2^64) that real calls would need days
+/// or centuries to reach.
+struct window_test_access;
+
 /// a % d for 32-bit a without a division (Lemire, Kaser and Kurz, "Faster
 /// remainder by direct computation", 2019): the count window runs it per call.
 class fast_mod32 {
@@ -54,6 +60,8 @@ struct window_counts {
 /// is younger than the period. One fetch_add and one exchange per failure.
 class failure_stamps {
  public:
+  friend struct window_test_access;
+
   static constexpr std::int64_t empty = min_ns;
 
   void configure(int threshold, duration period) {
@@ -124,6 +132,8 @@ constexpr bool holds_at_least(std::uint64_t start, std::uint64_t pos, std::uint6
 /// calls share no written cache line.
 class count_window {
  public:
+  friend struct window_test_access;
+
   void configure(int size, bool track_slow) {
     size_ = static_cast<std::uint32_t>(size);
     mod_ = fast_mod32(size_);
@@ -236,6 +246,8 @@ inline unsigned this_thread_id() noexcept {
 /// stripe stays owned after its thread ends (its count stays in the total).
 class owned_counter {
  public:
+  friend struct window_test_access;
+
   void configure() {
     mask_ = stripe_count() - 1;
     stripes_ = std::make_unique<stripe[]>(mask_ + 1);
@@ -299,6 +311,8 @@ inline unsigned& this_thread_stripe() noexcept {
 /// two threads on different stripes never write the same cache line.
 class time_window {
  public:
+  friend struct window_test_access;
+
   void configure(duration period, int buckets) {
     n_ = static_cast<std::uint32_t>(buckets);
     len_ = period.count() / buckets;
