@@ -28,23 +28,25 @@ namespace keel::detail {
 /// or centuries to reach.
 struct window_test_access;
 
-/// a % d for 32-bit a without a division (Lemire, Kaser and Kurz, "Faster
-/// remainder by direct computation", 2019): the count window runs it per call.
-class fast_mod32 {
+/// a % d for every 64-bit a, d in [1, 2^32), without a division: the count
+/// window runs it per recorded call. Barrett reduction by m = (2^64 - 1) / d:
+/// a m / 2^64 lies in (a / d - 1, a / d], so q = floor(a m / 2^64) is a / d or
+/// one less, and a - q d lies in [0, 2d): one conditional subtraction.
+class fast_mod {
  public:
-  fast_mod32() = default;
-  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP explicit fast_mod32(std::uint32_t d) noexcept
-      : m_(~std::uint64_t{0} / d + 1), d_(d) {}
+  fast_mod() = default;
+  explicit fast_mod(std::uint32_t d) noexcept : m_(~std::uint64_t{0} / d), d_(d) {}
 
-  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint32_t operator()(std::uint32_t a) const noexcept {
+  std::uint64_t operator()(std::uint64_t a) const noexcept {
     __extension__ using u128 = unsigned __int128;
-    const std::uint64_t low = m_ * a;
-    return static_cast<std::uint32_t>((static_cast<u128>(low) * d_) >> 64);
+    const auto q = static_cast<std::uint64_t>((static_cast<u128>(a) * m_) >> 64);
+    const std::uint64_t r = a - q * d_;  // q d <= a: no wrap
+    return r >= d_ ? r - d_ : r;
   }
 
  private:
-  std::uint64_t m_ = 0;
-  std::uint32_t d_ = 1;
+  std::uint64_t m_ = ~std::uint64_t{0};
+  std::uint64_t d_ = 1;
 };
 
 /// What a window holds right now.
@@ -58,6 +60,14 @@ struct window_counts {
 /// new failure swaps out the stamp of the failure threshold - 1 before it,
 /// which is the oldest of the last `threshold`: the rule fires when that one
 /// is younger than the period. One fetch_add and one exchange per failure.
+///
+/// The 64-bit cursor counts failures; failure c takes slot c % (threshold -
+/// 1), so the ring turns in order for 2^64 failures. (There the cursor would
+/// wrap and, unless threshold - 1 divides 2^64, the order jump once: 585 years
+/// at one failure per nanosecond.) At rest the stamps are the last threshold
+/// - 1 failures' (each exchange is one read-modify-write of its slot);
+/// failures racing each other may each see the other's stamp or the older
+/// one, as in some order of the two.
 class failure_stamps {
  public:
   friend struct window_test_access;
@@ -67,7 +77,7 @@ class failure_stamps {
   void configure(int threshold, duration period) {
     slots_ = static_cast<std::uint32_t>(threshold - 1);
     period_ = period;
-    mod_ = fast_mod32(slots_ == 0 ? 1 : slots_);
+    mod_ = fast_mod(slots_ == 0 ? 1 : slots_);
     if (slots_ > 0) {
       stamps_ = std::make_unique<std::atomic<std::int64_t>[]>(slots_);
       reset();
@@ -77,7 +87,7 @@ class failure_stamps {
   /// Records a failure at `now`; true when `threshold` failures lie within the period.
   bool record(time_point now) noexcept {
     if (slots_ == 0) return true;
-    const auto c = static_cast<std::uint32_t>(cursor_.fetch_add(1, std::memory_order_relaxed));
+    const std::uint64_t c = cursor_.fetch_add(1, std::memory_order_relaxed);
     const std::int64_t old =
         stamps_[mod_(c)].exchange(now.time_since_epoch().count(), std::memory_order_relaxed);
     return old != empty && within(old, now);
@@ -106,7 +116,7 @@ class failure_stamps {
   std::unique_ptr<std::atomic<std::int64_t>[]> stamps_;
   std::atomic<std::uint64_t> cursor_{0};
   std::uint32_t slots_ = 0;
-  fast_mod32 mod_{};
+  fast_mod mod_{};
   duration period_{};
 };
 
@@ -130,13 +140,23 @@ constexpr bool holds_at_least(std::uint64_t start, std::uint64_t pos, std::uint6
 /// changes. A success into a full window of successes writes nothing at all:
 /// turning a ring of zeros leaves it as it was, so a healthy dependency's
 /// calls share no written cache line.
+///
+/// The 64-bit cursor `pos_` counts recorded outcomes; outcome p takes bit
+/// p % size, so the ring turns in order for 2^64 records. (There, 585 years at
+/// one record per nanosecond, the cursor would wrap: the window would read as
+/// empty until its next reset, and the bit order jump once unless size
+/// divides 2^64.) Exact at rest: a bit's count changes only with the
+/// read-modify-write that flips the bit, so each count is the population of
+/// its ring, and calls = min(pos - start, size). A record delayed by a whole
+/// lap can still overwrite the newer outcome of its bit (a ring holds one
+/// outcome per bit); the counts then follow the bits.
 class count_window {
  public:
   friend struct window_test_access;
 
   void configure(int size, bool track_slow) {
     size_ = static_cast<std::uint32_t>(size);
-    mod_ = fast_mod32(size_);
+    mod_ = fast_mod(size_);
     const std::size_t words = (size_ + 63) / 64;
     failed_ = std::make_unique<std::atomic<std::uint64_t>[]>(words);
     if (track_slow) slow_ = std::make_unique<std::atomic<std::uint64_t>[]>(words);
@@ -146,7 +166,7 @@ class count_window {
   void record(bool failed, bool slow) noexcept {
     if (!failed && !slow && full_of_successes()) return;
     const std::uint64_t p = pos_.fetch_add(1, std::memory_order_relaxed);
-    const std::uint32_t i = mod_(static_cast<std::uint32_t>(p));
+    const auto i = static_cast<std::uint32_t>(mod_(p));  // < size_
     set(failed_.get(), i, failed, failures_);
     if (slow_) set(slow_.get(), i, slow, slow_count_);
   }
@@ -216,7 +236,7 @@ class count_window {
   std::unique_ptr<std::atomic<std::uint64_t>[]> slow_;
   std::size_t words_ = 0;
   std::uint32_t size_ = 1;
-  fast_mod32 mod_{};
+  fast_mod mod_{};
   alignas(64) std::atomic<std::uint64_t> pos_{0};
   std::atomic<std::uint64_t> start_{0};
   // Written when a bit changes only; read by every success.
@@ -395,7 +415,7 @@ class time_window {
   // The slot of bucket k in `stripe`, holding k once this returns (cleared if
   // it held an older bucket); null when it already holds a newer one.
   slot* claim(std::size_t stripe, std::int64_t k) noexcept {
-    const auto index = static_cast<std::uint32_t>(k % n_);
+    const auto index = static_cast<std::uint32_t>(k % n_);  // k >= 0: exact, < n_
     slot& s = slots_[stripe * stride_ + index];
     for (;;) {
       std::int64_t current = s.bucket.load(std::memory_order_acquire);
