@@ -94,3 +94,47 @@ TEST_CASE("failure_ratio_count: a window counts its last outcomes exactly across
     CHECK(count_window_mismatches(size, two_32 - 2 * n, two_32 + 2 * n) == 0);
   }
 }
+
+// failure_ratio_time's per-slot call counts and their sums were 32-bit: past
+// 2^32 calls in a window the count wrapped, and the breaker opened on 50
+// failures among 4.3e9 calls.
+TEST_CASE("failure_ratio_time: 50 failures after 2^32 - 10 calls in one slot do not open",
+          "[circuit_breaker][regression][wrap]") {
+  keel::circuit_breaker_core core(
+      {.trip = keel::failure_ratio_time{.period = 10s, .buckets = 4, .minimum_calls = 10}});
+  keel::detail::time_window& w = window_test_access::time(core);
+  const keel::time_point now = at(1h);
+  window_test_access::preload(w, window_test_access::stripe_of_this_thread(w), now, two_32 - 10);
+  for (int i = 0; i < 50; ++i) call(core, call_result::failure, now);
+  CHECK(core.state() == circuit_state::closed);
+  const keel::circuit_metrics m = core.metrics(now);
+  CHECK(m.calls == two_32 + 40);
+  CHECK(m.window_failures == 50);
+  CHECK(m.failure_ratio == Approx(50.0 / static_cast<double>(two_32 + 40)));
+  CHECK(m.failures == 50);
+}
+
+TEST_CASE("failure_ratio_time: a window whose slots sum past 2^32 counts exactly and does not open",
+          "[circuit_breaker][regression][wrap]") {
+  keel::circuit_breaker_core core(
+      {.trip = keel::failure_ratio_time{.period = 10s, .buckets = 4, .minimum_calls = 10},
+       .slow_calls = keel::slow_call_ratio{.threshold = 1s, .ratio = 0.5}});
+  keel::detail::time_window& w = window_test_access::time(core);
+  const keel::time_point now = at(1h);
+  const std::size_t stripes = window_test_access::stripes(w);
+  const std::uint32_t buckets = window_test_access::buckets(w);
+  const std::uint64_t slots = stripes * buckets;
+  // Every slot of the window, in every stripe, below 2^32; their sum above it.
+  const std::uint64_t each = two_32 / slots + 1;
+  for (std::size_t s = 0; s < stripes; ++s) {
+    for (std::uint32_t b = 0; b < buckets; ++b) {
+      window_test_access::preload(w, s, now - b * window_test_access::bucket_length(w), each, 1, 2);
+    }
+  }
+  for (int i = 0; i < 50; ++i) call(core, call_result::failure, now);
+  CHECK(core.state() == circuit_state::closed);
+  const keel::circuit_metrics m = core.metrics(now);
+  CHECK(m.calls == slots * each + 50);
+  CHECK(m.window_failures == slots + 50);
+  CHECK(m.window_slow_calls == 2 * slots);
+}

@@ -14,6 +14,7 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <thread>
 
@@ -49,11 +50,17 @@ class fast_mod {
   std::uint64_t d_ = 1;
 };
 
+/// a + b, clamped at 2^64 - 1.
+constexpr std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcept {
+  std::uint64_t r = 0;
+  return __builtin_add_overflow(a, b, &r) ? std::numeric_limits<std::uint64_t>::max() : r;
+}
+
 /// What a window holds right now.
 struct window_counts {
-  std::uint32_t calls = 0;
-  std::uint32_t failures = 0;
-  std::uint32_t slow = 0;
+  std::uint64_t calls = 0;
+  std::uint64_t failures = 0;
+  std::uint64_t slow = 0;
 };
 
 /// failures_in_period: the time stamps of the last threshold - 1 failures. A
@@ -183,8 +190,7 @@ class count_window {
   }
 
   window_counts counts() const noexcept {
-    return {static_cast<std::uint32_t>(std::min<std::uint64_t>(recorded(), size_)),
-            clamp(failures_), clamp(slow_count_)};
+    return {std::min<std::uint64_t>(recorded(), size_), clamp(failures_), clamp(slow_count_)};
   }
 
   /// Empties the window. Bits are cleared by exchange and the counts lowered by
@@ -201,9 +207,11 @@ class count_window {
     return recorded_between(start_.load(std::memory_order_relaxed), pos);
   }
 
-  static std::uint32_t clamp(const std::atomic<std::int32_t>& c) noexcept {
+  // The counts are at most size_ <= 2^24 (validate's bound on window_size):
+  // 32 bits hold them.
+  static std::uint64_t clamp(const std::atomic<std::int32_t>& c) noexcept {
     // Transiently negative when a clear overtakes the matching set's increment.
-    return static_cast<std::uint32_t>(std::max(0, c.load(std::memory_order_relaxed)));
+    return static_cast<std::uint64_t>(std::max(0, c.load(std::memory_order_relaxed)));
   }
 
   static void set(std::atomic<std::uint64_t>* words, std::uint32_t i, bool value,
@@ -329,6 +337,12 @@ inline unsigned& this_thread_stripe() noexcept {
 /// at most 8; see this_thread_stripe), and a decision sums the stripes. Sums
 /// do not depend on order, so the window holds exactly what one ring would;
 /// two threads on different stripes never write the same cache line.
+///
+/// A slot's counts and their sums are 64-bit: no call rate can wrap them
+/// within a window (the sums saturate all the same). Exact at rest: every
+/// count is a read-modify-write after the acquire load that found the
+/// bucket. Only a record delayed by the whole period, past the reuse of its
+/// slot for a newer bucket, would land in that newer bucket.
 class time_window {
  public:
   friend struct window_test_access;
@@ -357,7 +371,7 @@ class time_window {
     }
     // A CAS that fails means another thread wrote this stripe meanwhile:
     // count with fetch_add and move to the next stripe for later calls.
-    std::uint32_t calls = s->calls.load(std::memory_order_relaxed);
+    std::uint64_t calls = s->calls.load(std::memory_order_relaxed);
     if (!s->calls.compare_exchange_strong(calls, calls + 1, std::memory_order_relaxed)) {
       s->calls.fetch_add(1, std::memory_order_relaxed);
       ++mine;
@@ -376,9 +390,9 @@ class time_window {
       const std::int64_t b = s.bucket.load(std::memory_order_acquire);
       // b < 0: unused, or being cleared (its counts are stale).
       if (b >= 0 && b > k - static_cast<std::int64_t>(n_) && b <= k) {
-        c.calls += s.calls.load(std::memory_order_relaxed);
-        c.failures += s.failures.load(std::memory_order_relaxed);
-        c.slow += s.slow.load(std::memory_order_relaxed);
+        c.calls = saturating_add(c.calls, s.calls.load(std::memory_order_relaxed));
+        c.failures = saturating_add(c.failures, s.failures.load(std::memory_order_relaxed));
+        c.slow = saturating_add(c.slow, s.slow.load(std::memory_order_relaxed));
       }
     }
     return c;
@@ -402,10 +416,11 @@ class time_window {
   // slot of an odd stride is never used and stays `unused`.
   struct alignas(32) slot {
     std::atomic<std::int64_t> bucket{unused};
-    std::atomic<std::uint32_t> calls{0};
-    std::atomic<std::uint32_t> failures{0};
-    std::atomic<std::uint32_t> slow{0};
+    std::atomic<std::uint64_t> calls{0};
+    std::atomic<std::uint64_t> failures{0};
+    std::atomic<std::uint64_t> slow{0};
   };
+  static_assert(sizeof(slot) == 32);
 
   std::int64_t bucket_of(time_point now) const noexcept {
     const std::int64_t t = now.time_since_epoch().count();
