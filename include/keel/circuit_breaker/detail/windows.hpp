@@ -258,12 +258,24 @@ inline std::size_t stripe_count() noexcept {
   return std::bit_ceil(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
 }
 
-/// A number of its own for the calling thread, never zero.
-inline unsigned this_thread_id() noexcept {
+/// Who the calling thread is, set on its first call. `id` is the address of
+/// a thread_local object: never zero, and no two live threads share it, even
+/// where each shared library has its own copy of this inline function and of
+/// its statics (built with -fvisibility=hidden). `spread` numbers the threads
+/// 1, 2, 3... to spread them over stripes; each such copy counts on its own,
+/// so it only picks a stripe, never decides who writes one.
+struct thread_identity {
+  std::uint64_t id = 0;
+  unsigned spread = 0;
+};
+
+inline const thread_identity& this_thread_identity() noexcept {
   static std::atomic<unsigned> next{1};
-  thread_local unsigned mine = 0;  // constant-initialized: no TLS guard per call
-  if (mine == 0) [[unlikely]]
-    mine = next.fetch_add(1, std::memory_order_relaxed);
+  thread_local thread_identity mine;  // constant-initialized: no TLS guard per call
+  if (mine.id == 0) [[unlikely]] {
+    mine.id = reinterpret_cast<std::uintptr_t>(&mine);
+    mine.spread = next.fetch_add(1, std::memory_order_relaxed);
+  }
   return mine;
 }
 
@@ -272,6 +284,16 @@ inline unsigned this_thread_id() noexcept {
 /// stripe owns it and adds with a plain load and store, which no other thread
 /// writes; a thread whose stripe another owns adds to a shared atomic. A
 /// stripe stays owned after its thread ends (its count stays in the total).
+///
+/// The owner is a thread_identity id, unique among live threads in the whole
+/// process. A thread started after the owner ended may get the same address
+/// for its thread_local, hence the same id, and go on adding to that stripe:
+/// still one writer at a time, since memory passes from an ended thread to a
+/// new one only through the thread library's or the allocator's
+/// synchronization, which orders the old owner's last store before the new
+/// one's first load. So the owner's load reads the stripe's latest value, and
+/// its store loses nothing. Exact at rest; a concurrent total() is between
+/// the adds done before it began and those begun before it ended.
 class owned_counter {
  public:
   friend struct window_test_access;
@@ -282,13 +304,13 @@ class owned_counter {
   }
 
   void add() noexcept {
-    const unsigned me = this_thread_id();
-    stripe& s = stripes_[me & mask_];
-    unsigned owner = s.owner.load(std::memory_order_relaxed);
-    if (owner == 0 && s.owner.compare_exchange_strong(owner, me, std::memory_order_relaxed)) {
-      owner = me;
+    const thread_identity& me = this_thread_identity();
+    stripe& s = stripes_[me.spread & mask_];
+    std::uint64_t owner = s.owner.load(std::memory_order_relaxed);
+    if (owner == 0 && s.owner.compare_exchange_strong(owner, me.id, std::memory_order_relaxed)) {
+      owner = me.id;
     }
-    if (owner == me) {
+    if (owner == me.id) {
       s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     } else {
       shared_.fetch_add(1, std::memory_order_relaxed);
@@ -299,13 +321,13 @@ class owned_counter {
   std::uint64_t total() const noexcept {
     std::uint64_t sum = shared_.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i <= mask_; ++i)
-      sum += stripes_[i].count.load(std::memory_order_relaxed);
+      sum = saturating_add(sum, stripes_[i].count.load(std::memory_order_relaxed));
     return sum;
   }
 
  private:
   struct alignas(64) stripe {
-    std::atomic<unsigned> owner{0};
+    std::atomic<std::uint64_t> owner{0};  // a thread_identity id; 0: nobody yet
     std::atomic<std::uint64_t> count{0};
   };
   std::unique_ptr<stripe[]> stripes_;
@@ -313,14 +335,21 @@ class owned_counter {
   alignas(64) std::atomic<std::uint64_t> shared_{0};
 };
 
-/// The calling thread's stripe, as a number the window reduces modulo its
-/// stripe count: the thread's id at first, and moved on when the
-/// thread finds another one writing the same stripe (Java's LongAdder does
-/// the same), so that threads running together settle on different stripes.
+/// Stripe hints live in [0x100, 0x1ff]: never zero (zero means "not set
+/// yet"), and moving on never wraps (-fsanitize=integer would report it),
+/// while their low bits still cycle through every stripe (at most 8 of them).
+constexpr unsigned next_stripe_hint(unsigned hint) noexcept {
+  return ((hint + 1) & 0xffu) | 0x100u;
+}
+
+/// The calling thread's stripe, as a hint the window reduces modulo its
+/// stripe count: the thread's spread at first, and moved on when the thread
+/// finds another one writing the same stripe (Java's LongAdder does the
+/// same), so that threads running together settle on different stripes.
 inline unsigned& this_thread_stripe() noexcept {
   thread_local unsigned mine = 0;  // constant-initialized: no TLS guard per call
   if (mine == 0) [[unlikely]]
-    mine = this_thread_id();
+    mine = (this_thread_identity().spread & 0xffu) | 0x100u;
   return mine;
 }
 
@@ -374,7 +403,7 @@ class time_window {
     std::uint64_t calls = s->calls.load(std::memory_order_relaxed);
     if (!s->calls.compare_exchange_strong(calls, calls + 1, std::memory_order_relaxed)) {
       s->calls.fetch_add(1, std::memory_order_relaxed);
-      ++mine;
+      mine = next_stripe_hint(mine);
     }
     if (failed) s->failures.fetch_add(1, std::memory_order_relaxed);
     if (slow) s->slow.fetch_add(1, std::memory_order_relaxed);
