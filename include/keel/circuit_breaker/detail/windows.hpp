@@ -8,6 +8,31 @@
 // per thread, so that threads sharing a breaker share no written cache line.
 // They stay behind a small API (configure / record / counts / reset), which
 // is all the state machine sees.
+//
+// Widths: every cursor, and every count that grows with the calls, is
+// 64-bit, and every index is reduced from the whole 64-bit cursor: nothing
+// wraps or jumps in a process's lifetime (2^64 events take 585 years at one
+// per nanosecond). The count window's counts are bounded by its size (at
+// most 2^24) and stay 32-bit.
+//
+// Memory orders: all relaxed, except a time-window slot's bucket number
+// (acquire / release). Why that is enough:
+// - A count is changed by read-modify-writes (fetch_add, fetch_or,
+//   fetch_and, exchange, compare-exchange), by the one thread that owns it
+//   (owned_counter), or zeroed when a time-window slot is reused (below).
+//   The read-modify-writes of one atomic are totally ordered and each reads
+//   the value the one before wrote, in any memory order: no update is lost.
+//   So every count is exact at rest, that is once the calls it should see
+//   happen before the read (their threads joined, say).
+// - No count publishes other data, so a reader needs no happens-before with
+//   the writers. A reader running with calls sees each count between its
+//   values before and after the calls in flight, and several counts are not
+//   one snapshot: a window may show a call a moment before its failure.
+// - The one hand-over of data is a time-window slot reused for a newer
+//   bucket: the claiming thread marks it `clearing`, zeroes its counts, and
+//   publishes the new bucket number with a release store; recorders and
+//   readers load the bucket number with acquire, so they see the zeroes, never
+//   the old bucket's counts under the new number.
 
 #include <algorithm>
 #include <atomic>
