@@ -7,6 +7,7 @@
 # next build. Conventions (see also docs/ and the report of the build set-up):
 #   tests/unit/<area>/**/*_test.cpp -> executable + ctest test keel_<area>_tests
 #   tests/noexcept/*_test.cpp       -> keel_noexcept_tests (-fno-exceptions)
+#   tests/shared_libs/              -> keel_shared_libs_tests (two hidden-visibility libraries)
 #   include/keel/**/*.hpp           -> keel_header_check (each header alone, twice)
 #   examples/NN_name.cpp            -> keel_example_NN_name, ctest example_NN_name
 #   benchmarks/bench_name.cpp       -> keel_bench_name, ctest bench_smoke_name
@@ -151,6 +152,27 @@ if(keel_unit_tests)
     add_test(NAME ${tgt} COMMAND ${tgt})
     set_tests_properties(${tgt} PROPERTIES LABELS "unit;${area}")
   endforeach()
+
+  # tests/shared_libs: one breaker used from two shared libraries built with
+  # hidden visibility, each with its own copy of keel's inline functions and
+  # their statics (as two plugins of one program), and a test executable that
+  # calls into both at once: keel_shared_libs_tests.
+  foreach(side a b)
+    set(lib keel_shared_adder_${side})
+    add_library(${lib} SHARED "${PROJECT_SOURCE_DIR}/tests/shared_libs/shared_adder.cpp")
+    target_compile_definitions(${lib} PRIVATE KEEL_SHARED_ADDER_SIDE=${side}
+                                              KEEL_SHARED_ADDER_BUILDING)
+    set_target_properties(${lib} PROPERTIES CXX_VISIBILITY_PRESET hidden
+                                            VISIBILITY_INLINES_HIDDEN ON)
+    target_link_libraries(${lib} PRIVATE keel::keel)
+    keel_dev_target(${lib})
+  endforeach()
+  add_executable(keel_shared_libs_tests "${PROJECT_SOURCE_DIR}/tests/shared_libs/shared_libs_test.cpp")
+  target_link_libraries(keel_shared_libs_tests PRIVATE keel_shared_adder_a keel_shared_adder_b
+                                                       keel_test_main keel_test_support)
+  keel_dev_target(keel_shared_libs_tests)
+  add_test(NAME keel_shared_libs_tests COMMAND keel_shared_libs_tests)
+  set_tests_properties(keel_shared_libs_tests PROPERTIES LABELS "unit;shared_libs")
 endif()
 
 # ---- Compile-fail tests: tests/compile_fail/*.cpp -----------------------------

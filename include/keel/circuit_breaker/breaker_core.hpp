@@ -83,9 +83,9 @@ struct circuit_metrics {
   /// consecutive_failures and failures_in_period it is the failures the rule
   /// holds, since those rules keep no per-success count (that would be a
   /// shared store per call).
-  std::uint32_t calls = 0;
-  std::uint32_t window_failures = 0;  ///< failures in the rule's window
-  std::uint32_t window_slow_calls = 0;
+  std::uint64_t calls = 0;
+  std::uint64_t window_failures = 0;  ///< failures in the rule's window
+  std::uint64_t window_slow_calls = 0;
   double failure_ratio = 0.0;             ///< window_failures / calls, 0 without calls
   double slow_call_ratio = 0.0;           ///< window_slow_calls / calls, 0 without calls
   std::uint32_t probes_admitted = 0;      ///< half-open: probes out or decided in this round
@@ -347,6 +347,7 @@ class circuit_breaker_core {
  private:
   template <class, class, environment, class>
   friend class circuit_breaker;
+  friend struct detail::window_test_access;  // keel's tests only (see windows.hpp)
 
   // The execution shell's closed path, on the state word itself: one load to
   // admit, one load and one compare after a success. Not for other callers.
@@ -495,7 +496,7 @@ class circuit_breaker_core {
                                   std::uint32_t failures) noexcept {
     return admitted | (successes << 10) | (failures << 20);
   }
-  static double ratio(std::uint32_t part, std::uint32_t whole) noexcept {
+  static double ratio(std::uint64_t part, std::uint64_t whole) noexcept {
     return whole == 0 ? 0.0 : static_cast<double>(part) / static_cast<double>(whole);
   }
 

@@ -78,6 +78,15 @@ constexpr validation_result validate(const retry_budget_options& o) noexcept {
 /// by compare-and-swap so that it never leaves [0, max_tokens]. Non-copyable:
 /// share it by reference (`retry.with_budget(budget)`) and keep it alive longer
 /// than every policy that uses it.
+///
+/// Memory order: relaxed throughout. The tokens are one atomic, changed only
+/// by compare-exchange, each computing the new value (clamped, or refused)
+/// from the very value it replaces: the changes are totally ordered, none is
+/// lost, and since each starts inside [0, max_tokens] it ends there. Nothing
+/// else is published through the tokens, so no thread needs another's writes
+/// ordered: a reader sees one of those values, within [0, max_tokens], and
+/// once the calls are done (threads joined) the exact result of all of them.
+/// The amounts are constants, fixed before the budget is shared.
 class retry_budget {
  public:
   /// One thousandth of a token: the unit of every amount.
@@ -157,6 +166,8 @@ class retry_budget {
   }
 
   retry_budget_options options_;
+  // Thousandths, each within [0, 1e12] (max_tokens <= 1e9): a sum of two,
+  // as add() makes before clamping, is far from overflowing.
   std::int64_t max_, ratio_, failure_cost_, retry_cost_, timeout_cost_, threshold_;
   std::atomic<std::int64_t> tokens_;
 };

@@ -8,12 +8,38 @@
 // per thread, so that threads sharing a breaker share no written cache line.
 // They stay behind a small API (configure / record / counts / reset), which
 // is all the state machine sees.
+//
+// Widths: every cursor, and every count that grows with the calls, is
+// 64-bit, and every index is reduced from the whole 64-bit cursor: nothing
+// wraps or jumps in a process's lifetime (2^64 events take 585 years at one
+// per nanosecond). The count window's counts are bounded by its size (at
+// most 2^24) and stay 32-bit.
+//
+// Memory orders: all relaxed, except a time-window slot's bucket number
+// (acquire / release). Why that is enough:
+// - A count is changed by read-modify-writes (fetch_add, fetch_or,
+//   fetch_and, exchange, compare-exchange), by the one thread that owns it
+//   (owned_counter), or zeroed when a time-window slot is reused (below).
+//   The read-modify-writes of one atomic are totally ordered and each reads
+//   the value the one before wrote, in any memory order: no update is lost.
+//   So every count is exact at rest, that is once the calls it should see
+//   happen before the read (their threads joined, say).
+// - No count publishes other data, so a reader needs no happens-before with
+//   the writers. A reader running with calls sees each count between its
+//   values before and after the calls in flight, and several counts are not
+//   one snapshot: a window may show a call a moment before its failure.
+// - The one hand-over of data is a time-window slot reused for a newer
+//   bucket: the claiming thread marks it `clearing`, zeroes its counts, and
+//   publishes the new bucket number with a release store; recorders and
+//   readers load the bucket number with acquire, so they see the zeroes, never
+//   the old bucket's counts under the new number.
 
 #include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <thread>
 
@@ -22,44 +48,68 @@
 
 namespace keel::detail {
 
-/// a % d for 32-bit a without a division (Lemire, Kaser and Kurz, "Faster
-/// remainder by direct computation", 2019): the count window runs it per call.
-class fast_mod32 {
- public:
-  fast_mod32() = default;
-  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP explicit fast_mod32(std::uint32_t d) noexcept
-      : m_(~std::uint64_t{0} / d + 1), d_(d) {}
+/// A test-only seam, declared a friend of every structure here and never
+/// defined by keel: keel's tests define it to start a cursor, or preload a
+/// count, next to a wrap point (2^32, 2^64) that real calls would need days
+/// or centuries to reach.
+struct window_test_access;
 
-  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint32_t operator()(std::uint32_t a) const noexcept {
+/// a % d for every 64-bit a, d in [1, 2^32), without a division: the count
+/// window runs it per recorded call. Barrett reduction by m = (2^64 - 1) / d:
+/// a m / 2^64 lies in (a / d - 1, a / d], so q = floor(a m / 2^64) is a / d or
+/// one less, and a - q d lies in [0, 2d): one conditional subtraction.
+class fast_mod {
+ public:
+  fast_mod() = default;
+  explicit fast_mod(std::uint32_t d) noexcept : m_(~std::uint64_t{0} / d), d_(d) {}
+
+  std::uint64_t operator()(std::uint64_t a) const noexcept {
     __extension__ using u128 = unsigned __int128;
-    const std::uint64_t low = m_ * a;
-    return static_cast<std::uint32_t>((static_cast<u128>(low) * d_) >> 64);
+    const auto q = static_cast<std::uint64_t>((static_cast<u128>(a) * m_) >> 64);
+    const std::uint64_t r = a - q * d_;  // q d <= a: no wrap
+    return r >= d_ ? r - d_ : r;
   }
 
  private:
-  std::uint64_t m_ = 0;
-  std::uint32_t d_ = 1;
+  std::uint64_t m_ = ~std::uint64_t{0};
+  std::uint64_t d_ = 1;
 };
+
+/// a + b, clamped at 2^64 - 1.
+constexpr std::uint64_t saturating_add(std::uint64_t a, std::uint64_t b) noexcept {
+  std::uint64_t r = 0;
+  return __builtin_add_overflow(a, b, &r) ? std::numeric_limits<std::uint64_t>::max() : r;
+}
 
 /// What a window holds right now.
 struct window_counts {
-  std::uint32_t calls = 0;
-  std::uint32_t failures = 0;
-  std::uint32_t slow = 0;
+  std::uint64_t calls = 0;
+  std::uint64_t failures = 0;
+  std::uint64_t slow = 0;
 };
 
 /// failures_in_period: the time stamps of the last threshold - 1 failures. A
 /// new failure swaps out the stamp of the failure threshold - 1 before it,
 /// which is the oldest of the last `threshold`: the rule fires when that one
 /// is younger than the period. One fetch_add and one exchange per failure.
+///
+/// The 64-bit cursor counts failures; failure c takes slot c % (threshold -
+/// 1), so the ring turns in order for 2^64 failures. (There the cursor would
+/// wrap and, unless threshold - 1 divides 2^64, the order jump once: 585 years
+/// at one failure per nanosecond.) At rest the stamps are the last threshold
+/// - 1 failures' (each exchange is one read-modify-write of its slot);
+/// failures racing each other may each see the other's stamp or the older
+/// one, as in some order of the two.
 class failure_stamps {
  public:
+  friend struct window_test_access;
+
   static constexpr std::int64_t empty = min_ns;
 
   void configure(int threshold, duration period) {
     slots_ = static_cast<std::uint32_t>(threshold - 1);
     period_ = period;
-    mod_ = fast_mod32(slots_ == 0 ? 1 : slots_);
+    mod_ = fast_mod(slots_ == 0 ? 1 : slots_);
     if (slots_ > 0) {
       stamps_ = std::make_unique<std::atomic<std::int64_t>[]>(slots_);
       reset();
@@ -69,7 +119,7 @@ class failure_stamps {
   /// Records a failure at `now`; true when `threshold` failures lie within the period.
   bool record(time_point now) noexcept {
     if (slots_ == 0) return true;
-    const auto c = static_cast<std::uint32_t>(cursor_.fetch_add(1, std::memory_order_relaxed));
+    const std::uint64_t c = cursor_.fetch_add(1, std::memory_order_relaxed);
     const std::int64_t old =
         stamps_[mod_(c)].exchange(now.time_since_epoch().count(), std::memory_order_relaxed);
     return old != empty && within(old, now);
@@ -98,7 +148,7 @@ class failure_stamps {
   std::unique_ptr<std::atomic<std::int64_t>[]> stamps_;
   std::atomic<std::uint64_t> cursor_{0};
   std::uint32_t slots_ = 0;
-  fast_mod32 mod_{};
+  fast_mod mod_{};
   duration period_{};
 };
 
@@ -122,11 +172,23 @@ constexpr bool holds_at_least(std::uint64_t start, std::uint64_t pos, std::uint6
 /// changes. A success into a full window of successes writes nothing at all:
 /// turning a ring of zeros leaves it as it was, so a healthy dependency's
 /// calls share no written cache line.
+///
+/// The 64-bit cursor `pos_` counts recorded outcomes; outcome p takes bit
+/// p % size, so the ring turns in order for 2^64 records. (There, 585 years at
+/// one record per nanosecond, the cursor would wrap: the window would read as
+/// empty until its next reset, and the bit order jump once unless size
+/// divides 2^64.) Exact at rest: a bit's count changes only with the
+/// read-modify-write that flips the bit, so each count is the population of
+/// its ring, and calls = min(pos - start, size). A record delayed by a whole
+/// lap can still overwrite the newer outcome of its bit (a ring holds one
+/// outcome per bit); the counts then follow the bits.
 class count_window {
  public:
+  friend struct window_test_access;
+
   void configure(int size, bool track_slow) {
     size_ = static_cast<std::uint32_t>(size);
-    mod_ = fast_mod32(size_);
+    mod_ = fast_mod(size_);
     const std::size_t words = (size_ + 63) / 64;
     failed_ = std::make_unique<std::atomic<std::uint64_t>[]>(words);
     if (track_slow) slow_ = std::make_unique<std::atomic<std::uint64_t>[]>(words);
@@ -136,7 +198,7 @@ class count_window {
   void record(bool failed, bool slow) noexcept {
     if (!failed && !slow && full_of_successes()) return;
     const std::uint64_t p = pos_.fetch_add(1, std::memory_order_relaxed);
-    const std::uint32_t i = mod_(static_cast<std::uint32_t>(p));
+    const auto i = static_cast<std::uint32_t>(mod_(p));  // < size_
     set(failed_.get(), i, failed, failures_);
     if (slow_) set(slow_.get(), i, slow, slow_count_);
   }
@@ -153,8 +215,7 @@ class count_window {
   }
 
   window_counts counts() const noexcept {
-    return {static_cast<std::uint32_t>(std::min<std::uint64_t>(recorded(), size_)),
-            clamp(failures_), clamp(slow_count_)};
+    return {std::min<std::uint64_t>(recorded(), size_), clamp(failures_), clamp(slow_count_)};
   }
 
   /// Empties the window. Bits are cleared by exchange and the counts lowered by
@@ -171,9 +232,11 @@ class count_window {
     return recorded_between(start_.load(std::memory_order_relaxed), pos);
   }
 
-  static std::uint32_t clamp(const std::atomic<std::int32_t>& c) noexcept {
+  // The counts are at most size_ <= 2^24 (validate's bound on window_size):
+  // 32 bits hold them.
+  static std::uint64_t clamp(const std::atomic<std::int32_t>& c) noexcept {
     // Transiently negative when a clear overtakes the matching set's increment.
-    return static_cast<std::uint32_t>(std::max(0, c.load(std::memory_order_relaxed)));
+    return static_cast<std::uint64_t>(std::max(0, c.load(std::memory_order_relaxed)));
   }
 
   static void set(std::atomic<std::uint64_t>* words, std::uint32_t i, bool value,
@@ -206,7 +269,7 @@ class count_window {
   std::unique_ptr<std::atomic<std::uint64_t>[]> slow_;
   std::size_t words_ = 0;
   std::uint32_t size_ = 1;
-  fast_mod32 mod_{};
+  fast_mod mod_{};
   alignas(64) std::atomic<std::uint64_t> pos_{0};
   std::atomic<std::uint64_t> start_{0};
   // Written when a bit changes only; read by every success.
@@ -220,12 +283,24 @@ inline std::size_t stripe_count() noexcept {
   return std::bit_ceil(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
 }
 
-/// A number of its own for the calling thread, never zero.
-inline unsigned this_thread_id() noexcept {
+/// Who the calling thread is, set on its first call. `id` is the address of
+/// a thread_local object: never zero, and no two live threads share it, even
+/// where each shared library has its own copy of this inline function and of
+/// its statics (built with -fvisibility=hidden). `spread` numbers the threads
+/// 1, 2, 3... to spread them over stripes; each such copy counts on its own,
+/// so it only picks a stripe, never decides who writes one.
+struct thread_identity {
+  std::uint64_t id = 0;
+  unsigned spread = 0;
+};
+
+inline const thread_identity& this_thread_identity() noexcept {
   static std::atomic<unsigned> next{1};
-  thread_local unsigned mine = 0;  // constant-initialized: no TLS guard per call
-  if (mine == 0) [[unlikely]]
-    mine = next.fetch_add(1, std::memory_order_relaxed);
+  thread_local thread_identity mine;  // constant-initialized: no TLS guard per call
+  if (mine.id == 0) [[unlikely]] {
+    mine.id = reinterpret_cast<std::uintptr_t>(&mine);
+    mine.spread = next.fetch_add(1, std::memory_order_relaxed);
+  }
   return mine;
 }
 
@@ -234,21 +309,33 @@ inline unsigned this_thread_id() noexcept {
 /// stripe owns it and adds with a plain load and store, which no other thread
 /// writes; a thread whose stripe another owns adds to a shared atomic. A
 /// stripe stays owned after its thread ends (its count stays in the total).
+///
+/// The owner is a thread_identity id, unique among live threads in the whole
+/// process. A thread started after the owner ended may get the same address
+/// for its thread_local, hence the same id, and go on adding to that stripe:
+/// still one writer at a time, since memory passes from an ended thread to a
+/// new one only through the thread library's or the allocator's
+/// synchronization, which orders the old owner's last store before the new
+/// one's first load. So the owner's load reads the stripe's latest value, and
+/// its store loses nothing. Exact at rest; a concurrent total() is between
+/// the adds done before it began and those begun before it ended.
 class owned_counter {
  public:
+  friend struct window_test_access;
+
   void configure() {
     mask_ = stripe_count() - 1;
     stripes_ = std::make_unique<stripe[]>(mask_ + 1);
   }
 
   void add() noexcept {
-    const unsigned me = this_thread_id();
-    stripe& s = stripes_[me & mask_];
-    unsigned owner = s.owner.load(std::memory_order_relaxed);
-    if (owner == 0 && s.owner.compare_exchange_strong(owner, me, std::memory_order_relaxed)) {
-      owner = me;
+    const thread_identity& me = this_thread_identity();
+    stripe& s = stripes_[me.spread & mask_];
+    std::uint64_t owner = s.owner.load(std::memory_order_relaxed);
+    if (owner == 0 && s.owner.compare_exchange_strong(owner, me.id, std::memory_order_relaxed)) {
+      owner = me.id;
     }
-    if (owner == me) {
+    if (owner == me.id) {
       s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     } else {
       shared_.fetch_add(1, std::memory_order_relaxed);
@@ -259,13 +346,13 @@ class owned_counter {
   std::uint64_t total() const noexcept {
     std::uint64_t sum = shared_.load(std::memory_order_relaxed);
     for (std::size_t i = 0; i <= mask_; ++i)
-      sum += stripes_[i].count.load(std::memory_order_relaxed);
+      sum = saturating_add(sum, stripes_[i].count.load(std::memory_order_relaxed));
     return sum;
   }
 
  private:
   struct alignas(64) stripe {
-    std::atomic<unsigned> owner{0};
+    std::atomic<std::uint64_t> owner{0};  // a thread_identity id; 0: nobody yet
     std::atomic<std::uint64_t> count{0};
   };
   std::unique_ptr<stripe[]> stripes_;
@@ -273,14 +360,21 @@ class owned_counter {
   alignas(64) std::atomic<std::uint64_t> shared_{0};
 };
 
-/// The calling thread's stripe, as a number the window reduces modulo its
-/// stripe count: the thread's id at first, and moved on when the
-/// thread finds another one writing the same stripe (Java's LongAdder does
-/// the same), so that threads running together settle on different stripes.
+/// Stripe hints live in [0x100, 0x1ff]: never zero (zero means "not set
+/// yet"), and moving on never wraps (-fsanitize=integer would report it),
+/// while their low bits still cycle through every stripe (at most 8 of them).
+constexpr unsigned next_stripe_hint(unsigned hint) noexcept {
+  return ((hint + 1) & 0xffu) | 0x100u;
+}
+
+/// The calling thread's stripe, as a hint the window reduces modulo its
+/// stripe count: the thread's spread at first, and moved on when the thread
+/// finds another one writing the same stripe (Java's LongAdder does the
+/// same), so that threads running together settle on different stripes.
 inline unsigned& this_thread_stripe() noexcept {
   thread_local unsigned mine = 0;  // constant-initialized: no TLS guard per call
   if (mine == 0) [[unlikely]]
-    mine = this_thread_id();
+    mine = (this_thread_identity().spread & 0xffu) | 0x100u;
   return mine;
 }
 
@@ -297,8 +391,16 @@ inline unsigned& this_thread_stripe() noexcept {
 /// at most 8; see this_thread_stripe), and a decision sums the stripes. Sums
 /// do not depend on order, so the window holds exactly what one ring would;
 /// two threads on different stripes never write the same cache line.
+///
+/// A slot's counts and their sums are 64-bit: no call rate can wrap them
+/// within a window (the sums saturate all the same). Exact at rest: every
+/// count is a read-modify-write after the acquire load that found the
+/// bucket. Only a record delayed by the whole period, past the reuse of its
+/// slot for a newer bucket, would land in that newer bucket.
 class time_window {
  public:
+  friend struct window_test_access;
+
   void configure(duration period, int buckets) {
     n_ = static_cast<std::uint32_t>(buckets);
     len_ = period.count() / buckets;
@@ -323,10 +425,10 @@ class time_window {
     }
     // A CAS that fails means another thread wrote this stripe meanwhile:
     // count with fetch_add and move to the next stripe for later calls.
-    std::uint32_t calls = s->calls.load(std::memory_order_relaxed);
+    std::uint64_t calls = s->calls.load(std::memory_order_relaxed);
     if (!s->calls.compare_exchange_strong(calls, calls + 1, std::memory_order_relaxed)) {
       s->calls.fetch_add(1, std::memory_order_relaxed);
-      ++mine;
+      mine = next_stripe_hint(mine);
     }
     if (failed) s->failures.fetch_add(1, std::memory_order_relaxed);
     if (slow) s->slow.fetch_add(1, std::memory_order_relaxed);
@@ -342,9 +444,9 @@ class time_window {
       const std::int64_t b = s.bucket.load(std::memory_order_acquire);
       // b < 0: unused, or being cleared (its counts are stale).
       if (b >= 0 && b > k - static_cast<std::int64_t>(n_) && b <= k) {
-        c.calls += s.calls.load(std::memory_order_relaxed);
-        c.failures += s.failures.load(std::memory_order_relaxed);
-        c.slow += s.slow.load(std::memory_order_relaxed);
+        c.calls = saturating_add(c.calls, s.calls.load(std::memory_order_relaxed));
+        c.failures = saturating_add(c.failures, s.failures.load(std::memory_order_relaxed));
+        c.slow = saturating_add(c.slow, s.slow.load(std::memory_order_relaxed));
       }
     }
     return c;
@@ -368,10 +470,11 @@ class time_window {
   // slot of an odd stride is never used and stays `unused`.
   struct alignas(32) slot {
     std::atomic<std::int64_t> bucket{unused};
-    std::atomic<std::uint32_t> calls{0};
-    std::atomic<std::uint32_t> failures{0};
-    std::atomic<std::uint32_t> slow{0};
+    std::atomic<std::uint64_t> calls{0};
+    std::atomic<std::uint64_t> failures{0};
+    std::atomic<std::uint64_t> slow{0};
   };
+  static_assert(sizeof(slot) == 32);
 
   std::int64_t bucket_of(time_point now) const noexcept {
     const std::int64_t t = now.time_since_epoch().count();
@@ -381,7 +484,7 @@ class time_window {
   // The slot of bucket k in `stripe`, holding k once this returns (cleared if
   // it held an older bucket); null when it already holds a newer one.
   slot* claim(std::size_t stripe, std::int64_t k) noexcept {
-    const auto index = static_cast<std::uint32_t>(k % n_);
+    const auto index = static_cast<std::uint32_t>(k % n_);  // k >= 0: exact, < n_
     slot& s = slots_[stripe * stride_ + index];
     for (;;) {
       std::int64_t current = s.bucket.load(std::memory_order_acquire);

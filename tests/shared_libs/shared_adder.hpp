@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: BSL-1.0
+// Two shared libraries, keel_shared_adder_a and keel_shared_adder_b, built
+// from shared_adder.cpp with -fvisibility=hidden -fvisibility-inlines-hidden:
+// each holds its own copy of every keel inline function and of its statics,
+// as two plugins of one program would. Each exports only these functions,
+// named after its side (a or b).
+#ifndef KEEL_TESTS_SHARED_LIBS_SHARED_ADDER_HPP_INCLUDED
+#define KEEL_TESTS_SHARED_LIBS_SHARED_ADDER_HPP_INCLUDED
+
+#include <cstdint>
+
+#include <keel/circuit_breaker/breaker_core.hpp>
+#include <keel/circuit_breaker/detail/windows.hpp>
+
+#if defined(_WIN32)
+#if defined(KEEL_SHARED_ADDER_BUILDING)
+#define KEEL_SHARED_ADDER_API __declspec(dllexport)
+#else
+#define KEEL_SHARED_ADDER_API __declspec(dllimport)
+#endif
+#else
+#define KEEL_SHARED_ADDER_API __attribute__((visibility("default")))
+#endif
+
+#define KEEL_SHARED_ADDER_DECLARE(side)                                                   \
+  /** Adds 1 to `counter` n times. */                                                     \
+  KEEL_SHARED_ADDER_API void keel_shared_add_##side(keel::detail::owned_counter& counter, \
+                                                    std::uint64_t n);                     \
+  /** Asks `core` for n admissions at `now`; returns how many were rejected. */           \
+  KEEL_SHARED_ADDER_API std::uint64_t keel_shared_reject_##side(                          \
+      keel::circuit_breaker_core& core, std::uint64_t n, keel::time_point now);
+
+KEEL_SHARED_ADDER_DECLARE(a)
+KEEL_SHARED_ADDER_DECLARE(b)
+
+#endif  // KEEL_TESTS_SHARED_LIBS_SHARED_ADDER_HPP_INCLUDED

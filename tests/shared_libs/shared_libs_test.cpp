@@ -1,0 +1,75 @@
+// SPDX-License-Identifier: BSL-1.0
+// One rejection counter, and one breaker, used at once from two shared
+// libraries built with -fvisibility=hidden (shared_adder.hpp): each library
+// has its own copy of keel's inline functions and function-local statics, so
+// whatever tells threads apart must not depend on those copies being merged.
+// It did: each copy numbered its threads from 1, a thread in each library
+// took the same stripe as its owner, and their plain increments overwrote
+// each other (40 M rejections made, 23.8 M counted).
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <latch>
+#include <thread>
+#include <vector>
+
+#include <keel/circuit_breaker/breaker_core.hpp>
+#include <keel/circuit_breaker/detail/windows.hpp>
+
+#include "shared_adder.hpp"
+#include "support/catch.hpp"
+
+namespace {
+
+using add_fn = void (*)(keel::detail::owned_counter&, std::uint64_t);
+using reject_fn = std::uint64_t (*)(keel::circuit_breaker_core&, std::uint64_t, keel::time_point);
+
+// Two threads in each library, started together: every stripe that a
+// library's first or second thread picks is also picked by the other
+// library's thread of the same rank.
+constexpr int threads_per_library = 2;
+
+}  // namespace
+
+TEST_CASE("owned_counter: threads adding through two hidden-visibility libraries count exactly",
+          "[shared_libs][regression]") {
+  constexpr std::uint64_t adds = 2'000'000;
+  keel::detail::owned_counter counter;
+  counter.configure();
+  std::latch start(2 * threads_per_library);
+  std::vector<std::thread> threads;
+  for (const add_fn add : {&keel_shared_add_a, &keel_shared_add_b}) {
+    for (int t = 0; t < threads_per_library; ++t) {
+      threads.emplace_back([&counter, &start, add] {
+        start.arrive_and_wait();
+        add(counter, adds);
+      });
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  CHECK(counter.total() == 2 * threads_per_library * adds);
+}
+
+TEST_CASE(
+    "circuit_breaker_core: rejections made through two hidden-visibility libraries count exactly",
+    "[shared_libs][regression]") {
+  constexpr std::uint64_t calls = 500'000;
+  const keel::time_point now{std::chrono::seconds(1)};
+  keel::circuit_breaker_core core;
+  (void)core.isolate(now);
+  std::latch start(2 * threads_per_library);
+  std::vector<std::thread> threads;
+  std::vector<std::uint64_t> rejected(2 * threads_per_library);
+  std::size_t slot = 0;
+  for (const reject_fn reject : {&keel_shared_reject_a, &keel_shared_reject_b}) {
+    for (int t = 0; t < threads_per_library; ++t) {
+      threads.emplace_back([&core, &start, &out = rejected[slot++], reject, now] {
+        start.arrive_and_wait();
+        out = reject(core, calls, now);
+      });
+    }
+  }
+  for (std::thread& t : threads) t.join();
+  for (const std::uint64_t r : rejected) CHECK(r == calls);
+  CHECK(core.metrics(now).rejections == 2 * threads_per_library * calls);
+}
