@@ -294,13 +294,15 @@ class circuit_breaker_core {
   /// A snapshot of the counters and of the window as of `now`.
   circuit_metrics metrics(time_point now) const {
     circuit_metrics m;
+    const cold_state& cold = *cold_;
+    // The counter first (acquire), then the word: see "Memory orders" at the
+    // state word. The sum can miss a run in transit, never count one twice:
+    // it is never above the true count, and the largest sum reported so far
+    // is a floor that never falls.
+    const std::uint64_t counted = cold.failures.load(std::memory_order_acquire);
     const std::uint64_t w = word_.load(std::memory_order_acquire);
     m.state = state_of(w);
-    const cold_state& cold = *cold_;
-    // A run of failures is added to the counter just after the CAS that ends
-    // it, so this sum can miss a run in transit: it is never above the true
-    // count, and the largest sum reported so far is a floor that never falls.
-    const std::uint64_t seen = cold.failures.load(std::memory_order_relaxed) + failures_held(w);
+    const std::uint64_t seen = counted + failures_held(w);
     std::atomic<std::uint64_t>& floor = cold_->failures_reported;
     std::uint64_t reported = floor.load(std::memory_order_relaxed);
     while (reported < seen &&
@@ -392,7 +394,8 @@ class circuit_breaker_core {
       case rule::consecutive:
         while (const std::uint32_t run = payload_of(w)) {
           if (word_.compare_exchange_weak(w, make(st, generation, 0), std::memory_order_acq_rel)) {
-            cold_->failures.fetch_add(run, std::memory_order_relaxed);
+            // After the CAS, with release: see metrics().
+            cold_->failures.fetch_add(run, std::memory_order_release);
             return;
           }
           if (gen_of(w) != generation) return;
@@ -461,6 +464,23 @@ class circuit_breaker_core {
   // that fails when the state moved on. The two flag bits are constant: set
   // when a success must be recorded (a ratio rule, slow calls) and when the
   // call must be timed (slow calls), so that one compare decides the fast path.
+  //
+  // Memory orders. Transitions hold the mutex and publish with release;
+  // counts in a state are CASes on the word (acq_rel); readers load with
+  // acquire (the closed admission relaxed: it reads nothing the word guards).
+  // - Exact half-open probes: each admission is one CAS that checks
+  //   admitted < permitted_probes in the word: one modification order, so
+  //   never more than k in a round (stress_test.cpp: probes in flight per
+  //   generation, under contention).
+  // - Late results ignored: a result checks its generation and counts in the
+  //   same CAS on the word, or under the mutex (trips, probes)
+  //   (half_open_test.cpp [generation]).
+  // - metrics().failures never above the truth: a run of failures is added to
+  //   the counter (release) after the word change that ended it; metrics()
+  //   loads the counter (acquire), then the word. If that load read the add
+  //   (or a later one: a release sequence), the word change happened before
+  //   the word load, which by coherence no longer holds the run; if not, the
+  //   run is counted at most once, from the word (metrics_stress_test.cpp).
   static constexpr std::uint64_t state_mask = 0x7;
   static constexpr std::uint64_t records_bit = 0x8;
   static constexpr std::uint64_t timed_bit = 0x10;
@@ -567,7 +587,7 @@ class circuit_breaker_core {
             next = w + (std::uint64_t{1} << payload_shift);
           }
           if (word_.compare_exchange_weak(w, next, std::memory_order_acq_rel)) {
-            if (!failed) cold.failures.fetch_add(run, std::memory_order_relaxed);
+            if (!failed) cold.failures.fetch_add(run, std::memory_order_release);  // see metrics
             return std::nullopt;
           }
           if (gen_of(w) != generation) {
@@ -650,7 +670,7 @@ class circuit_breaker_core {
                                          std::memory_order_acq_rel)) {
         continue;
       }
-      if (consecutive) cold.failures.fetch_add(payload_of(w) + 1, std::memory_order_relaxed);
+      if (consecutive) cold.failures.fetch_add(payload_of(w) + 1, std::memory_order_release);
       cold.growth = grown(growth);
       cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
       return circuit_transition{
@@ -754,7 +774,7 @@ class circuit_breaker_core {
     const std::uint64_t w =
         word_.exchange(make(to, gen_of(seen) + 1, 0), std::memory_order_acq_rel);
     if (const std::uint32_t held = failures_held(w)) {
-      cold.failures.fetch_add(held, std::memory_order_relaxed);
+      cold.failures.fetch_add(held, std::memory_order_release);  // after the exchange: see metrics
     }
     const circuit_state from = state_of(w);
     if (from == to && to != circuit_state::closed) return std::nullopt;
