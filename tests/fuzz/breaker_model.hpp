@@ -961,8 +961,12 @@ inline std::string describe(const std::vector<note>& ops) {
 /// done() member the sequence also ends when it is true), into a fresh
 /// breaker configured with `o` and a model of it. `seed` only labels a
 /// mismatch. Invalid options must be refused with keel::config_error.
+/// `wrap_in` > 0 starts the breaker that many transitions before its
+/// generation leaves the state word's 27 bits (a test seam; the model is
+/// unchanged: the breaker must behave the same).
 template <class Source>
-run_result drive(Source& r, std::uint64_t seed, const keel::circuit_breaker_options& o, int steps) {
+run_result drive(Source& r, std::uint64_t seed, const keel::circuit_breaker_options& o, int steps,
+                 std::uint32_t wrap_in = 0) {
   run_result out;
   // ---- the options: valid as documented, or refused
   const std::vector<std::string> bad = invalid_fields(o);
@@ -1004,6 +1008,11 @@ run_result drive(Source& r, std::uint64_t seed, const keel::circuit_breaker_opti
     if (!bad.empty() || !out.mismatch.empty()) return out;
   }
   breaker_t& breaker = *constructed;
+  if (wrap_in > 0) {
+    using seam = keel::detail::breaker_core_test_access;
+    seam::set_generation(breaker.core(),
+                         static_cast<std::uint32_t>(seam::generations_per_cell - wrap_in));
+  }
   // Huge windows are valid but slow to scan: a short sequence suffices.
   if (const auto* p = std::get_if<keel::failures_in_period>(&o.trip); p && p->threshold > 4096) {
     steps = std::min(steps, 1);
@@ -1022,7 +1031,7 @@ run_result drive(Source& r, std::uint64_t seed, const keel::circuit_breaker_opti
   std::array<held, 3> slots;
   // Generations: the breaker's must change exactly when the model's does.
   std::optional<std::uint64_t> last_model_gen;
-  std::uint32_t last_breaker_gen = 0;
+  std::uint64_t last_breaker_gen = 0;
 
   std::vector<note> log;  // the operations so far, printed on a mismatch
   circuit_state last = circuit_state::closed;
@@ -1231,10 +1240,10 @@ run_result drive(Source& r, std::uint64_t seed, const keel::circuit_breaker_opti
 
 /// Drives the sequence of seed `seed` for `rule` (the options drawn from the
 /// same seed): what a failing test prints, to replay.
-inline run_result drive(std::uint64_t seed, model_rule rule, int steps) {
+inline run_result drive(std::uint64_t seed, model_rule rule, int steps, std::uint32_t wrap_in = 0) {
   rng r{seed};
   const keel::circuit_breaker_options o = draw_options(r, rule, false);
-  return drive(r, seed, o, steps);
+  return drive(r, seed, o, steps, wrap_in);
 }
 
 }  // namespace keel_model

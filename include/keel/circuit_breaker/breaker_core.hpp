@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <optional>
 #include <utility>
 #include <variant>
@@ -24,6 +25,10 @@ namespace keel {
 
 template <class Handles, class Listener, environment Env, class Ignores>
 class circuit_breaker;
+
+namespace detail {
+struct breaker_core_test_access;
+}  // namespace detail
 
 /// How a call that was let through ended, as the breaker counts it.
 enum class call_result : unsigned char {
@@ -55,7 +60,9 @@ struct circuit_admission {
   /// the open time was over, or the last round waited too long.
   bool began_round = false;
   circuit_state previous = circuit_state::closed;  ///< the state before, when began_round
-  std::uint32_t generation = 0;
+  /// The epoch: 0 at construction, +1 at every transition and every
+  /// isolate(), disable() or reset(); 64 bits, so it never comes back.
+  std::uint64_t generation = 0;
   time_point at{};                        ///< when began_round: the time of the transition
   std::optional<duration> retry_after{};  ///< rejections: time until a probe may go
 
@@ -117,8 +124,7 @@ class circuit_breaker_core {
     }
     if (const auto* r = std::get_if<consecutive_failures>(&o.trip)) {
       rule_ = rule::consecutive;
-      threshold_ = static_cast<std::uint32_t>(r->threshold);
-      run_limit_ = std::uint64_t{threshold_} << payload_shift;
+      run_limit_ = static_cast<std::uint64_t>(r->threshold) << payload_shift;
     } else if (const auto* p = std::get_if<failures_in_period>(&o.trip)) {
       rule_ = rule::in_period;
       c.stamps.configure(p->threshold, p->period);
@@ -138,7 +144,8 @@ class circuit_breaker_core {
     const bool free_success =
         !slow_enabled_ && (rule_ == rule::consecutive || rule_ == rule::in_period);
     flags_ = (free_success ? 0 : records_bit) | (slow_enabled_ ? timed_bit : 0);
-    word_.store(make(circuit_state::closed, 0, 0), std::memory_order_relaxed);
+    first_.word.store(make(circuit_state::closed, 0, 0), std::memory_order_relaxed);
+    first_.next.store(&c.second, std::memory_order_relaxed);
   }
 
   circuit_breaker_core(const circuit_breaker_core&) = delete;
@@ -155,9 +162,14 @@ class circuit_breaker_core {
   /// run of failures, failures_in_period), no slow-call rule, and the circuit
   /// is still closed in that generation. One load and one compare: the
   /// execution shell inlines it and skips record() altogether.
-  bool success_changes_nothing(std::uint32_t generation) const noexcept {
-    return flags_ == 0 &&
-           word_.load(std::memory_order_acquire) == make(circuit_state::closed, generation, 0);
+  bool success_changes_nothing(std::uint64_t generation) const noexcept {
+    if (flags_ != 0) return false;
+    if (generation > gen_mask) [[unlikely]]
+      return later_success_changes_nothing(generation);
+    // The first cell's generation: while that cell is valid, the low bits
+    // decide; once it is retired, it matches nothing.
+    return first_.word.load(std::memory_order_acquire) ==
+           make(circuit_state::closed, low_bits(generation), 0);
   }
 
   /// May a call go at `now`? See circuit_admission.
@@ -171,32 +183,32 @@ class circuit_breaker_core {
   circuit_admission try_acquire_with(NowFn&& now_fn) {
     lazy_time<NowFn&> now{now_fn};
     for (;;) {
-      const std::uint64_t w = word_.load(std::memory_order_acquire);
+      const auto [c, w] = current();
       const circuit_state st = state_of(w);
       if (st == circuit_state::closed || st == circuit_state::disabled) {
-        return admit(st, gen_of(w));
+        return admit(st, epoch_of(*c, w));
       }
       if (st == circuit_state::isolated) {
         cold_->rejections.add();
-        return reject(st, gen_of(w), std::nullopt);
+        return reject(st, epoch_of(*c, w), std::nullopt);
       }
       if (st == circuit_state::open) {
         const time_point t = now();
         const time_point until{duration(cold_->open_until.load(std::memory_order_acquire))};
         if (t < until) {
           cold_->rejections.add();
-          return reject(st, gen_of(w), until - t);
+          return reject(st, epoch_of(*c, w), until - t);
         }
-        if (auto a = enter_half_open(w, t)) return std::move(*a);
+        if (auto a = enter_half_open(*c, w, t)) return std::move(*a);
         continue;  // someone else moved the state: look again
       }
       // half-open: a free probe slot, or a round that waited too long, or a rejection
       const std::uint32_t admitted = ho_admitted(w);
       if (admitted < probes_) {
         std::uint64_t expected = w;
-        if (word_.compare_exchange_weak(expected, w + (std::uint64_t{1} << payload_shift),
-                                        std::memory_order_acq_rel)) {
-          return admit(st, gen_of(w));
+        if (c->word.compare_exchange_weak(expected, w + (std::uint64_t{1} << payload_shift),
+                                          std::memory_order_acq_rel)) {
+          return admit(st, epoch_of(*c, w));
         }
         continue;
       }
@@ -205,11 +217,11 @@ class circuit_breaker_core {
       const time_point give_up =
           detail::saturating_add(since, cold_->options.max_wait_in_half_open);
       if (t >= give_up) {
-        if (auto a = enter_half_open(w, t)) return std::move(*a);
+        if (auto a = enter_half_open(*c, w, t)) return std::move(*a);
         continue;
       }
       cold_->rejections.add();
-      return reject(st, gen_of(w), give_up - t);
+      return reject(st, epoch_of(*c, w), give_up - t);
     }
   }
 
@@ -229,7 +241,7 @@ class circuit_breaker_core {
   /// As record(), reading the time and the hint lazily: `now()` only when the
   /// rule or a transition needs it, `hint()` only when the circuit opens.
   template <class NowFn, class HintFn>
-  std::optional<circuit_transition> record_with(std::uint32_t generation, call_result result,
+  std::optional<circuit_transition> record_with(std::uint64_t generation, call_result result,
                                                 duration elapsed, NowFn&& now_fn,
                                                 HintFn&& hint_fn) {
     if (result == call_result::ignored) {
@@ -240,37 +252,41 @@ class circuit_breaker_core {
     const bool failed = result == call_result::failure;
     const bool slow = slow_enabled_ && elapsed > cold_->slow_threshold;
     if (slow) cold_->slow_calls.fetch_add(1, std::memory_order_relaxed);
-    const std::uint64_t w = word_.load(std::memory_order_acquire);
+    const auto [c, w] = current();
     const circuit_state st = state_of(w);
     const bool closed = st == circuit_state::closed || st == circuit_state::disabled;
+    const bool current_generation = epoch_of(*c, w) == generation;
     // A closed consecutive_failures breaker keeps its failures in the run of
     // the state word until the run ends (see failures_held): one atomic
     // operation per failure. Every other failure is counted here.
-    if (failed && !(closed && rule_ == rule::consecutive && gen_of(w) == generation)) {
+    if (failed && !(closed && rule_ == rule::consecutive && current_generation)) {
       count_failure();
     }
-    if (gen_of(w) != generation)
-      return std::nullopt;  // a late result: it belongs to an earlier state
+    if (!current_generation) return std::nullopt;  // a late result: it belongs to an earlier state
     // Only a failure's hint counts: a slow success (or an outcome the breaker
     // does not handle) opens for the configured time.
     auto hint = [&]() -> std::optional<duration> {
       if (failed) return hint_fn();
       return std::nullopt;
     };
-    if (closed) return record_closed(w, failed, slow, now, hint);
-    if (st == circuit_state::half_open) return record_probe(generation, failed || slow, now, hint);
+    if (closed) return record_closed(*c, w, failed, slow, now, hint);
+    if (st == circuit_state::half_open)
+      return record_probe(*c, gen_of(w), failed || slow, now, hint);
     return std::nullopt;
   }
 
   /// Gives back an admission without a result (the caller gave up, or the
   /// outcome says nothing about health): counts as neither success nor
   /// failure, and frees the probe slot of a half-open probe.
-  void release(std::uint32_t generation) noexcept {
-    std::uint64_t w = word_.load(std::memory_order_acquire);
-    while (gen_of(w) == generation && state_of(w) == circuit_state::half_open &&
+  // Out of line: a rare path, kept from growing the callers a permit is built in.
+  KEEL_DETAIL_NOINLINE void release(std::uint64_t generation) noexcept {
+    auto [c, w] = current();
+    if (c->base != generation - low_bits(generation)) return;  // late: an earlier cell's
+    // A failed CAS reloads `w` from the same cell: retired, it is no longer half-open.
+    while (gen_of(w) == low_bits(generation) && state_of(w) == circuit_state::half_open &&
            ho_admitted(w) > 0) {
-      if (word_.compare_exchange_weak(w, w - (std::uint64_t{1} << payload_shift),
-                                      std::memory_order_acq_rel)) {
+      if (c->word.compare_exchange_weak(w, w - (std::uint64_t{1} << payload_shift),
+                                        std::memory_order_acq_rel)) {
         return;
       }
     }
@@ -289,18 +305,20 @@ class circuit_breaker_core {
     return force(circuit_state::closed, now);
   }
 
-  circuit_state state() const noexcept { return state_of(word_.load(std::memory_order_acquire)); }
+  circuit_state state() const noexcept { return state_of(current().w); }
 
   /// A snapshot of the counters and of the window as of `now`.
   circuit_metrics metrics(time_point now) const {
     circuit_metrics m;
-    const std::uint64_t w = word_.load(std::memory_order_acquire);
-    m.state = state_of(w);
     const cold_state& cold = *cold_;
-    // A run of failures is added to the counter just after the CAS that ends
-    // it, so this sum can miss a run in transit: it is never above the true
-    // count, and the largest sum reported so far is a floor that never falls.
-    const std::uint64_t seen = cold.failures.load(std::memory_order_relaxed) + failures_held(w);
+    // The counter first (acquire), then the word: see "Memory orders" at the
+    // state word. The sum can miss a run in transit, never count one twice:
+    // it is never above the true count, and the largest sum reported so far
+    // is a floor that never falls.
+    const std::uint64_t counted = cold.failures.load(std::memory_order_acquire);
+    const std::uint64_t w = current().w;
+    m.state = state_of(w);
+    const std::uint64_t seen = counted + failures_held(w);
     std::atomic<std::uint64_t>& floor = cold_->failures_reported;
     std::uint64_t reported = floor.load(std::memory_order_relaxed);
     while (reported < seen &&
@@ -348,17 +366,52 @@ class circuit_breaker_core {
   template <class, class, environment, class>
   friend class circuit_breaker;
   friend struct detail::window_test_access;  // keel's tests only (see windows.hpp)
+  friend struct detail::breaker_core_test_access;
 
-  // The execution shell's closed path, on the state word itself: one load to
-  // admit, one load and one compare after a success. Not for other callers.
+  /// Where the state word lives (see "The state word" below): the breaker's
+  /// own first cell, then one cell per 2^27 transitions.
+  struct cell {
+    std::atomic<std::uint64_t> word{0};
+    std::atomic<cell*> next{nullptr};  // the successor, set before this cell retires
+    std::uint64_t base = 0;            // the public generation of this cell's generation 0
+  };
+  /// A cell allocated for a wrap, on a line of its own.
+  struct alignas(64) heap_cell : cell {};
 
-  /// The state word, for fast_admits / unchanged_since / generation_of.
-  std::uint64_t snapshot() const noexcept { return word_.load(std::memory_order_acquire); }
-  /// The state word, unordered: enough to admit a closed call, which reads
-  /// nothing the word guards. Whatever is read after it (a failure's CAS,
-  /// unchanged_since, a window, the open time) is ordered by an acquire of
-  /// its own. Relaxed also leaves the caller's values in registers.
-  std::uint64_t admission_word() const noexcept { return word_.load(std::memory_order_relaxed); }
+  /// A cell and a word it held that is not the retired marker.
+  struct located {
+    cell* c;
+    std::uint64_t w;
+  };
+  /// The current cell and its word: a retired word leads to its successor,
+  /// set before the retirement (so lock-free: no waiting for the install).
+  located current() const noexcept {
+    cell* c = cell_.load(std::memory_order_acquire);
+    std::uint64_t w = c->word.load(std::memory_order_acquire);
+    while (w == retired) {
+      c = c->next.load(std::memory_order_relaxed);
+      w = c->word.load(std::memory_order_acquire);
+    }
+    return {c, w};
+  }
+
+  // The execution shell's closed path, on the state word of a cell: one load
+  // to admit, one load and one compare after a success. Not for other
+  // callers. For its first 2^27 transitions the breaker's word is in its own
+  // first cell: run() admits from it with no pointer to follow and none to
+  // hold across the call. Once that cell is retired, its word is no state
+  // (fast_admits and is_open fail, is_retired holds): the shell then takes
+  // the same closed path on the cell current() finds.
+
+  /// The first cell's state word, for fast_admits / is_open / is_retired.
+  std::uint64_t snapshot() const noexcept { return first_.word.load(std::memory_order_acquire); }
+  /// The first cell's state word, unordered: enough to admit a closed call,
+  /// which reads nothing the word guards. Whatever is read after it (a
+  /// failure's CAS, unchanged_since, a window, the open time) is ordered by an
+  /// acquire of its own. Relaxed also leaves the caller's values in registers.
+  std::uint64_t admission_word() const noexcept {
+    return first_.word.load(std::memory_order_relaxed);
+  }
   /// True when `w` is closed and no clock read is wanted around the call.
   static bool fast_admits(std::uint64_t w) noexcept { return (w & (state_mask | timed_bit)) == 0; }
   /// True when a success admitted on fast_admits(w) has nothing to record,
@@ -373,32 +426,36 @@ class circuit_breaker_core {
   /// the word is still closed in the same generation with no run of failures,
   /// and the rule keeps no per-success count or its window would not change.
   /// Else call record_closed_success.
-  bool unchanged_since(std::uint64_t w) const noexcept {
-    const std::uint64_t now = word_.load(std::memory_order_acquire);
+  bool unchanged_since(const cell& c, std::uint64_t w) const noexcept {
+    const std::uint64_t now = c.word.load(std::memory_order_acquire);
     if (now != (w & low_mask)) return false;  // the state moved on, or a run is under way
     if ((now & records_bit) == 0) return true;
     // failure_ratio_count records successes, but one into a full window of
     // successes changes nothing (see count_window).
     return rule_ == rule::ratio_count && cold_->count.full_of_successes();
   }
-  /// Records a success admitted closed in `generation` (a success in closed
-  /// never causes a transition). `now()` is read only by failure_ratio_time.
+  /// Records a success admitted closed in generation `generation` of cell `c`
+  /// (a success in closed never causes a transition). `now()` is read only by
+  /// failure_ratio_time.
   template <class NowFn>
-  void record_closed_success(std::uint32_t generation, NowFn&& now_fn) {
-    std::uint64_t w = word_.load(std::memory_order_acquire);
-    if (gen_of(w) != generation) return;  // late: it belongs to an earlier state
-    const circuit_state st = state_of(w);
+  void record_closed_success(cell& c, std::uint32_t generation, NowFn&& now_fn) {
+    std::uint64_t w = c.word.load(std::memory_order_acquire);
+    if (gen_of(w) != generation) return;   // late: it belongs to an earlier state
+    const circuit_state st = state_of(w);  // a retired word's 7 is neither
     if (st != circuit_state::closed && st != circuit_state::disabled) return;
     switch (rule_) {
-      case rule::consecutive:
+      case rule::consecutive: {
+        const std::uint64_t admitted = w & low_mask;
         while (const std::uint32_t run = payload_of(w)) {
-          if (word_.compare_exchange_weak(w, make(st, generation, 0), std::memory_order_acq_rel)) {
-            cold_->failures.fetch_add(run, std::memory_order_relaxed);
+          if (c.word.compare_exchange_weak(w, admitted, std::memory_order_acq_rel)) {
+            // After the CAS, with release: see metrics().
+            cold_->failures.fetch_add(run, std::memory_order_release);
             return;
           }
-          if (gen_of(w) != generation) return;
+          if ((w & low_mask) != admitted) return;  // the state moved on (or the cell retired)
         }
         return;
+      }
       case rule::in_period:
         return;
       case rule::ratio_count:
@@ -412,17 +469,17 @@ class circuit_breaker_core {
   /// The shell's failure path under consecutive_failures: extends the run of
   /// a circuit still closed as in `w` with one CAS, when that does not trip.
   /// False: nothing done, call record_with.
-  bool extend_run(std::uint64_t w) noexcept {
+  bool extend_run(cell& c, std::uint64_t w) noexcept {
     // While the low half is `w`'s (closed, same generation), the run plus one
     // is below the threshold exactly when the word plus one is below
     // run_limit_ (zero for the other rules: never). A closed run stays below
-    // threshold_ <= INT_MAX, so the sum cannot wrap. `w` is most often still
+    // threshold <= INT_MAX, so the sum cannot wrap. `w` is most often still
     // current: the first CAS goes without a reload.
     std::uint64_t cur = w;
     do {
       const std::uint64_t next = cur + run_step;
       if (next >= run_limit_) return false;
-      if (word_.compare_exchange_weak(cur, next, std::memory_order_acq_rel)) return true;
+      if (c.word.compare_exchange_weak(cur, next, std::memory_order_acq_rel)) return true;
     } while ((cur & low_mask) == (w & low_mask));
     return false;
   }
@@ -440,17 +497,42 @@ class circuit_breaker_core {
   }
   /// True when state word `w` is open.
   static bool is_open(std::uint64_t w) noexcept { return state_of(w) == circuit_state::open; }
-  /// The generation of state word `w`.
+  /// True when `w` is a retired cell's word: the breaker has moved on to a later cell.
+  static bool is_retired(std::uint64_t w) noexcept { return w == retired; }
+  /// The generation of state word `w` within its cell.
   static std::uint32_t generation_of(std::uint64_t w) noexcept { return gen_of(w); }
+  /// The public generation (a 64-bit count) of state word `w` of cell `c`.
+  static std::uint64_t epoch_of(const cell& c, std::uint64_t w) noexcept {
+    return c.base + gen_of(w);
+  }
+  /// The first cell: the one admission_word() and snapshot() read.
+  cell& first_cell() noexcept { return first_; }
 
   /// The closed path of try_acquire, for the execution shell to inline: admits
-  /// the call and sets `generation` when the circuit is closed or disabled
-  /// (one load, no clock read); false means "ask try_acquire_with".
-  bool try_admit_closed(std::uint32_t& generation, circuit_state& state) const noexcept {
-    const std::uint64_t w = word_.load(std::memory_order_acquire);
+  /// the call and sets `generation` when the circuit is closed or disabled in
+  /// the first cell (one load, no clock read); false means "ask
+  /// try_acquire_with" (which also follows a retired first cell).
+  bool try_admit_closed(std::uint64_t& generation, circuit_state& state) const noexcept {
+    const std::uint64_t w = first_.word.load(std::memory_order_acquire);
+    if (w == retired) [[unlikely]]
+      return later_admit_closed(generation, state);
     state = state_of(w);
-    generation = gen_of(w);
+    generation = gen_of(w);  // the first cell's base is 0
     return state == circuit_state::closed || state == circuit_state::disabled;
+  }
+  // try_admit_closed and success_changes_nothing once the first cell is
+  // retired: out of line, so that their callers stay small.
+  KEEL_DETAIL_NOINLINE bool later_admit_closed(std::uint64_t& generation,
+                                               circuit_state& state) const noexcept {
+    const auto [c, w] = current();
+    state = state_of(w);
+    generation = epoch_of(*c, w);
+    return state == circuit_state::closed || state == circuit_state::disabled;
+  }
+  KEEL_DETAIL_NOINLINE bool later_success_changes_nothing(std::uint64_t generation) const noexcept {
+    const auto [c, w] = current();
+    return w == make(circuit_state::closed, low_bits(generation), 0) &&
+           c->base == generation - low_bits(generation);
   }
 
   enum class rule : unsigned char { consecutive, in_period, ratio_count, ratio_time };
@@ -462,6 +544,38 @@ class circuit_breaker_core {
   // that fails when the state moved on. The two flag bits are constant: set
   // when a success must be recorded (a ratio rule, slow calls) and when the
   // call must be timed (slow calls), so that one compare decides the fast path.
+  //
+  // Cells: 27 bits would wrap, so the word lives in a cell (cell_: first_,
+  // then one per 2^27 transitions) and a cell never reuses a generation. The
+  // transition that would wrap (under the mutex) readies the successor
+  // (generation 0, the new state; linked from the old cell's `next`), writes
+  // `retired` into the old word (a CAS, store or exchange like any
+  // transition, with release), then installs the successor in cell_; a
+  // reader that meets the retired word (acquire) follows `next` (current()).
+  // No state has value 7, so no compare, CAS or fast_admits ever matches a
+  // retired word, and cells (64 bytes each) are freed only with the breaker:
+  // a call that holds an old cell (the shell's closed path holds the one it
+  // was admitted from), or the public generation base + gen of one (a 64-bit
+  // count of transitions), finds it retired. So a (cell, generation) pair is
+  // current during one stretch of time only, and a late result never counts,
+  // whatever the number of transitions.
+  //
+  // Memory orders. Transitions hold the mutex and publish with release;
+  // counts in a state are CASes on the word (acq_rel); readers load with
+  // acquire (the closed admission relaxed: it reads nothing the word guards).
+  // - Exact half-open probes: each admission is one CAS that checks
+  //   admitted < permitted_probes in the word: one modification order, so
+  //   never more than k in a round (stress_test.cpp: probes in flight per
+  //   generation, under contention; epoch_test.cpp: across wraps).
+  // - Late results ignored: a result checks its generation and counts in the
+  //   same CAS on its cell's word, or under the mutex (trips, probes); see
+  //   Cells (half_open_test.cpp [generation], epoch_test.cpp).
+  // - metrics().failures never above the truth: a run of failures is added to
+  //   the counter (release) after the word change that ended it; metrics()
+  //   loads the counter (acquire), then the word. If that load read the add
+  //   (or a later one: a release sequence), the word change happened before
+  //   the word load, which by coherence no longer holds the run; if not, the
+  //   run is counted at most once, from the word (metrics_stress_test.cpp).
   static constexpr std::uint64_t state_mask = 0x7;
   static constexpr std::uint64_t records_bit = 0x8;
   static constexpr std::uint64_t timed_bit = 0x10;
@@ -471,6 +585,7 @@ class circuit_breaker_core {
   static constexpr std::uint64_t low_mask = 0xffffffffu;
   static constexpr std::uint64_t run_step = std::uint64_t{1} << payload_shift;  // one more failure
   static constexpr std::uint64_t payload_mask = ~low_mask;
+  static constexpr std::uint64_t retired = ~std::uint64_t{0};  // state 7: no state
 
   static circuit_state state_of(std::uint64_t w) noexcept {
     return static_cast<circuit_state>(w & state_mask);
@@ -480,6 +595,14 @@ class circuit_breaker_core {
   }
   static std::uint32_t payload_of(std::uint64_t w) noexcept {
     return static_cast<std::uint32_t>(w >> payload_shift);
+  }
+  /// True when `w` is a word of generation `gen` (a retired word's bits are no generation).
+  static bool of_generation(std::uint64_t w, std::uint32_t gen) noexcept {
+    return w != retired && gen_of(w) == gen;
+  }
+  /// The generation within its cell of public generation `g`.
+  static std::uint32_t low_bits(std::uint64_t g) noexcept {
+    return static_cast<std::uint32_t>(g & gen_mask);
   }
   static std::uint32_t ho_admitted(std::uint64_t w) noexcept { return payload_of(w) & 0x3ff; }
   static std::uint32_t ho_successes(std::uint64_t w) noexcept {
@@ -505,10 +628,10 @@ class circuit_breaker_core {
     return o;
   }
 
-  static circuit_admission admit(circuit_state st, std::uint32_t generation) noexcept {
+  static circuit_admission admit(circuit_state st, std::uint64_t generation) noexcept {
     return {true, st, false, st, generation, {}, std::nullopt};
   }
-  static circuit_admission reject(circuit_state st, std::uint32_t generation,
+  static circuit_admission reject(circuit_state st, std::uint64_t generation,
                                   std::optional<duration> retry_after) noexcept {
     return {false, st, false, st, generation, {}, retry_after};
   }
@@ -544,8 +667,8 @@ class circuit_breaker_core {
   }
 
   template <class Now, class HintFn>
-  std::optional<circuit_transition> record_closed(std::uint64_t w, bool failed, bool slow, Now& now,
-                                                  HintFn& hint_fn) {
+  std::optional<circuit_transition> record_closed(cell& c, std::uint64_t w, bool failed, bool slow,
+                                                  Now& now, HintFn& hint_fn) {
     const bool disabled = state_of(w) == circuit_state::disabled;
     cold_state& cold = *cold_;
     switch (rule_) {
@@ -558,8 +681,8 @@ class circuit_breaker_core {
             if (run == 0) return std::nullopt;  // the hot path: load, compare, no store
             next = make(state_of(w), generation, 0);
           } else {
-            if (!disabled && run + 1 >= threshold_) {
-              return trip(generation, open_reason::consecutive_failures, 1.0, now, hint_fn);
+            if (!disabled && run + 1 >= threshold()) {
+              return trip(epoch_of(c, w), open_reason::consecutive_failures, 1.0, now, hint_fn);
             }
             if (run == 0xffffffffu) {  // a saturated run (disabled): count this one apart
               count_failure();
@@ -567,12 +690,12 @@ class circuit_breaker_core {
             }
             next = w + (std::uint64_t{1} << payload_shift);
           }
-          if (word_.compare_exchange_weak(w, next, std::memory_order_acq_rel)) {
-            if (!failed) cold.failures.fetch_add(run, std::memory_order_relaxed);
+          if (c.word.compare_exchange_weak(w, next, std::memory_order_acq_rel)) {
+            if (!failed) cold.failures.fetch_add(run, std::memory_order_release);  // see metrics
             return std::nullopt;
           }
-          if (gen_of(w) != generation) {
-            if (failed) count_failure();  // late after all
+          if (!of_generation(w, generation)) {  // the state moved on (or the cell retired)
+            if (failed) count_failure();        // late after all
             return std::nullopt;
           }
         }
@@ -580,20 +703,20 @@ class circuit_breaker_core {
       case rule::in_period: {
         if (!failed) return std::nullopt;
         if (cold.stamps.record(now()) && !disabled) {
-          return trip(gen_of(w), open_reason::failures_in_period, 1.0, now, hint_fn);
+          return trip(epoch_of(c, w), open_reason::failures_in_period, 1.0, now, hint_fn);
         }
         return std::nullopt;
       }
       case rule::ratio_count: {
         cold.count.record(failed, slow);
         if (!(failed || slow) || disabled) return std::nullopt;
-        return judge(gen_of(w), cold.count.counts(), failed, slow, now, hint_fn);
+        return judge(epoch_of(c, w), cold.count.counts(), failed, slow, now, hint_fn);
       }
       case rule::ratio_time: {
         const time_point t = now();
         cold.time.record(t, failed, slow);
         if (!(failed || slow) || disabled) return std::nullopt;
-        return judge(gen_of(w), cold.time.counts(t), failed, slow, now, hint_fn);
+        return judge(epoch_of(c, w), cold.time.counts(t), failed, slow, now, hint_fn);
       }
     }
     return std::nullopt;
@@ -601,7 +724,7 @@ class circuit_breaker_core {
 
   // A ratio rule decides only on a failure or a slow call: a success never opens.
   template <class Now, class HintFn>
-  std::optional<circuit_transition> judge(std::uint32_t generation, detail::window_counts c,
+  std::optional<circuit_transition> judge(std::uint64_t generation, detail::window_counts c,
                                           bool failed, bool slow, Now& now, HintFn& hint_fn) {
     const cold_state& cold = *cold_;
     if (c.calls < cold.minimum_calls) return std::nullopt;
@@ -614,29 +737,34 @@ class circuit_breaker_core {
     return std::nullopt;
   }
 
-  // closed -> open, if the circuit is still closed in `generation`. For
+  // closed -> open, if the circuit is still closed in public generation
+  // `generation` (the current cell is never retired under the mutex). For
   // consecutive_failures the failure that trips is not counted yet: the CAS
-  // that opens adds it with the run it ends.
+  // that opens adds it with the run it ends. (No cell parameter: a seventh
+  // integer argument goes on the stack, and GCC then gives every caller a
+  // frame pointer, the closed path included.)
   template <class Now, class HintFn>
-  std::optional<circuit_transition> trip(std::uint32_t generation, open_reason reason,
+  std::optional<circuit_transition> trip(std::uint64_t generation, open_reason reason,
                                          double failure_ratio, Now& now, HintFn& hint_fn) {
     cold_state& cold = *cold_;
     const bool consecutive = reason == open_reason::consecutive_failures;
     std::lock_guard lock(cold.mutex);
-    std::uint64_t w = word_.load(std::memory_order_acquire);
+    cell& c = *cell_.load(std::memory_order_relaxed);
+    std::uint64_t w = c.word.load(std::memory_order_acquire);
     for (;;) {
-      if (gen_of(w) != generation || state_of(w) != circuit_state::closed) {
+      if (epoch_of(c, w) != generation || state_of(w) != circuit_state::closed) {
         if (consecutive) count_failure();  // the state moved on: a late failure
         return std::nullopt;
       }
-      if (consecutive && payload_of(w) + 1 < threshold_) {
+      if (consecutive && payload_of(w) + 1 < threshold()) {
         // A success reset the run meanwhile: this failure only counts.
-        if (word_.compare_exchange_weak(w, w + (std::uint64_t{1} << payload_shift),
-                                        std::memory_order_acq_rel)) {
+        if (c.word.compare_exchange_weak(w, w + (std::uint64_t{1} << payload_shift),
+                                         std::memory_order_acq_rel)) {
           return std::nullopt;
         }
         continue;
       }
+      const std::uint64_t next = following(c, gen_of(w), circuit_state::open, 0);
       const time_point t = now();
       duration growth = cold.growth;
       if (detail::time_until(time_point(duration(cold.last_closed.load(std::memory_order_relaxed))),
@@ -647,11 +775,9 @@ class circuit_breaker_core {
       cold.open_until.store(detail::saturating_add(t, open_for).time_since_epoch().count(),
                             std::memory_order_relaxed);
       // A CAS, not a store: a lock-free failure or success may have changed the run.
-      if (!word_.compare_exchange_strong(w, make(circuit_state::open, generation + 1, 0),
-                                         std::memory_order_acq_rel)) {
-        continue;
-      }
-      if (consecutive) cold.failures.fetch_add(payload_of(w) + 1, std::memory_order_relaxed);
+      if (!c.word.compare_exchange_strong(w, next, std::memory_order_acq_rel)) continue;
+      install_successor(c, next);
+      if (consecutive) cold.failures.fetch_add(payload_of(w) + 1, std::memory_order_release);
       cold.growth = grown(growth);
       cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
       return circuit_transition{
@@ -676,64 +802,73 @@ class circuit_breaker_core {
     return growth;
   }
 
-  // half-open -> open (a probe failed); the caller holds the mutex.
+  // half-open -> open (a probe failed); the caller holds the mutex and `c`
+  // is current, in `generation`.
   template <class HintFn>
-  circuit_transition reopen_locked(std::uint32_t generation, double failure_ratio, time_point t,
-                                   HintFn& hint_fn) {
+  circuit_transition reopen_locked(cell& c, std::uint32_t generation, double failure_ratio,
+                                   time_point t, HintFn& hint_fn) {
     cold_state& cold = *cold_;
+    const std::uint64_t next = following(c, generation, circuit_state::open, 0);
     const duration open_for = open_time(cold.growth, hint_fn);
     cold.growth = grown(cold.growth);
     cold.open_until.store(detail::saturating_add(t, open_for).time_since_epoch().count(),
                           std::memory_order_relaxed);
     cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
-    word_.store(make(circuit_state::open, generation + 1, 0), std::memory_order_release);
+    c.word.store(next, std::memory_order_release);
+    install_successor(c, next);
     return {circuit_state::half_open,  circuit_state::open, t,
             open_reason::probe_failed, failure_ratio,       open_for};
   }
 
   // open -> half-open (the open time is over), or a new half-open round (the
   // last one waited too long): the caller becomes the round's first probe.
-  std::optional<circuit_admission> enter_half_open(std::uint64_t seen, time_point t) {
+  // `seen` was read from cell `c`: a retired `c` no longer holds its state.
+  std::optional<circuit_admission> enter_half_open(cell& c, std::uint64_t seen, time_point t) {
     cold_state& cold = *cold_;
     std::lock_guard lock(cold.mutex);
-    const std::uint64_t w = word_.load(std::memory_order_acquire);
-    if (state_of(w) != state_of(seen) || gen_of(w) != gen_of(seen)) return std::nullopt;
+    const std::uint64_t w = c.word.load(std::memory_order_acquire);
+    if (state_of(w) != state_of(seen) || !of_generation(w, gen_of(seen))) return std::nullopt;
     if (state_of(w) == circuit_state::half_open && ho_admitted(w) < probes_) return std::nullopt;
-    const std::uint32_t generation = (gen_of(w) + 1) & static_cast<std::uint32_t>(gen_mask);
+    const std::uint64_t next =
+        following(c, gen_of(w), circuit_state::half_open, ho_payload(1, 0, 0));
     cold.half_open_since.store(t.time_since_epoch().count(), std::memory_order_relaxed);
     cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
-    word_.store(make(circuit_state::half_open, generation, ho_payload(1, 0, 0)),
-                std::memory_order_release);
+    c.word.store(next, std::memory_order_release);
+    install_successor(c, next);
     return circuit_admission{
-        true, circuit_state::half_open, true, state_of(w), generation, t, std::nullopt};
+        true, circuit_state::half_open, true, state_of(w), epoch_of(c, w) + 1, t, std::nullopt};
   }
 
   template <class Now, class HintFn>
-  std::optional<circuit_transition> record_probe(std::uint32_t generation, bool failed, Now& now,
-                                                 HintFn& hint_fn) {
+  std::optional<circuit_transition> record_probe(cell& c, std::uint32_t generation, bool failed,
+                                                 Now& now, HintFn& hint_fn) {
     cold_state& cold = *cold_;
     std::lock_guard lock(cold.mutex);
-    std::uint64_t w = word_.load(std::memory_order_acquire);
+    std::uint64_t w = c.word.load(std::memory_order_acquire);
     for (;;) {
-      if (gen_of(w) != generation || state_of(w) != circuit_state::half_open) return std::nullopt;
+      if (!of_generation(w, generation) || state_of(w) != circuit_state::half_open) {
+        return std::nullopt;
+      }
       const std::uint32_t admitted = ho_admitted(w);
       std::uint32_t s = ho_successes(w);
       std::uint32_t f = ho_failures(w);
       (failed ? f : s) += 1;
       if (s >= cold.successes_needed) {
+        const std::uint64_t next = following(c, generation, circuit_state::closed, 0);
         const time_point t = now();
         cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
         cold.last_closed.store(t.time_since_epoch().count(), std::memory_order_relaxed);
         clear_windows();
-        word_.store(make(circuit_state::closed, generation + 1, 0), std::memory_order_release);
+        c.word.store(next, std::memory_order_release);
+        install_successor(c, next);
         return circuit_transition{
             circuit_state::half_open, circuit_state::closed, t, {}, ratio(f, s + f), {}};
       }
       if (f > probes_ - cold.successes_needed) {
-        return reopen_locked(generation, ratio(f, s + f), now(), hint_fn);
+        return reopen_locked(c, generation, ratio(f, s + f), now(), hint_fn);
       }
       // Probe admissions race with us (lock-free CAS on the same word): retry on change.
-      if (word_.compare_exchange_weak(
+      if (c.word.compare_exchange_weak(
               w, make(circuit_state::half_open, generation, ho_payload(admitted, s, f)),
               std::memory_order_acq_rel)) {
         return std::nullopt;
@@ -744,7 +879,10 @@ class circuit_breaker_core {
   std::optional<circuit_transition> force(circuit_state to, time_point t) {
     cold_state& cold = *cold_;
     std::lock_guard lock(cold.mutex);
-    const std::uint64_t seen = word_.load(std::memory_order_acquire);
+    cell& c = *cell_.load(std::memory_order_relaxed);  // under the mutex: current, not retired
+    // Its generation changes under the mutex only: the exchange below sees the same.
+    const std::uint32_t generation = gen_of(c.word.load(std::memory_order_acquire));
+    const std::uint64_t next = following(c, generation, to, 0);
     if (to != circuit_state::isolated) clear_windows();
     if (to == circuit_state::closed) {
       cold.growth = cold.options.open_duration;
@@ -752,14 +890,59 @@ class circuit_breaker_core {
     }
     cold.last_transition.store(t.time_since_epoch().count(), std::memory_order_relaxed);
     // An exchange: the run of failures it ends is added exactly once.
-    const std::uint64_t w =
-        word_.exchange(make(to, gen_of(seen) + 1, 0), std::memory_order_acq_rel);
+    const std::uint64_t w = c.word.exchange(next, std::memory_order_acq_rel);
+    install_successor(c, next);
     if (const std::uint32_t held = failures_held(w)) {
-      cold.failures.fetch_add(held, std::memory_order_relaxed);
+      cold.failures.fetch_add(held, std::memory_order_release);  // after the exchange: see metrics
     }
     const circuit_state from = state_of(w);
     if (from == to && to != circuit_state::closed) return std::nullopt;
     return circuit_transition{from, to, t, {}, 0.0, {}};
+  }
+
+  // Under the mutex, before a transition from generation `generation` of
+  // current cell `c` to state `to` with `payload`: returns the word to write
+  // into `c`. That is the next generation, or, from the cell's last one, the
+  // retired marker: then the successor is made ready first (install_successor
+  // must follow the write). Changes nothing readable, so a transition that
+  // then does not happen (a failed CAS) leaves no trace. Allocates only when
+  // the allocation after the last wrap failed; std::bad_alloc then leaves
+  // the breaker unchanged.
+  std::uint64_t following(cell& c, std::uint32_t generation, circuit_state to,
+                          std::uint32_t payload) {
+    if (generation != gen_mask) [[likely]]
+      return make(to, generation + 1, payload);
+    return ready_successor(c, make(to, 0, payload));
+  }
+  // Out of line, as below: once per 2^27 transitions, kept from the callers' size.
+  KEEL_DETAIL_NOINLINE std::uint64_t ready_successor(cell& c, std::uint64_t word) {
+    cell* successor = c.next.load(std::memory_order_relaxed);
+    if (successor == nullptr) {
+      successor = new heap_cell;
+      c.next.store(successor, std::memory_order_relaxed);
+    }
+    // 2^64 transitions (585 years at one per nanosecond) would wrap the base.
+    successor->base = c.base + gen_mask + 1;
+    successor->word.store(word, std::memory_order_relaxed);
+    return retired;
+  }
+
+  // After a transition wrote `written` (from following) into current cell `c`:
+  // when that retired `c`, the successor becomes current, and gets a
+  // successor of its own for the next wrap (if this allocation fails, that
+  // wrap allocates).
+  void install_successor(cell& c, std::uint64_t written) noexcept {
+    if (written == retired) [[unlikely]]
+      make_successor_current(c);
+  }
+  KEEL_DETAIL_NOINLINE void make_successor_current(cell& c) noexcept {
+    cell* successor = c.next.load(std::memory_order_relaxed);
+    cell_.store(successor, std::memory_order_release);
+    successor->next.store(new (std::nothrow) heap_cell, std::memory_order_relaxed);
+  }
+
+  std::uint32_t threshold() const noexcept {
+    return static_cast<std::uint32_t>(run_limit_ >> payload_shift);
   }
 
   void clear_windows() noexcept {
@@ -783,6 +966,16 @@ class circuit_breaker_core {
   // options, the mutex of transitions, the counters and the rule's window.
   struct cold_state {
     explicit cold_state(circuit_breaker_options o) : options(std::move(o)) {}
+    cold_state(const cold_state&) = delete;
+    cold_state& operator=(const cold_state&) = delete;
+    ~cold_state() {
+      cell* c = second.next.load(std::memory_order_relaxed);
+      while (c != nullptr) {
+        cell* older_successor = c->next.load(std::memory_order_relaxed);
+        delete static_cast<heap_cell*>(c);
+        c = older_successor;
+      }
+    }
     // Read by every rejection, written on transitions only.
     std::atomic<std::int64_t> open_until{0};
     std::atomic<std::int64_t> half_open_since{0};
@@ -806,19 +999,49 @@ class circuit_breaker_core {
     detail::count_window count;
     detail::time_window time;
     circuit_breaker_options options;
+    // The first wrap's cell, allocated with the rest; the cells of later
+    // wraps follow it (next), each allocated one wrap ahead, freed here.
+    alignas(64) cell second;
   };
 
-  // The whole object is one cache line: the state word every call reads, and
-  // the few constants the closed path needs next to it.
-  alignas(64) std::atomic<std::uint64_t> word_{0};
+  // The whole object is one cache line: the first cell (the state word every
+  // call reads), the current cell (the first one for 2^27 transitions) and
+  // the few constants the closed path needs next to them.
+  alignas(64) cell first_;
+  std::atomic<cell*> cell_{&first_};
   std::unique_ptr<cold_state> cold_;
   std::uint64_t flags_ = 0;      // records_bit, timed_bit: or'ed into every state word
-  std::uint64_t run_limit_ = 0;  // consecutive_failures: threshold_ in the payload, else 0
-  std::uint32_t threshold_ = 5;
+  std::uint64_t run_limit_ = 0;  // consecutive_failures: the threshold in the payload, else 0
   std::uint32_t probes_ = 1;
   rule rule_ = rule::consecutive;
   bool slow_enabled_ = false;
 };
+
+namespace detail {
+
+/// A test seam, not an API: reaching a cell's wrap takes 2^27 transitions.
+struct breaker_core_test_access {
+  /// Generations per cell: after this many transitions the word moves to a new cell.
+  static constexpr std::uint64_t generations_per_cell = circuit_breaker_core::gen_mask + 1;
+
+  /// Moves the current cell of `core` to `generation` (< generations_per_cell,
+  /// above its own), as if that many transitions had passed in its state: a
+  /// wrap is then a few transitions away. State, payload and counters are kept.
+  static void set_generation(circuit_breaker_core& core, std::uint32_t generation) {
+    using c = circuit_breaker_core;
+    std::lock_guard lock(core.cold_->mutex);
+    c::cell& current = *core.cell_.load(std::memory_order_relaxed);
+    std::uint64_t w = current.word.load(std::memory_order_relaxed);
+    while (!current.word.compare_exchange_weak(
+        w,
+        (w & ~(c::gen_mask << c::gen_shift)) |
+            ((std::uint64_t{generation} & c::gen_mask) << c::gen_shift),
+        std::memory_order_acq_rel)) {
+    }
+  }
+};
+
+}  // namespace detail
 
 }  // namespace keel
 

@@ -108,8 +108,9 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     bool admitted() const noexcept { return admitted_; }
     /// True when the call is a half-open probe.
     bool is_probe() const noexcept { return admitted_ && state_ == circuit_state::half_open; }
-    /// The generation (epoch) the call was admitted in; it changes with every transition.
-    std::uint32_t generation() const noexcept { return generation_; }
+    /// The generation (epoch) the call was admitted in: 0 at construction, +1
+    /// at every transition and every isolate(), disable() or reset().
+    std::uint64_t generation() const noexcept { return generation_; }
     /// For a rejection: circuit_open, or circuit_isolated when isolated by hand.
     errc rejection_code() const noexcept {
       return state_ == circuit_state::isolated ? errc::circuit_isolated : errc::circuit_open;
@@ -152,7 +153,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
 
    private:
     friend class circuit_breaker;
-    permit(const circuit_breaker* owner, std::uint32_t generation, circuit_state state,
+    permit(const circuit_breaker* owner, std::uint64_t generation, circuit_state state,
            bool admitted, std::optional<duration> retry_after = std::nullopt) noexcept
         : owner_(admitted ? owner : nullptr),
           retry_after_ns_(retry_after ? std::max(retry_after->count(), std::int64_t{0}) : -1),
@@ -169,7 +170,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
 
     const circuit_breaker* owner_;  // null once recorded or released, and for rejections
     std::int64_t retry_after_ns_;   // -1: none (not std::optional: this is built on every call)
-    std::uint32_t generation_;
+    std::uint64_t generation_;
     circuit_state state_;
     bool admitted_;
   };
@@ -178,7 +179,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// callable). Test the permit; if admitted, make the call and record its
   /// result on the permit. Never blocks; reads the clock only when not closed.
   permit try_acquire() const {
-    std::uint32_t generation = 0;
+    std::uint64_t generation = 0;
     circuit_state state{};
     if (core_.try_admit_closed(generation, state)) [[likely]]
       return permit(this, generation, state, true);
@@ -208,7 +209,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     const std::uint64_t w = core_.admission_word();
     if (!circuit_breaker_core::fast_admits(w)) [[unlikely]]
       return run_slow<R>(core_.snapshot(), detail::pass_next(next), ctx);
-    return run_closed<R>(w, next, ctx);
+    return run_closed<R>(core_.first_cell(), w, next, ctx);
   }
 
   /// Forces the circuit open until reset(): calls get errc::circuit_isolated.
@@ -238,27 +239,33 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   // Admitted on the closed path (state word `w`). Returns `o` only: GCC
   // builds a named result in the caller's slot only when every return names it.
   template <class R, class Next>
-  outcome<R> run_closed(std::uint64_t w, Next& next, context& ctx) const {
+  outcome<R> run_closed(circuit_breaker_core::cell& cell, std::uint64_t w, Next& next,
+                        context& ctx) const {
     outcome<R> o = next(ctx);
     const call_result r = classify(o);
     if (r == call_result::success) [[likely]] {
-      if (!circuit_breaker_core::success_is_free(w) && !core_.unchanged_since(w)) {
-        core_.record_closed_success(circuit_breaker_core::generation_of(w),
+      if (!circuit_breaker_core::success_is_free(w) && !core_.unchanged_since(cell, w)) {
+        core_.record_closed_success(cell, circuit_breaker_core::generation_of(w),
                                     [this] { return env_.now(); });
       }
-    } else if (r != call_result::failure || !core_.extend_run(w)) {
-      finish_closed(circuit_breaker_core::generation_of(w), r, o);
+    } else if (r != call_result::failure || !core_.extend_run(cell, w)) {
+      finish_closed(circuit_breaker_core::epoch_of(cell, w), r, o);
     }
     return o;
   }
 
   // Not closed (`w` reloaded with acquire): an open circuit rejects with one
-  // clock read, one load of the open time and one counter increment;
-  // anything else takes a permit. `next` comes by value (detail::pass_next),
-  // so that the closed path keeps it in registers.
+  // clock read, one load of the open time and one counter increment; a
+  // circuit closed in a later cell than the first (after 2^27 transitions,
+  // see breaker_core.hpp) takes the closed path on that cell; anything else
+  // takes a permit. `next` comes by value (detail::pass_next), so that the
+  // closed path keeps it in registers.
   template <class R, class Next>
   outcome<R> run_slow(std::uint64_t w, Next next, context& ctx) const {
-    if (circuit_breaker_core::is_open(w)) {
+    if (circuit_breaker_core::is_retired(w)) [[unlikely]] {
+      const auto [cell, now] = core_.current();
+      if (circuit_breaker_core::fast_admits(now)) return run_closed<R>(*cell, now, next, ctx);
+    } else if (circuit_breaker_core::is_open(w)) {
       const std::int64_t left = core_.reject_open(w, env_.now());
       if (left >= 0) {
         if constexpr (detail::listens_to<Listener, call_rejected>) {
@@ -303,7 +310,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   // A failure (or an ignored outcome) of a call admitted on the closed path
   // that extend_run could not take: may trip, so it stays out of line.
   template <class R>
-  KEEL_DETAIL_NOINLINE void finish_closed(std::uint32_t generation, call_result r,
+  KEEL_DETAIL_NOINLINE void finish_closed(std::uint64_t generation, call_result r,
                                           const outcome<R>& o) const {
     finish(
         generation, r, duration::zero(), [this] { return env_.now(); },
@@ -311,7 +318,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   }
 
   template <class NowFn, class HintFn>
-  void finish(std::uint32_t generation, call_result r, duration elapsed, NowFn&& now,
+  void finish(std::uint64_t generation, call_result r, duration elapsed, NowFn&& now,
               HintFn&& hint) const {
     if (auto t = core_.record_with(generation, r, elapsed, now, hint)) [[unlikely]]
       announce(*t);
