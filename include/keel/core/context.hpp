@@ -52,6 +52,20 @@ template <class C>
 struct kept_clock_of final : kept_clock {
   C clock;
   explicit kept_clock_of(const C& c) : kept_clock{{1}, &free}, clock(c) {}
+
+  /// A new copy of `c`, or null when it cannot be made (out of memory, or the
+  /// clock's copy threw).
+  static kept_clock_of* make(const C& c) noexcept {
+#if KEEL_HAS_EXCEPTIONS
+    try {
+      return new (std::nothrow) kept_clock_of(c);
+    } catch (...) {
+      return nullptr;
+    }
+#else
+    return new (std::nothrow) kept_clock_of(c);
+#endif
+  }
   static time_point read(const void* k) {
     return time_point(
         static_cast<const kept_clock_of*>(static_cast<const kept_clock*>(k))->clock.now());
@@ -79,30 +93,39 @@ class clock_ref {
   }
   ~clock_ref() { release(); }
 
-  /// From now on, reads the clock of environment (or clock) `e`: the clock
-  /// member of a keel::basic_environment or keel::testing::virtual_environment,
-  /// otherwise `e` itself.
-  template <class E>
-  void assign(const E& e) noexcept {
-    if constexpr (std::is_empty_v<E> && std::is_default_constructible_v<E>) {
+  clock_ref(clock_ref&& other) noexcept
+      : read_(std::exchange(other.read_, nullptr)), kept_(std::exchange(other.kept_, nullptr)) {}
+  clock_ref& operator=(clock_ref&& other) noexcept {
+    if (this != &other) {
       release();
-      read_ = [](const void*) { return time_point(E{}.now()); };
+      read_ = std::exchange(other.read_, nullptr);
+      kept_ = std::exchange(other.kept_, nullptr);
+    }
+    return *this;
+  }
+
+  /// Reads the clock of environment (or clock) `e`: the clock member of a
+  /// keel::basic_environment or keel::testing::virtual_environment, otherwise
+  /// `e` itself.
+  template <class E>
+  static clock_ref to(const E& e) noexcept {
+    clock_ref r;
+    if constexpr (std::is_empty_v<E> && std::is_default_constructible_v<E>) {
+      r.read_ = [](const void*) { return time_point(E{}.now()); };
     } else if constexpr (requires { environment_clock<E>::of(e); }) {
-      assign(environment_clock<E>::of(e));
+      return to(environment_clock<E>::of(e));
     } else {
       static_assert(std::is_copy_constructible_v<E>, "a clock must be copyable");
-      kept_clock_of<E>* kept = keep(e);
-      release();
-      if (kept != nullptr) {
-        read_ = &kept_clock_of<E>::read;
-        kept_ = kept;
+      if (kept_clock_of<E>* kept = kept_clock_of<E>::make(e)) {
+        r.read_ = &kept_clock_of<E>::read;
+        r.kept_ = kept;
       } else {
-        // Out of memory (or the clock's copy threw): no clock to read, so the
-        // deadline counts as passed. The call learns it at once, and nothing
-        // refers to the policy.
-        read_ = [](const void*) { return time_point::max(); };
+        // No copy: no clock to read, so the deadline counts as passed. The
+        // call learns it at once, and nothing refers to the policy.
+        r.read_ = [](const void*) { return time_point::max(); };
       }
     }
+    return r;
   }
 
   time_point now() const {
@@ -111,19 +134,6 @@ class clock_ref {
   }
 
  private:
-  template <class C>
-  static kept_clock_of<C>* keep(const C& c) noexcept {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      return new (std::nothrow) kept_clock_of<C>(c);
-    } catch (...) {
-      return nullptr;
-    }
-#else
-    return new (std::nothrow) kept_clock_of<C>(c);
-#endif
-  }
-
   // Out of line, and given the block rather than `this`: the destructor stays
   // small enough to inline everywhere, and a context that keeps no clock never
   // has its address taken, so the optimizer can still drop it entirely.
@@ -200,7 +210,7 @@ class context {
   void tighten_deadline(time_point deadline, const Clock& clock) noexcept {
     if (deadline < deadline_) {
       deadline_ = deadline;
-      clock_.assign(clock);
+      clock_ = detail::clock_ref::to(clock);
     }
   }
 
