@@ -2,31 +2,151 @@
 #ifndef KEEL_CORE_CONTEXT_HPP_INCLUDED
 #define KEEL_CORE_CONTEXT_HPP_INCLUDED
 
+#include <atomic>
 #include <chrono>
+#include <new>
 #include <stop_token>
+#include <type_traits>
 #include <utility>
 
+#include "keel/core/environment.hpp"
 #include "keel/core/time.hpp"
 
 namespace keel {
 
+namespace testing {
+template <random_source Random>
+class basic_virtual_environment;
+}  // namespace testing
+
 namespace detail {
 
-/// A non-owning, type-erased reference to a clock, so that context::remaining()
-/// reads the same (possibly virtual) clock that set the deadline.
-struct clock_ref {
-  const void* self = nullptr;
-  time_point (*read)(const void*) = nullptr;
+/// Where an environment keeps the clock its now() reads, for the environments
+/// keel knows: the context then keeps a copy of that clock alone. Any other
+/// environment is kept whole.
+template <class E>
+struct environment_clock {};
 
-  template <class Clock>
-  static clock_ref to(const Clock& clock) noexcept {
-    return {&clock, [](const void* c) { return static_cast<const Clock*>(c)->now(); }};
+template <clock Clock, sleeper Sleeper, random_source Random>
+struct environment_clock<basic_environment<Clock, Sleeper, Random>> {
+  static const Clock& of(const basic_environment<Clock, Sleeper, Random>& e) noexcept {
+    return e.clock;
+  }
+};
+
+template <random_source Random>
+struct environment_clock<testing::basic_virtual_environment<Random>> {
+  static decltype(auto) of(const testing::basic_virtual_environment<Random>& e) noexcept {
+    return e.clock();
+  }
+};
+
+/// A clock with state, copied once onto the heap and shared by a context and
+/// its copies (reference-counted), so that none of them refers to the policy.
+struct kept_clock {
+  std::atomic<long> refs{1};
+  void (*destroy)(kept_clock*) noexcept;
+};
+
+template <class C>
+struct kept_clock_of final : kept_clock {
+  C clock;
+  explicit kept_clock_of(const C& c) : kept_clock{{1}, &free}, clock(c) {}
+
+  /// A new copy of `c`, or null when it cannot be made (out of memory, or the
+  /// clock's copy threw).
+  static kept_clock_of* make(const C& c) noexcept {
+#if KEEL_HAS_EXCEPTIONS
+    try {
+      return new (std::nothrow) kept_clock_of(c);
+    } catch (...) {
+      return nullptr;
+    }
+#else
+    return new (std::nothrow) kept_clock_of(c);
+#endif
+  }
+  static time_point read(const void* k) {
+    return time_point(
+        static_cast<const kept_clock_of*>(static_cast<const kept_clock*>(k))->clock.now());
+  }
+  static void free(kept_clock* k) noexcept { delete static_cast<kept_clock_of*>(k); }
+};
+
+/// The clock through which context::now() reads the time: the clock that set
+/// the deadline, owned by the context, so that a context may outlive the
+/// policy (and the pipeline) that set it. An empty clock (keel::steady_clock,
+/// the default environment) is made afresh at each read and costs nothing; a
+/// clock with state is copied once onto the heap and shared by the copies.
+class clock_ref {
+ public:
+  clock_ref() noexcept = default;
+  clock_ref(const clock_ref& other) noexcept : read_(other.read_), kept_(other.kept_) {
+    if (kept_ != nullptr) kept_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  clock_ref& operator=(const clock_ref& other) noexcept {
+    clock_ref copy(other);  // first: `other` may be *this
+    release();
+    read_ = copy.read_;
+    kept_ = std::exchange(copy.kept_, nullptr);
+    return *this;
+  }
+  ~clock_ref() { release(); }
+
+  clock_ref(clock_ref&& other) noexcept
+      : read_(std::exchange(other.read_, nullptr)), kept_(std::exchange(other.kept_, nullptr)) {}
+  clock_ref& operator=(clock_ref&& other) noexcept {
+    if (this != &other) {
+      release();
+      read_ = std::exchange(other.read_, nullptr);
+      kept_ = std::exchange(other.kept_, nullptr);
+    }
+    return *this;
+  }
+
+  /// Reads the clock of environment (or clock) `e`: the clock member of a
+  /// keel::basic_environment or keel::testing::virtual_environment, otherwise
+  /// `e` itself.
+  template <class E>
+  static clock_ref to(const E& e) noexcept {
+    clock_ref r;
+    if constexpr (std::is_empty_v<E> && std::is_default_constructible_v<E>) {
+      r.read_ = [](const void*) { return time_point(E{}.now()); };
+    } else if constexpr (requires { environment_clock<E>::of(e); }) {
+      return to(environment_clock<E>::of(e));
+    } else {
+      static_assert(std::is_copy_constructible_v<E>, "a clock must be copyable");
+      if (kept_clock_of<E>* kept = kept_clock_of<E>::make(e)) {
+        r.read_ = &kept_clock_of<E>::read;
+        r.kept_ = kept;
+      } else {
+        // No copy: no clock to read, so the deadline counts as passed. The
+        // call learns it at once, and nothing refers to the policy.
+        r.read_ = [](const void*) { return time_point::max(); };
+      }
+    }
+    return r;
   }
 
   time_point now() const {
-    if (read != nullptr) return read(self);
+    if (read_ != nullptr) return read_(kept_);
     return std::chrono::time_point_cast<duration>(std::chrono::steady_clock::now());
   }
+
+ private:
+  // Out of line, and given the block rather than `this`: the destructor stays
+  // small enough to inline everywhere, and a context that keeps no clock never
+  // has its address taken, so the optimizer can still drop it entirely.
+  KEEL_DETAIL_NOINLINE static void drop(kept_clock* kept) noexcept {
+    if (kept->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) kept->destroy(kept);
+  }
+  void release() noexcept {
+    if (kept_ != nullptr) drop(kept_);
+    kept_ = nullptr;
+  }
+
+  time_point (*read_)(const void*) = nullptr;  // reads kept_; null: std::chrono::steady_clock
+  kept_clock* kept_ = nullptr;                 // the shared copy of a clock with state, if any
 };
 
 }  // namespace detail
@@ -38,6 +158,13 @@ class context {
  public:
   /// A context with no deadline and a stop token that can never be triggered.
   context() = default;
+  // Inlined even on exception paths: an out-of-line call would take the
+  // context's address, and every call would then build it in memory.
+  [[gnu::always_inline]] ~context() = default;
+  context(const context&) = default;
+  context(context&&) noexcept = default;
+  context& operator=(const context&) = default;
+  context& operator=(context&&) noexcept = default;
 
   /// A context whose stop token is the caller's.
   explicit context(std::stop_token token) noexcept : stop_token_(std::move(token)) {}
@@ -72,7 +199,13 @@ class context {
   /// Sets the attempt number (retry).
   void set_attempt(int attempt) noexcept { attempt_ = attempt; }
 
-  /// Moves the deadline earlier (never later), read with `clock` from now on.
+  /// Moves the deadline earlier (never later), read with `clock` (a clock or
+  /// an environment) from now on. The context keeps that clock (the clock
+  /// member of a keel::basic_environment or virtual_environment), so it and its
+  /// copies may outlive the policy that set the deadline: an empty clock costs
+  /// nothing, one with state (a manual_clock) is copied once onto the heap. If
+  /// that copy fails (out of memory), the deadline counts as passed: now() is
+  /// time_point::max(), expired() true.
   template <class Clock>
   void tighten_deadline(time_point deadline, const Clock& clock) noexcept {
     if (deadline < deadline_) {

@@ -2,6 +2,7 @@
 #ifndef KEEL_CORE_ENVIRONMENT_HPP_INCLUDED
 #define KEEL_CORE_ENVIRONMENT_HPP_INCLUDED
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -10,6 +11,7 @@
 #include <mutex>
 #include <stop_token>
 #include <thread>
+#include <type_traits>
 
 #include "keel/core/time.hpp"
 #include "keel/detail/config.hpp"
@@ -48,19 +50,47 @@ struct steady_clock {
   }
 };
 
-/// Sleeps the calling thread; a stop request wakes it at once.
+namespace detail {
+
+/// `now + d` (d >= 0) on the clock's own time line, clamped to its last time
+/// point: a delay of duration::max() means "until stopped", never an overflow.
+template <class Clock>
+constexpr typename Clock::time_point wake_time(typename Clock::time_point now,
+                                               duration d) noexcept {
+  static_assert(std::is_same_v<typename Clock::duration, duration>,
+                "keel assumes a nanosecond steady clock");
+  return typename Clock::time_point{saturating_add(now.time_since_epoch(), d)};
+}
+
+/// The longest single wait of thread_sleeper: a far wake time is waited for in
+/// steps, so no standard library converts a huge time point to another clock.
+inline constexpr duration longest_sleep_step = std::chrono::hours(1);
+
+}  // namespace detail
+
+/// Sleeps the calling thread; a stop request wakes it at once. Any delay up to
+/// duration::max() is honoured (the wake time saturates).
 struct thread_sleeper {
   bool sleep_for(duration d, const std::stop_token& token) const {
+    using std::chrono::steady_clock;
     if (token.stop_requested()) return false;
     if (d <= duration::zero()) return true;
+    const steady_clock::time_point wake = detail::wake_time<steady_clock>(steady_clock::now(), d);
     if (!token.stop_possible()) {
-      std::this_thread::sleep_for(d);
+      for (auto now = steady_clock::now(); now < wake; now = steady_clock::now()) {
+        std::this_thread::sleep_for(std::min<duration>(wake - now, detail::longest_sleep_step));
+      }
       return true;
     }
     std::mutex mutex;
-    std::condition_variable_any wake;
+    std::condition_variable_any wake_up;
     std::unique_lock lock(mutex);
-    wake.wait_for(lock, token, d, [] { return false; });
+    for (auto now = steady_clock::now(); now < wake; now = steady_clock::now()) {
+      // now + step <= wake: never overflows.
+      const auto step_end = now + std::min<duration>(wake - now, detail::longest_sleep_step);
+      wake_up.wait_until(lock, token, step_end, [] { return false; });
+      if (token.stop_requested()) return false;
+    }
     return !token.stop_requested();
   }
 };

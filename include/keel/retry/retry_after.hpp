@@ -89,9 +89,23 @@ constexpr bool read_imf_fixdate(std::string_view s, civil_time& t) noexcept {
   return true;
 }
 
-// rfc850-date (obsolete): Sunday, 06-Nov-94 08:49:37 GMT. The two-digit year is
-// the one not more than 50 years in the future of `current_year` (RFC 9110 §5.6.7).
-constexpr bool read_rfc850(std::string_view s, int current_year, civil_time& t) noexcept {
+/// True when `t` lies more than 50 years after `now` (to the second): the
+/// calendar fields are compared with those of now moved 50 years on.
+constexpr bool more_than_50_years_after(const civil_time& t, const civil_time& now) noexcept {
+  const int a[] = {t.year, t.month, t.day, t.hour, t.minute, t.second};
+  const int b[] = {now.year + 50, now.month, now.day, now.hour, now.minute, now.second};
+  for (int k = 0; k < 6; ++k) {
+    if (a[k] != b[k]) return a[k] > b[k];
+  }
+  return false;
+}
+
+// rfc850-date (obsolete): Sunday, 06-Nov-94 08:49:37 GMT. RFC 9110 §5.6.7: a
+// two-digit year that would put the date more than 50 years in the future of
+// `now` is the most recent past year with those digits. So the year is the
+// latest one ending in those digits that is not more than 50 years ahead: it
+// depends on the date, not on a fixed pivot.
+constexpr bool read_rfc850(std::string_view s, const civil_time& now, civil_time& t) noexcept {
   http_date_reader r(s);
   int ignored = 0;
   int yy = 0;
@@ -101,9 +115,9 @@ constexpr bool read_rfc850(std::string_view s, int current_year, civil_time& t) 
     return false;
   }
   t.month += 1;
-  int year = current_year - current_year % 100 + yy;
-  if (year > current_year + 50) year -= 100;
-  t.year = year;
+  const int century = now.year - ((now.year % 100) + 100) % 100;  // floor to a multiple of 100
+  t.year = century + 100 + yy;  // at least 1 year ahead: the latest candidate
+  while (more_than_50_years_after(t, now)) t.year -= 100;  // at most twice
   return true;
 }
 
@@ -133,7 +147,9 @@ constexpr bool is_ows(char c) noexcept { return c == ' ' || c == '\t'; }
 
 /// Reads an HTTP `Retry-After` value (RFC 9110 §10.2.3): delay-seconds ("120")
 /// or an HTTP-date in IMF-fixdate, RFC 850 or asctime form (§5.6.7), which is
-/// wall-clock time, hence `now` from std::chrono::system_clock.
+/// wall-clock time, hence `now` from std::chrono::system_clock. An RFC 850
+/// two-digit year is the latest year with those digits that puts the date no
+/// more than 50 years after `now`.
 /// Returns the wait: a past date gives zero, anything above `cap` gives `cap`
 /// (default one day); garbage (signs, exponents, fractions, an embedded NUL,
 /// trailing text, an impossible date such as 29 Feb 2023) gives nullopt, "no hint".
@@ -161,9 +177,16 @@ inline std::optional<duration> parse_retry_after(std::string_view value,
   }
 
   const sys_days today = floor<days>(now);
-  const int current_year = static_cast<int>(year_month_day(today).year());
+  const year_month_day ymd(today);
+  const hh_mm_ss<seconds> clock_time(floor<seconds>(now - today));
+  const detail::civil_time now_civil{static_cast<int>(ymd.year()),
+                                     static_cast<int>(static_cast<unsigned>(ymd.month())),
+                                     static_cast<int>(static_cast<unsigned>(ymd.day())),
+                                     static_cast<int>(clock_time.hours().count()),
+                                     static_cast<int>(clock_time.minutes().count()),
+                                     static_cast<int>(clock_time.seconds().count())};
   detail::civil_time t;
-  if (!detail::read_imf_fixdate(value, t) && !detail::read_rfc850(value, current_year, t) &&
+  if (!detail::read_imf_fixdate(value, t) && !detail::read_rfc850(value, now_civil, t) &&
       !detail::read_asctime(value, t)) {
     return std::nullopt;
   }

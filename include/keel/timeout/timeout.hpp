@@ -136,7 +136,8 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
       const time_point end = env_.now();
       const bool stopped_by_watchdog =
           watch && watch->source.stop_requested() && !ctx.stop_requested();
-      if (end >= deadline || stopped_by_watchdog) {
+      // Decided by `end >= deadline` alone: a stop after an in-time end is no timeout.
+      if (end >= deadline) {
         o = late<R>(std::move(o), ctx, stopped_by_watchdog, start, end, deadline);
       }
       return o;
