@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "keel/core/context.hpp"
@@ -12,13 +13,63 @@
 
 namespace keel {
 
+namespace detail {
+
+/// Why an argument of keel::pipeline cannot be one of its policies.
+enum class refusal : unsigned char { not_a_policy, not_copyable };
+
+/// Stands in, in the pipeline's type, for an argument the pipeline refuses,
+/// so that the pipeline's own static_assert is the only error: it takes any
+/// argument and runs nothing. A program that names it does not compile.
+template <class P, refusal Why>
+struct refused_policy {
+  template <class A>
+  refused_policy(A&&) noexcept {}
+  template <class R, class Next>
+  outcome<R> run(Next&& next, context& ctx) const {
+    return next(ctx);
+  }
+};
+
+/// What a pipeline holds for an argument of type A (as given: `T&` for an
+/// lvalue): its decayed type, or refused_policy when that is not a policy
+/// holder, or when a copy (a move, for an rvalue) of it cannot be made.
+template <class A, class P = std::remove_cvref_t<A>>
+using pipeline_slot_t =
+    std::conditional_t<!policy_holder<P>, refused_policy<P, refusal::not_a_policy>,
+                       std::conditional_t<!std::is_constructible_v<P, A>,
+                                          refused_policy<P, refusal::not_copyable>, P>>;
+
+template <class P>
+inline constexpr bool is_policy_slot = policy_holder<P>;
+template <class P>
+inline constexpr bool is_policy_slot<refused_policy<P, refusal::not_a_policy>> = false;
+template <class P>
+inline constexpr bool is_policy_slot<refused_policy<P, refusal::not_copyable>> = true;
+
+template <class P>
+inline constexpr bool is_movable_slot = std::is_move_constructible_v<P>;
+template <class P>
+inline constexpr bool is_movable_slot<refused_policy<P, refusal::not_copyable>> = false;
+
+}  // namespace detail
+
 /// Policies composed outermost first: `pipeline(fallback, retry, breaker)` runs
 /// a call as fallback(retry(breaker(call))). Composed at compile time: no
 /// allocation, no virtual call. Each policy is held by value, by std::ref (to
 /// share a stateful breaker), or by std::shared_ptr. A pipeline is a policy,
-/// so pipelines nest.
-template <policy_holder... Policies>
+/// so pipelines nest. Anything else is refused with one sentence.
+template <class... Policies>
 class pipeline : public executable<pipeline<Policies...>> {
+  static_assert((detail::is_policy_slot<Policies> && ...),
+                "keel::pipeline: an argument is not a policy. A policy has `template <class R, "
+                "class Next> keel::outcome<R> run(Next&& next, keel::context& ctx) const` (see "
+                "keel::policy); give it by value, std::ref or std::shared_ptr");
+  static_assert((detail::is_movable_slot<Policies> && ...),
+                "keel::pipeline: a circuit breaker (or another stateful policy) cannot be "
+                "copied into a pipeline: pass std::ref(breaker), or hold it in a "
+                "std::shared_ptr and pass that");
+
  public:
   explicit pipeline(Policies... policies) : policies_(std::move(policies)...) {}
 
@@ -49,8 +100,10 @@ class pipeline : public executable<pipeline<Policies...>> {
   std::tuple<Policies...> policies_;
 };
 
-template <class... Policies>
-pipeline(Policies...) -> pipeline<Policies...>;
+// Arguments are taken as given (lvalue or rvalue) so that one the pipeline
+// cannot hold is named by the static_asserts above, not by a copy constructor.
+template <class... Args>
+pipeline(Args&&...) -> pipeline<detail::pipeline_slot_t<Args>...>;
 
 }  // namespace keel
 
