@@ -40,6 +40,15 @@ namespace keel {
 template <class Handles = on::any_failure_t, class Listener = no_listener,
           environment Env = default_environment, class Ignores = on::nothing_t>
 class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env, Ignores>> {
+  static_assert(detail::may_take_outcome<Handles>(),
+                "keel::circuit_breaker::handle needs a predicate on the outcome: a keel::on:: "
+                "predicate, or a callable taking const keel::outcome<R>&; to test the returned "
+                "value use keel::on::result(f), an error value keel::on::error(f)");
+  static_assert(detail::may_take_outcome<Ignores>(),
+                "keel::circuit_breaker::ignore needs a predicate on the outcome: a keel::on:: "
+                "predicate, or a callable taking const keel::outcome<R>&; to test the returned "
+                "value use keel::on::result(f), an error value keel::on::error(f)");
+
  public:
   /// Throws keel::config_error (aborts without exceptions) when `options` are invalid.
   // `X()` rather than `{}`: copy-list-initialization would make a type with an
@@ -164,8 +173,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     void finish(call_result r, duration elapsed, std::optional<duration> hint) {
       if (owner_ == nullptr) return;
       const circuit_breaker* b = std::exchange(owner_, nullptr);
-      b->finish(
-          generation_, r, elapsed, [b] { return b->env_.now(); }, [hint] { return hint; });
+      b->finish(generation_, r, elapsed, [b] { return b->env_.now(); }, [hint] { return hint; });
     }
 
     const circuit_breaker* owner_;  // null once recorded or released, and for rejections
@@ -369,8 +377,8 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   mutable circuit_breaker_core core_;
 };
 
-circuit_breaker()->circuit_breaker<>;
-circuit_breaker(circuit_breaker_options)->circuit_breaker<>;
+circuit_breaker() -> circuit_breaker<>;
+circuit_breaker(circuit_breaker_options) -> circuit_breaker<>;
 
 }  // namespace keel
 

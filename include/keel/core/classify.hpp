@@ -71,7 +71,33 @@ bool is_rejection(const outcome<R>& o) {
   return false;
 }
 
+namespace on {
+struct predicate_base;
+}
+
 namespace detail {
+
+/// Converts to `const outcome<R>&` for any R: asks whether a callable takes an
+/// outcome before the call's R is known. Unevaluated use only.
+struct any_outcome {
+  template <class R>
+  operator const outcome<R>&() const noexcept;
+};
+
+/// False when P provably cannot take a `const outcome<R>&`, whatever R: a
+/// function pointer or a class with one non-template operator() that does not
+/// accept it, or no callable at all. A keel::on:: predicate, or a generic or
+/// overloaded callable, may: those are checked where they are called.
+template <class P>
+consteval bool may_take_outcome() {
+  if constexpr (std::is_base_of_v<on::predicate_base, P>) {
+    return true;
+  } else if constexpr (std::is_pointer_v<P> || requires { &P::operator(); }) {
+    return std::is_invocable_v<const P&, const any_outcome&>;
+  } else {
+    return std::is_class_v<P>;
+  }
+}
 
 /// Asks a predicate: a keel::on:: predicate or any user callable. Every
 /// policy asks its predicates through this, whatever their type. One that
@@ -81,23 +107,37 @@ namespace detail {
 /// noexcept predicate costs nothing more than the call.
 template <class P, class... A>
 bool ask_user_predicate(const P& pred, const A&... args) noexcept {
-#if KEEL_HAS_EXCEPTIONS
-  try {
-    return static_cast<bool>(pred(args...));
-  } catch (...) {
+  if constexpr (!std::is_invocable_v<const P&, const A&...>) {
+    // A P that may_take_outcome refuses was already reported, with a sentence
+    // naming its setter, by the class that stores it (every keel policy, and
+    // on::when, checks its predicates where its type is formed): once is enough.
+    static_assert(!may_take_outcome<P>(),
+                  "keel: an outcome predicate (given to handle, ignore, abort_on or an "
+                  "alternative's when) cannot take this call's outcome: it must accept "
+                  "const keel::outcome<R>& for the callable's result type R");
     return true;
-  }
+  } else {
+#if KEEL_HAS_EXCEPTIONS
+    try {
+      return static_cast<bool>(pred(args...));
+    } catch (...) {
+      return true;
+    }
 #else
-  return static_cast<bool>(pred(args...));
+    return static_cast<bool>(pred(args...));
 #endif
+  }
 }
 
 }  // namespace detail
 
 /// Outcome predicates: tell a policy which outcomes it handles (retries, counts
 /// as a breaker failure, falls back from...). Combine them with ||, && and !.
+/// Every predicate may be written as a call: `on::exception<E>()` is
+/// `on::exception<E>`, `on::any_failure()` is `on::any_failure`, as
+/// `on::code(...)` and `on::result(f)` are calls.
 ///
-///     keel::on::exception<std::system_error> || keel::on::result(is_5xx)
+///     keel::on::exception<std::system_error>() || keel::on::result(is_5xx)
 namespace on {
 
 /// Tag base: marks a keel outcome predicate so the operators below apply to it.
@@ -106,6 +146,8 @@ struct predicate_base {};
 /// Any failure: a thrown exception, an expected-like error, or a keel failure.
 /// The default "what counts" of every policy.
 struct any_failure_t : predicate_base {
+  /// `on::any_failure()` is `on::any_failure`.
+  constexpr any_failure_t operator()() const noexcept { return *this; }
   template <class R>
   bool operator()(const outcome<R>& o) const noexcept {
     return !o.has_value();
@@ -115,6 +157,8 @@ inline constexpr any_failure_t any_failure{};
 
 /// Never matches.
 struct nothing_t : predicate_base {
+  /// `on::nothing()` is `on::nothing`.
+  constexpr nothing_t operator()() const noexcept { return *this; }
   template <class R>
   bool operator()(const outcome<R>&) const noexcept {
     return false;
@@ -126,6 +170,9 @@ inline constexpr nothing_t nothing{};
 template <class... Es>
 struct exception_t : predicate_base {
   static_assert(sizeof...(Es) > 0, "keel::on::exception needs at least one exception type");
+
+  /// `on::exception<E>()` is `on::exception<E>`.
+  constexpr exception_t operator()() const noexcept { return *this; }
 
   template <class R>
   bool operator()(const outcome<R>& o) const noexcept {
@@ -233,6 +280,8 @@ constexpr code_t<Codes...> code(Codes... codes) {
 
 /// Any failure keel produced itself (open circuit, timeout, ...).
 struct keel_error_t : predicate_base {
+  /// `on::keel_error()` is `on::keel_error`.
+  constexpr keel_error_t operator()() const noexcept { return *this; }
   template <class R>
   bool operator()(const outcome<R>& o) const noexcept {
     return o.has_keel_error();
@@ -243,6 +292,8 @@ inline constexpr keel_error_t keel_error{};
 /// A rejection by a policy (see keel::is_rejection): use it, not a list of
 /// codes, to catch "the circuit is open or isolated, the bulkhead full, ...".
 struct rejection_t : predicate_base {
+  /// `on::rejection()` is `on::rejection`.
+  constexpr rejection_t operator()() const noexcept { return *this; }
   template <class R>
   bool operator()(const outcome<R>& o) const {
     return is_rejection(o);
@@ -252,6 +303,8 @@ inline constexpr rejection_t rejection{};
 
 /// A cancellation (see keel::is_cancellation).
 struct cancellation_t : predicate_base {
+  /// `on::cancellation()` is `on::cancellation`.
+  constexpr cancellation_t operator()() const noexcept { return *this; }
   template <class R>
   bool operator()(const outcome<R>& o) const {
     return is_cancellation(o);
@@ -263,6 +316,9 @@ inline constexpr cancellation_t cancellation{};
 /// predicate that throws matches (see detail::ask_user_predicate).
 template <class P>
 struct when_t : predicate_base {
+  static_assert(detail::may_take_outcome<P>(),
+                "keel::on::when needs a callable taking const keel::outcome<R>&; to test the "
+                "returned value use keel::on::result(f), an error value keel::on::error(f)");
   P pred;
 
   template <class R>

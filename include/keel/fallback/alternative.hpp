@@ -72,7 +72,7 @@ using alternative_result_t = decltype(call_alternative<R>(
 /// it returns outcome<R>, or something convertible to R (void for void).
 template <class Ret, class R>
 concept stands_in_for = std::same_as<std::remove_cvref_t<Ret>, outcome<R>> ||
-    (std::is_void_v<R> ? std::is_void_v<Ret> : std::convertible_to<Ret, R>);
+                        (std::is_void_v<R> ? std::is_void_v<Ret> : std::convertible_to<Ret, R>);
 
 }  // namespace detail
 
@@ -186,6 +186,12 @@ class alternative {
   F f_;
   [[no_unique_address]] Handles handles_;
   [[no_unique_address]] Guard guard_;
+  // Last in the class: Clang 14 drops the members declared after a failed one.
+  static_assert(
+      detail::may_take_outcome<Handles>(),
+      "keel::alternative::when needs a predicate on the outcome: a keel::on:: predicate, or a "
+      "callable taking const keel::outcome<R>&; to test the returned value use "
+      "keel::on::result(f), an error value keel::on::error(f)");
 };
 
 template <class F>

@@ -201,6 +201,12 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   std::tuple<Alternatives...> alternatives_;
   [[no_unique_address]] Handles handles_{};
   [[no_unique_address]] Listener listener_{};
+  // Last in the class: Clang 14 drops the members declared after a failed one.
+  static_assert(
+      detail::may_take_outcome<Handles>(),
+      "keel::fallback::handle needs a predicate on the outcome: a keel::on:: predicate, or a "
+      "callable taking const keel::outcome<R>&; to test the returned value use "
+      "keel::on::result(f), an error value keel::on::error(f)");
 };
 
 template <class... Ts>

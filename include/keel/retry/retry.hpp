@@ -40,6 +40,12 @@ struct no_delay_function {};
 template <class AbortOn = on::nothing_t, class Hint = no_retry_hint,
           class Delay = no_delay_function>
 struct retry_hooks {
+  static_assert(
+      detail::may_take_outcome<AbortOn>(),
+      "keel::retry::abort_on needs a predicate on the outcome: a keel::on:: predicate, or a "
+      "callable taking const keel::outcome<R>&; to test the returned value use "
+      "keel::on::result(f), an error value keel::on::error(f)");
+
   [[no_unique_address]] AbortOn abort_on{};
   [[no_unique_address]] Hint hint{};
   [[no_unique_address]] Delay delay{};
@@ -135,6 +141,12 @@ struct retry_run_state {
 template <class Handles = on::any_failure_t, class Listener = no_listener,
           environment Env = default_environment, class Hooks = retry_hooks<>>
 class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
+  static_assert(
+      detail::may_take_outcome<Handles>(),
+      "keel::retry::handle needs a predicate on the outcome: a keel::on:: predicate, or a "
+      "callable taking const keel::outcome<R>&; to test the returned value use "
+      "keel::on::result(f), an error value keel::on::error(f)");
+
  public:
   /// Throws keel::config_error when `options` are invalid (see validate()).
   // Env() rather than {}: an environment's default constructor may be explicit.
@@ -476,8 +488,8 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   mutable detail::retry_counter_block counters_{};
 };
 
-retry()->retry<>;
-retry(retry_options)->retry<>;
+retry() -> retry<>;
+retry(retry_options) -> retry<>;
 
 }  // namespace keel
 

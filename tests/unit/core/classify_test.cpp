@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: BSL-1.0
 #include <stdexcept>
 #include <system_error>
+#include <type_traits>
 
 #include <keel/core/classify.hpp>
 
@@ -108,4 +109,42 @@ TEST_CASE("classify: predicates combine with ||, && and !", "[core][classify]") 
   const auto custom = on::when([](const auto& o) { return o.has_value() && o.value() == 13; });
   CHECK(custom(outcome<int>(13)));
   CHECK_FALSE(custom(outcome<int>(12)));
+}
+
+TEST_CASE("classify: every predicate may be written as a call, on::exception<E>() included",
+          "[core][classify]") {
+  STATIC_REQUIRE(std::is_same_v<decltype(on::exception<std::system_error>()),
+                                on::exception_t<std::system_error>>);
+  STATIC_REQUIRE(std::is_same_v<decltype(on::any_failure()), on::any_failure_t>);
+  STATIC_REQUIRE(std::is_same_v<decltype(on::nothing()), on::nothing_t>);
+  STATIC_REQUIRE(std::is_same_v<decltype(on::keel_error()), on::keel_error_t>);
+  STATIC_REQUIRE(std::is_same_v<decltype(on::rejection()), on::rejection_t>);
+  STATIC_REQUIRE(std::is_same_v<decltype(on::cancellation()), on::cancellation_t>);
+  constexpr auto io = on::exception<std::system_error, std::logic_error>();  // a constant
+  const auto failed_io = thrown(std::system_error(std::make_error_code(std::errc::io_error)));
+  CHECK(io(failed_io));
+  CHECK(io(thrown(std::invalid_argument("x"))));
+  CHECK_FALSE(io(thrown(std::runtime_error("x"))));
+  CHECK((on::exception<std::system_error>() || on::result([](int v) { return v < 0; }))(failed_io));
+  CHECK(on::keel_error()(outcome<int>::from_keel(keel::errc::timeout)));
+  CHECK(on::rejection()(outcome<int>::from_keel(keel::errc::circuit_open)));
+  CHECK(on::cancellation()(outcome<int>::from_keel(keel::errc::cancelled)));
+  CHECK(on::any_failure()(failed_io));
+  CHECK_FALSE(on::nothing()(failed_io));
+}
+
+TEST_CASE("classify: may_take_outcome refuses only callables that cannot take an outcome",
+          "[core][classify]") {
+  using keel::detail::may_take_outcome;
+  const auto on_value = [](int status) { return status >= 500; };
+  const auto on_outcome = [](const outcome<int>& o) { return !o.has_value(); };
+  const auto on_any = [](const auto& o) { return !o.has_value(); };
+  STATIC_REQUIRE(!may_take_outcome<decltype(on_value)>());
+  STATIC_REQUIRE(!may_take_outcome<bool (*)(int)>());
+  STATIC_REQUIRE(!may_take_outcome<int>());
+  STATIC_REQUIRE(may_take_outcome<decltype(on_outcome)>());
+  STATIC_REQUIRE(may_take_outcome<bool (*)(const outcome<response>&)>());
+  STATIC_REQUIRE(may_take_outcome<decltype(on_any)>());  // checked when called, with its R
+  STATIC_REQUIRE(may_take_outcome<on::exception_t<std::runtime_error>>());
+  STATIC_REQUIRE(may_take_outcome<decltype(on::result(on_value))>());
 }
