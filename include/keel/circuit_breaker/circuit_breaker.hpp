@@ -62,6 +62,8 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
         listener_(std::move(listener)),
         env_(std::move(env)),
         core_(std::move(options)) {}
+  /// `keel::circuit_breaker({})`: the default options.
+  explicit circuit_breaker(detail::empty_braces) : circuit_breaker(circuit_breaker_options()) {}
 
   circuit_breaker(const circuit_breaker&) = delete;
   circuit_breaker& operator=(const circuit_breaker&) = delete;

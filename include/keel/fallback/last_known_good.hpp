@@ -138,6 +138,8 @@ class last_known_good {
       : options_(options), env_(std::move(env)) {
     detail::require_valid(validate(options_));
   }
+  /// `keel::last_known_good<V>({})`: the default options.
+  explicit last_known_good(detail::empty_braces) : last_known_good(last_known_good_options()) {}
 
   last_known_good(const last_known_good&) = delete;
   last_known_good& operator=(const last_known_good&) = delete;

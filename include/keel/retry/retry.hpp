@@ -157,6 +157,8 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
         listener_(std::move(listener)),
         env_(std::move(env)),
         plain_(options_.max_elapsed == duration::max()) {}
+  /// `keel::retry({})`: the default options.
+  explicit retry(detail::empty_braces) : retry(retry_options()) {}
 
   /// The same retry handling the outcomes `h` matches (a keel::on predicate).
   template <class H>

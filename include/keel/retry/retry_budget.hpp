@@ -103,6 +103,8 @@ class retry_budget {
                                                        : milli(options.retry_cost)),
         threshold_(milli(options.max_tokens * options.retry_threshold)),
         tokens_(max_) {}
+  /// `keel::retry_budget({})`: the default options.
+  explicit retry_budget(detail::empty_braces) : retry_budget(retry_budget_options()) {}
 
   retry_budget(const retry_budget&) = delete;
   retry_budget& operator=(const retry_budget&) = delete;

@@ -69,6 +69,8 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
       : timeout(options, std::move(listener), std::move(env), watchdog_ptr{}) {
     detail::require_valid(validate(options_));
   }
+  /// `keel::timeout({})`: the default options.
+  explicit timeout(detail::empty_braces) : timeout(timeout_options()) {}
 
   /// The same timeout reporting timed_out and late_result_kept to `l`.
   template <class L>
