@@ -309,6 +309,8 @@ const std::vector<hook_row>& hook_table() {
 /// hooks, with the reason.
 const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
   static const std::map<std::pair<std::string, std::string>, const char*> list = {
+      {{"any_pipeline.hpp", "any_pipeline"}, "a policy, not user code"},
+      {{"any_pipeline.hpp", "next_ref"}, "detail: refers to keel's own `next`"},
       {{"core/context.hpp", "to"}, "detail::clock_ref: keel's own reference to a clock"},
       {{"core/events.hpp", "unwrap_ref"}, "detail: unwraps a listener held by std::ref"},
       {{"core/outcome.hpp", "construct_value"}, "detail: stores a result"},
