@@ -48,7 +48,8 @@ std::string describe(const keel::failure& f) {
 int main() {
   env_t env;  // virtual time: the cache's max_age is exact and the example is deterministic
   services svc;
-  keel::last_known_good<std::string, std::string, env_t> cache({.max_age = 10min}, env);
+  auto cache =
+      keel::last_known_good<std::string, std::string>({.max_age = 10min}).with_environment(env);
 
   // One call: the pipeline is a few pointers, so it is built per call with the call's key.
   auto weather = [&](const std::string& city, keel::staleness& stale) {

@@ -136,7 +136,8 @@ int main() {
   const auto model_retry = keel::retry({.max_attempts = 2, .max_hint_delay = 1s})
                                .with_environment(env)
                                .with_budget(budget);
-  keel::last_known_good<std::string, std::string, env_t> answers({.max_age = 10min}, env);
+  auto answers =
+      keel::last_known_good<std::string, std::string>({.max_age = 10min}).with_environment(env);
 
   // One model call: the whole provider chain, outermost first.
   const auto ask_model = [&](const std::string& question, keel::staleness& staleness) {

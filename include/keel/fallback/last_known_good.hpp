@@ -122,7 +122,8 @@ struct last_known_good_stats {
 /// the callable return (and Value be) std::shared_ptr<const T>. Thread-safe:
 /// one mutex, taken once per record and once per serve. Not copyable; share
 /// it by reference. Key needs std::hash<Key> (non-throwing) and ==; the default
-/// std::monostate keeps a single value.
+/// std::monostate keeps a single value. The environment (time) is the third
+/// template parameter, a constructor argument or with_environment(e).
 template <class Value, class Key = std::monostate, environment Env = default_environment>
 class last_known_good {
   static_assert(std::is_copy_constructible_v<Value>,
@@ -143,6 +144,14 @@ class last_known_good {
 
   last_known_good(const last_known_good&) = delete;
   last_known_good& operator=(const last_known_good&) = delete;
+
+  /// The clock the cache reads (keel::testing::virtual_environment in tests),
+  /// as every policy takes it: a new, empty cache with the same options. On
+  /// an rvalue only, like the breaker's setters: the cache is not copyable.
+  template <environment E>
+  last_known_good<Value, Key, E> with_environment(E e) && {
+    return last_known_good<Value, Key, E>(options_, std::move(e));
+  }
 
   /// The alternative that serves the value recorded for `key` (no_value or
   /// too_old failures otherwise). Holds a reference to this cache.

@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <keel/fallback.hpp>
@@ -23,6 +24,11 @@ using keel::outcome;
 using venv = keel::testing::virtual_environment;
 using cache_t = keel::last_known_good<std::string, std::string, venv>;
 
+/// A string cache on virtual time, given its environment as every policy takes it.
+cache_t string_cache(keel::last_known_good_options options, const venv& env) {
+  return keel::last_known_good<std::string, std::string>(options).with_environment(env);
+}
+
 std::string fail() { throw std::runtime_error("down"); }
 
 }  // namespace
@@ -30,7 +36,7 @@ std::string fail() { throw std::runtime_error("down"); }
 TEST_CASE("last_known_good: serves the last success, marked stale, with its exact age",
           "[fallback][last_known_good]") {
   venv env;
-  cache_t cache({.max_age = 10s}, env);
+  auto cache = string_cache({.max_age = 10s}, env);
   keel::staleness s;
   auto p = keel::pipeline(keel::fallback(cache.serve("eur", s)), cache.record("eur"));
 
@@ -51,7 +57,7 @@ TEST_CASE("last_known_good: serves the last success, marked stale, with its exac
 
 TEST_CASE("last_known_good: a value expires exactly after max_age", "[fallback][last_known_good]") {
   venv env;
-  cache_t cache({.max_age = 10s}, env);
+  auto cache = string_cache({.max_age = 10s}, env);
   auto p = keel::pipeline(keel::fallback(cache.serve("k")), cache.record("k"));
   REQUIRE(p.execute([] { return std::string("v"); }) == "v");
 
@@ -72,7 +78,7 @@ TEST_CASE("last_known_good: a value expires exactly after max_age", "[fallback][
 TEST_CASE("last_known_good: nothing recorded means no_value, and the chain goes on",
           "[fallback][last_known_good]") {
   venv env;
-  cache_t cache({}, env);
+  auto cache = string_cache({}, env);
   auto p = keel::pipeline(keel::fallback(cache.serve("k"), "default"), cache.record("k"));
   CHECK(p.execute(fail) == "default");
   try {
@@ -88,7 +94,7 @@ TEST_CASE("last_known_good: nothing recorded means no_value, and the chain goes 
 TEST_CASE("last_known_good: the least recently used key is evicted at capacity",
           "[fallback][last_known_good]") {
   venv env;
-  cache_t cache({.max_age = 1h, .capacity = 2}, env);
+  auto cache = string_cache({.max_age = 1h, .capacity = 2}, env);
   cache.put("a", "A");
   cache.put("b", "B");
   REQUIRE(cache.get("a") == std::optional<std::string>("A"));  // a is now the most recent
@@ -169,6 +175,30 @@ TEST_CASE("last_known_good: a failed allocation leaves the cache as it was",
     CHECK(cache.size() == 2);
     CHECK_FALSE(cache.get(3).has_value());
   }
+}
+
+TEST_CASE("last_known_good: takes its environment as every policy does",
+          "[fallback][last_known_good]") {
+  venv env;
+  // Template parameter and constructor argument, or with_environment on a fresh cache.
+  keel::last_known_good<int, int, venv> by_argument({.max_age = 5s, .capacity = 3}, env);
+  auto by_setter =
+      keel::last_known_good<int, int>({.max_age = 5s, .capacity = 3}).with_environment(env);
+  STATIC_REQUIRE(std::is_same_v<decltype(by_setter), decltype(by_argument)>);
+  CHECK(by_setter.options().max_age == 5s);
+  CHECK(by_setter.options().capacity == 3);
+
+  for (auto* cache : {&by_argument, &by_setter}) {
+    cache->put(1, 10);
+    env.advance(5s);  // exactly max_age on the virtual clock: still served
+    keel::staleness s;
+    CHECK(cache->get(1, &s) == 10);
+    CHECK(s.age == 5s);
+    env.advance(1ns);
+    CHECK_FALSE(cache->get(1).has_value());
+  }
+  REQUIRE_THROWS_AS(keel::last_known_good<int>({.capacity = 0}).with_environment(env),
+                    keel::config_error);
 }
 
 TEST_CASE("last_known_good: options are validated", "[fallback][last_known_good]") {
