@@ -133,9 +133,7 @@ static_assert(!std::is_convertible_v<keel::retry<>, keel::any_pipeline<int>>);  
 TEST_CASE("any_pipeline: the outcomes, attempts and sleeps of the pipeline it holds",
           "[core][any_pipeline]") {
   const auto direct = [](venv& env) { return retry_with_fallback(env); };
-  const auto erased = [](venv& env) {
-    return keel::any_pipeline<int>(retry_with_fallback(env));
-  };
+  const auto erased = [](venv& env) { return keel::any_pipeline<int>(retry_with_fallback(env)); };
   using s = step<int>;
   const std::vector<std::vector<step<int>>> scripts = {
       {s::returns(1)},
@@ -162,8 +160,7 @@ TEST_CASE("any_pipeline: exceptions, keel failures and expected-like errors come
   REQUIRE(thrown.has_exception());
   REQUIRE_THROWS_AS(plain.execute([]() -> int { throw boom(); }), boom);
 
-  const keel::any_pipeline<int> refusing(
-      keel::timeout({.timeout = 50ms}).with_environment(env));
+  const keel::any_pipeline<int> refusing(keel::timeout({.timeout = 50ms}).with_environment(env));
   const keel::outcome<int> late = refusing.try_execute([&] {
     env.advance(60ms);
     return 1;
@@ -172,8 +169,10 @@ TEST_CASE("any_pipeline: exceptions, keel failures and expected-like errors come
 
   using result = keel_test::expected<int, std::error_code>;
   const keel::any_pipeline<result> expecting{keel::pipeline<>()};
-  const result r = expecting.execute(
-      [] { return result(keel_test::unexpected<std::error_code>(std::make_error_code(std::errc::io_error))); });
+  const result r = expecting.execute([] {
+    return result(
+        keel_test::unexpected<std::error_code>(std::make_error_code(std::errc::io_error)));
+  });
   REQUIRE(!r.has_value());
   CHECK(r.error() == std::errc::io_error);
 
@@ -246,8 +245,7 @@ TEST_CASE("any_pipeline: the caller's stop token reaches the policy and the call
   CHECK(env.sleeps().empty());
 }
 
-TEST_CASE("any_pipeline: the callable sees the context the policies set",
-          "[core][any_pipeline]") {
+TEST_CASE("any_pipeline: the callable sees the context the policies set", "[core][any_pipeline]") {
   venv env;
   const keel::any_pipeline<int> inner(keel::timeout({.timeout = 200ms}).with_environment(env));
   // An any_pipeline is a policy: nested in a pipeline, under a retry.

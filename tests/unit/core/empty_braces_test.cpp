@@ -12,8 +12,7 @@
 using namespace std::chrono_literals;
 using venv = keel::testing::virtual_environment;
 
-TEST_CASE("empty braces: every policy built from ({}) has the default options",
-          "[core][options]") {
+TEST_CASE("empty braces: every policy built from ({}) has the default options", "[core][options]") {
   keel::circuit_breaker breaker({});
   auto breaker2 = keel::circuit_breaker({});
   keel::circuit_breaker<keel::on::any_failure_t, keel::no_listener, venv> virtual_breaker({});
