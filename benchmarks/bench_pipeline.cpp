@@ -23,10 +23,11 @@ const int sizes_printed = [] {
   std::printf(
       "sizeof(keel::retry<>) = %zu, sizeof(keel::retry_budget) = %zu, sizeof(keel::timeout<>) = "
       "%zu, sizeof(keel::fallback(int)) = %zu, sizeof(keel::last_known_good<int>) = %zu, "
-      "sizeof(keel::context) = %zu, sizeof(keel::outcome<int>) = %zu bytes\n",
+      "sizeof(keel::context) = %zu, sizeof(keel::outcome<int>) = %zu, "
+      "sizeof(keel::any_pipeline<int>) = %zu bytes\n",
       sizeof(keel::retry<>), sizeof(keel::retry_budget), sizeof(keel::timeout<>),
       sizeof(decltype(keel::fallback(0))), sizeof(keel::last_known_good<int>),
-      sizeof(keel::context), sizeof(keel::outcome<int>));
+      sizeof(keel::context), sizeof(keel::outcome<int>), sizeof(keel::any_pipeline<int>));
   return 0;
 }();
 using keel_bench::on_1_2_n_threads;
@@ -104,6 +105,19 @@ void pipeline_success_try_execute(benchmark::State& state) {
 }
 BENCHMARK(pipeline_success_try_execute);
 
+// The same pipeline behind keel::any_pipeline<int>: one indirect call into it,
+// one back to the callable.
+void any_pipeline_success_execute(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static const keel::any_pipeline<int> guarded(guard(-1, success_breaker()));
+  int x = 0;
+  for (auto _ : state) {
+    x = guarded.execute([&] { return keel_bench::work(x); });
+    benchmark::DoNotOptimize(x);
+  }
+}
+BENCHMARK(any_pipeline_success_execute)->Apply(on_1_2_n_threads);
+
 // ---- A failure returned as a value: the breaker records it, the fallback answers ----
 // try_execute: this result type has no way to hold keel's own errors, so
 // execute() is refused at compile time for it.
@@ -157,6 +171,19 @@ void pipeline_failure_as_value(benchmark::State& state) {
   expect_state(state, breaker, keel::circuit_state::closed);
 }
 BENCHMARK(pipeline_failure_as_value);
+
+void any_pipeline_failure_as_value(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static keel::circuit_breaker<> breaker{never_trips()};
+  static const keel::any_pipeline<result> guarded(guard(result{-1, 0}, breaker));
+  int x = 0;
+  for (auto _ : state) {
+    x = value_of(guarded.try_execute([&] { return keel_bench::failing(x); }));
+    benchmark::DoNotOptimize(x);
+  }
+  expect_state(state, breaker, keel::circuit_state::closed);
+}
+BENCHMARK(any_pipeline_failure_as_value);
 
 // ---- A failure thrown: three throws, then the fallback ---------------------------------
 

@@ -270,6 +270,23 @@ bool keel_cg_pipeline_fail_then_succeed(int n) {
   return is_closed(breaker);
 }
 
+// ---- the same pipeline behind keel::any_pipeline<R> ---------------------------------
+// One indirect call into the pipeline per call, one back to the callable per attempt.
+
+bool keel_cg_any_pipeline(int n) {
+  static keel::circuit_breaker<> breaker{never_trips()};
+  static const keel::any_pipeline<int> p(guard(-1, breaker));
+  success_calls(p, n);
+  return is_closed(breaker);
+}
+
+bool keel_cg_any_pipeline_failure_as_value(int n) {
+  static keel::circuit_breaker<> breaker{never_trips()};
+  static const keel::any_pipeline<result> p(guard(result{-1, 0}, breaker));
+  failure_calls(p, n);
+  return is_closed(breaker);
+}
+
 namespace {
 
 struct workload {
@@ -301,6 +318,8 @@ constexpr workload workloads[] = {
     {"pipeline_failure_as_value", keel_cg_pipeline_failure_as_value},
     {"pipeline_open_rejection", keel_cg_pipeline_open_rejection},
     {"pipeline_fail_then_succeed", keel_cg_pipeline_fail_then_succeed},
+    {"any_pipeline", keel_cg_any_pipeline},
+    {"any_pipeline_failure_as_value", keel_cg_any_pipeline_failure_as_value},
 };
 
 bool run(const workload& w, int n) {
