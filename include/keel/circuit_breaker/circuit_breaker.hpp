@@ -164,8 +164,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     void finish(call_result r, duration elapsed, std::optional<duration> hint) {
       if (owner_ == nullptr) return;
       const circuit_breaker* b = std::exchange(owner_, nullptr);
-      b->finish(
-          generation_, r, elapsed, [b] { return b->env_.now(); }, [hint] { return hint; });
+      b->finish(generation_, r, elapsed, [b] { return b->env_.now(); }, [hint] { return hint; });
     }
 
     const circuit_breaker* owner_;  // null once recorded or released, and for rejections
@@ -369,8 +368,8 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   mutable circuit_breaker_core core_;
 };
 
-circuit_breaker()->circuit_breaker<>;
-circuit_breaker(circuit_breaker_options)->circuit_breaker<>;
+circuit_breaker() -> circuit_breaker<>;
+circuit_breaker(circuit_breaker_options) -> circuit_breaker<>;
 
 }  // namespace keel
 

@@ -27,9 +27,7 @@ T& unwrap_ref(const std::reference_wrapper<T>& t) noexcept {
 }
 
 template <class L, class E>
-inline constexpr bool has_const_handler = requires(const L& l, const E& e) {
-  unwrap_ref(l).on(e);
-};
+inline constexpr bool has_const_handler = requires(const L& l, const E& e) { unwrap_ref(l).on(e); };
 
 /// True when L has a handler for E that keel could call only on a non-const
 /// listener, or only with a non-const event: a mistake that would otherwise

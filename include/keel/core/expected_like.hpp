@@ -37,7 +37,7 @@ template <class E>
 struct error_traits {};
 
 template <class E>
-requires std::constructible_from<E, std::error_code>
+  requires std::constructible_from<E, std::error_code>
 struct error_traits<E> {
   static E from_keel(const error_info& info) { return E(info.code); }
 };

@@ -58,7 +58,8 @@ class outcome_storage {
   // handed on, so the exception is what the call produced). A policy can then
   // assign and return outcomes on any path without a try block, and an
   // exception from T never escapes try_execute or destroys a value twice.
-  outcome_storage(const outcome_storage& other) noexcept requires std::copy_constructible<T>
+  outcome_storage(const outcome_storage& other) noexcept
+    requires std::copy_constructible<T>
       : index_(other.index_) {
     switch (index_) {
       case 0:
@@ -87,8 +88,9 @@ class outcome_storage {
   }
   // Destroy, then build anew: neither step throws (see above), so `this`
   // always holds exactly one live member. T's assignment operators are never used.
-  outcome_storage& operator=(
-      const outcome_storage& other) noexcept requires std::copy_constructible<T> {
+  outcome_storage& operator=(const outcome_storage& other) noexcept
+    requires std::copy_constructible<T>
+  {
     if (this != &other) {
       destroy();
       std::construct_at(this, other);
@@ -195,11 +197,13 @@ class outcome {
   using result_type = R;
 
   /// A successful void outcome.
-  outcome() noexcept requires std::is_void_v<R> : state_(std::in_place_index<0>) {}
+  outcome() noexcept
+    requires std::is_void_v<R>
+      : state_(std::in_place_index<0>) {}
 
   /// Holds the callable's result (or, if moving it in throws, that exception).
   outcome(stored value) noexcept  // NOLINT: implicit by design
-      requires(!std::is_void_v<R>)
+    requires(!std::is_void_v<R>)
       : state_(std::in_place_type<stored>, std::move(value)) {}
 
   /// Builds the result in place.
@@ -263,7 +267,9 @@ class outcome {
   }
 
   /// The error the callable returned. Precondition: has_error_value().
-  decltype(auto) error_value() const requires expected_like<R> {
+  decltype(auto) error_value() const
+    requires expected_like<R>
+  {
     return state_.template get<0>().error();
   }
 

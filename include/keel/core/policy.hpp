@@ -28,13 +28,13 @@ concept guardable = takes_context<F, Args...> || std::invocable<F&, Args&...>;
 template <class F, class... Args>
 struct call_result;
 template <class F, class... Args>
-requires takes_context<F, Args...>
+  requires takes_context<F, Args...>
 struct call_result<F, Args...> {
   using type = std::invoke_result_t<F&, const context&, Args&...>;
 };
 template <class F, class... Args>
-requires(!takes_context<F, Args...> &&
-         std::invocable<F&, Args&...>) struct call_result<F, Args...> {
+  requires(!takes_context<F, Args...> && std::invocable<F&, Args&...>)
+struct call_result<F, Args...> {
   using type = std::invoke_result_t<F&, Args&...>;
 };
 
@@ -163,8 +163,8 @@ class executable {
   /// Runs f(args...) (or f(ctx, args...)) under the policy and returns what
   /// came out; never throws.
   template <class F, class... Args>
-  requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>) auto try_execute(
-      F&& f, Args&&... args) const {
+    requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>)
+  auto try_execute(F&& f, Args&&... args) const {
     return guarded(context(), f, args...);
   }
 
@@ -179,8 +179,8 @@ class executable {
   /// rethrown unchanged; keel's own failures throw keel::error, or, for an
   /// expected-like result, come back as its error (keel::error_traits).
   template <class F, class... Args>
-  requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>) auto execute(
-      F&& f, Args&&... args) const {
+    requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>)
+  auto execute(F&& f, Args&&... args) const {
     return guarded(context(), f, args...).get();
   }
 

@@ -72,7 +72,7 @@ using alternative_result_t = decltype(call_alternative<R>(
 /// it returns outcome<R>, or something convertible to R (void for void).
 template <class Ret, class R>
 concept stands_in_for = std::same_as<std::remove_cvref_t<Ret>, outcome<R>> ||
-    (std::is_void_v<R> ? std::is_void_v<Ret> : std::convertible_to<Ret, R>);
+                        (std::is_void_v<R> ? std::is_void_v<Ret> : std::convertible_to<Ret, R>);
 
 }  // namespace detail
 

@@ -476,8 +476,8 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   mutable detail::retry_counter_block counters_{};
 };
 
-retry()->retry<>;
-retry(retry_options)->retry<>;
+retry() -> retry<>;
+retry(retry_options) -> retry<>;
 
 }  // namespace keel
 
