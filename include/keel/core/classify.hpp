@@ -16,12 +16,10 @@
 
 namespace keel {
 
-/// True when the outcome means "the caller asked to stop": keel::errc::cancelled,
-/// or an error code, error value or thrown std::system_error equivalent to
-/// std::errc::operation_canceled. Policies never retry it and never count it
-/// against a dependency's health.
+namespace detail {
+
 template <class R>
-bool is_cancellation(const outcome<R>& o) {
+bool is_cancellation_unguarded(const outcome<R>& o) {
   if (o.has_keel_error()) {
     const std::error_code& c = o.keel_error().code;
     // keel's own code is compared directly: no virtual call on the common path.
@@ -48,12 +46,8 @@ bool is_cancellation(const outcome<R>& o) {
   return false;
 }
 
-/// True when the outcome is a failure that a policy produced by refusing the
-/// call (code == keel::condition::rejected): an open or isolated circuit, a
-/// full bulkhead, a rate limit, a spent retry budget, or another library's
-/// code that maps onto the condition. The call itself did not run.
 template <class R>
-bool is_rejection(const outcome<R>& o) {
+bool is_rejection_unguarded(const outcome<R>& o) {
   if (o.has_keel_error()) {
     const std::error_code& c = o.keel_error().code;
     // keel's own codes are decided without a virtual call.
@@ -71,11 +65,52 @@ bool is_rejection(const outcome<R>& o) {
   return false;
 }
 
+}  // namespace detail
+
+/// True when the outcome means "the caller asked to stop": keel::errc::cancelled,
+/// or an error code, error value or thrown std::system_error equivalent to
+/// std::errc::operation_canceled. Policies never retry it and never count it
+/// against a dependency's health.
+template <class R>
+bool is_cancellation(const outcome<R>& o) noexcept {
+#if KEEL_HAS_EXCEPTIONS
+  // Comparing another category's code runs its equivalent(): user code. One
+  // that throws leaves the outcome a plain failure.
+  try {
+    return detail::is_cancellation_unguarded(o);
+  } catch (...) {
+    return false;
+  }
+#else
+  return detail::is_cancellation_unguarded(o);
+#endif
+}
+
+/// True when the outcome is a failure that a policy produced by refusing the
+/// call (code == keel::condition::rejected): an open or isolated circuit, a
+/// full bulkhead, a rate limit, a spent retry budget, or another library's
+/// code that maps onto the condition. The call itself did not run.
+template <class R>
+bool is_rejection(const outcome<R>& o) noexcept {
+#if KEEL_HAS_EXCEPTIONS
+  // Comparing another category's code runs its equivalent(): user code. One
+  // that throws leaves the outcome a plain failure.
+  try {
+    return detail::is_rejection_unguarded(o);
+  } catch (...) {
+    return false;
+  }
+#else
+  return detail::is_rejection_unguarded(o);
+#endif
+}
+
 namespace detail {
 
 /// Asks a predicate: a keel::on:: predicate or any user callable. Every
 /// policy asks its predicates through this, whatever their type. One that
-/// throws answers "matches": a policy's run() never throws, and treating an
+/// throws answers "matches" (for a composed predicate, the whole of it: a
+/// part that throws is not negated by `!`): a policy's run() never throws, and treating an
 /// undecidable outcome as handled is the cautious reading (a breaker counts a
 /// failure, a retry retries within max_attempts, a fallback falls back). A
 /// noexcept predicate costs nothing more than the call.
@@ -161,7 +196,8 @@ inline constexpr exception_t<Es...> exception{};
 
 /// A returned value for which `pred(value)` is true (HTTP 503, say). For an
 /// expected-like result, `pred` sees the contained value when there is one.
-/// A predicate that cannot take the value never matches; one that throws matches.
+/// A predicate that cannot take the value never matches; one that throws
+/// makes the whole predicate a policy asks match (see detail::ask_user_predicate).
 template <class P>
 struct result_t : predicate_base {
   P pred;
@@ -175,12 +211,12 @@ struct result_t : predicate_base {
       const R& r = o.value();
       if constexpr (expected_like<R>) {
         if constexpr (requires { pred(*r); }) {
-          return detail::ask_user_predicate(pred, *r);
+          return static_cast<bool>(pred(*r));
         } else {
           return false;
         }
       } else if constexpr (std::predicate<const P&, const R&>) {
-        return detail::ask_user_predicate(pred, r);
+        return static_cast<bool>(pred(r));
       } else {
         return false;
       }
@@ -192,7 +228,7 @@ constexpr result_t<std::decay_t<P>> result(P&& pred) {
   return {{}, std::forward<P>(pred)};
 }
 
-/// An expected-like error for which `pred(error)` is true (or throws).
+/// An expected-like error for which `pred(error)` is true.
 template <class P>
 struct error_t : predicate_base {
   P pred;
@@ -201,7 +237,7 @@ struct error_t : predicate_base {
   bool operator()(const outcome<R>& o) const {
     if constexpr (expected_like<R>) {
       if constexpr (std::predicate<const P&, const error_type_t<R>&>) {
-        return o.has_error_value() && detail::ask_user_predicate(pred, o.error_value());
+        return o.has_error_value() && static_cast<bool>(pred(o.error_value()));
       }
     }
     return false;
@@ -259,15 +295,16 @@ struct cancellation_t : predicate_base {
 };
 inline constexpr cancellation_t cancellation{};
 
-/// Any predicate on the whole outcome, `pred(const keel::outcome<R>&)`. A
-/// predicate that throws matches (see detail::ask_user_predicate).
+/// Any predicate on the whole outcome, `pred(const keel::outcome<R>&)`. One
+/// that throws makes the whole predicate a policy asks match, `!` and `&&`
+/// around it included (see detail::ask_user_predicate).
 template <class P>
 struct when_t : predicate_base {
   P pred;
 
   template <class R>
   bool operator()(const outcome<R>& o) const {
-    return detail::ask_user_predicate(pred, o);
+    return static_cast<bool>(pred(o));
   }
 };
 template <class P>

@@ -29,15 +29,27 @@ T& unwrap_ref(const std::reference_wrapper<T>& t) noexcept {
 template <class L, class E>
 inline constexpr bool has_const_handler = requires(const L& l, const E& e) { unwrap_ref(l).on(e); };
 
-/// True when L has a handler for E that keel could call only on a non-const
-/// listener, or only with a non-const event: a mistake that would otherwise
-/// silence the handler without a word.
-template <class L, class E>
+/// The listener a holder refers to: T for std::reference_wrapper<T>, else L.
+template <class L>
+struct listener_of {
+  using type = L;
+};
+template <class T>
+struct listener_of<std::reference_wrapper<T>> {
+  using type = T;
+};
+
+/// True when L (or what it refers to) has a handler for E that keel could
+/// call only on a non-const listener, or only with a non-const or rvalue
+/// event: a mistake that would otherwise silence the handler without a word.
+template <class L, class E, class U = std::remove_const_t<typename listener_of<L>::type>>
 inline constexpr bool has_unusable_handler =
     !has_const_handler<L, E> &&
     (
-        requires(L & l, const E& e) { l.on(e); } || requires(const L& l, E& e) { l.on(e); } ||
-        requires(L & l, E& e) { l.on(e); });
+        requires(U & u, const E& e) { u.on(e); } || requires(const U& u, E& e) { u.on(e); } ||
+        requires(U & u, E& e) { u.on(e); } ||
+        requires(const U& u, E&& e) { u.on(static_cast<E&&>(e)); } ||
+        requires(U & u, E&& e) { u.on(static_cast<E&&>(e)); });
 
 template <class L, class E>
 consteval bool check_listener() {
@@ -45,7 +57,8 @@ consteval bool check_listener() {
                 "keel: this listener has an on() handler for this event that keel cannot call: "
                 "handlers must be callable on a const listener with a const event, as "
                 "`void on(const Event&) const`. Make on() const (keep mutable state in "
-                "atomics or behind a pointer), or pass std::ref(listener)");
+                "atomics or behind a pointer), or pass std::ref(listener) to a non-const "
+                "listener");
   return has_const_handler<L, E>;
 }
 

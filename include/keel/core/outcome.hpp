@@ -87,20 +87,27 @@ class outcome_storage {
     }
   }
   // Destroy, then build anew: neither step throws (see above), so `this`
-  // always holds exactly one live member. T's assignment operators are never used.
+  // always holds exactly one live member. T's assignment operators are never
+  // used. `other` may live inside what `this` holds (`o = o.causes()[0]`), so
+  // unless destroying `this` frees nothing, it is first taken out.
   outcome_storage& operator=(const outcome_storage& other) noexcept
     requires std::copy_constructible<T>
   {
     if (this != &other) {
+      outcome_storage copy(other);
       destroy();
-      std::construct_at(this, other);
+      std::construct_at(this, std::move(copy));
     }
     return *this;
   }
   outcome_storage& operator=(outcome_storage&& other) noexcept {
-    if (this != &other) {
+    if (this == &other) return *this;
+    if (index_ == 0 && std::is_trivially_destructible_v<T>) {
+      std::construct_at(this, std::move(other));  // nothing of ours to free first
+    } else {
+      outcome_storage taken(std::move(other));
       destroy();
-      std::construct_at(this, std::move(other));
+      std::construct_at(this, std::move(taken));
     }
     return *this;
   }
@@ -282,7 +289,7 @@ class outcome {
   const error_info& keel_error() const { return state_.template get<2>().info; }
 
   /// keel's code, or the error value as a std::error_code where it is one; else empty.
-  std::error_code code() const {
+  std::error_code code() const noexcept {
     if (has_keel_error()) return keel_error().code;
     if constexpr (expected_like<R>) {
       if (has_error_value()) return detail::error_value_code(state_.template get<0>());
