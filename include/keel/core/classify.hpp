@@ -105,8 +105,6 @@ bool is_rejection(const outcome<R>& o) noexcept {
 #endif
 }
 
-namespace detail {
-
 /// Asks a predicate: a keel::on:: predicate or any user callable. Every
 /// policy asks its predicates through this, whatever their type. One that
 /// throws answers "matches" (for a composed predicate, the whole of it: a
@@ -115,7 +113,7 @@ namespace detail {
 /// failure, a retry retries within max_attempts, a fallback falls back). A
 /// noexcept predicate costs nothing more than the call.
 template <class P, class... A>
-bool ask_user_predicate(const P& pred, const A&... args) noexcept {
+bool ask_predicate(const P& pred, const A&... args) noexcept {
 #if KEEL_HAS_EXCEPTIONS
   try {
     return static_cast<bool>(pred(args...));
@@ -127,6 +125,12 @@ bool ask_user_predicate(const P& pred, const A&... args) noexcept {
 #endif
 }
 
+namespace detail {
+/// keel's own name for keel::ask_predicate.
+template <class P, class... A>
+bool ask_user_predicate(const P& pred, const A&... args) noexcept {
+  return keel::ask_predicate(pred, args...);
+}
 }  // namespace detail
 
 /// Outcome predicates: tell a policy which outcomes it handles (retries, counts

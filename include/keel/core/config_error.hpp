@@ -36,13 +36,14 @@ class config_error : public std::invalid_argument {
   std::string field_;
 };
 
-namespace detail {
-
-/// Throws config_error for a problem (aborts without exceptions); used by constructors.
+/// Throws config_error for a problem (aborts without exceptions): what a
+/// policy's constructor calls with its options' `validate()`.
 inline void require_valid(const validation_result& problem) {
-  if (problem) throw_or_abort(config_error(*problem));
+  if (problem) detail::throw_or_abort(config_error(*problem));
 }
 
+namespace detail {
+using keel::require_valid;
 }  // namespace detail
 }  // namespace keel
 

@@ -62,27 +62,33 @@ consteval bool check_listener() {
   return has_const_handler<L, E>;
 }
 
+}  // namespace detail
+
 /// True when L has a handler for E; test it before building a costly event.
 /// A handler keel cannot call (a non-const on(), or one taking a non-const
 /// event) is a compile error rather than a silent no-op.
 template <class L, class E>
-inline constexpr bool listens_to = check_listener<L, E>();
+inline constexpr bool listens_to = detail::check_listener<L, E>();
 
-/// Delivers `event` to `listener` if it listens for it; exceptions are swallowed.
+/// Delivers `event` to `listener` if it listens for it (a listener held by
+/// std::ref included); an exception from the handler is swallowed.
 template <class L, class E>
 void emit(const L& listener, const E& event) noexcept {
   if constexpr (listens_to<L, E>) {
 #if KEEL_HAS_EXCEPTIONS
     try {
-      unwrap_ref(listener).on(event);
+      detail::unwrap_ref(listener).on(event);
     } catch (...) {  // a broken listener must not break the call it observes
     }
 #else
-    unwrap_ref(listener).on(event);
+    detail::unwrap_ref(listener).on(event);
 #endif
   }
 }
 
+namespace detail {
+using keel::emit;
+using keel::listens_to;
 }  // namespace detail
 }  // namespace keel
 

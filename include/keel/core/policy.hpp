@@ -108,20 +108,6 @@ template <class Next>
 concept cheap_next = is_keel_next<std::remove_cv_t<Next>> && std::is_trivially_copyable_v<Next> &&
                      sizeof(Next) <= 8 * sizeof(void*);
 
-/// `next` as a policy hands it on by value (to its out-of-line paths, or
-/// into a pipeline layer's closure): a copy when that is cheap_next, else a
-/// keel_next that refers to it, so every attempt calls the caller's object.
-/// Either way the result is itself cheap_next. Taken by reference, `next`
-/// would have to sit in memory on the fast path too, for the slow one.
-template <class Next>
-auto pass_next(Next& next) noexcept {
-  if constexpr (cheap_next<Next>) {
-    return std::remove_cv_t<Next>(next);
-  } else {
-    return make_next([&next](context& ctx) { return next(ctx); });
-  }
-}
-
 /// The policy inside a holder: by value, std::reference_wrapper or a smart pointer.
 template <class P>
 const P& policy_of(const P& p) noexcept {
@@ -140,6 +126,24 @@ const P& policy_of(const std::unique_ptr<P>& p) noexcept {
   return *p;
 }
 
+}  // namespace detail
+
+/// `next` as a policy hands it on by value (to its out-of-line paths, or
+/// into a pipeline layer's closure): a copy when that is cheap_next, else a
+/// keel_next that refers to it, so every attempt calls the caller's object.
+/// Either way the result is itself cheap_next. Taken by reference, `next`
+/// would have to sit in memory on the fast path too, for the slow one.
+template <class Next>
+auto pass_next(Next& next) noexcept {
+  if constexpr (detail::cheap_next<Next>) {
+    return std::remove_cv_t<Next>(next);
+  } else {
+    return detail::make_next([&next](context& ctx) { return next(ctx); });
+  }
+}
+
+namespace detail {
+using keel::pass_next;
 }  // namespace detail
 
 /// A policy wraps the rest of a pipeline: `p.run<R>(next, ctx)` decides whether
