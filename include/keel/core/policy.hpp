@@ -18,6 +18,12 @@ namespace keel {
 
 namespace detail {
 
+/// A first argument of execute / try_execute that sets up the call rather
+/// than being the callable: a stop token or a whole context.
+template <class F>
+concept call_setting = std::same_as<std::remove_cvref_t<F>, std::stop_token> ||
+                       std::same_as<std::remove_cvref_t<F>, context>;
+
 /// True when the callable wants the context as its first argument.
 template <class F, class... Args>
 concept takes_context = std::invocable<F&, const context&, Args&...>;
@@ -167,7 +173,7 @@ class executable {
   /// Runs f(args...) (or f(ctx, args...)) under the policy and returns what
   /// came out; never throws.
   template <class F, class... Args>
-    requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>)
+    requires(!detail::call_setting<F>)
   auto try_execute(F&& f, Args&&... args) const {
     return guarded(context(), f, args...);
   }
@@ -179,11 +185,19 @@ class executable {
     return guarded(context(std::move(token)), f, args...);
   }
 
+  /// As above, in the caller's context: its deadline (set with
+  /// context::tighten_deadline) and stop token bound the call, and every
+  /// policy honours them as if an outer timeout had set them.
+  template <class F, class... Args>
+  auto try_execute(context ctx, F&& f, Args&&... args) const {
+    return guarded(std::move(ctx), f, args...);
+  }
+
   /// Runs f under the policy and returns its result. A thrown exception is
   /// rethrown unchanged; keel's own failures throw keel::error, or, for an
   /// expected-like result, come back as its error (keel::error_traits).
   template <class F, class... Args>
-    requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>)
+    requires(!detail::call_setting<F>)
   auto execute(F&& f, Args&&... args) const {
     return guarded(context(), f, args...).get();
   }
@@ -192,6 +206,12 @@ class executable {
   template <class F, class... Args>
   auto execute(std::stop_token token, F&& f, Args&&... args) const {
     return guarded(context(std::move(token)), f, args...).get();
+  }
+
+  /// As above, in the caller's context (deadline and stop token).
+  template <class F, class... Args>
+  auto execute(context ctx, F&& f, Args&&... args) const {
+    return guarded(std::move(ctx), f, args...).get();
   }
 
  private:
