@@ -3,7 +3,9 @@
 #define KEEL_CORE_EVENTS_HPP_INCLUDED
 
 #include <functional>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
 #include "keel/detail/config.hpp"
 
@@ -12,9 +14,11 @@ namespace keel {
 /// The default listener: hears nothing, costs nothing.
 struct no_listener {};
 
-/// A listener is any object; it hears event E when it has `on(const E&) const`.
-/// Pass std::ref(listener) to share one. Handlers should not throw: if one
-/// does, keel ignores the exception, so a policy's state is never corrupted.
+/// A listener is any object; it hears event E when it has `on(const E&) const`,
+/// or, a lambda or other callable, when it is callable as `l(const E&)` (a
+/// generic lambda hears every event). Pass std::ref(listener) to share one,
+/// keel::listeners(a, b, ...) to attach several. Handlers should not throw: if
+/// one does, keel ignores the exception, so a policy's state is never corrupted.
 namespace detail {
 
 template <class T>
@@ -27,7 +31,25 @@ T& unwrap_ref(const std::reference_wrapper<T>& t) noexcept {
 }
 
 template <class L, class E>
-inline constexpr bool has_const_handler = requires(const L& l, const E& e) { unwrap_ref(l).on(e); };
+inline constexpr bool has_on_handler = requires(const L& l, const E& e) { unwrap_ref(l).on(e); };
+
+/// A listener with no on() for E that is a callable taking it: a lambda.
+template <class L, class E>
+inline constexpr bool is_callable_handler =
+    !has_on_handler<L, E> && requires(const L& l, const E& e) { unwrap_ref(l)(e); };
+
+template <class L, class E>
+inline constexpr bool has_const_handler = has_on_handler<L, E> || is_callable_handler<L, E>;
+
+/// Calls the handler of `l` for `e`: its on(), or the callable itself.
+template <class L, class E>
+void deliver(const L& l, const E& e) {
+  if constexpr (has_on_handler<L, E>) {
+    unwrap_ref(l).on(e);
+  } else {
+    unwrap_ref(l)(e);
+  }
+}
 
 /// The listener a holder refers to: T for std::reference_wrapper<T>, else L.
 template <class L>
@@ -49,7 +71,8 @@ inline constexpr bool has_unusable_handler =
         requires(U & u, const E& e) { u.on(e); } || requires(const U& u, E& e) { u.on(e); } ||
         requires(U & u, E& e) { u.on(e); } ||
         requires(const U& u, E&& e) { u.on(static_cast<E&&>(e)); } ||
-        requires(U & u, E&& e) { u.on(static_cast<E&&>(e)); });
+        requires(U & u, E&& e) { u.on(static_cast<E&&>(e)); } ||
+        requires(U & u, const E& e) { u(e); });
 
 template <class L, class E>
 consteval bool check_listener() {
@@ -77,13 +100,34 @@ void emit(const L& listener, const E& event) noexcept {
   if constexpr (listens_to<L, E>) {
 #if KEEL_HAS_EXCEPTIONS
     try {
-      detail::unwrap_ref(listener).on(event);
+      detail::deliver(listener, event);
     } catch (...) {  // a broken listener must not break the call it observes
     }
 #else
-    detail::unwrap_ref(listener).on(event);
+    detail::deliver(listener, event);
 #endif
   }
+}
+
+/// Several listeners as one: each event goes to every member that hears it,
+/// in order; a member whose handler throws does not keep it from the others.
+template <class... Ls>
+struct listener_set {
+  std::tuple<Ls...> members;
+
+  template <class E>
+    requires(listens_to<Ls, E> || ...)
+  void on(const E& event) const noexcept {
+    std::apply([&](const auto&... m) { (emit(m, event), ...); }, members);
+  }
+};
+
+/// Attaches several listeners at once: `policy.with_listener(keel::listeners(
+/// log, metrics, std::ref(recorder)))`. Each is held as given (by value, or
+/// by reference through std::ref).
+template <class... Ls>
+listener_set<Ls...> listeners(Ls... ls) {
+  return {std::tuple<Ls...>(std::move(ls)...)};
 }
 
 namespace detail {

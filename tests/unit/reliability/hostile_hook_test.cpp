@@ -276,6 +276,26 @@ const std::vector<hook_row>& hook_table() {
          auto served = no_escape([&] { return p.try_execute(fails); });
          CHECK(served.value() == 7);  // serving failed: the next alternative
        }},
+      // ---- keel::listeners: a member that throws ---------------------------
+      {"core/events.hpp", "on",
+       [] {
+         throwing_listener bad;
+         auto heard = std::make_shared<int>(0);
+         auto r = keel::retry({.max_attempts = 2, .backoff = keel::constant_backoff{1ns}})
+                      .with_environment(venv{})
+                      .with_listener(keel::listeners(
+                          bad, [heard](const keel::retry_scheduled&) { ++*heard; }));
+         int calls = 0;
+         auto o = no_escape([&] {
+           return r.try_execute([&] {
+             if (++calls == 1) throw std::runtime_error("down");
+             return 1;
+           });
+         });
+         CHECK(o.value() == 1);
+         CHECK(*bad.heard >= 1);
+         CHECK(*heard == 1);  // the member after the throwing one still heard it
+       }},
       // ---- timeout ----------------------------------------------------------
       {"timeout/timeout.hpp", "with_listener",
        [] {
