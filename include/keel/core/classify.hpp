@@ -11,6 +11,7 @@
 
 #include "keel/core/error.hpp"
 #include "keel/core/expected_like.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/detail/config.hpp"
 
@@ -32,18 +33,9 @@ bool is_cancellation_unguarded(const outcome<R>& o) {
       if (o.has_error_value()) return o.code() == std::errc::operation_canceled;
     }
   }
-#if KEEL_HAS_EXCEPTIONS
-  if (o.has_exception()) {
-    try {
-      std::rethrow_exception(o.exception());
-    } catch (const std::system_error& e) {
-      return e.code() == std::errc::operation_canceled;
-    } catch (...) {
-      return false;
-    }
-  }
-#endif
-  return false;
+  return inspect_exception<std::system_error>(o.exception(), false, [](const auto& e) {
+    return e.code() == std::errc::operation_canceled;
+  });
 }
 
 template <class R>
@@ -73,17 +65,9 @@ bool is_rejection_unguarded(const outcome<R>& o) {
 /// against a dependency's health.
 template <class R>
 bool is_cancellation(const outcome<R>& o) noexcept {
-#if KEEL_HAS_EXCEPTIONS
   // Comparing another category's code runs its equivalent(): user code. One
   // that throws leaves the outcome a plain failure.
-  try {
-    return detail::is_cancellation_unguarded(o);
-  } catch (...) {
-    return false;
-  }
-#else
-  return detail::is_cancellation_unguarded(o);
-#endif
+  return call_or(false, [&] { return detail::is_cancellation_unguarded(o); });
 }
 
 /// True when the outcome is a failure that a policy produced by refusing the
@@ -92,17 +76,8 @@ bool is_cancellation(const outcome<R>& o) noexcept {
 /// code that maps onto the condition. The call itself did not run.
 template <class R>
 bool is_rejection(const outcome<R>& o) noexcept {
-#if KEEL_HAS_EXCEPTIONS
-  // Comparing another category's code runs its equivalent(): user code. One
-  // that throws leaves the outcome a plain failure.
-  try {
-    return detail::is_rejection_unguarded(o);
-  } catch (...) {
-    return false;
-  }
-#else
-  return detail::is_rejection_unguarded(o);
-#endif
+  // As is_cancellation: a category whose equivalent() throws means "no".
+  return call_or(false, [&] { return detail::is_rejection_unguarded(o); });
 }
 
 /// Asks a predicate: a keel::on:: predicate or any user callable. Every
@@ -114,15 +89,7 @@ bool is_rejection(const outcome<R>& o) noexcept {
 /// noexcept predicate costs nothing more than the call.
 template <class P, class... A>
 bool ask_predicate(const P& pred, const A&... args) noexcept {
-#if KEEL_HAS_EXCEPTIONS
-  try {
-    return static_cast<bool>(pred(args...));
-  } catch (...) {
-    return true;
-  }
-#else
-  return static_cast<bool>(pred(args...));
-#endif
+  return call_or(true, [&] { return static_cast<bool>(pred(args...)); });
 }
 
 namespace detail {

@@ -7,6 +7,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "keel/core/inspect.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel {
@@ -98,14 +99,8 @@ inline constexpr bool listens_to = detail::check_listener<L, E>();
 template <class L, class E>
 void emit(const L& listener, const E& event) noexcept {
   if constexpr (listens_to<L, E>) {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      detail::deliver(listener, event);
-    } catch (...) {  // a broken listener must not break the call it observes
-    }
-#else
-    detail::deliver(listener, event);
-#endif
+    // A broken listener must not break the call it observes.
+    call_ignoring_exceptions([&] { detail::deliver(listener, event); });
   }
 }
 

@@ -9,6 +9,7 @@
 #include <version>
 
 #include "keel/core/error.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/detail/config.hpp"
 
 #if defined(__cpp_lib_expected)
@@ -90,15 +91,7 @@ template <expected_like R>
 std::error_code error_value_code(const R& r) noexcept {
   using E = error_type_t<R>;
   if constexpr (std::convertible_to<const E&, std::error_code> || std::is_error_code_enum_v<E>) {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      return convert_error_value(r);
-    } catch (...) {
-      return {};
-    }
-#else
-    return convert_error_value(r);
-#endif
+    return call_or(std::error_code(), [&] { return convert_error_value(r); });
   } else {
     return {};
   }

@@ -15,6 +15,7 @@
 
 #include "keel/core/error.hpp"
 #include "keel/core/expected_like.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel {
@@ -305,17 +306,9 @@ class outcome {
   /// The retry-after hint of a keel failure, or of a thrown keel::error.
   std::optional<duration> retry_after() const {
     if (has_keel_error()) return keel_error().retry_after;
-#if KEEL_HAS_EXCEPTIONS
-    if (has_exception()) {
-      try {
-        std::rethrow_exception(exception());
-      } catch (const keel::error& e) {
-        return e.retry_after();
-      } catch (...) {
-      }
-    }
-#endif
-    return std::nullopt;
+    if (!has_exception()) return std::nullopt;
+    return inspect_exception<keel::error>(exception(), std::optional<duration>(),
+                                          [](const keel::error& e) { return e.retry_after(); });
   }
 
   /// For all_fallbacks_failed: the failure of the primary and of each alternative, in order.

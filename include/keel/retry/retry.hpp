@@ -61,22 +61,13 @@ bool is_cancelled_failure(const outcome<R>& o) {
 /// A category whose equivalent() throws (user code) makes it false.
 template <class R>
 bool is_timeout(const outcome<R>& o) noexcept {
-#if KEEL_HAS_EXCEPTIONS
-  try {
+  return call_or(false, [&] {
     if (o.has_exception()) {
-      try {
-        std::rethrow_exception(o.exception());
-      } catch (const std::system_error& e) {
-        return e.code() == std::errc::timed_out;
-      }
+      return inspect_exception<std::system_error>(
+          o.exception(), false, [](const auto& e) { return e.code() == std::errc::timed_out; });
     }
     return o.code() == std::errc::timed_out;
-  } catch (...) {
-    return false;
-  }
-#else
-  return o.code() == std::errc::timed_out;
-#endif
+  });
 }
 
 /// A relaxed atomic counter that copies its value, so that a policy holding

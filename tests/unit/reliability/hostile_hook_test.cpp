@@ -388,6 +388,7 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
       {{"core/context.hpp", "to"}, "detail::clock_ref: keel's own reference to a clock"},
       {{"core/events.hpp", "unwrap_ref"}, "detail: unwraps a listener held by std::ref"},
       {{"core/outcome.hpp", "construct_value"}, "detail: stores a result"},
+      {{"core/inspect.hpp", "call_ignoring_exceptions"}, "the guard keel puts around a hook"},
       {{"core/policy.hpp", "make_next"}, "detail: keel's own closures"},
       {{"core/policy.hpp", "pass_next"}, "detail: keel's own closures"},
       {{"core/policy.hpp", "policy_of"}, "detail: a policy holder"},
