@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds and runs every keel test configuration, one CMake preset after another:
+#   lint           tools/lint.sh: clang-format-19 and clang-tidy-19 (not a CMake preset)
 #   dev-gcc        GCC Debug -Werror: unit tests, header check, package tests, examples, bench smoke
 #   dev-clang      the same with Clang 14
 #   dev-clang19    Clang 19 Debug -Werror: unit tests, header check, examples
@@ -17,7 +18,7 @@ set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-readonly all_presets=(dev-gcc dev-clang dev-clang19 asan tsan no-exceptions memcheck release fuzz)
+readonly all_presets=(lint dev-gcc dev-clang dev-clang19 asan tsan no-exceptions memcheck release fuzz)
 jobs="${KEEL_JOBS:-2}"
 
 if [[ $# -gt 0 ]]; then
@@ -26,7 +27,7 @@ else
   presets=("${all_presets[@]}")
 fi
 for p in "${presets[@]}"; do
-  [[ "$p" == fuzz ]] && continue  # not a CMake preset: see run_preset
+  [[ "$p" == fuzz || "$p" == lint ]] && continue  # not CMake presets: see run_preset
   if ! cmake --list-presets=configure 2>/dev/null | grep -q "\"$p\""; then
     echo "run-all-tests: unknown preset '$p' (known: ${all_presets[*]} demo)" >&2
     exit 2
@@ -78,6 +79,12 @@ run_tests() { # preset log
 
 run_preset() { # preset
   local p="$1"
+  if [[ "$p" == lint ]]; then
+    echo
+    echo "=================== lint ==================="
+    tools/lint.sh
+    return
+  fi
   if [[ "$p" == fuzz ]]; then
     # libFuzzer harnesses (tests/fuzz/), each for a short fixed time on its corpus.
     echo

@@ -60,10 +60,11 @@ TEST_CASE("noexcept circuit_breaker: error values trip it, rejections come back 
 TEST_CASE("noexcept circuit_breaker: the two-step API and a ratio window",
           "[noexcept][circuit_breaker]") {
   keel::testing::virtual_environment env;
-  auto b = keel::circuit_breaker{
-      {.trip = keel::failure_ratio_count{.window_size = 4, .minimum_calls = 4, .ratio = 0.5},
-       .open_duration =
-           1s}}.with_environment(env);
+  auto b =
+      keel::circuit_breaker{
+          {.trip = keel::failure_ratio_count{.window_size = 4, .minimum_calls = 4, .ratio = 0.5},
+           .open_duration = 1s}}
+          .with_environment(env);
   for (int i = 0; i < 2; ++i) {
     auto p = b.try_acquire();
     REQUIRE(p);

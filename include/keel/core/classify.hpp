@@ -11,17 +11,16 @@
 
 #include "keel/core/error.hpp"
 #include "keel/core/expected_like.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel {
 
-/// True when the outcome means "the caller asked to stop": keel::errc::cancelled,
-/// or an error code, error value or thrown std::system_error equivalent to
-/// std::errc::operation_canceled. Policies never retry it and never count it
-/// against a dependency's health.
+namespace detail {
+
 template <class R>
-bool is_cancellation(const outcome<R>& o) {
+bool is_cancellation_unguarded(const outcome<R>& o) {
   if (o.has_keel_error()) {
     const std::error_code& c = o.keel_error().code;
     // keel's own code is compared directly: no virtual call on the common path.
@@ -34,26 +33,13 @@ bool is_cancellation(const outcome<R>& o) {
       if (o.has_error_value()) return o.code() == std::errc::operation_canceled;
     }
   }
-#if KEEL_HAS_EXCEPTIONS
-  if (o.has_exception()) {
-    try {
-      std::rethrow_exception(o.exception());
-    } catch (const std::system_error& e) {
-      return e.code() == std::errc::operation_canceled;
-    } catch (...) {
-      return false;
-    }
-  }
-#endif
-  return false;
+  return inspect_exception<std::system_error>(o.exception(), false, [](const auto& e) {
+    return e.code() == std::errc::operation_canceled;
+  });
 }
 
-/// True when the outcome is a failure that a policy produced by refusing the
-/// call (code == keel::condition::rejected): an open or isolated circuit, a
-/// full bulkhead, a rate limit, a spent retry budget, or another library's
-/// code that maps onto the condition. The call itself did not run.
 template <class R>
-bool is_rejection(const outcome<R>& o) {
+bool is_rejection_unguarded(const outcome<R>& o) {
   if (o.has_keel_error()) {
     const std::error_code& c = o.keel_error().code;
     // keel's own codes are decided without a virtual call.
@@ -69,6 +55,29 @@ bool is_rejection(const outcome<R>& o) {
     }
   }
   return false;
+}
+
+}  // namespace detail
+
+/// True when the outcome means "the caller asked to stop": keel::errc::cancelled,
+/// or an error code, error value or thrown std::system_error equivalent to
+/// std::errc::operation_canceled. Policies never retry it and never count it
+/// against a dependency's health.
+template <class R>
+bool is_cancellation(const outcome<R>& o) noexcept {
+  // Comparing another category's code runs its equivalent(): user code. One
+  // that throws leaves the outcome a plain failure.
+  return call_or(false, [&] { return detail::is_cancellation_unguarded(o); });
+}
+
+/// True when the outcome is a failure that a policy produced by refusing the
+/// call (code == keel::condition::rejected): an open or isolated circuit, a
+/// full bulkhead, a rate limit, a spent retry budget, or another library's
+/// code that maps onto the condition. The call itself did not run.
+template <class R>
+bool is_rejection(const outcome<R>& o) noexcept {
+  // As is_cancellation: a category whose equivalent() throws means "no".
+  return call_or(false, [&] { return detail::is_rejection_unguarded(o); });
 }
 
 namespace on {
@@ -99,36 +108,41 @@ consteval bool may_take_outcome() {
   }
 }
 
+}  // namespace detail
+
 /// Asks a predicate: a keel::on:: predicate or any user callable. Every
 /// policy asks its predicates through this, whatever their type. One that
-/// throws answers "matches": a policy's run() never throws, and treating an
+/// throws answers "matches" (for a composed predicate, the whole of it: a
+/// part that throws is not negated by `!`): a policy's run() never throws, and treating an
 /// undecidable outcome as handled is the cautious reading (a breaker counts a
 /// failure, a retry retries within max_attempts, a fallback falls back). A
 /// noexcept predicate costs nothing more than the call.
 template <class P, class... A>
-bool ask_user_predicate(const P& pred, const A&... args) noexcept {
-  if constexpr (!std::is_invocable_v<const P&, const A&...>) {
-    // A P that may_take_outcome refuses was already reported, with a sentence
-    // naming its setter, by the class that stores it (every keel policy, and
-    // on::when, checks its predicates where its type is formed): once is enough.
-    static_assert(!may_take_outcome<P>(),
-                  "keel: an outcome predicate (given to handle, ignore, abort_on or an "
-                  "alternative's when) cannot take this call's outcome: it must accept "
-                  "const keel::outcome<R>& for the callable's result type R");
-    return true;
+bool ask_predicate(const P& pred, const A&... args) noexcept {
+  static_assert(std::is_invocable_v<const P&, const A&...>,
+                "keel: an outcome predicate (given to handle, ignore, abort_on or an "
+                "alternative's when) cannot take this call's outcome: it must accept "
+                "const keel::outcome<R>& for the callable's result type R");
+  if constexpr (std::is_invocable_v<const P&, const A&...>) {
+    return call_or(true, [&] { return static_cast<bool>(pred(args...)); });
   } else {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      return static_cast<bool>(pred(args...));
-    } catch (...) {
-      return true;
-    }
-#else
-    return static_cast<bool>(pred(args...));
-#endif
+    return true;  // not reached: keeps the errors to one
   }
 }
 
+namespace detail {
+/// keel's own name for keel::ask_predicate, for the predicates of keel's
+/// policies: each checks them with may_take_outcome where its type is formed
+/// and says so in a sentence naming its setter, so one refused there is not
+/// reported again here.
+template <class P, class... A>
+bool ask_user_predicate(const P& pred, const A&... args) noexcept {
+  if constexpr (!std::is_invocable_v<const P&, const A&...> && !may_take_outcome<P>()) {
+    return true;  // not reached: the program does not compile
+  } else {
+    return keel::ask_predicate(pred, args...);
+  }
+}
 }  // namespace detail
 
 /// Outcome predicates: tell a policy which outcomes it handles (retries, counts
@@ -208,7 +222,8 @@ inline constexpr exception_t<Es...> exception{};
 
 /// A returned value for which `pred(value)` is true (HTTP 503, say). For an
 /// expected-like result, `pred` sees the contained value when there is one.
-/// A predicate that cannot take the value never matches; one that throws matches.
+/// A predicate that cannot take the value never matches; one that throws
+/// makes the whole predicate a policy asks match (see detail::ask_user_predicate).
 template <class P>
 struct result_t : predicate_base {
   P pred;
@@ -222,12 +237,12 @@ struct result_t : predicate_base {
       const R& r = o.value();
       if constexpr (expected_like<R>) {
         if constexpr (requires { pred(*r); }) {
-          return detail::ask_user_predicate(pred, *r);
+          return static_cast<bool>(pred(*r));
         } else {
           return false;
         }
       } else if constexpr (std::predicate<const P&, const R&>) {
-        return detail::ask_user_predicate(pred, r);
+        return static_cast<bool>(pred(r));
       } else {
         return false;
       }
@@ -239,7 +254,7 @@ constexpr result_t<std::decay_t<P>> result(P&& pred) {
   return {{}, std::forward<P>(pred)};
 }
 
-/// An expected-like error for which `pred(error)` is true (or throws).
+/// An expected-like error for which `pred(error)` is true.
 template <class P>
 struct error_t : predicate_base {
   P pred;
@@ -248,7 +263,7 @@ struct error_t : predicate_base {
   bool operator()(const outcome<R>& o) const {
     if constexpr (expected_like<R>) {
       if constexpr (std::predicate<const P&, const error_type_t<R>&>) {
-        return o.has_error_value() && detail::ask_user_predicate(pred, o.error_value());
+        return o.has_error_value() && static_cast<bool>(pred(o.error_value()));
       }
     }
     return false;
@@ -312,8 +327,9 @@ struct cancellation_t : predicate_base {
 };
 inline constexpr cancellation_t cancellation{};
 
-/// Any predicate on the whole outcome, `pred(const keel::outcome<R>&)`. A
-/// predicate that throws matches (see detail::ask_user_predicate).
+/// Any predicate on the whole outcome, `pred(const keel::outcome<R>&)`. One
+/// that throws makes the whole predicate a policy asks match, `!` and `&&`
+/// around it included (see detail::ask_user_predicate).
 template <class P>
 struct when_t : predicate_base {
   static_assert(detail::may_take_outcome<P>(),
@@ -323,7 +339,15 @@ struct when_t : predicate_base {
 
   template <class R>
   bool operator()(const outcome<R>& o) const {
-    return detail::ask_user_predicate(pred, o);
+    if constexpr (std::is_invocable_v<const P&, const outcome<R>&>) {
+      return static_cast<bool>(pred(o));
+    } else {
+      // Refused above when that could be seen without R; else refused here.
+      static_assert(!detail::may_take_outcome<P>(),
+                    "keel::on::when: the callable cannot take this call's outcome: it must "
+                    "accept const keel::outcome<R>& for the callable's result type R");
+      return true;
+    }
   }
 };
 template <class P>

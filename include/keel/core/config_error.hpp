@@ -36,18 +36,19 @@ class config_error : public std::invalid_argument {
   std::string field_;
 };
 
+/// Throws config_error for a problem (aborts without exceptions): what a
+/// policy's constructor calls with its options' `validate()`.
+inline void require_valid(const validation_result& problem) {
+  if (problem) detail::throw_or_abort(config_error(*problem));
+}
+
 namespace detail {
+using keel::require_valid;
 
 /// The type of `{}` given as a policy's only argument, so that `keel::retry({})`
 /// means the default options: an exact match, better than building the
 /// options from `{}` or a temporary policy to copy, which GCC finds ambiguous.
 enum class empty_braces : unsigned char {};
-
-/// Throws config_error for a problem (aborts without exceptions); used by constructors.
-inline void require_valid(const validation_result& problem) {
-  if (problem) throw_or_abort(config_error(*problem));
-}
-
 }  // namespace detail
 }  // namespace keel
 

@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <vector>
@@ -27,6 +28,29 @@ enum class errc : int {
   bulkhead_full,           ///< no concurrency slot was free
   rate_limited,            ///< a rate limiter refused the call
 };
+
+/// The enumerator's name ("circuit_open"), for logs and metrics labels; "unknown" otherwise.
+constexpr std::string_view to_string_view(errc e) noexcept {
+  switch (e) {
+    case errc::circuit_open:
+      return "circuit_open";
+    case errc::circuit_isolated:
+      return "circuit_isolated";
+    case errc::retry_budget_exhausted:
+      return "retry_budget_exhausted";
+    case errc::timeout:
+      return "timeout";
+    case errc::cancelled:
+      return "cancelled";
+    case errc::all_fallbacks_failed:
+      return "all_fallbacks_failed";
+    case errc::bulkhead_full:
+      return "bulkhead_full";
+    case errc::rate_limited:
+      return "rate_limited";
+  }
+  return "unknown";
+}
 
 namespace detail {
 
@@ -100,6 +124,21 @@ enum class condition : int {
   /// std::errc::operation_canceled.
   cancelled,
 };
+
+/// The enumerator's name ("rejected"); "unknown" otherwise.
+constexpr std::string_view to_string_view(condition c) noexcept {
+  switch (c) {
+    case condition::rejected:
+      return "rejected";
+    case condition::circuit_rejected:
+      return "circuit_rejected";
+    case condition::timeout:
+      return "timeout";
+    case condition::cancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
 
 namespace detail {
 
@@ -184,6 +223,21 @@ enum class failure_kind : unsigned char {
   result,       ///< the callable returned a value that a predicate judged a failure
   keel,         ///< keel refused or stopped the call (see keel::errc)
 };
+
+/// The enumerator's name ("exception"); "unknown" otherwise.
+constexpr std::string_view to_string_view(failure_kind k) noexcept {
+  switch (k) {
+    case failure_kind::exception:
+      return "exception";
+    case failure_kind::error_value:
+      return "error_value";
+    case failure_kind::result:
+      return "result";
+    case failure_kind::keel:
+      return "keel";
+  }
+  return "unknown";
+}
 
 /// One failure described without its result type: what events carry, and what
 /// keel::error::causes() lists when every alternative of a fallback failed.

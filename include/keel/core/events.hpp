@@ -3,8 +3,11 @@
 #define KEEL_CORE_EVENTS_HPP_INCLUDED
 
 #include <functional>
+#include <tuple>
 #include <type_traits>
+#include <utility>
 
+#include "keel/core/inspect.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel {
@@ -12,9 +15,11 @@ namespace keel {
 /// The default listener: hears nothing, costs nothing.
 struct no_listener {};
 
-/// A listener is any object; it hears event E when it has `on(const E&) const`.
-/// Pass std::ref(listener) to share one. Handlers should not throw: if one
-/// does, keel ignores the exception, so a policy's state is never corrupted.
+/// A listener is any object; it hears event E when it has `on(const E&) const`,
+/// or, a lambda or other callable, when it is callable as `l(const E&)` (a
+/// generic lambda hears every event). Pass std::ref(listener) to share one,
+/// keel::listeners(a, b, ...) to attach several. Handlers should not throw: if
+/// one does, keel ignores the exception, so a policy's state is never corrupted.
 namespace detail {
 
 template <class T>
@@ -27,19 +32,48 @@ T& unwrap_ref(const std::reference_wrapper<T>& t) noexcept {
 }
 
 template <class L, class E>
-inline constexpr bool has_const_handler = requires(const L& l, const E& e) {
-  unwrap_ref(l).on(e);
+inline constexpr bool has_on_handler = requires(const L& l, const E& e) { unwrap_ref(l).on(e); };
+
+/// A listener with no on() for E that is a callable taking it: a lambda.
+template <class L, class E>
+inline constexpr bool is_callable_handler =
+    !has_on_handler<L, E> && requires(const L& l, const E& e) { unwrap_ref(l)(e); };
+
+template <class L, class E>
+inline constexpr bool has_const_handler = has_on_handler<L, E> || is_callable_handler<L, E>;
+
+/// Calls the handler of `l` for `e`: its on(), or the callable itself.
+template <class L, class E>
+void deliver(const L& l, const E& e) {
+  if constexpr (has_on_handler<L, E>) {
+    unwrap_ref(l).on(e);
+  } else {
+    unwrap_ref(l)(e);
+  }
+}
+
+/// The listener a holder refers to: T for std::reference_wrapper<T>, else L.
+template <class L>
+struct listener_of {
+  using type = L;
+};
+template <class T>
+struct listener_of<std::reference_wrapper<T>> {
+  using type = T;
 };
 
-/// True when L has a handler for E that keel could call only on a non-const
-/// listener, or only with a non-const event: a mistake that would otherwise
-/// silence the handler without a word.
-template <class L, class E>
+/// True when L (or what it refers to) has a handler for E that keel could
+/// call only on a non-const listener, or only with a non-const or rvalue
+/// event: a mistake that would otherwise silence the handler without a word.
+template <class L, class E, class U = std::remove_const_t<typename listener_of<L>::type>>
 inline constexpr bool has_unusable_handler =
     !has_const_handler<L, E> &&
     (
-        requires(L & l, const E& e) { l.on(e); } || requires(const L& l, E& e) { l.on(e); } ||
-        requires(L & l, E& e) { l.on(e); });
+        requires(U & u, const E& e) { u.on(e); } || requires(const U& u, E& e) { u.on(e); } ||
+        requires(U & u, E& e) { u.on(e); } ||
+        requires(const U& u, E&& e) { u.on(static_cast<E&&>(e)); } ||
+        requires(U & u, E&& e) { u.on(static_cast<E&&>(e)); } ||
+        requires(U & u, const E& e) { u(e); });
 
 template <class L, class E>
 consteval bool check_listener() {
@@ -47,31 +81,53 @@ consteval bool check_listener() {
                 "keel: this listener has an on() handler for this event that keel cannot call: "
                 "handlers must be callable on a const listener with a const event, as "
                 "`void on(const Event&) const`. Make on() const (keep mutable state in "
-                "atomics or behind a pointer), or pass std::ref(listener)");
+                "atomics or behind a pointer), or pass std::ref(listener) to a non-const "
+                "listener");
   return has_const_handler<L, E>;
 }
+
+}  // namespace detail
 
 /// True when L has a handler for E; test it before building a costly event.
 /// A handler keel cannot call (a non-const on(), or one taking a non-const
 /// event) is a compile error rather than a silent no-op.
 template <class L, class E>
-inline constexpr bool listens_to = check_listener<L, E>();
+inline constexpr bool listens_to = detail::check_listener<L, E>();
 
-/// Delivers `event` to `listener` if it listens for it; exceptions are swallowed.
+/// Delivers `event` to `listener` if it listens for it (a listener held by
+/// std::ref included); an exception from the handler is swallowed.
 template <class L, class E>
 void emit(const L& listener, const E& event) noexcept {
   if constexpr (listens_to<L, E>) {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      unwrap_ref(listener).on(event);
-    } catch (...) {  // a broken listener must not break the call it observes
-    }
-#else
-    unwrap_ref(listener).on(event);
-#endif
+    // A broken listener must not break the call it observes.
+    call_ignoring_exceptions([&] { detail::deliver(listener, event); });
   }
 }
 
+/// Several listeners as one: each event goes to every member that hears it,
+/// in order; a member whose handler throws does not keep it from the others.
+template <class... Ls>
+struct listener_set {
+  std::tuple<Ls...> members;
+
+  template <class E>
+    requires(listens_to<Ls, E> || ...)
+  void on(const E& event) const noexcept {
+    std::apply([&](const auto&... m) { (emit(m, event), ...); }, members);
+  }
+};
+
+/// Attaches several listeners at once: `policy.with_listener(keel::listeners(
+/// log, metrics, std::ref(recorder)))`. Each is held as given (by value, or
+/// by reference through std::ref).
+template <class... Ls>
+listener_set<Ls...> listeners(Ls... ls) {
+  return {std::tuple<Ls...>(std::move(ls)...)};
+}
+
+namespace detail {
+using keel::emit;
+using keel::listens_to;
 }  // namespace detail
 }  // namespace keel
 

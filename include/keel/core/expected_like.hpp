@@ -9,6 +9,8 @@
 #include <version>
 
 #include "keel/core/error.hpp"
+#include "keel/core/inspect.hpp"
+#include "keel/detail/config.hpp"
 
 #if defined(__cpp_lib_expected)
 #include <expected>
@@ -37,7 +39,7 @@ template <class E>
 struct error_traits {};
 
 template <class E>
-requires std::constructible_from<E, std::error_code>
+  requires std::constructible_from<E, std::error_code>
 struct error_traits<E> {
   static E from_keel(const error_info& info) { return E(info.code); }
 };
@@ -72,14 +74,24 @@ R make_error_result(E&& e) {
   }
 }
 
-/// The error value of R as a std::error_code where it converts to one, else empty.
 template <expected_like R>
-std::error_code error_value_code(const R& r) {
+std::error_code convert_error_value(const R& r) {
   using E = error_type_t<R>;
   if constexpr (std::convertible_to<const E&, std::error_code>) {
     return std::error_code(r.error());
-  } else if constexpr (std::is_error_code_enum_v<E>) {
+  } else {
     return make_error_code(r.error());
+  }
+}
+
+/// The error value of R as a std::error_code where it converts to one, else
+/// empty. The conversion is the user's code: one that throws gives no code
+/// (the outcome stays a failure that no code matches), never an escape.
+template <expected_like R>
+std::error_code error_value_code(const R& r) noexcept {
+  using E = error_type_t<R>;
+  if constexpr (std::convertible_to<const E&, std::error_code> || std::is_error_code_enum_v<E>) {
+    return call_or(std::error_code(), [&] { return convert_error_value(r); });
   } else {
     return {};
   }

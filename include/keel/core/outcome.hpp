@@ -15,6 +15,7 @@
 
 #include "keel/core/error.hpp"
 #include "keel/core/expected_like.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel {
@@ -58,7 +59,8 @@ class outcome_storage {
   // handed on, so the exception is what the call produced). A policy can then
   // assign and return outcomes on any path without a try block, and an
   // exception from T never escapes try_execute or destroys a value twice.
-  outcome_storage(const outcome_storage& other) noexcept requires std::copy_constructible<T>
+  outcome_storage(const outcome_storage& other) noexcept
+    requires std::copy_constructible<T>
       : index_(other.index_) {
     switch (index_) {
       case 0:
@@ -86,19 +88,27 @@ class outcome_storage {
     }
   }
   // Destroy, then build anew: neither step throws (see above), so `this`
-  // always holds exactly one live member. T's assignment operators are never used.
-  outcome_storage& operator=(
-      const outcome_storage& other) noexcept requires std::copy_constructible<T> {
+  // always holds exactly one live member. T's assignment operators are never
+  // used. `other` may live inside what `this` holds (`o = o.causes()[0]`), so
+  // unless destroying `this` frees nothing, it is first taken out.
+  outcome_storage& operator=(const outcome_storage& other) noexcept
+    requires std::copy_constructible<T>
+  {
     if (this != &other) {
+      outcome_storage copy(other);
       destroy();
-      std::construct_at(this, other);
+      std::construct_at(this, std::move(copy));
     }
     return *this;
   }
   outcome_storage& operator=(outcome_storage&& other) noexcept {
-    if (this != &other) {
+    if (this == &other) return *this;
+    if (index_ == 0 && std::is_trivially_destructible_v<T>) {
+      std::construct_at(this, std::move(other));  // nothing of ours to free first
+    } else {
+      outcome_storage taken(std::move(other));
       destroy();
-      std::construct_at(this, std::move(other));
+      std::construct_at(this, std::move(taken));
     }
     return *this;
   }
@@ -195,11 +205,13 @@ class outcome {
   using result_type = R;
 
   /// A successful void outcome.
-  outcome() noexcept requires std::is_void_v<R> : state_(std::in_place_index<0>) {}
+  outcome() noexcept
+    requires std::is_void_v<R>
+      : state_(std::in_place_index<0>) {}
 
   /// Holds the callable's result (or, if moving it in throws, that exception).
   outcome(stored value) noexcept  // NOLINT: implicit by design
-      requires(!std::is_void_v<R>)
+    requires(!std::is_void_v<R>)
       : state_(std::in_place_type<stored>, std::move(value)) {}
 
   /// Builds the result in place.
@@ -263,7 +275,9 @@ class outcome {
   }
 
   /// The error the callable returned. Precondition: has_error_value().
-  decltype(auto) error_value() const requires expected_like<R> {
+  decltype(auto) error_value() const
+    requires expected_like<R>
+  {
     return state_.template get<0>().error();
   }
 
@@ -276,7 +290,7 @@ class outcome {
   const error_info& keel_error() const { return state_.template get<2>().info; }
 
   /// keel's code, or the error value as a std::error_code where it is one; else empty.
-  std::error_code code() const {
+  std::error_code code() const noexcept {
     if (has_keel_error()) return keel_error().code;
     if constexpr (expected_like<R>) {
       if (has_error_value()) return detail::error_value_code(state_.template get<0>());
@@ -292,17 +306,9 @@ class outcome {
   /// The retry-after hint of a keel failure, or of a thrown keel::error.
   std::optional<duration> retry_after() const {
     if (has_keel_error()) return keel_error().retry_after;
-#if KEEL_HAS_EXCEPTIONS
-    if (has_exception()) {
-      try {
-        std::rethrow_exception(exception());
-      } catch (const keel::error& e) {
-        return e.retry_after();
-      } catch (...) {
-      }
-    }
-#endif
-    return std::nullopt;
+    if (!has_exception()) return std::nullopt;
+    return inspect_exception<keel::error>(exception(), std::optional<duration>(),
+                                          [](const keel::error& e) { return e.retry_after(); });
   }
 
   /// For all_fallbacks_failed: the failure of the primary and of each alternative, in order.

@@ -18,6 +18,12 @@ namespace keel {
 
 namespace detail {
 
+/// A first argument of execute / try_execute that sets up the call rather
+/// than being the callable: a stop token or a whole context.
+template <class F>
+concept call_setting = std::same_as<std::remove_cvref_t<F>, std::stop_token> ||
+                       std::same_as<std::remove_cvref_t<F>, context>;
+
 /// True when the callable wants the context as its first argument.
 template <class F, class... Args>
 concept takes_context = std::invocable<F&, const context&, Args&...>;
@@ -28,13 +34,13 @@ concept guardable = takes_context<F, Args...> || std::invocable<F&, Args&...>;
 template <class F, class... Args>
 struct call_result;
 template <class F, class... Args>
-requires takes_context<F, Args...>
+  requires takes_context<F, Args...>
 struct call_result<F, Args...> {
   using type = std::invoke_result_t<F&, const context&, Args&...>;
 };
 template <class F, class... Args>
-requires(!takes_context<F, Args...> &&
-         std::invocable<F&, Args&...>) struct call_result<F, Args...> {
+  requires(!takes_context<F, Args...> && std::invocable<F&, Args&...>)
+struct call_result<F, Args...> {
   using type = std::invoke_result_t<F&, Args&...>;
 };
 
@@ -108,20 +114,6 @@ template <class Next>
 concept cheap_next = is_keel_next<std::remove_cv_t<Next>> && std::is_trivially_copyable_v<Next> &&
                      sizeof(Next) <= 8 * sizeof(void*);
 
-/// `next` as a policy hands it on by value (to its out-of-line paths, or
-/// into a pipeline layer's closure): a copy when that is cheap_next, else a
-/// keel_next that refers to it, so every attempt calls the caller's object.
-/// Either way the result is itself cheap_next. Taken by reference, `next`
-/// would have to sit in memory on the fast path too, for the slow one.
-template <class Next>
-auto pass_next(Next& next) noexcept {
-  if constexpr (cheap_next<Next>) {
-    return std::remove_cv_t<Next>(next);
-  } else {
-    return make_next([&next](context& ctx) { return next(ctx); });
-  }
-}
-
 /// The policy inside a holder: by value, std::reference_wrapper or a smart pointer.
 template <class P>
 const P& policy_of(const P& p) noexcept {
@@ -140,6 +132,24 @@ const P& policy_of(const std::unique_ptr<P>& p) noexcept {
   return *p;
 }
 
+}  // namespace detail
+
+/// `next` as a policy hands it on by value (to its out-of-line paths, or
+/// into a pipeline layer's closure): a copy when that is cheap_next, else a
+/// keel_next that refers to it, so every attempt calls the caller's object.
+/// Either way the result is itself cheap_next. Taken by reference, `next`
+/// would have to sit in memory on the fast path too, for the slow one.
+template <class Next>
+auto pass_next(Next& next) noexcept {
+  if constexpr (detail::cheap_next<Next>) {
+    return std::remove_cv_t<Next>(next);
+  } else {
+    return detail::make_next([&next](context& ctx) { return next(ctx); });
+  }
+}
+
+namespace detail {
+using keel::pass_next;
 }  // namespace detail
 
 /// A policy wraps the rest of a pipeline: `p.run<R>(next, ctx)` decides whether
@@ -163,8 +173,8 @@ class executable {
   /// Runs f(args...) (or f(ctx, args...)) under the policy and returns what
   /// came out; never throws.
   template <class F, class... Args>
-  requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>) auto try_execute(
-      F&& f, Args&&... args) const {
+    requires(!detail::call_setting<F>)
+  auto try_execute(F&& f, Args&&... args) const {
     return guarded(context(), f, args...);
   }
 
@@ -175,12 +185,20 @@ class executable {
     return guarded(context(std::move(token)), f, args...);
   }
 
+  /// As above, in the caller's context: its deadline (set with
+  /// context::tighten_deadline) and stop token bound the call, and every
+  /// policy honours them as if an outer timeout had set them.
+  template <class F, class... Args>
+  auto try_execute(context ctx, F&& f, Args&&... args) const {
+    return guarded(std::move(ctx), f, args...);
+  }
+
   /// Runs f under the policy and returns its result. A thrown exception is
   /// rethrown unchanged; keel's own failures throw keel::error, or, for an
   /// expected-like result, come back as its error (keel::error_traits).
   template <class F, class... Args>
-  requires(!std::same_as<std::remove_cvref_t<F>, std::stop_token>) auto execute(
-      F&& f, Args&&... args) const {
+    requires(!detail::call_setting<F>)
+  auto execute(F&& f, Args&&... args) const {
     return guarded(context(), f, args...).get();
   }
 
@@ -188,6 +206,12 @@ class executable {
   template <class F, class... Args>
   auto execute(std::stop_token token, F&& f, Args&&... args) const {
     return guarded(context(std::move(token)), f, args...).get();
+  }
+
+  /// As above, in the caller's context (deadline and stop token).
+  template <class F, class... Args>
+  auto execute(context ctx, F&& f, Args&&... args) const {
+    return guarded(std::move(ctx), f, args...).get();
   }
 
  private:

@@ -20,16 +20,20 @@ using time_point = std::chrono::time_point<std::chrono::steady_clock, duration>;
 /// The deadline of a call that has none.
 inline constexpr time_point no_deadline = time_point::max();
 
-namespace detail {
+// Saturating time arithmetic, for policies and their authors: every sum and
+// product of durations keel makes goes through these, so `duration::max()`
+// means "forever" and never wraps to the past.
 
+namespace detail {
 inline constexpr std::int64_t max_ns = std::numeric_limits<std::int64_t>::max();
 inline constexpr std::int64_t min_ns = std::numeric_limits<std::int64_t>::min();
+}  // namespace detail
 
 /// a + b, clamped to the representable range instead of overflowing.
 constexpr duration saturating_add(duration a, duration b) noexcept {
   std::int64_t r{};
   if (__builtin_add_overflow(a.count(), b.count(), &r)) {
-    return duration{b.count() > 0 ? max_ns : min_ns};
+    return duration{b.count() > 0 ? detail::max_ns : detail::min_ns};
   }
   return duration{r};
 }
@@ -66,7 +70,14 @@ constexpr duration time_until(time_point now, time_point deadline) noexcept {
   return duration{r};
 }
 
+namespace detail {
+// keel's own headers name them here too.
+using keel::saturating_add;
+using keel::saturating_mul;
+using keel::seconds_to_duration;
+using keel::time_until;
 }  // namespace detail
+
 }  // namespace keel
 
 #endif  // KEEL_CORE_TIME_HPP_INCLUDED

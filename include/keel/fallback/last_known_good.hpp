@@ -305,6 +305,12 @@ class last_known_good {
       ++stats_.recorded;
       return;
     }
+    // Everything that can throw comes before the first change: the victim's
+    // lookup runs its key's hash (user code), and a reserved index does not
+    // rehash on the insertion (which would invalidate `victim`).
+    auto victim = index_.end();
+    if (lru_.size() >= options_.capacity) victim = index_.find(*lru_.back().key);
+    index_.reserve(index_.size() + 1);
     auto [slot, inserted] = index_.try_emplace(key, lru_.end());  // may throw: nothing changed
     struct undo_on_throw {
       index_type& index;
@@ -318,8 +324,8 @@ class last_known_good {
     undo.armed = false;
     slot->second = lru_.begin();
     ++stats_.recorded;
-    if (lru_.size() > options_.capacity) {
-      remove(index_.find(*lru_.back().key));
+    if (victim != index_.end()) {
+      remove(victim);
       ++stats_.evicted;
     }
   }

@@ -64,20 +64,16 @@ bool is_cancelled_failure(const outcome<R>& o) {
 
 /// True when a failure is a timeout (keel's, an error value or a thrown
 /// std::system_error equivalent to std::errc::timed_out): the AWS quota charges more.
+/// A category whose equivalent() throws (user code) makes it false.
 template <class R>
-bool is_timeout(const outcome<R>& o) {
-#if KEEL_HAS_EXCEPTIONS
-  if (o.has_exception()) {
-    try {
-      std::rethrow_exception(o.exception());
-    } catch (const std::system_error& e) {
-      return e.code() == std::errc::timed_out;
-    } catch (...) {
-      return false;
+bool is_timeout(const outcome<R>& o) noexcept {
+  return call_or(false, [&] {
+    if (o.has_exception()) {
+      return inspect_exception<std::system_error>(
+          o.exception(), false, [](const auto& e) { return e.code() == std::errc::timed_out; });
     }
-  }
-#endif
-  return o.code() == std::errc::timed_out;
+    return o.code() == std::errc::timed_out;
+  });
 }
 
 /// A relaxed atomic counter that copies its value, so that a policy holding

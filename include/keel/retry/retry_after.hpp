@@ -197,7 +197,7 @@ inline std::optional<duration> parse_retry_after(std::string_view value,
   // Whole seconds first (a year-9999 date in nanoseconds would overflow), then
   // the sub-second part of `now`.
   const std::int64_t date_s = duration_cast<seconds>(sys_days(date).time_since_epoch()).count() +
-                              t.hour * 3600 + t.minute * 60 + t.second;
+                              std::int64_t{t.hour} * 3600 + std::int64_t{t.minute} * 60 + t.second;
   const auto now_s = floor<seconds>(now);
   const std::int64_t diff_s = date_s - now_s.time_since_epoch().count();
   if (diff_s <= 0) return duration::zero();

@@ -3,6 +3,7 @@
 #define KEEL_RETRY_RETRY_EVENTS_HPP_INCLUDED
 
 #include <cstdint>
+#include <string_view>
 
 #include "keel/core/error.hpp"
 #include "keel/core/time.hpp"
@@ -19,6 +20,27 @@ enum class give_up_reason : unsigned char {
   cancelled,        ///< retry_aborted: stop was requested, or the failure is a cancellation
   rejection,  ///< retry_aborted: an inner policy rejected the call and retry_rejections is off
 };
+
+/// The enumerator's name ("max_attempts"); "unknown" otherwise.
+constexpr std::string_view to_string_view(give_up_reason r) noexcept {
+  switch (r) {
+    case give_up_reason::max_attempts:
+      return "max_attempts";
+    case give_up_reason::max_elapsed:
+      return "max_elapsed";
+    case give_up_reason::deadline:
+      return "deadline";
+    case give_up_reason::delay_function:
+      return "delay_function";
+    case give_up_reason::abort_predicate:
+      return "abort_predicate";
+    case give_up_reason::cancelled:
+      return "cancelled";
+    case give_up_reason::rejection:
+      return "rejection";
+  }
+  return "unknown";
+}
 
 /// A failed attempt will be retried after `delay`.
 struct retry_scheduled {

@@ -23,7 +23,8 @@ class recording_listener {
   recording_listener() : state_(std::make_shared<state>()) {}
 
   template <class E>
-  requires(std::is_same_v<E, Events> || ...) void on(const E& e) const {
+    requires(std::is_same_v<E, Events> || ...)
+  void on(const E& e) const {
     std::lock_guard lock(state_->mutex);
     state_->events.emplace_back(e);
   }

@@ -28,14 +28,18 @@ class step {
 
  public:
   /// The call returns `value` (for an expected-like R, a value or an error).
-  static step returns(stored value) requires(!std::is_void_v<R>) {
+  static step returns(stored value)
+    requires(!std::is_void_v<R>)
+  {
     step s;
     s.action_ = [v = std::move(value)](const context&) -> R { return v; };
     return s;
   }
 
   /// The call returns normally (void).
-  static step returns() requires std::is_void_v<R> {
+  static step returns()
+    requires std::is_void_v<R>
+  {
     step s;
     s.action_ = [](const context&) {};
     return s;

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BSL-1.0
 #include <functional>
 #include <stdexcept>
+#include <vector>
 
+#include <keel/core/error.hpp>
 #include <keel/core/events.hpp>
 #include <keel/testing/recording_listener.hpp>
 
@@ -74,4 +76,43 @@ TEST_CASE("events: a listener with a non-const on() hears events through std::re
   keel::detail::emit(std::ref(listener), ping{4});
   keel::detail::emit(std::ref(listener), ping{5});
   CHECK(listener.seen == 9);
+}
+
+TEST_CASE("events: a lambda is a listener for the event it takes", "[core][events]") {
+  int seen = 0;
+  const auto only_pings = [&seen](const ping& p) { seen += p.n; };
+  static_assert(keel::listens_to<decltype(only_pings), ping>);
+  static_assert(!keel::listens_to<decltype(only_pings), pong>);
+  keel::emit(only_pings, ping{4});
+  keel::emit(only_pings, pong{});
+  CHECK(seen == 4);
+  int every = 0;
+  const auto all = [&every](const auto&) { ++every; };
+  keel::emit(all, ping{1});
+  keel::emit(all, pong{});
+  CHECK(every == 2);
+}
+
+TEST_CASE("events: keel::listeners fans out in order, past a member that throws",
+          "[core][events]") {
+  std::vector<int> order;
+  int pongs = 0;
+  const auto set = keel::listeners(
+      [&order](const ping& p) { order.push_back(p.n); }, throws_on_ping{},
+      [&order](const ping& p) { order.push_back(10 * p.n); }, [&pongs](const pong&) { ++pongs; });
+  static_assert(keel::listens_to<decltype(set), ping>);
+  keel::emit(set, ping{2});
+  keel::emit(set, pong{});
+  CHECK(order == std::vector<int>{2, 20});
+  CHECK(pongs == 1);
+  // A set hears an event only when one of its members does.
+  static_assert(!keel::listens_to<decltype(keel::listeners(counts_pings{nullptr})), pong>);
+}
+
+TEST_CASE("events: enums name themselves", "[core][events]") {
+  CHECK(keel::to_string_view(keel::errc::circuit_open) == "circuit_open");
+  CHECK(keel::to_string_view(keel::errc::rate_limited) == "rate_limited");
+  CHECK(keel::to_string_view(static_cast<keel::errc>(99)) == "unknown");
+  CHECK(keel::to_string_view(keel::condition::circuit_rejected) == "circuit_rejected");
+  CHECK(keel::to_string_view(keel::failure_kind::error_value) == "error_value");
 }

@@ -168,3 +168,38 @@ TEST_CASE("outcome: holds move-only results", "[core][outcome]") {
   std::unique_ptr<int> p = std::move(o).get();
   CHECK(*p == 9);
 }
+
+TEST_CASE("outcome: assigning one of its own causes keeps that cause (copy)",
+          "[core][outcome][regression]") {
+  std::vector<outcome<int>> causes;
+  causes.push_back(outcome<int>::from_exception(std::make_exception_ptr(std::runtime_error("a"))));
+  causes.push_back(outcome<int>(7));
+  auto o = outcome<int>::from_keel({keel::make_error_code(keel::errc::all_fallbacks_failed), {}},
+                                   std::move(causes));
+  o = o.causes()[0];  // the copy is taken before the causes are freed
+  REQUIRE(o.has_exception());
+  CHECK_THROWS_WITH(o.rethrow(), "a");
+  auto p = outcome<int>::from_keel({keel::make_error_code(keel::errc::all_fallbacks_failed), {}},
+                                   std::vector<outcome<int>>{outcome<int>(7)});
+  p = p.causes()[0];
+  REQUIRE(p.has_value());
+  CHECK(p.value() == 7);
+}
+
+namespace {
+struct tree_node {
+  std::unique_ptr<outcome<tree_node>> child;
+  int label = 0;
+};
+}  // namespace
+
+TEST_CASE("outcome: move-assigning what its own value owns keeps it (move)",
+          "[core][outcome][regression]") {
+  outcome<tree_node> o(
+      std::in_place,
+      tree_node{std::make_unique<outcome<tree_node>>(std::in_place, tree_node{nullptr, 2}), 1});
+  o = std::move(*o.value().child);  // destroying o's value frees the source: it goes first
+  REQUIRE(o.has_value());
+  CHECK(o.value().label == 2);
+  CHECK(o.value().child == nullptr);
+}

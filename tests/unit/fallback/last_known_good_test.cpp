@@ -290,3 +290,39 @@ TEST_CASE("last_known_good: a late record of an older result keeps the newer val
   CHECK(s.age == 2s);
   CHECK(cache.stats().recorded == 2);
 }
+
+namespace {
+bool hash_throws_for_1 = false;
+struct picky_key {
+  int k = 0;
+  bool operator==(const picky_key&) const = default;
+};
+}  // namespace
+
+template <>
+struct std::hash<picky_key> {
+  std::size_t operator()(const picky_key& x) const {
+    if (hash_throws_for_1 && x.k == 1) throw std::runtime_error("hash");
+    return static_cast<std::size_t>(x.k);
+  }
+};
+
+TEST_CASE("last_known_good: a hash that throws while evicting leaves the cache as it was",
+          "[fallback][last_known_good][regression]") {
+  keel::last_known_good<int, picky_key> cache({.capacity = 1});
+  cache.put(picky_key{1}, 10);
+  hash_throws_for_1 = true;  // key 1 is the victim: finding it throws
+  CHECK_THROWS_AS(cache.put(picky_key{2}, 20), std::runtime_error);
+  CHECK(cache.size() == 1);
+  CHECK_FALSE(cache.get(picky_key{2}));
+  // record() swallows it, keeps the cache at capacity and still returns the result.
+  auto o = keel::pipeline(cache.record(picky_key{2})).try_execute([] { return 20; });
+  CHECK(o.value() == 20);
+  CHECK(cache.size() == 1);
+  CHECK(cache.stats().evicted == 0);
+  hash_throws_for_1 = false;
+  for (int k = 3; k < 6; ++k) cache.put(picky_key{k}, k);
+  CHECK(cache.size() == 1);  // never over capacity
+  CHECK(cache.stats().evicted == 3);
+  CHECK(cache.get(picky_key{5}).value_or(0) == 5);
+}

@@ -18,6 +18,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -59,6 +60,11 @@ struct throwing_listener {
     ++*heard;
     throw hook_error();
   }
+};
+
+/// An error type whose conversion to std::error_code throws.
+struct throwing_code {
+  operator std::error_code() const { throw hook_error(); }  // NOLINT(google-explicit-constructor)
 };
 
 /// A key whose hash throws (std::hash below), for last_known_good.
@@ -270,6 +276,26 @@ const std::vector<hook_row>& hook_table() {
          auto served = no_escape([&] { return p.try_execute(fails); });
          CHECK(served.value() == 7);  // serving failed: the next alternative
        }},
+      // ---- keel::listeners: a member that throws ---------------------------
+      {"core/events.hpp", "on",
+       [] {
+         throwing_listener bad;
+         auto heard = std::make_shared<int>(0);
+         auto r = keel::retry({.max_attempts = 2, .backoff = keel::constant_backoff{1ns}})
+                      .with_environment(venv{})
+                      .with_listener(keel::listeners(
+                          bad, [heard](const keel::retry_scheduled&) { ++*heard; }));
+         int calls = 0;
+         auto o = no_escape([&] {
+           return r.try_execute([&] {
+             if (++calls == 1) throw std::runtime_error("down");
+             return 1;
+           });
+         });
+         CHECK(o.value() == 1);
+         CHECK(*bad.heard >= 1);
+         CHECK(*heard == 1);  // the member after the throwing one still heard it
+       }},
       // ---- timeout ----------------------------------------------------------
       {"timeout/timeout.hpp", "with_listener",
        [] {
@@ -286,20 +312,70 @@ const std::vector<hook_row>& hook_table() {
          CHECK(*l.heard == 1);
        }},
       // ---- keel::on:: predicates over user callables -------------------------
+      // A part that throws makes the whole predicate a policy asks match, `!` included.
       {"core/classify.hpp", "result",
        [] {
          const outcome<int> o(1);
-         CHECK(keel::on::result(throwing_predicate{})(o));
+         CHECK(keel::detail::ask_user_predicate(keel::on::result(throwing_predicate{}), o));
+         CHECK(keel::detail::ask_user_predicate(!keel::on::result(throwing_predicate{}), o));
+         // Through a breaker: the outcome it could not judge is a failure.
+         auto guarded =
+             keel::circuit_breaker{{.trip = keel::consecutive_failures{.threshold = 1}}}.handle(
+                 !keel::on::result(throwing_predicate{}));
+         no_escape([&] { return guarded.try_execute([] { return -1; }); });
+         CHECK(guarded.state() == keel::circuit_state::open);
+         CHECK(guarded.metrics().failures == 1);
        }},
       {"core/classify.hpp", "error",
        [] {
          const outcome<keel_test::expected<int, int>> o(keel_test::unexpected<int>(3));
-         CHECK(keel::on::error(throwing_predicate{})(o));
+         CHECK(keel::detail::ask_user_predicate(keel::on::error(throwing_predicate{}), o));
+         CHECK(keel::detail::ask_user_predicate(!keel::on::error(throwing_predicate{}), o));
        }},
       {"core/classify.hpp", "when",
        [] {
          const outcome<int> o(1);
-         CHECK(keel::on::when(throwing_predicate{})(o));
+         CHECK(keel::detail::ask_user_predicate(keel::on::when(throwing_predicate{}), o));
+         CHECK(keel::detail::ask_user_predicate(
+                   !keel::on::when(throwing_predicate{}) && keel::on::any_failure,
+                   outcome<int>(1)) == true);
+         // Retry with a negated throwing predicate retries within max_attempts.
+         int calls = 0;
+         auto r = keel::retry({.max_attempts = 3, .backoff = keel::constant_backoff{1ns}})
+                      .with_environment(venv{})
+                      .handle(!keel::on::when(throwing_predicate{}));
+         no_escape([&] { return r.try_execute([&] { return ++calls; }); });
+         CHECK(calls == 3);
+       }},
+      // An error type whose conversion to std::error_code throws: no code, never an escape.
+      {"core/expected_like.hpp", "error_value_code",
+       [] {
+         using R = keel_test::expected<int, throwing_code>;
+         const auto bad = [] { return R(keel_test::unexpected<throwing_code>(throwing_code{})); };
+         keel::circuit_breaker b{{.trip = keel::consecutive_failures{.threshold = 1}}};
+         auto broken = no_escape([&] { return b.try_execute(bad); });
+         CHECK(broken.has_error_value());
+         CHECK_FALSE(broken.code());
+         CHECK(b.state() == keel::circuit_state::open);  // a failure all the same
+         int calls = 0;
+         auto r = keel::retry({.max_attempts = 2, .backoff = keel::constant_backoff{1ns}})
+                      .with_environment(venv{});
+         no_escape([&] {
+           return r.try_execute([&] {
+             ++calls;
+             return bad();
+           });
+         });
+         CHECK(calls == 2);
+         auto f = keel::fallback(R(5));
+         CHECK(no_escape([&] { return f.try_execute(bad); }).value().value() == 5);
+         // An alternative guarded by an open breaker: its rejection, not std::terminate.
+         auto g = keel::fallback(keel::alternative([&] { return bad(); }).through(std::ref(b)));
+         auto o =
+             no_escape([&] { return g.try_execute([]() -> R { throw std::runtime_error("x"); }); });
+         CHECK(o.is(errc::all_fallbacks_failed));
+         CHECK_FALSE(keel::is_cancellation(broken));
+         CHECK_FALSE(keel::is_rejection(broken));
        }},
   };
   return rows;
@@ -314,6 +390,7 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
       {{"core/context.hpp", "to"}, "detail::clock_ref: keel's own reference to a clock"},
       {{"core/events.hpp", "unwrap_ref"}, "detail: unwraps a listener held by std::ref"},
       {{"core/outcome.hpp", "construct_value"}, "detail: stores a result"},
+      {{"core/inspect.hpp", "call_ignoring_exceptions"}, "the guard keel puts around a hook"},
       {{"core/policy.hpp", "make_next"}, "detail: keel's own closures"},
       {{"core/policy.hpp", "pass_next"}, "detail: keel's own closures"},
       {{"core/policy.hpp", "policy_of"}, "detail: a policy holder"},
@@ -375,9 +452,12 @@ TEST_CASE("hostile hooks: the table lists every hook the public headers take",
     CHECK(listed.count(f) == 1);
   }
   // And no row names a function that no longer exists (rows found by
-  // construction rather than by the scan are the fallback's and the cache's).
+  // construction rather than by the scan: the fallback's, the cache's and
+  // the error type's conversion, which is not a function keel takes).
   for (const auto& l : listed) {
-    if (l.second == "fallback" || l.second == "last_known_good") continue;
+    if (l.second == "fallback" || l.second == "last_known_good" || l.second == "error_value_code") {
+      continue;
+    }
     INFO("a row for a function the headers no longer have: " << l.first << " " << l.second);
     CHECK(found.count(l) == 1);
   }

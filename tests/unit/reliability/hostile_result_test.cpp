@@ -126,11 +126,10 @@ TEST_CASE("hostile result: retry, failures as values then a success",
 TEST_CASE("hostile result: circuit breaker, closed and as a half-open probe",
           "[reliability][hostile][circuit_breaker]") {
   venv env;
-  auto b = keel::circuit_breaker{
-      {.trip = keel::consecutive_failures{.threshold = 2},
-       .open_duration = 10s,
-       .permitted_probes =
-           1}}.with_environment(env);
+  auto b = keel::circuit_breaker{{.trip = keel::consecutive_failures{.threshold = 2},
+                                  .open_duration = 10s,
+                                  .permitted_probes = 1}}
+               .with_environment(env);
   // Closed: the breaker's state after each round is closed or (two failed
   // rounds in a row) open; never a leaked probe.
   sweep(

@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: BSL-1.0
+// The example policy of docs/extending.md, built only from keel's public kit.
+#ifndef KEEL_EXAMPLE_CONCURRENCY_LIMIT_HPP
+#define KEEL_EXAMPLE_CONCURRENCY_LIMIT_HPP
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include <keel/keel.hpp>
+
+namespace example {
+
+struct concurrency_limit_options {
+  std::uint32_t max_in_flight = 10;  ///< calls allowed at once; >= 1
+  constexpr keel::validation_result validate() const {
+    if (max_in_flight == 0) {
+      return keel::config_problem{"concurrency_limit_options.max_in_flight", "must be >= 1"};
+    }
+    return std::nullopt;
+  }
+};
+
+/// Event: a call was refused; `in_flight` calls were running.
+struct limit_rejected {
+  std::uint32_t in_flight;
+};
+
+/// At most `max_in_flight` calls at once; the others get keel::errc::bulkhead_full.
+/// The count every copy of one limit shares.
+struct limit_count {
+  std::atomic<std::uint32_t> in_flight{0};
+};
+
+template <class Listener = keel::no_listener>
+class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
+ public:
+  explicit concurrency_limit(concurrency_limit_options o = {}, Listener l = Listener(),
+                             std::shared_ptr<limit_count> s = std::make_shared<limit_count>())
+      : options_((keel::require_valid(o.validate()), o)), listener_(l), state_(std::move(s)) {}
+
+  /// The same limit (sharing its count), reporting to `l`.
+  template <class L>
+  concurrency_limit<L> with_listener(L l) const {
+    return concurrency_limit<L>(options_, l, state_);
+  }
+
+  template <class R, class Next>
+  keel::outcome<R> run(Next&& next, keel::context& ctx) const {
+    std::atomic<std::uint32_t>& n = state_->in_flight;
+    const std::uint32_t before = n.fetch_add(1, std::memory_order_relaxed);
+    struct leave {
+      std::atomic<std::uint32_t>& n;
+      ~leave() { n.fetch_sub(1, std::memory_order_relaxed); }
+    } guard{n};
+    if (before >= options_.max_in_flight) {
+      if constexpr (keel::listens_to<Listener, limit_rejected>) {
+        keel::emit(listener_, limit_rejected{before});
+      }
+      return keel::outcome<R>::from_keel(keel::errc::bulkhead_full);
+    }
+    return next(ctx);
+  }
+
+  std::uint32_t in_flight() const noexcept { return state_->in_flight.load(); }
+
+ private:
+  concurrency_limit_options options_;
+  [[no_unique_address]] Listener listener_;
+  std::shared_ptr<limit_count> state_;  // copies share one count
+};
+
+}  // namespace example
+
+#endif  // KEEL_EXAMPLE_CONCURRENCY_LIMIT_HPP
