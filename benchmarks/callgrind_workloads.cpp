@@ -271,19 +271,14 @@ bool keel_cg_pipeline_fail_then_succeed(int n) {
 }
 
 // ---- the same pipeline behind keel::any_pipeline<R> ---------------------------------
-// One indirect call into the pipeline per call, one back to the callable per attempt.
+// One indirect call into the pipeline per call, one back to the callable per
+// attempt. Its failure path is measured in bench_pipeline only: instantiated
+// here too, it changed how GCC inlined the pipeline rows' own failure paths.
 
 bool keel_cg_any_pipeline(int n) {
   static keel::circuit_breaker<> breaker{never_trips()};
   static const keel::any_pipeline<int> p(guard(-1, breaker));
   success_calls(p, n);
-  return is_closed(breaker);
-}
-
-bool keel_cg_any_pipeline_failure_as_value(int n) {
-  static keel::circuit_breaker<> breaker{never_trips()};
-  static const keel::any_pipeline<result> p(guard(result{-1, 0}, breaker));
-  failure_calls(p, n);
   return is_closed(breaker);
 }
 
@@ -319,7 +314,6 @@ constexpr workload workloads[] = {
     {"pipeline_open_rejection", keel_cg_pipeline_open_rejection},
     {"pipeline_fail_then_succeed", keel_cg_pipeline_fail_then_succeed},
     {"any_pipeline", keel_cg_any_pipeline},
-    {"any_pipeline_failure_as_value", keel_cg_any_pipeline_failure_as_value},
 };
 
 bool run(const workload& w, int n) {
