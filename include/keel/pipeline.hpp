@@ -23,8 +23,7 @@ enum class refusal : unsigned char { not_a_policy, not_copyable };
 /// argument and runs nothing. A program that names it does not compile.
 template <class P, refusal Why>
 struct refused_policy {
-  template <class A>
-  refused_policy(A&&) noexcept {}
+  refused_policy(const P&) noexcept {}  // implicit: stands in for the argument
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
     return next(ctx);
