@@ -97,9 +97,9 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
     if (ctx.stop_requested()) return outcome<R>::from_keel(errc::cancelled);
     const time_point start = env_.now();
     context inner = ctx;  // a copy: the caller's context keeps its own deadline
-    inner.tighten_deadline(detail::saturating_add(start, options_.timeout), env_);
-    const time_point deadline = inner.deadline();
-    if (start >= deadline) {  // an outer deadline has passed: do not even start
+    const time_point deadline = deadline_for(start, ctx);
+    inner.tighten_deadline(deadline, env_);
+    if (missed(start, deadline)) {  // an outer deadline has passed: do not even start
       return expire<R>(start, start, deadline);
     }
 
@@ -108,6 +108,21 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
 
   /// The options, as validated.
   const timeout_options& options() const noexcept { return options_; }
+
+  // ---- The deadline arithmetic, for a driver of one's own -------------------
+
+  /// The deadline of a call starting at `start` (this timeout's clock): the
+  /// earlier of start + options().timeout (saturating) and ctx.deadline().
+  time_point deadline_for(time_point start, const context& ctx) const noexcept {
+    const time_point own = detail::saturating_add(start, options_.timeout);
+    return own < ctx.deadline() ? own : ctx.deadline();
+  }
+
+  /// The verdict on a call that ends (or would start) at `end`: true, timed
+  /// out, when end >= deadline; one that ends 1 ns before it is in time.
+  static constexpr bool missed(time_point end, time_point deadline) noexcept {
+    return end >= deadline;
+  }
 
  private:
   // The call itself, under `deadline`. Returns `o` only: GCC builds a named
@@ -118,7 +133,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
     if constexpr (std::is_void_v<Watchdog>) {
       outcome<R> o = next(inner);
       const time_point end = env_.now();
-      if (end >= deadline) o = late<R>(std::move(o), ctx, false, start, end, deadline);
+      if (missed(end, deadline)) o = late<R>(std::move(o), ctx, false, start, end, deadline);
       return o;
     } else {
       std::optional<detail::timeout_watch<Watchdog>> watch;
@@ -136,8 +151,8 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
       const time_point end = env_.now();
       const bool stopped_by_watchdog =
           watch && watch->source.stop_requested() && !ctx.stop_requested();
-      // Decided by `end >= deadline` alone: a stop after an in-time end is no timeout.
-      if (end >= deadline) {
+      // Decided by missed() alone: a stop after an in-time end is no timeout.
+      if (missed(end, deadline)) {
         o = late<R>(std::move(o), ctx, stopped_by_watchdog, start, end, deadline);
       }
       return o;
