@@ -289,67 +289,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   /// caller gets (errc::cancelled after a stop request). Counts, feeds the budget, emits.
   template <class R>
   retry_decision decide(outcome<R>& o, retry_call& call, const context& ctx) const {
-    const int attempt = call.attempt_;
-    if (detail::is_cancelled_failure(o)) return aborted(o, attempt, give_up_reason::cancelled);
-    if (detail::ask_user_predicate(hooks_.abort_on, o))
-      return aborted(o, attempt, give_up_reason::abort_predicate);
-    if (!options_.retry_rejections && detail::ask_user_predicate(on::rejection, o)) {
-      return aborted(o, attempt, give_up_reason::rejection);
-    }
-    if (budget_ != nullptr) budget_->record_failure();
-    if (attempt >= options_.max_attempts)
-      return exhausted(o, attempt, give_up_reason::max_attempts);
-    if (ctx.stop_requested()) return cancel(o, attempt);
-
-    // The answer is built as the delay is chosen (a hint replaces it).
-    retry_decision d;
-    if constexpr (std::is_same_v<decltype(hooks_.delay), no_delay_function>) {
-      d = retry_decision::after(options_.backoff.next(attempt, call.backoff_, env_), false);
-    } else {
-      const std::optional<duration> chosen = user_delay(attempt, o);
-      if (!chosen) return exhausted(o, attempt, give_up_reason::delay_function);
-      d = retry_decision::after(*chosen > duration::zero() ? *chosen : duration::zero(), false);
-    }
-    // Only keel failures, exceptions and an extractor can carry a hint; testing
-    // first keeps an error value's retry free of the optional's round trip.
-    if (o.has_keel_error() || o.has_exception() ||
-        !std::is_same_v<decltype(hooks_.hint), no_retry_hint>) {
-      if (const std::optional<duration> hint = hint_of(o)) {
-        const duration h = *hint < duration::zero() ? duration::zero() : *hint;
-        d = retry_decision::after(h > options_.max_hint_delay ? options_.max_hint_delay : h, true);
-      }
-    }
-
-    if (call.timed_) {
-      const duration elapsed = detail::time_until(call.start_, env_.now());
-      if (detail::saturating_add(elapsed, d.delay()) >= options_.max_elapsed) {
-        return exhausted(o, attempt, give_up_reason::max_elapsed);
-      }
-    }
-    // remaining() reads the clock of whoever set the deadline, which is the
-    // right one even when that policy's environment differs from ours.
-    if (ctx.has_deadline() && d.delay() >= ctx.remaining()) {
-      return exhausted(o, attempt, give_up_reason::deadline);
-    }
-    if (budget_ != nullptr) {
-      // Only a budget cares whether it was a timeout; don't pay a rethrow otherwise.
-      const bool timed_out = detail::is_timeout(o);
-      if (!budget_->try_acquire(timed_out)) {
-        counters_.budget_refusals.increment();
-        if constexpr (detail::listens_to<Listener, retry_budget_exhausted>) {
-          detail::emit(listener_, retry_budget_exhausted{attempt, o.describe()});
-        }
-        return retry_decision::stop();
-      }
-      call.last_retry_after_timeout_ = timed_out;  // read by succeeded(), with a budget only
-    }
-
-    counters_.retries.increment();
-    if constexpr (detail::listens_to<Listener, retry_scheduled>) {
-      detail::emit(listener_, retry_scheduled{attempt, d.delay(), o.describe(), d.from_hint()});
-    }
-    ++call.attempt_;  // in place: `attempt` need not live this long
-    return d;
+    return decide_now(o, call, ctx);
   }
 
   /// The call ended after call.attempt() attempts with an outcome handles()
@@ -421,13 +361,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   // the fast path keeps it in registers.
   template <class R, class Next>
   void retry_until_done(outcome<R>& o, Next next, context& ctx, retry_call& call) const {
-    for (;;) {
-      const retry_decision d = decide(o, call, ctx);
-      if (!d) return;
-      if (!env_.sleep_for(d.delay(), ctx.stop_token())) [[unlikely]] {
-        interrupted(o, call);
-        return;
-      }
+    while (decide_and_wait(o, call, ctx)) {
       ctx.set_attempt(call.attempt_);
       o = next(ctx);
       if (!handles(o)) {
@@ -441,6 +375,87 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   void note_success(bool retried, const retry_call& call) const noexcept {
     if (retried) counters_.successes_after_retry.increment();
     if (budget_ != nullptr) budget_->record_success(retried, call.last_retry_after_timeout_);
+  }
+
+  // decide()'s rules, inlined into decide() and into the synchronous driver's step.
+  template <class R>
+  [[gnu::always_inline]] retry_decision decide_now(outcome<R>& o, retry_call& call,
+                                                   const context& ctx) const {
+    const int attempt = call.attempt_;
+    if (detail::is_cancelled_failure(o)) return aborted(o, attempt, give_up_reason::cancelled);
+    if (detail::ask_user_predicate(hooks_.abort_on, o))
+      return aborted(o, attempt, give_up_reason::abort_predicate);
+    if (!options_.retry_rejections && detail::ask_user_predicate(on::rejection, o)) {
+      return aborted(o, attempt, give_up_reason::rejection);
+    }
+    if (budget_ != nullptr) budget_->record_failure();
+    if (attempt >= options_.max_attempts)
+      return exhausted(o, attempt, give_up_reason::max_attempts);
+    if (ctx.stop_requested()) return cancel(o, attempt);
+
+    // The answer is built as the delay is chosen (a hint replaces it).
+    retry_decision d;
+    if constexpr (std::is_same_v<decltype(hooks_.delay), no_delay_function>) {
+      d = retry_decision::after(options_.backoff.next(attempt, call.backoff_, env_), false);
+    } else {
+      const std::optional<duration> chosen = user_delay(attempt, o);
+      if (!chosen) return exhausted(o, attempt, give_up_reason::delay_function);
+      d = retry_decision::after(*chosen > duration::zero() ? *chosen : duration::zero(), false);
+    }
+    // Only keel failures, exceptions and an extractor can carry a hint; testing
+    // first keeps an error value's retry free of the optional's round trip.
+    if (o.has_keel_error() || o.has_exception() ||
+        !std::is_same_v<decltype(hooks_.hint), no_retry_hint>) {
+      if (const std::optional<duration> hint = hint_of(o)) {
+        const duration h = *hint < duration::zero() ? duration::zero() : *hint;
+        d = retry_decision::after(h > options_.max_hint_delay ? options_.max_hint_delay : h, true);
+      }
+    }
+
+    if (call.timed_) {
+      const duration elapsed = detail::time_until(call.start_, env_.now());
+      if (detail::saturating_add(elapsed, d.delay()) >= options_.max_elapsed) {
+        return exhausted(o, attempt, give_up_reason::max_elapsed);
+      }
+    }
+    // remaining() reads the clock of whoever set the deadline, which is the
+    // right one even when that policy's environment differs from ours.
+    if (ctx.has_deadline() && d.delay() >= ctx.remaining()) {
+      return exhausted(o, attempt, give_up_reason::deadline);
+    }
+    if (budget_ != nullptr) {
+      // Only a budget cares whether it was a timeout; don't pay a rethrow otherwise.
+      const bool timed_out = detail::is_timeout(o);
+      if (!budget_->try_acquire(timed_out)) {
+        counters_.budget_refusals.increment();
+        if constexpr (detail::listens_to<Listener, retry_budget_exhausted>) {
+          detail::emit(listener_, retry_budget_exhausted{attempt, o.describe()});
+        }
+        return retry_decision::stop();
+      }
+      call.last_retry_after_timeout_ = timed_out;  // read by succeeded(), with a budget only
+    }
+
+    counters_.retries.increment();
+    if constexpr (detail::listens_to<Listener, retry_scheduled>) {
+      detail::emit(listener_, retry_scheduled{attempt, d.delay(), o.describe(), d.from_hint()});
+    }
+    ++call.attempt_;  // in place: `attempt` need not live this long
+    return d;
+  }
+
+  // One step of the synchronous driver: decide(), then the wait it asks for.
+  // True: try again. Kept apart from the loop (as one call) so that the loop
+  // stays small enough to inline into run().
+  template <class R>
+  bool decide_and_wait(outcome<R>& o, retry_call& call, const context& ctx) const {
+    const retry_decision d = decide_now(o, call, ctx);
+    if (!d) return false;
+    if (!env_.sleep_for(d.delay(), ctx.stop_token())) [[unlikely]] {
+      interrupted(o, call);
+      return false;
+    }
+    return true;
   }
 
   // Out of line: a stop request is rare, and the driver inlines better without it.
