@@ -54,13 +54,16 @@ class fallback;
 /// One call's walk down a fallback chain of `Alternatives` alternatives: the
 /// failures so far (the primary's first, then each failed alternative's) and
 /// the alternative under way. Made by fallback::begin<R>(); it lives with the
-/// call (a stack or coroutine frame), and only the chain changes it.
+/// call (a stack or coroutine frame), and only the chain changes it. Neither
+/// copyable nor movable: it holds the failures in place.
 template <class R, std::size_t Alternatives>
 class fallback_call {
  public:
   fallback_call(const fallback_call&) = delete;
   fallback_call& operator=(const fallback_call&) = delete;
-  ~fallback_call() {
+  // Out of line: it runs only after a failure, and inlined in every driver it
+  // would crowd out what the success paths need inlined.
+  KEEL_DETAIL_NOINLINE ~fallback_call() {
     for (std::size_t i = 0; i < size_; ++i) std::destroy_at(&tried_[i].o);
   }
 
@@ -217,8 +220,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
     call.push(std::move(o));
     for (; i < count; ++i) {
       if (ctx.stop_requested()) {
-        detail::emit(listener_, fallback_cancelled{call.size_});
-        o = outcome<R>::from_keel(errc::cancelled);
+        stopped(o, call);
         return fallback_decision::done();
       }
       const outcome<R>& why = call.why();
@@ -228,7 +230,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
       }
       detail::emit(listener_, fallback_skipped{i});
     }
-    o = all_failed(call);
+    all_failed(o, call);
     return fallback_decision::done();
   }
 
@@ -292,27 +294,38 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
     }
   }
 
+  // The ends of a walk that found no stand-in, out of line: they are rare,
+  // and the caller's code stays small.
   template <class R>
-  outcome<R> all_failed(call_type<R>& call) const {
+  [[gnu::cold]] KEEL_DETAIL_NOINLINE void stopped(outcome<R>& o, const call_type<R>& call) const {
+    detail::emit(listener_, fallback_cancelled{call.size_});
+    o = outcome<R>::from_keel(errc::cancelled);
+  }
+
+  template <class R>
+  [[gnu::cold]] KEEL_DETAIL_NOINLINE void all_failed(outcome<R>& o, call_type<R>& call) const {
     // Nothing stood in: the fallback did not act, the caller sees the failure as it was.
-    if (call.size_ == 1) return std::move(call.tried_[0].o);
+    if (call.size_ == 1) {
+      o = std::move(call.tried_[0].o);
+      return;
+    }
     detail::emit(listener_, all_fallbacks_failed{call.size_});
     std::vector<outcome<R>> causes;
 #if KEEL_HAS_EXCEPTIONS
     try {
       causes.reserve(call.size_);
       for (std::size_t i = 0; i < call.size_; ++i) causes.push_back(std::move(call.tried_[i].o));
-      return outcome<R>::from_keel(error_info{make_error_code(errc::all_fallbacks_failed)},
-                                   std::move(causes));
+      o = outcome<R>::from_keel(error_info{make_error_code(errc::all_fallbacks_failed)},
+                                std::move(causes));
     } catch (...) {
       // Out of memory for the list of causes: still report the right code.
-      return outcome<R>::from_keel(errc::all_fallbacks_failed);
+      o = outcome<R>::from_keel(errc::all_fallbacks_failed);
     }
 #else
     causes.reserve(call.size_);
     for (std::size_t i = 0; i < call.size_; ++i) causes.push_back(std::move(call.tried_[i].o));
-    return outcome<R>::from_keel(error_info{make_error_code(errc::all_fallbacks_failed)},
-                                 std::move(causes));
+    o = outcome<R>::from_keel(error_info{make_error_code(errc::all_fallbacks_failed)},
+                              std::move(causes));
 #endif
   }
 
