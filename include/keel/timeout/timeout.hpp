@@ -133,7 +133,9 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
     if constexpr (std::is_void_v<Watchdog>) {
       outcome<R> o = next(inner);
       const time_point end = env_.now();
-      if (missed(end, deadline)) o = late<R>(std::move(o), ctx, false, start, end, deadline);
+      if (missed(end, deadline) && !keeps_late(o, ctx, false, start, end, deadline)) {
+        o = expire<R>(start, end, deadline);
+      }
       return o;
     } else {
       std::optional<detail::timeout_watch<Watchdog>> watch;
@@ -152,8 +154,8 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
       const bool stopped_by_watchdog =
           watch && watch->source.stop_requested() && !ctx.stop_requested();
       // Decided by missed() alone: a stop after an in-time end is no timeout.
-      if (missed(end, deadline)) {
-        o = late<R>(std::move(o), ctx, stopped_by_watchdog, start, end, deadline);
+      if (missed(end, deadline) && !keeps_late(o, ctx, stopped_by_watchdog, start, end, deadline)) {
+        o = expire<R>(start, end, deadline);
       }
       return o;
     }
@@ -165,18 +167,20 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   timeout(const timeout_options& options, Listener listener, Env env, watchdog_ptr w)
       : options_(options), listener_(std::move(listener)), env_(std::move(env)), watchdog_(w) {}
 
+  // For a call that missed its deadline: true when its outcome `o` stands (a
+  // stop request of the caller's own, or keep_late_result); false: it times out.
   template <class R>
-  outcome<R> late(outcome<R>&& o, const context& ctx, bool stopped_by_watchdog, time_point start,
-                  time_point end, time_point deadline) const {
+  bool keeps_late(const outcome<R>& o, const context& ctx, bool stopped_by_watchdog,
+                  time_point start, time_point end, time_point deadline) const {
     // The caller's own stop request: a cancellation, whatever time it is.
-    if (ctx.stop_requested()) return std::move(o);
+    if (ctx.stop_requested()) return true;
     if (options_.keep_late_result && !(stopped_by_watchdog && is_cancellation(o))) {
       if constexpr (detail::listens_to<Listener, late_result_kept>) {
         detail::emit(listener_, late_result_kept{options_.timeout, end - start, deadline});
       }
-      return std::move(o);
+      return true;
     }
-    return expire<R>(start, end, deadline);
+    return false;
   }
 
   template <class R>
