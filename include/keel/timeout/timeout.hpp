@@ -109,7 +109,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   /// The options, as validated.
   const timeout_options& options() const noexcept { return options_; }
 
-  // ---- The deadline arithmetic, for a driver of one's own -------------------
+  // ---- The deadline arithmetic and the verdict, for a driver of one's own -----
 
   /// The deadline of a call starting at `start` (this timeout's clock): the
   /// earlier of start + options().timeout (saturating) and ctx.deadline().
@@ -122,6 +122,33 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   /// out, when end >= deadline; one that ends 1 ns before it is in time.
   static constexpr bool missed(time_point end, time_point deadline) noexcept {
     return end >= deadline;
+  }
+
+  /// For a call that missed its deadline with outcome `o`: true when `o`
+  /// stands (the caller `ctx` asked to stop, or keep_late_result: emits
+  /// late_result_kept); false: the call gives expire(). `stopped_by_watchdog`:
+  /// a watchdog stopped the call, whose cancellation then is not kept.
+  template <class R>
+  bool keeps_late(const outcome<R>& o, const context& ctx, bool stopped_by_watchdog,
+                  time_point start, time_point end, time_point deadline) const {
+    // The caller's own stop request: a cancellation, whatever time it is.
+    if (ctx.stop_requested()) return true;
+    if (options_.keep_late_result && !(stopped_by_watchdog && is_cancellation(o))) {
+      if constexpr (detail::listens_to<Listener, late_result_kept>) {
+        detail::emit(listener_, late_result_kept{options_.timeout, end - start, deadline});
+      }
+      return true;
+    }
+    return false;
+  }
+
+  /// What a call that missed its deadline gives: errc::timeout; emits timed_out.
+  template <class R>
+  outcome<R> expire(time_point start, time_point end, time_point deadline) const {
+    if constexpr (detail::listens_to<Listener, timed_out>) {
+      detail::emit(listener_, timed_out{options_.timeout, end - start, deadline});
+    }
+    return outcome<R>::from_keel(errc::timeout);
   }
 
  private:
@@ -166,30 +193,6 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
 
   timeout(const timeout_options& options, Listener listener, Env env, watchdog_ptr w)
       : options_(options), listener_(std::move(listener)), env_(std::move(env)), watchdog_(w) {}
-
-  // For a call that missed its deadline: true when its outcome `o` stands (a
-  // stop request of the caller's own, or keep_late_result); false: it times out.
-  template <class R>
-  bool keeps_late(const outcome<R>& o, const context& ctx, bool stopped_by_watchdog,
-                  time_point start, time_point end, time_point deadline) const {
-    // The caller's own stop request: a cancellation, whatever time it is.
-    if (ctx.stop_requested()) return true;
-    if (options_.keep_late_result && !(stopped_by_watchdog && is_cancellation(o))) {
-      if constexpr (detail::listens_to<Listener, late_result_kept>) {
-        detail::emit(listener_, late_result_kept{options_.timeout, end - start, deadline});
-      }
-      return true;
-    }
-    return false;
-  }
-
-  template <class R>
-  outcome<R> expire(time_point start, time_point end, time_point deadline) const {
-    if constexpr (detail::listens_to<Listener, timed_out>) {
-      detail::emit(listener_, timed_out{options_.timeout, end - start, deadline});
-    }
-    return outcome<R>::from_keel(errc::timeout);
-  }
 
   timeout_options options_;
   [[no_unique_address]] Listener listener_;

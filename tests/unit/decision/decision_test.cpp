@@ -643,3 +643,50 @@ TEST_CASE("decision: run() gives the verdict missed() gives, at each boundary",
     CHECK(o.is(keel::errc::timeout) == late);
   }
 }
+
+TEST_CASE("decision: timeout's verdict by hand gives run()'s outcome and events",
+          "[decision][timeout]") {
+  using log_t = keel::testing::recording_listener<keel::timed_out, keel::late_result_kept>;
+  for (const bool keep : {false, true}) {
+    for (const duration latency : std::vector<duration>{50ms, 100ms, 150ms}) {
+      std::vector<std::string> results;
+      std::vector<std::size_t> timed_out, kept;
+      for (int by_hand = 0; by_hand < 2; ++by_hand) {
+        const virtual_environment env;
+        log_t log;
+        const auto t = keel::timeout({.timeout = 100ms, .keep_late_result = keep})
+                           .with_environment(env)
+                           .with_listener(log);
+        const auto call = [&] {
+          env.advance(latency);
+          return 1;
+        };
+        outcome<int> o = outcome<int>::from_keel(keel::errc::cancelled);
+        if (by_hand == 0) {
+          o = t.try_execute(call);
+        } else {
+          keel::context ctx;
+          const time_point start = env.now();
+          const time_point deadline = t.deadline_for(start, ctx);
+          keel::context inner = ctx;
+          inner.tighten_deadline(deadline, env);
+          o = outcome<int>(std::in_place, call());
+          const time_point end = env.now();
+          if (t.missed(end, deadline) && !t.keeps_late(o, ctx, false, start, end, deadline)) {
+            o = t.expire<int>(start, end, deadline);
+          }
+        }
+        results.push_back(text(o));
+        timed_out.push_back(log.count<keel::timed_out>());
+        kept.push_back(log.count<keel::late_result_kept>());
+      }
+      INFO("keep_late_result " << keep << ", latency " << latency.count() << " ns");
+      CHECK(results[1] == results[0]);
+      CHECK(timed_out[1] == timed_out[0]);
+      CHECK(kept[1] == kept[0]);
+      const bool late = latency >= 100ms;
+      CHECK(timed_out[0] == (late && !keep ? 1U : 0U));
+      CHECK(kept[0] == (late && keep ? 1U : 0U));
+    }
+  }
+}
