@@ -110,6 +110,7 @@ class fallback_decision {
 
   /// True when an alternative is to be called.
   constexpr bool again() const noexcept { return index_ != none; }
+  /// again(), for `if (!decision)`.
   explicit constexpr operator bool() const noexcept { return again(); }
   /// The 0-based index of the alternative to call; only when again().
   constexpr std::size_t alternative() const noexcept { return index_; }

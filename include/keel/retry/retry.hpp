@@ -150,6 +150,7 @@ class retry_decision {
 
   /// True when the call is to be retried after delay().
   constexpr bool again() const noexcept { return kind_ != stopped; }
+  /// again(), for `if (!decision)`.
   explicit constexpr operator bool() const noexcept { return again(); }
   /// The wait before the next attempt (>= 0); zero when stopping.
   constexpr duration delay() const noexcept { return delay_; }
