@@ -76,7 +76,9 @@ class fallback_call {
  private:
   template <class, class, class...>
   friend class fallback;
-  fallback_call() noexcept {}  // the slots stay raw until used: no stores on entry
+  // The slots stay raw until used: no stores on entry. `= default` would
+  // zero them all when begin() value-initializes.
+  fallback_call() noexcept {}  // NOLINT(modernize-use-equals-default)
 
   void push(outcome<R>&& o) noexcept {  // outcome's move never throws
     std::construct_at(&tried_[size_].o, std::move(o));
