@@ -389,6 +389,8 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     if (!options_.retry_rejections && detail::ask_user_predicate(on::rejection, o)) {
       return aborted(o, attempt, give_up_reason::rejection);
     }
+    // Only a budget cares whether it was a timeout; don't pay a rethrow otherwise.
+    const bool timed_out = budget_ != nullptr && detail::is_timeout(o);
     if (budget_ != nullptr) budget_->record_failure();
     if (attempt >= options_.max_attempts)
       return exhausted(o, attempt, give_up_reason::max_attempts);
@@ -425,8 +427,6 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
       return exhausted(o, attempt, give_up_reason::deadline);
     }
     if (budget_ != nullptr) {
-      // Only a budget cares whether it was a timeout; don't pay a rethrow otherwise.
-      const bool timed_out = detail::is_timeout(o);
       if (!budget_->try_acquire(timed_out)) {
         counters_.budget_refusals.increment();
         if constexpr (detail::listens_to<Listener, retry_budget_exhausted>) {
