@@ -5,6 +5,7 @@
 #include <array>
 #include <concepts>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <type_traits>
@@ -46,6 +47,81 @@ template <class Chain, class... Ts>
 concept builds_chain = builds_chain_t<Chain, Ts...>::value;
 
 }  // namespace detail
+
+template <class Handles, class Listener, class... Alternatives>
+class fallback;
+
+/// One call's walk down a fallback chain of `Alternatives` alternatives: the
+/// failures so far (the primary's first, then each failed alternative's) and
+/// the alternative under way. Made by fallback::begin<R>(); it lives with the
+/// call (a stack or coroutine frame), and only the chain changes it. Neither
+/// copyable nor movable: it holds the failures in place.
+template <class R, std::size_t Alternatives>
+class fallback_call {
+ public:
+  fallback_call(const fallback_call&) = delete;
+  fallback_call& operator=(const fallback_call&) = delete;
+  // Out of line: it runs only after a failure, and inlined in every driver it
+  // would crowd out what the success paths need inlined.
+  KEEL_DETAIL_NOINLINE ~fallback_call() {
+    for (std::size_t i = 0; i < size_; ++i) std::destroy_at(&tried_[i].o);
+  }
+
+  /// Failures recorded so far: 0 until decide() has seen the primary's.
+  std::size_t failures() const noexcept { return size_; }
+  /// The failure the alternative under way stands in for (the last one
+  /// recorded); requires failures() > 0.
+  const outcome<R>& why() const noexcept { return tried_[size_ - 1].o; }
+
+ private:
+  template <class, class, class...>
+  friend class fallback;
+  // The slots stay raw until used: no stores on entry. `= default` would
+  // zero them all when begin() value-initializes.
+  fallback_call() noexcept {}  // NOLINT(modernize-use-equals-default)
+
+  void push(outcome<R>&& o) noexcept {  // outcome's move never throws
+    std::construct_at(&tried_[size_].o, std::move(o));
+    ++size_;
+  }
+
+  // One failure's place, built only when it is recorded.
+  union slot {
+    slot() noexcept {}
+    ~slot() {}
+    outcome<R> o;
+  };
+
+  // Every failure so far, on the call's own frame: the vector of causes is
+  // built only when the whole chain failed.
+  slot tried_[Alternatives + 1];
+  std::size_t size_ = 0;
+  std::size_t current_ = 0;  // the alternative under way, once size_ > 0
+};
+
+/// What fallback::decide() answers: call alternative() next, or done: the
+/// outcome given to decide() is what the caller gets.
+class fallback_decision {
+ public:
+  /// The chain is over.
+  static constexpr fallback_decision done() noexcept { return fallback_decision(none); }
+  /// Call the alternative at 0-based `index` next.
+  static constexpr fallback_decision try_alternative(std::size_t index) noexcept {
+    return fallback_decision(index);
+  }
+
+  /// True when an alternative is to be called.
+  constexpr bool again() const noexcept { return index_ != none; }
+  /// again(), for `if (!decision)`.
+  explicit constexpr operator bool() const noexcept { return again(); }
+  /// The 0-based index of the alternative to call; only when again().
+  constexpr std::size_t alternative() const noexcept { return index_; }
+
+ private:
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  constexpr explicit fallback_decision(std::size_t index) noexcept : index_(index) {}
+  std::size_t index_;
+};
 
 /// An ordered chain of alternatives tried when the guarded call fails:
 ///
@@ -99,8 +175,8 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   outcome<R> run(Next&& next, context& ctx) const {
     // One named result on every path, so the success path returns it in place.
     outcome<R> result = next(ctx);
-    if (detail::ask_user_predicate(handles_, result)) [[unlikely]]
-      result = degrade<R>(std::move(result), ctx);
+    if (handles(result)) [[unlikely]]
+      degrade(result, ctx);
     return result;
   }
 
@@ -109,6 +185,82 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
 
   /// Number of alternatives.
   static constexpr std::size_t size() noexcept { return sizeof...(Alternatives); }
+
+  // ---- The rules, one step at a time, for a driver of one's own -----------
+  // run() is one driver over them; an asynchronous one makes the same calls
+  // and awaits each alternative its own way (docs/fallback.md, "Driving it yourself").
+
+  /// The per-call state for a primary returning R.
+  template <class R>
+  using call_type = fallback_call<R, sizeof...(Alternatives)>;
+
+  /// Starts a call's walk down the chain (nothing recorded yet).
+  template <class R>
+  call_type<R> begin() const noexcept {
+    return call_type<R>();
+  }
+
+  /// True when `o` (the primary's or an alternative's outcome) is a failure
+  /// the chain handles: decide() what next. False: `o` is the result, report succeeded().
+  template <class R>
+  bool handles(const outcome<R>& o) const noexcept {
+    return detail::ask_user_predicate(handles_, o);
+  }
+
+  /// After the primary's or the named alternative's outcome `o`, a failure
+  /// handles() matched: the next alternative whose `when` takes it (`o` is
+  /// kept in `call`), or done with `o` the result: a cancellation,
+  /// errc::cancelled after a stop request, the primary's failure when no
+  /// alternative takes it, or errc::all_fallbacks_failed with every failure
+  /// as causes(). Emits fallback_skipped, fallback_cancelled, all_fallbacks_failed.
+  template <class R>
+  fallback_decision decide(outcome<R>& o, call_type<R>& call, const context& ctx) const {
+    if (is_cancellation(o)) {  // not a failure to degrade from
+      if (call.size_ > 0) detail::emit(listener_, fallback_cancelled{call.size_ + 1});
+      return fallback_decision::done();
+    }
+    std::size_t i = call.size_ == 0 ? 0 : call.current_ + 1;
+    call.push(std::move(o));
+    for (; i < count; ++i) {
+      if (ctx.stop_requested()) {
+        stopped(o, call);
+        return fallback_decision::done();
+      }
+      const outcome<R>& why = call.why();
+      if (visit_alternative(i, [&](const auto& alt) { return alt.handles(why); })) {
+        call.current_ = i;
+        return fallback_decision::try_alternative(i);
+      }
+      detail::emit(listener_, fallback_skipped{i});
+    }
+    all_failed(o, call);
+    return fallback_decision::done();
+  }
+
+  /// The call ended with an outcome handles() does not match: emits
+  /// fallback_used when an alternative produced it.
+  template <class R>
+  void succeeded(const call_type<R>& call) const noexcept {
+    if constexpr (detail::listens_to<Listener, fallback_used>) {
+      if (call.size_ > 0)
+        detail::emit(listener_, fallback_used{call.current_, call.why().describe()});
+    }
+  }
+
+  /// Calls `f(alternative)` with the alternative at 0-based index `i`
+  /// (i < size()) and returns what it returns, which must be one type for all.
+  template <class F>
+  decltype(auto) visit_alternative(std::size_t i, F&& f) const {
+    return visit_from<0>(i, f);
+  }
+
+  /// Alternative `i`'s outcome after call.why(), produced here and now (its
+  /// own policy included); never throws. An asynchronous driver awaits its own.
+  template <class R>
+  outcome<R> produce(std::size_t i, const call_type<R>& call, const context& ctx) const noexcept {
+    const outcome<R>& why = call.why();
+    return visit_alternative(i, [&](const auto& alt) { return alt.template produce<R>(why, ctx); });
+  }
 
  private:
   template <class, class, class...>
@@ -121,80 +273,62 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
 
   static constexpr std::size_t count = sizeof...(Alternatives);
 
-  // Every outcome produced so far (primary first), kept on the stack: the
-  // vector of causes is built only when the whole chain failed.
+  // The synchronous driver: `o` is the primary's handled failure; on return
+  // it holds what the caller gets.
   template <class R>
-  struct trail {
-    std::array<std::optional<outcome<R>>, count + 1> tried;
-    std::size_t size = 0;
-
-    const outcome<R>& last() const { return *tried[size - 1]; }
-    void push(outcome<R>&& o) noexcept {  // outcome's move never throws
-      tried[size].emplace(std::move(o));
-      ++size;
+  void degrade(outcome<R>& o, const context& ctx) const {
+    call_type<R> call;
+    for (fallback_decision d = decide(o, call, ctx); d; d = decide(o, call, ctx)) {
+      o = produce(d.alternative(), call, ctx);
+      if (!handles(o)) {
+        succeeded(call);
+        return;
+      }
     }
-  };
-
-  template <class R>
-  outcome<R> degrade(outcome<R>&& primary, const context& ctx) const {
-    if (is_cancellation(primary)) return std::move(primary);
-    trail<R> t;
-    t.push(std::move(primary));
-    return try_from<0, R>(t, ctx);
   }
 
-  template <std::size_t I, class R>
-  outcome<R> try_from(trail<R>& t, const context& ctx) const {
-    if constexpr (I == count) {
-      return all_failed<R>(t);
+  template <std::size_t I, class F>
+  decltype(auto) visit_from(std::size_t i, F& f) const {
+    if constexpr (I + 1 == count) {
+      return f(std::get<I>(alternatives_));  // i == I when i < size()
     } else {
-      if (ctx.stop_requested()) {
-        detail::emit(listener_, fallback_cancelled{t.size});
-        return outcome<R>::from_keel(errc::cancelled);
-      }
-      const auto& alt = std::get<I>(alternatives_);
-      const outcome<R>& why = t.last();
-      if (!alt.handles(why)) {
-        detail::emit(listener_, fallback_skipped{I});
-        return try_from<I + 1, R>(t, ctx);
-      }
-      outcome<R> o = alt.template produce<R>(why, ctx);
-      if (!detail::ask_user_predicate(handles_, o)) {
-        if constexpr (detail::listens_to<Listener, fallback_used>) {
-          detail::emit(listener_, fallback_used{I, why.describe()});
-        }
-        return o;
-      }
-      if (is_cancellation(o)) {
-        detail::emit(listener_, fallback_cancelled{t.size + 1});
-        return o;
-      }
-      t.push(std::move(o));
-      return try_from<I + 1, R>(t, ctx);
+      if (i == I) return f(std::get<I>(alternatives_));
+      return visit_from<I + 1>(i, f);
     }
   }
 
+  // The ends of a walk that found no stand-in, out of line: they are rare,
+  // and the caller's code stays small.
   template <class R>
-  outcome<R> all_failed(trail<R>& t) const {
+  [[gnu::cold]] KEEL_DETAIL_NOINLINE void stopped(outcome<R>& o, const call_type<R>& call) const {
+    detail::emit(listener_, fallback_cancelled{call.size_});
+    o = outcome<R>::from_keel(errc::cancelled);
+  }
+
+  template <class R>
+  [[gnu::cold]] KEEL_DETAIL_NOINLINE void all_failed(outcome<R>& o, call_type<R>& call) const {
     // Nothing stood in: the fallback did not act, the caller sees the failure as it was.
-    if (t.size == 1) return std::move(*t.tried[0]);
-    detail::emit(listener_, all_fallbacks_failed{t.size});
+    if (call.size_ == 1) {
+      o = std::move(call.tried_[0].o);
+      return;
+    }
+    detail::emit(listener_, all_fallbacks_failed{call.size_});
     std::vector<outcome<R>> causes;
 #if KEEL_HAS_EXCEPTIONS
     try {
-      causes.reserve(t.size);
-      for (std::size_t i = 0; i < t.size; ++i) causes.push_back(std::move(*t.tried[i]));
-      return outcome<R>::from_keel(error_info{make_error_code(errc::all_fallbacks_failed)},
-                                   std::move(causes));
+      causes.reserve(call.size_);
+      for (std::size_t i = 0; i < call.size_; ++i) causes.push_back(std::move(call.tried_[i].o));
+      o = outcome<R>::from_keel(error_info{make_error_code(errc::all_fallbacks_failed)},
+                                std::move(causes));
     } catch (...) {
       // Out of memory for the list of causes: still report the right code.
-      return outcome<R>::from_keel(errc::all_fallbacks_failed);
+      o = outcome<R>::from_keel(errc::all_fallbacks_failed);
     }
 #else
-    causes.reserve(t.size);
-    for (std::size_t i = 0; i < t.size; ++i) causes.push_back(std::move(*t.tried[i]));
-    return outcome<R>::from_keel(error_info{make_error_code(errc::all_fallbacks_failed)},
-                                 std::move(causes));
+    causes.reserve(call.size_);
+    for (std::size_t i = 0; i < call.size_; ++i) causes.push_back(std::move(call.tried_[i].o));
+    o = outcome<R>::from_keel(error_info{make_error_code(errc::all_fallbacks_failed)},
+                              std::move(causes));
 #endif
   }
 

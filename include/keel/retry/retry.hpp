@@ -113,16 +113,62 @@ class attempt_restorer {
   int attempt_;
 };
 
-/// What one call's retry loop remembers; lives on that call's stack, never in
-/// the (shared) policy.
-struct retry_run_state {
-  backoff_state backoff{};
-  time_point start{};
-  bool timed = false;                     // start was read (max_elapsed is set)
-  bool last_retry_after_timeout = false;  // for the budget's refund
+}  // namespace detail
+
+template <class Handles, class Listener, environment Env, class Hooks>
+class retry;
+
+/// One call's progress through a retry: its attempt number and what the
+/// backoff, max_elapsed and the budget remember between attempts. Made by
+/// retry::begin(); it lives with the call (a stack or coroutine frame), never
+/// in the shared policy, and only the policy changes it.
+class retry_call {
+ public:
+  /// 1-based number of the attempt under way; once decide() said "again", the
+  /// number of the attempt to make after the wait.
+  int attempt() const noexcept { return attempt_; }
+
+ private:
+  template <class, class, environment, class>
+  friend class retry;
+  retry_call() = default;
+
+  backoff_state backoff_{};
+  time_point start_{};
+  int attempt_ = 1;
+  bool timed_ = false;                     // start_ was read (max_elapsed is set)
+  bool last_retry_after_timeout_ = false;  // for the budget's refund
 };
 
-}  // namespace detail
+/// What retry::decide() answers after a failure: again, after delay(), with
+/// attempt call.attempt(); or stop, and the outcome holds what the caller gets.
+class retry_decision {
+ public:
+  /// Stop retrying.
+  static constexpr retry_decision stop() noexcept { return {}; }
+  /// Retry after `delay`; `from_hint`: the delay is a hint, not the backoff.
+  static constexpr retry_decision after(duration delay, bool from_hint) noexcept {
+    retry_decision d;
+    d.delay_ = delay;
+    d.kind_ = from_hint ? hint_delay : backoff_delay;
+    return d;
+  }
+
+  /// True when the call is to be retried after delay().
+  constexpr bool again() const noexcept { return kind_ != stopped; }
+  /// again(), for `if (!decision)`.
+  explicit constexpr operator bool() const noexcept { return again(); }
+  /// The wait before the next attempt (>= 0); zero when stopping.
+  constexpr duration delay() const noexcept { return delay_; }
+  /// True when delay() is a hint (Retry-After, a keel failure's retry_after()).
+  constexpr bool from_hint() const noexcept { return kind_ == hint_delay; }
+
+ private:
+  // One byte rather than two bools: the answer then fits two registers cheaply.
+  enum kind : unsigned char { stopped, backoff_delay, hint_delay };
+  duration delay_{};
+  kind kind_ = stopped;
+};
 
 /// Calls again what failed: up to `max_attempts` calls, waiting a backoff
 /// between them, honouring hints, deadlines, cancellation and a shared budget.
@@ -231,6 +277,47 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     return run_plain<R>(next, ctx);
   }
 
+  // ---- The rules, one step at a time, for a driver of one's own -----------
+  // run() is one driver over them; an asynchronous one makes the same calls
+  // and waits its own way (docs/retry.md, "Driving it yourself").
+
+  /// Starts a call at attempt 1. Reads the clock (the start of max_elapsed)
+  /// only when max_elapsed is set; call it before the first attempt.
+  retry_call begin() const {
+    retry_call call;
+    if (options_.max_elapsed != duration::max()) {  // the only clock read before a failure
+      call.start_ = env_.now();
+      call.timed_ = true;
+    }
+    return call;
+  }
+
+  /// True when `o` is an outcome this retry handles (`Handles` matches: a
+  /// failure to decide() about); false: the call is over, report succeeded().
+  template <class R>
+  bool handles(const outcome<R>& o) const noexcept {
+    return detail::ask_user_predicate(handles_, o);
+  }
+
+  /// After attempt call.attempt() ended in `o`, a failure handles() matched:
+  /// again after a delay (the attempt is advanced) or stop, with `o` what the
+  /// caller gets (errc::cancelled after a stop request). Counts, feeds the budget, emits.
+  template <class R>
+  retry_decision decide(outcome<R>& o, retry_call& call, const context& ctx) const {
+    return decide_now(o, call, ctx);
+  }
+
+  /// The call ended after call.attempt() attempts with an outcome handles()
+  /// does not match: counts a success after retry, tells the budget.
+  void succeeded(const retry_call& call) const noexcept { note_success(call.attempt_ > 1, call); }
+
+  /// The wait decide() asked for ended early on a stop request: reports the
+  /// failure in `o` as aborted (cancelled) and makes `o` errc::cancelled.
+  template <class R>
+  void interrupted(outcome<R>& o, const retry_call& call) const {
+    cancel(o, call.attempt_ - 1);
+  }
+
   const retry_options& options() const noexcept { return options_; }
   /// The budget set by with_budget, or null.
   retry_budget* budget() const noexcept { return budget_; }
@@ -263,9 +350,9 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   template <class R, class Next>
   outcome<R> run_plain(Next& next, context& ctx) const {
     outcome<R> o = next(ctx);
-    if (detail::ask_user_predicate(handles_, o)) [[unlikely]] {
-      detail::retry_run_state state;
-      retry_until_done(o, detail::pass_next(next), ctx, state);
+    if (handles(o)) [[unlikely]] {
+      retry_call call;  // what begin() makes when max_elapsed is unset: no clock read
+      retry_until_done(o, detail::pass_next(next), ctx, call);
     }
     return o;
   }
@@ -274,46 +361,42 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   // attempt, and the budget hears of every success.
   template <class R, class Next>
   outcome<R> run_measured(Next& next, context& ctx) const {
-    detail::retry_run_state state;
-    if (options_.max_elapsed != duration::max()) {  // the only clock read before a failure
-      state.start = env_.now();
-      state.timed = true;
-    }
+    retry_call call = begin();
     outcome<R> o = next(ctx);
-    if (detail::ask_user_predicate(handles_, o)) {
-      retry_until_done(o, detail::pass_next(next), ctx, state);
+    if (handles(o)) {
+      retry_until_done(o, detail::pass_next(next), ctx, call);
     } else {
-      note_success(1, state);
+      note_success(false, call);  // succeeded(call) after attempt 1
     }
     return o;
   }
 
-  // `o` is the failure of attempt 1; on return it holds what the caller gets.
-  // `next` comes by value (detail::pass_next): the fast path keeps it in registers.
+  // The synchronous driver. `o` is the failure of attempt 1; on return it
+  // holds what the caller gets. `next` comes by value (detail::pass_next):
+  // the fast path keeps it in registers.
   template <class R, class Next>
-  void retry_until_done(outcome<R>& o, Next next, context& ctx,
-                        detail::retry_run_state& state) const {
-    for (int attempt = 1; should_retry(o, attempt, state, ctx);) {
-      ctx.set_attempt(++attempt);
+  void retry_until_done(outcome<R>& o, Next next, context& ctx, retry_call& call) const {
+    while (decide_and_wait(o, call, ctx)) {
+      ctx.set_attempt(call.attempt_);
       o = next(ctx);
-      if (!detail::ask_user_predicate(handles_, o)) {
-        note_success(attempt, state);
+      if (!handles(o)) {
+        note_success(true, call);  // succeeded(call), knowing the call was retried
         return;
       }
     }
   }
 
-  void note_success(int attempt, const detail::retry_run_state& state) const noexcept {
-    if (attempt > 1) counters_.successes_after_retry.increment();
-    if (budget_ != nullptr) budget_->record_success(attempt > 1, state.last_retry_after_timeout);
+  // succeeded(), for a driver that knows whether the call was retried.
+  void note_success(bool retried, const retry_call& call) const noexcept {
+    if (retried) counters_.successes_after_retry.increment();
+    if (budget_ != nullptr) budget_->record_success(retried, call.last_retry_after_timeout_);
   }
 
-  // The failure path, kept out of run() so that the success path stays a
-  // call, a test and a return. True: sleep done, try again. False: `o` is what
-  // the caller gets (the failure, or errc::cancelled after a stop request).
+  // decide()'s rules, inlined into decide() and into the synchronous driver's step.
   template <class R>
-  bool should_retry(outcome<R>& o, int attempt, detail::retry_run_state& state,
-                    context& ctx) const {
+  [[gnu::always_inline]] retry_decision decide_now(outcome<R>& o, retry_call& call,
+                                                   const context& ctx) const {
+    const int attempt = call.attempt_;
     if (detail::is_cancelled_failure(o)) return aborted(o, attempt, give_up_reason::cancelled);
     if (detail::ask_user_predicate(hooks_.abort_on, o))
       return aborted(o, attempt, give_up_reason::abort_predicate);
@@ -325,80 +408,95 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     if (budget_ != nullptr) budget_->record_failure();
     if (attempt >= options_.max_attempts)
       return exhausted(o, attempt, give_up_reason::max_attempts);
-    if (ctx.stop_requested()) {
-      aborted(o, attempt, give_up_reason::cancelled);
-      o = outcome<R>::from_keel(errc::cancelled);
-      return false;
-    }
+    if (ctx.stop_requested()) return cancel(o, attempt);
 
-    duration delay{};
+    // The answer is built as the delay is chosen (a hint replaces it).
+    retry_decision d;
     if constexpr (std::is_same_v<decltype(hooks_.delay), no_delay_function>) {
-      delay = options_.backoff.next(attempt, state.backoff, env_);
+      d = retry_decision::after(options_.backoff.next(attempt, call.backoff_, env_), false);
     } else {
       const std::optional<duration> chosen = user_delay(attempt, o);
       if (!chosen) return exhausted(o, attempt, give_up_reason::delay_function);
-      delay = *chosen > duration::zero() ? *chosen : duration::zero();
+      d = retry_decision::after(*chosen > duration::zero() ? *chosen : duration::zero(), false);
     }
-    bool from_hint = false;
     // Only keel failures, exceptions and an extractor can carry a hint; testing
     // first keeps an error value's retry free of the optional's round trip.
     if (o.has_keel_error() || o.has_exception() ||
         !std::is_same_v<decltype(hooks_.hint), no_retry_hint>) {
       if (const std::optional<duration> hint = hint_of(o)) {
-        delay = *hint < duration::zero() ? duration::zero() : *hint;
-        if (delay > options_.max_hint_delay) delay = options_.max_hint_delay;
-        from_hint = true;
+        const duration h = *hint < duration::zero() ? duration::zero() : *hint;
+        d = retry_decision::after(h > options_.max_hint_delay ? options_.max_hint_delay : h, true);
       }
     }
 
-    if (state.timed) {
-      const duration elapsed = detail::time_until(state.start, env_.now());
-      if (detail::saturating_add(elapsed, delay) >= options_.max_elapsed) {
+    if (call.timed_) {
+      const duration elapsed = detail::time_until(call.start_, env_.now());
+      if (detail::saturating_add(elapsed, d.delay()) >= options_.max_elapsed) {
         return exhausted(o, attempt, give_up_reason::max_elapsed);
       }
     }
     // remaining() reads the clock of whoever set the deadline, which is the
     // right one even when that policy's environment differs from ours.
-    if (ctx.has_deadline() && delay >= ctx.remaining()) {
+    if (ctx.has_deadline() && d.delay() >= ctx.remaining()) {
       return exhausted(o, attempt, give_up_reason::deadline);
     }
-    if (budget_ != nullptr && !budget_->try_acquire(timed_out)) {
-      counters_.budget_refusals.increment();
-      if constexpr (detail::listens_to<Listener, retry_budget_exhausted>) {
-        detail::emit(listener_, retry_budget_exhausted{attempt, o.describe()});
+    if (budget_ != nullptr) {
+      if (!budget_->try_acquire(timed_out)) {
+        counters_.budget_refusals.increment();
+        if constexpr (detail::listens_to<Listener, retry_budget_exhausted>) {
+          detail::emit(listener_, retry_budget_exhausted{attempt, o.describe()});
+        }
+        return retry_decision::stop();
       }
-      return false;
+      call.last_retry_after_timeout_ = timed_out;  // read by succeeded(), with a budget only
     }
-    state.last_retry_after_timeout = timed_out;
 
     counters_.retries.increment();
     if constexpr (detail::listens_to<Listener, retry_scheduled>) {
-      detail::emit(listener_, retry_scheduled{attempt, delay, o.describe(), from_hint});
+      detail::emit(listener_, retry_scheduled{attempt, d.delay(), o.describe(), d.from_hint()});
     }
-    if (!env_.sleep_for(delay, ctx.stop_token())) {
-      aborted(o, attempt, give_up_reason::cancelled);
-      o = outcome<R>::from_keel(errc::cancelled);
+    ++call.attempt_;  // in place: `attempt` need not live this long
+    return d;
+  }
+
+  // One step of the synchronous driver: decide(), then the wait it asks for.
+  // True: try again. Kept apart from the loop (as one call) so that the loop
+  // stays small enough to inline into run().
+  template <class R>
+  bool decide_and_wait(outcome<R>& o, retry_call& call, const context& ctx) const {
+    const retry_decision d = decide_now(o, call, ctx);
+    if (!d) return false;
+    if (!env_.sleep_for(d.delay(), ctx.stop_token())) [[unlikely]] {
+      interrupted(o, call);
       return false;
     }
     return true;
   }
 
+  // Out of line: a stop request is rare, and the driver inlines better without it.
   template <class R>
-  bool aborted(const outcome<R>& o, int attempt, give_up_reason reason) const {
+  KEEL_DETAIL_NOINLINE retry_decision cancel(outcome<R>& o, int attempt) const {
+    aborted(o, attempt, give_up_reason::cancelled);
+    o = outcome<R>::from_keel(errc::cancelled);
+    return retry_decision::stop();
+  }
+
+  template <class R>
+  retry_decision aborted(const outcome<R>& o, int attempt, give_up_reason reason) const {
     counters_.aborted.increment();
     if constexpr (detail::listens_to<Listener, retry_aborted>) {
       detail::emit(listener_, retry_aborted{attempt, reason, o.describe()});
     }
-    return false;
+    return retry_decision::stop();
   }
 
   template <class R>
-  bool exhausted(const outcome<R>& o, int attempts, give_up_reason reason) const {
+  retry_decision exhausted(const outcome<R>& o, int attempts, give_up_reason reason) const {
     counters_.exhausted.increment();
     if constexpr (detail::listens_to<Listener, retries_exhausted>) {
       detail::emit(listener_, retries_exhausted{attempts, reason, o.describe()});
     }
-    return false;
+    return retry_decision::stop();
   }
 
   // A user function that throws must not make run() throw: a delay function

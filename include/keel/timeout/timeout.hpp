@@ -99,9 +99,9 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
     if (ctx.stop_requested()) return outcome<R>::from_keel(errc::cancelled);
     const time_point start = env_.now();
     context inner = ctx;  // a copy: the caller's context keeps its own deadline
-    inner.tighten_deadline(detail::saturating_add(start, options_.timeout), env_);
-    const time_point deadline = inner.deadline();
-    if (start >= deadline) {  // an outer deadline has passed: do not even start
+    const time_point deadline = deadline_for(start, ctx);
+    inner.tighten_deadline(deadline, env_);
+    if (missed(start, deadline)) {  // an outer deadline has passed: do not even start
       return expire<R>(start, start, deadline);
     }
 
@@ -110,6 +110,48 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
 
   /// The options, as validated.
   const timeout_options& options() const noexcept { return options_; }
+
+  // ---- The deadline arithmetic and the verdict, for a driver of one's own -----
+
+  /// The deadline of a call starting at `start` (this timeout's clock): the
+  /// earlier of start + options().timeout (saturating) and ctx.deadline().
+  time_point deadline_for(time_point start, const context& ctx) const noexcept {
+    const time_point own = detail::saturating_add(start, options_.timeout);
+    return own < ctx.deadline() ? own : ctx.deadline();
+  }
+
+  /// The verdict on a call that ends (or would start) at `end`: true, timed
+  /// out, when end >= deadline; one that ends 1 ns before it is in time.
+  static constexpr bool missed(time_point end, time_point deadline) noexcept {
+    return end >= deadline;
+  }
+
+  /// For a call that missed its deadline with outcome `o`: true when `o`
+  /// stands (the caller `ctx` asked to stop, or keep_late_result: emits
+  /// late_result_kept); false: the call gives expire(). `stopped_by_watchdog`:
+  /// a watchdog stopped the call, whose cancellation then is not kept.
+  template <class R>
+  bool keeps_late(const outcome<R>& o, const context& ctx, bool stopped_by_watchdog,
+                  time_point start, time_point end, time_point deadline) const {
+    // The caller's own stop request: a cancellation, whatever time it is.
+    if (ctx.stop_requested()) return true;
+    if (options_.keep_late_result && !(stopped_by_watchdog && is_cancellation(o))) {
+      if constexpr (detail::listens_to<Listener, late_result_kept>) {
+        detail::emit(listener_, late_result_kept{options_.timeout, end - start, deadline});
+      }
+      return true;
+    }
+    return false;
+  }
+
+  /// What a call that missed its deadline gives: errc::timeout; emits timed_out.
+  template <class R>
+  outcome<R> expire(time_point start, time_point end, time_point deadline) const {
+    if constexpr (detail::listens_to<Listener, timed_out>) {
+      detail::emit(listener_, timed_out{options_.timeout, end - start, deadline});
+    }
+    return outcome<R>::from_keel(errc::timeout);
+  }
 
  private:
   // The call itself, under `deadline`. Returns `o` only: GCC builds a named
@@ -120,7 +162,9 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
     if constexpr (std::is_void_v<Watchdog>) {
       outcome<R> o = next(inner);
       const time_point end = env_.now();
-      if (end >= deadline) o = late<R>(std::move(o), ctx, false, start, end, deadline);
+      if (missed(end, deadline) && !keeps_late(o, ctx, false, start, end, deadline)) {
+        o = expire<R>(start, end, deadline);
+      }
       return o;
     } else {
       std::optional<detail::timeout_watch<Watchdog>> watch;
@@ -138,9 +182,9 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
       const time_point end = env_.now();
       const bool stopped_by_watchdog =
           watch && watch->source.stop_requested() && !ctx.stop_requested();
-      // Decided by `end >= deadline` alone: a stop after an in-time end is no timeout.
-      if (end >= deadline) {
-        o = late<R>(std::move(o), ctx, stopped_by_watchdog, start, end, deadline);
+      // Decided by missed() alone: a stop after an in-time end is no timeout.
+      if (missed(end, deadline) && !keeps_late(o, ctx, stopped_by_watchdog, start, end, deadline)) {
+        o = expire<R>(start, end, deadline);
       }
       return o;
     }
@@ -151,28 +195,6 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
 
   timeout(const timeout_options& options, Listener listener, Env env, watchdog_ptr w)
       : options_(options), listener_(std::move(listener)), env_(std::move(env)), watchdog_(w) {}
-
-  template <class R>
-  outcome<R> late(outcome<R>&& o, const context& ctx, bool stopped_by_watchdog, time_point start,
-                  time_point end, time_point deadline) const {
-    // The caller's own stop request: a cancellation, whatever time it is.
-    if (ctx.stop_requested()) return std::move(o);
-    if (options_.keep_late_result && !(stopped_by_watchdog && is_cancellation(o))) {
-      if constexpr (detail::listens_to<Listener, late_result_kept>) {
-        detail::emit(listener_, late_result_kept{options_.timeout, end - start, deadline});
-      }
-      return std::move(o);
-    }
-    return expire<R>(start, end, deadline);
-  }
-
-  template <class R>
-  outcome<R> expire(time_point start, time_point end, time_point deadline) const {
-    if constexpr (detail::listens_to<Listener, timed_out>) {
-      detail::emit(listener_, timed_out{options_.timeout, end - start, deadline});
-    }
-    return outcome<R>::from_keel(errc::timeout);
-  }
 
   timeout_options options_;
   [[no_unique_address]] Listener listener_;
