@@ -332,7 +332,7 @@ class breaker_state_machine {
     const std::uint32_t run = word::lets_through(w) ? word::payload_of(w) : 0;
     const detail::window_counts c =
         with_rule([&](const auto& rule) { return rule.counts(run, now); });
-    m.calls = c.calls;
+    m.window_calls = c.calls;
     m.window_failures = c.failures;
     m.window_slow_calls = c.slow;
     m.failure_ratio = detail::ratio_of(c.failures, c.calls);

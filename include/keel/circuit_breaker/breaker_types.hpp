@@ -93,15 +93,16 @@ struct circuit_metrics {
   std::uint64_t failures = 0;    ///< failures recorded since construction (late ones included)
   std::uint64_t slow_calls = 0;  ///< slow calls recorded since construction
   std::uint64_t rejections = 0;  ///< calls rejected since construction
-  /// Calls in the trip rule's window: exact for the ratio rules; for
-  /// consecutive_failures and failures_in_period it is the failures the rule
-  /// holds, since those rules keep no per-success count (that would be a
-  /// shared store per call).
-  std::uint64_t calls = 0;
+  /// What the trip rule's window holds now. failure_ratio_count: the outcomes
+  /// in the window (at most window_size); failure_ratio_time: the outcomes in
+  /// the period's buckets; consecutive_failures: the failures of the run under
+  /// way (0 when not closed); failures_in_period: the failures in the period.
+  /// The two counting rules keep no per-success count (a shared store per call).
+  std::uint64_t window_calls = 0;
   std::uint64_t window_failures = 0;  ///< failures in the rule's window
   std::uint64_t window_slow_calls = 0;
-  double failure_ratio = 0.0;             ///< window_failures / calls, 0 without calls
-  double slow_call_ratio = 0.0;           ///< window_slow_calls / calls, 0 without calls
+  double failure_ratio = 0.0;             ///< window_failures / window_calls, 0 without calls
+  double slow_call_ratio = 0.0;           ///< window_slow_calls / window_calls, 0 without calls
   std::uint32_t probes_admitted = 0;      ///< half-open: probes out or decided in this round
   time_point last_transition{};           ///< time of the last change of state (time zero if none)
   std::optional<duration> retry_after{};  ///< open: time until a probe may go

@@ -53,7 +53,7 @@ TEST_CASE("circuit_breaker: metrics snapshot reports counters, window, state and
   CHECK(fail(b).has_error_value());
   auto m = b.metrics();
   CHECK(m.state == circuit_state::closed);
-  CHECK(m.calls == 3);
+  CHECK(m.window_calls == 3);
   CHECK(m.window_failures == 1);
   CHECK(m.failures == 1);
   CHECK(m.failure_ratio == Approx(1.0 / 3.0));
