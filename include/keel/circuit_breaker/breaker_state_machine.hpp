@@ -361,12 +361,13 @@ class breaker_state_machine {
     return rejected;
   }
 
-  // A closed look at a later cell than the first: out of line, so that
-  // admit_closed_current's callers stay small.
-  KEEL_DETAIL_NOINLINE closed_admission later_closed_admission() noexcept {
+  // A look at a later cell than the first (after 2^27 transitions).
+  closed_admission later_closed_admission() noexcept {
     const auto [c, w] = cells_.current();
     return {*c, w};
   }
+  // success_changes_nothing once the first cell is retired: out of line, so
+  // that its callers stay small.
   KEEL_DETAIL_NOINLINE bool later_success_changes_nothing(std::uint64_t generation) const noexcept {
     const auto [c, w] = cells_.current();
     return w == cells_.make(circuit_state::closed, word::low_bits(generation), 0) &&
