@@ -72,7 +72,9 @@ TEST_CASE(
     CHECK(succeed(b).has_value());
   }
   SECTION("the two-step permit is dropped without a result: its slot is freed") {
-    { auto p = b.try_acquire(); }
+    {
+      auto p = b.try_acquire();
+    }
     CHECK(succeed(b).has_value());
   }
   SECTION("the probe's caller hangs forever: after max_wait_in_half_open another probe goes") {
