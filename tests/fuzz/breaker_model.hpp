@@ -645,7 +645,7 @@ struct model {
     m.slow_calls = slow_total;
     m.rejections = rejections_total;
     const counts c = window(now);
-    m.calls = static_cast<std::uint32_t>(c.calls);
+    m.window_calls = static_cast<std::uint32_t>(c.calls);
     m.window_failures = static_cast<std::uint32_t>(c.failures);
     m.window_slow_calls = static_cast<std::uint32_t>(c.slow);
     m.failure_ratio = fraction(c.failures, c.calls);
@@ -670,7 +670,8 @@ inline std::string compare(const keel::circuit_metrics& want, const keel::circui
     return differs("slow_calls", num(want.slow_calls), num(got.slow_calls));
   if (want.rejections != got.rejections)
     return differs("rejections", num(want.rejections), num(got.rejections));
-  if (want.calls != got.calls) return differs("calls", num(want.calls), num(got.calls));
+  if (want.window_calls != got.window_calls)
+    return differs("window_calls", num(want.window_calls), num(got.window_calls));
   if (want.window_failures != got.window_failures)
     return differs("window_failures", num(want.window_failures), num(got.window_failures));
   if (want.window_slow_calls != got.window_slow_calls)

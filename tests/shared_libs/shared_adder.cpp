@@ -11,7 +11,7 @@ void KEEL_SHARED_ADDER_NAME(keel_shared_add_)(keel::detail::owned_counter& count
   for (std::uint64_t i = 0; i < n; ++i) counter.add();
 }
 
-std::uint64_t KEEL_SHARED_ADDER_NAME(keel_shared_reject_)(keel::circuit_breaker_core& core,
+std::uint64_t KEEL_SHARED_ADDER_NAME(keel_shared_reject_)(keel::breaker_state_machine& core,
                                                           std::uint64_t n, keel::time_point now) {
   std::uint64_t rejected = 0;
   for (std::uint64_t i = 0; i < n; ++i) {

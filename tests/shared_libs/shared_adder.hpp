@@ -28,7 +28,7 @@
                                                     std::uint64_t n);                     \
   /** Asks `core` for n admissions at `now`; returns how many were rejected. */           \
   KEEL_SHARED_ADDER_API std::uint64_t keel_shared_reject_##side(                          \
-      keel::circuit_breaker_core& core, std::uint64_t n, keel::time_point now);
+      keel::breaker_state_machine& core, std::uint64_t n, keel::time_point now);
 
 KEEL_SHARED_ADDER_DECLARE(a)
 KEEL_SHARED_ADDER_DECLARE(b)

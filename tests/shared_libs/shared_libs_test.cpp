@@ -22,7 +22,7 @@
 namespace {
 
 using add_fn = void (*)(keel::detail::owned_counter&, std::uint64_t);
-using reject_fn = std::uint64_t (*)(keel::circuit_breaker_core&, std::uint64_t, keel::time_point);
+using reject_fn = std::uint64_t (*)(keel::breaker_state_machine&, std::uint64_t, keel::time_point);
 
 // Two threads in each library, started together: every stripe that a
 // library's first or second thread picks is also picked by the other
@@ -51,11 +51,11 @@ TEST_CASE("owned_counter: threads adding through two hidden-visibility libraries
 }
 
 TEST_CASE(
-    "circuit_breaker_core: rejections made through two hidden-visibility libraries count exactly",
+    "breaker_state_machine: rejections made through two hidden-visibility libraries count exactly",
     "[shared_libs][regression]") {
   constexpr std::uint64_t calls = 500'000;
   const keel::time_point now{std::chrono::seconds(1)};
-  keel::circuit_breaker_core core;
+  keel::breaker_state_machine core;
   (void)core.isolate(now);
   std::latch start(2 * threads_per_library);
   std::vector<std::thread> threads;

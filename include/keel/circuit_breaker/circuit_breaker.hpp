@@ -9,7 +9,8 @@
 #include <type_traits>
 #include <utility>
 
-#include "keel/circuit_breaker/breaker_core.hpp"
+#include "keel/circuit_breaker/breaker_state_machine.hpp"
+#include "keel/circuit_breaker/breaker_types.hpp"
 #include "keel/circuit_breaker/circuit_breaker_events.hpp"
 #include "keel/circuit_breaker/circuit_breaker_options.hpp"
 #include "keel/core/classify.hpp"
@@ -189,19 +190,8 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// callable). Test the permit; if admitted, make the call and record its
   /// result on the permit. Never blocks; reads the clock only when not closed.
   permit try_acquire() const {
-    std::uint64_t generation = 0;
-    circuit_state state{};
-    if (core_.try_admit_closed(generation, state)) [[likely]]
-      return permit(this, generation, state, true);
     const circuit_admission a = core_.try_acquire_with([this] { return env_.now(); });
-    if (a.began_round) {
-      announce(circuit_transition{a.previous, circuit_state::half_open, a.at, {}, 0.0, {}});
-    }
-    if (!a.admitted) {
-      if constexpr (detail::listens_to<Listener, call_rejected>) {
-        detail::emit(listener_, call_rejected{a.rejection_code(), a.state, a.retry_after});
-      }
-    }
+    emit_for(listener_, a);
     return permit(this, a.generation, a.state, a.admitted, a.retry_after);
   }
 
@@ -215,26 +205,25 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     // and reads nothing more. No permit. Everything else (a slow-call rule,
     // any state but closed) goes through run_slow. Only prvalues are
     // returned here, so both paths build the outcome in the caller's slot.
-    // The slow path reads more than the word: it reloads it with acquire.
-    const std::uint64_t w = core_.admission_word();
-    if (!circuit_breaker_core::fast_admits(w)) [[unlikely]]
-      return run_slow<R>(core_.snapshot(), detail::pass_next(next), ctx);
-    return run_closed<R>(core_.first_cell(), w, next, ctx);
+    const admission_t a = core_.admit_closed();
+    if (!a) [[unlikely]]
+      return run_slow<R>(detail::pass_next(next), ctx);
+    return run_closed<R>(a, next, ctx);
   }
 
   /// Forces the circuit open until reset(): calls get errc::circuit_isolated.
-  void isolate() const { announce_opt(core_.isolate(env_.now())); }
+  void isolate() const { emit_for(listener_, core_.isolate(env_.now())); }
   /// Keeps the circuit closed whatever happens (outcomes are still counted).
-  void disable() const { announce_opt(core_.disable(env_.now())); }
+  void disable() const { emit_for(listener_, core_.disable(env_.now())); }
   /// Closes the circuit with empty windows and the initial open time.
-  void reset() const { announce_opt(core_.reset(env_.now())); }
+  void reset() const { emit_for(listener_, core_.reset(env_.now())); }
 
   circuit_state state() const noexcept { return core_.state(); }
   /// Counters and the current window, readable without a listener.
   circuit_metrics metrics() const { return core_.metrics(env_.now()); }
   const circuit_breaker_options& options() const noexcept { return core_.options(); }
   /// The state machine itself, to drive by hand next to this breaker.
-  circuit_breaker_core& core() const noexcept { return core_; }
+  breaker_state_machine& core() const noexcept { return core_; }
 
   /// How the breaker counts an outcome: ignored (Ignores, or a cancellation),
   /// failure (Handles), else success.
@@ -246,52 +235,48 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   }
 
  private:
-  // Admitted on the closed path (state word `w`). Returns `o` only: GCC
-  // builds a named result in the caller's slot only when every return names it.
+  using admission_t = breaker_state_machine::closed_admission;
+
+  // Admitted on the closed path. Returns `o` only: GCC builds a named result
+  // in the caller's slot only when every return names it.
   template <class R, class Next>
-  outcome<R> run_closed(circuit_breaker_core::cell& cell, std::uint64_t w, Next& next,
-                        context& ctx) const {
+  outcome<R> run_closed(const admission_t& a, Next& next, context& ctx) const {
     outcome<R> o = next(ctx);
     const call_result r = classify(o);
     if (r == call_result::success) [[likely]] {
-      if (!circuit_breaker_core::success_is_free(w) && !core_.unchanged_since(cell, w)) {
-        core_.record_closed_success(cell, circuit_breaker_core::generation_of(w),
-                                    [this] { return env_.now(); });
-      }
-    } else if (r != call_result::failure || !core_.extend_run(cell, w)) {
-      finish_closed(circuit_breaker_core::epoch_of(cell, w), r, o);
+      core_.record_closed_success(a, [this] { return env_.now(); });
+    } else if (r != call_result::failure || !core_.record_closed_failure(a)) {
+      finish_closed(a.generation(), r, o);
     }
     return o;
   }
 
-  // Not closed (`w` reloaded with acquire): an open circuit rejects with one
-  // clock read, one load of the open time and one counter increment; a
-  // circuit closed in a later cell than the first (after 2^27 transitions,
-  // see breaker_core.hpp) takes the closed path on that cell; anything else
+  // Not admitted on the first look (reloaded with acquire): an open circuit
+  // rejects with one clock read, one load of the open time and one counter
+  // increment; a circuit closed in a later cell than the first (after 2^27 transitions, see
+  // detail/state_word.hpp) takes the closed path on that cell; anything else
   // takes a permit. `next` comes by value (detail::pass_next), so that the
   // closed path keeps it in registers.
   template <class R, class Next>
-  outcome<R> run_slow(std::uint64_t w, Next next, context& ctx) const {
-    if (circuit_breaker_core::is_retired(w)) [[unlikely]] {
-      const auto [cell, now] = core_.current();
-      if (circuit_breaker_core::fast_admits(now)) return run_closed<R>(*cell, now, next, ctx);
-    } else if (circuit_breaker_core::is_open(w)) {
-      const std::int64_t left = core_.reject_open(w, env_.now());
-      if (left >= 0) {
-        if constexpr (detail::listens_to<Listener, call_rejected>) {
-          detail::emit(listener_,
-                       call_rejected{errc::circuit_open, circuit_state::open, duration(left)});
-        }
-        return outcome<R>::from_keel(errc::circuit_open, duration(left));
-      }
+  outcome<R> run_slow(Next next, context& ctx) const {
+    const open_rejection r =
+        core_.reject_open(core_.admit_closed_current(), [this] { return env_.now(); });
+    if (r) {
+      emit_for(listener_, r);
+      return outcome<R>::from_keel(errc::circuit_open, r.retry_after());
     }
     return run_permitted<R>(next, ctx);
   }
 
-  // The general path of run(): a permit, a clock read around the call when
-  // the slow-call rule wants one, and the rejection as a keel failure.
+  // The general path of run(): the closed path on a later cell, or a permit,
+  // a clock read around the call when the slow-call rule wants one, and the
+  // rejection as a keel failure.
   template <class R, class Next>
   outcome<R> run_permitted(Next next, context& ctx) const {
+    // A fresh look first (nothing of run_slow's is kept across its clock
+    // read): closed in a later cell, or closed again meanwhile.
+    if (const admission_t a = core_.admit_closed_current()) [[unlikely]]
+      return run_closed<R>(a, next, ctx);
     permit p = try_acquire();
     const bool timed = p.admitted_ && core_.measures_duration();
     const time_point start = timed ? env_.now() : time_point{};
@@ -318,7 +303,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   }
 
   // A failure (or an ignored outcome) of a call admitted on the closed path
-  // that extend_run could not take: may trip, so it stays out of line.
+  // that record_closed_failure could not take: may trip, so it stays out of line.
   template <class R>
   KEEL_DETAIL_NOINLINE void finish_closed(std::uint64_t generation, call_result r,
                                           const outcome<R>& o) const {
@@ -331,7 +316,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   void finish(std::uint64_t generation, call_result r, duration elapsed, NowFn&& now,
               HintFn&& hint) const {
     if (auto t = core_.record_with(generation, r, elapsed, now, hint)) [[unlikely]]
-      announce(*t);
+      emit_for(listener_, *t);
   }
 
   // is_cancellation compares error codes through virtual calls; an error value
@@ -349,34 +334,13 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     return true;
   }
 
-  void announce_opt(const std::optional<circuit_transition>& t) const {
-    if (t) announce(*t);
-  }
-
-  void announce(const circuit_transition& t) const {
-    if (t.from != t.to) detail::emit(listener_, circuit_state_changed{t.from, t.to, t.at});
-    switch (t.to) {
-      case circuit_state::open:
-        detail::emit(listener_, circuit_opened{t.reason, t.failure_ratio, t.open_for, t.at});
-        break;
-      case circuit_state::half_open:
-        detail::emit(listener_, circuit_half_opened{t.at});
-        break;
-      case circuit_state::closed:
-        detail::emit(listener_, circuit_closed{t.at});
-        break;
-      default:
-        break;
-    }
-  }
-
   // The empty members first: Handles and Ignores usually share a base
   // (on::predicate_base), and only at the front can both take no space.
   [[no_unique_address]] Handles handles_;
   [[no_unique_address]] Ignores ignores_;
   [[no_unique_address]] Listener listener_;
   [[no_unique_address]] Env env_;
-  mutable circuit_breaker_core core_;
+  mutable breaker_state_machine core_;
 };
 
 circuit_breaker() -> circuit_breaker<>;

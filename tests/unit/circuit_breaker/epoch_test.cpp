@@ -141,9 +141,9 @@ TEST_CASE("circuit_breaker: run() in a later cell counts runs there, and its lat
   CHECK(b.metrics().rejections == 1);
 }
 
-TEST_CASE("circuit_breaker_core: a result recorded 2^27 transitions after admission is late",
+TEST_CASE("breaker_state_machine: a result recorded 2^27 transitions after admission is late",
           "[circuit_breaker][generation]") {
-  keel::circuit_breaker_core core({.trip = keel::consecutive_failures{.threshold = 1}});
+  keel::breaker_state_machine core({.trip = keel::consecutive_failures{.threshold = 1}});
   const keel::time_point t{};
   const keel::circuit_admission a = core.try_acquire(t);
   REQUIRE(a.admitted);
@@ -235,8 +235,8 @@ TEST_CASE("circuit_breaker: every transition across the wrap of the generation",
 
 TEST_CASE("circuit_breaker: the first cell keeps the breaker on one cache line",
           "[circuit_breaker][size]") {
-  CHECK(sizeof(keel::circuit_breaker_core) == 64);
-  CHECK(alignof(keel::circuit_breaker_core) == 64);
+  CHECK(sizeof(keel::breaker_state_machine) == 64);
+  CHECK(alignof(keel::breaker_state_machine) == 64);
 }
 
 namespace {

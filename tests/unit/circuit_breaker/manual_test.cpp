@@ -53,7 +53,7 @@ TEST_CASE("circuit_breaker: metrics snapshot reports counters, window, state and
   CHECK(fail(b).has_error_value());
   auto m = b.metrics();
   CHECK(m.state == circuit_state::closed);
-  CHECK(m.calls == 3);
+  CHECK(m.window_calls == 3);
   CHECK(m.window_failures == 1);
   CHECK(m.failures == 1);
   CHECK(m.failure_ratio == Approx(1.0 / 3.0));
@@ -105,11 +105,11 @@ TEST_CASE("circuit_breaker: a throwing listener cannot corrupt the breaker",
 TEST_CASE("circuit_breaker: a breaker whose listener hears nothing costs no space",
           "[circuit_breaker][size]") {
   // Handles, Ignores, Listener and the default environment are empty: only the core remains.
-  CHECK(sizeof(keel::circuit_breaker<>) == sizeof(keel::circuit_breaker_core));
+  CHECK(sizeof(keel::circuit_breaker<>) == sizeof(keel::breaker_state_machine));
   CHECK(sizeof(keel::circuit_breaker<keel::on::any_failure_t, keel::no_listener,
                                      keel::default_environment,
                                      keel::on::error_t<bool (*)(std::error_code)>>) ==
-        sizeof(keel::circuit_breaker_core) +
+        sizeof(keel::breaker_state_machine) +
             64);  // a stateful predicate takes space (then alignment)
 }
 

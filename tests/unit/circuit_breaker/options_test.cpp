@@ -86,5 +86,5 @@ TEST_CASE("circuit_breaker: the constructor refuses invalid options with config_
   REQUIRE_THROWS_AS(keel::circuit_breaker({.permitted_probes = 0}), keel::config_error);
   REQUIRE_THROWS_WITH(keel::circuit_breaker({.trip = keel::consecutive_failures{.threshold = 0}}),
                       "keel: consecutive_failures.threshold: must be >= 1");
-  REQUIRE_THROWS_AS(keel::circuit_breaker_core({.open_duration_factor = 0.0}), keel::config_error);
+  REQUIRE_THROWS_AS(keel::breaker_state_machine({.open_duration_factor = 0.0}), keel::config_error);
 }

@@ -63,7 +63,7 @@ TEST_CASE("circuit_breaker: failure_ratio_count makes no decision below minimum_
       log);
   for (int i = 0; i < 4; ++i) CHECK(fail(b).has_error_value());  // 4 of 4 failed, but 4 < 5 calls
   CHECK(b.state() == circuit_state::closed);
-  CHECK(b.metrics().calls == 4);
+  CHECK(b.metrics().window_calls == 4);
   CHECK(b.metrics().failure_ratio == 1.0);
   CHECK(fail(b).has_error_value());  // 5 of 5: opens on the 5th call
   CHECK(b.state() == circuit_state::open);
@@ -86,7 +86,7 @@ TEST_CASE(
   CHECK(fail(b).has_error_value());
   CHECK(fail(b).has_error_value());  // 10 calls, 3 failures: 0.3 < 0.4
   CHECK(b.state() == circuit_state::closed);
-  CHECK(b.metrics().calls == 10);
+  CHECK(b.metrics().window_calls == 10);
   CHECK(b.metrics().window_failures == 3);
   // The window slides: this failure replaces the oldest success: 4 of 10 = 0.4 >= 0.4.
   CHECK(fail(b).has_error_value());
@@ -129,11 +129,11 @@ TEST_CASE(
   CHECK(succeed(b).has_value());
   env.advance(1s);                   // t = 1.5 s: bucket 1
   CHECK(fail(b).has_error_value());  // 1 of 4
-  CHECK(b.metrics().calls == 4);
+  CHECK(b.metrics().window_calls == 4);
   env.advance(8s + 500ms - 1ns);  // t = 10 s - 1 ns: bucket 0 is still inside
-  CHECK(b.metrics().calls == 4);
+  CHECK(b.metrics().window_calls == 4);
   env.advance(1ns);  // t = 10 s: bucket 0 expired exactly now
-  CHECK(b.metrics().calls == 1);
+  CHECK(b.metrics().window_calls == 1);
   CHECK(b.metrics().window_failures == 1);
   CHECK(succeed(b).has_value());
   CHECK(fail(b).has_error_value());  // bucket 1: F, bucket 10: S F -> 2 of 3 calls, below minimum
@@ -155,7 +155,7 @@ TEST_CASE("circuit_breaker: failure_ratio_time drops everything after a full idl
   CHECK(fail(b).has_error_value());
   CHECK(fail(b).has_error_value());
   env.advance(100s);
-  CHECK(b.metrics().calls == 0);
+  CHECK(b.metrics().window_calls == 0);
   CHECK(fail(b).has_error_value());  // 1 call in the window: below minimum
   CHECK(b.state() == circuit_state::closed);
 }
@@ -202,7 +202,7 @@ TEST_CASE("circuit_breaker: slow calls work with the time window and a slow fail
   CHECK(m.failures == 1);
   CHECK(m.slow_calls == 1);
   CHECK(m.window_slow_calls == 1);
-  CHECK(m.calls == 1);
+  CHECK(m.window_calls == 1);
   CHECK(b.try_execute(dep).has_error_value());
   CHECK(b.state() == circuit_state::open);
 }
@@ -247,7 +247,7 @@ TEST_CASE("circuit_breaker: a disabled breaker lets everything through and still
   CHECK(b.metrics().failure_ratio == 1.0);
   b.reset();
   CHECK(b.state() == circuit_state::closed);
-  CHECK(b.metrics().calls == 0);
+  CHECK(b.metrics().window_calls == 0);
   CHECK(fail(b).has_error_value());
   CHECK(b.state() == circuit_state::open);
 }

@@ -67,8 +67,8 @@ TEST_CASE("circuit_breaker: a permit can be moved; only the last owner releases"
   CHECK(b.state() == circuit_state::closed);
 }
 
-TEST_CASE("circuit_breaker_core: usable by hand with explicit times", "[circuit_breaker][core]") {
-  keel::circuit_breaker_core core(
+TEST_CASE("breaker_state_machine: usable by hand with explicit times", "[circuit_breaker][core]") {
+  keel::breaker_state_machine core(
       {.trip = keel::consecutive_failures{.threshold = 2}, .open_duration = 5s});
   const keel::time_point t0{};
   auto a = core.try_acquire(t0);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSL-1.0
 // The test-only seam of keel/circuit_breaker/detail/windows.hpp: keel declares
 // detail::window_test_access a friend of its windows, of its rejection
-// counter and of circuit_breaker_core, and defines it nowhere; this is its one
+// counter and of breaker_state_machine, and defines it nowhere; this is its one
 // definition, shared by every test that includes it. It puts a cursor or a
 // count next to a wrap point (2^32, 2^64) that real calls would need days or
 // centuries to reach.
@@ -17,11 +17,13 @@
 namespace keel::detail {
 
 struct window_test_access {
-  // ---- The windows of a circuit_breaker_core ----
-  static failure_stamps& stamps(circuit_breaker_core& c) { return c.cold_->stamps; }
-  static count_window& count(circuit_breaker_core& c) { return c.cold_->count; }
-  static time_window& time(circuit_breaker_core& c) { return c.cold_->time; }
-  static owned_counter& rejections(circuit_breaker_core& c) { return c.cold_->rejections; }
+  // ---- The windows of a breaker_state_machine ----
+  static failure_stamps& stamps(breaker_state_machine& c) {
+    return c.cold_->rules.in_period.stamps;
+  }
+  static count_window& count(breaker_state_machine& c) { return c.cold_->rules.ratio_count.window; }
+  static time_window& time(breaker_state_machine& c) { return c.cold_->rules.ratio_time.window; }
+  static owned_counter& rejections(breaker_state_machine& c) { return c.cold_->rejections; }
 
   // ---- failures_in_period ----
   /// The cursor the next failure takes.

@@ -22,7 +22,7 @@ constexpr std::uint64_t two_32 = std::uint64_t{1} << 32;
 
 keel::time_point at(keel::duration d) { return keel::time_point(d); }
 
-void call(keel::circuit_breaker_core& core, call_result r, keel::time_point now) {
+void call(keel::breaker_state_machine& core, call_result r, keel::time_point now) {
   const keel::circuit_admission a = core.try_acquire(now);
   REQUIRE(a.admitted);
   (void)core.record(a, r, now);
@@ -70,7 +70,7 @@ TEST_CASE("failures_in_period: threshold 4 does not trip on 2 failures across cu
           "[circuit_breaker][regression][wrap]") {
   for (std::uint64_t first = two_32 - 4; first <= two_32 + 1; ++first) {
     CAPTURE(first);
-    keel::circuit_breaker_core core(
+    keel::breaker_state_machine core(
         {.trip = keel::failures_in_period{.threshold = 4, .period = 10s}});
     window_test_access::set_cursor(window_test_access::stamps(core), first);
     call(core, call_result::failure, at(1s));
@@ -100,7 +100,7 @@ TEST_CASE("failure_ratio_count: a window counts its last outcomes exactly across
 // failures among 4.3e9 calls.
 TEST_CASE("failure_ratio_time: 50 failures after 2^32 - 10 calls in one slot do not open",
           "[circuit_breaker][regression][wrap]") {
-  keel::circuit_breaker_core core(
+  keel::breaker_state_machine core(
       {.trip = keel::failure_ratio_time{.period = 10s, .buckets = 4, .minimum_calls = 10}});
   keel::detail::time_window& w = window_test_access::time(core);
   const keel::time_point now = at(1h);
@@ -108,7 +108,7 @@ TEST_CASE("failure_ratio_time: 50 failures after 2^32 - 10 calls in one slot do 
   for (int i = 0; i < 50; ++i) call(core, call_result::failure, now);
   CHECK(core.state() == circuit_state::closed);
   const keel::circuit_metrics m = core.metrics(now);
-  CHECK(m.calls == two_32 + 40);
+  CHECK(m.window_calls == two_32 + 40);
   CHECK(m.window_failures == 50);
   CHECK(m.failure_ratio == Approx(50.0 / static_cast<double>(two_32 + 40)));
   CHECK(m.failures == 50);
@@ -116,7 +116,7 @@ TEST_CASE("failure_ratio_time: 50 failures after 2^32 - 10 calls in one slot do 
 
 TEST_CASE("failure_ratio_time: a window whose slots sum past 2^32 counts exactly and does not open",
           "[circuit_breaker][regression][wrap]") {
-  keel::circuit_breaker_core core(
+  keel::breaker_state_machine core(
       {.trip = keel::failure_ratio_time{.period = 10s, .buckets = 4, .minimum_calls = 10},
        .slow_calls = keel::slow_call_ratio{.threshold = 1s, .ratio = 0.5}});
   keel::detail::time_window& w = window_test_access::time(core);
@@ -134,7 +134,7 @@ TEST_CASE("failure_ratio_time: a window whose slots sum past 2^32 counts exactly
   for (int i = 0; i < 50; ++i) call(core, call_result::failure, now);
   CHECK(core.state() == circuit_state::closed);
   const keel::circuit_metrics m = core.metrics(now);
-  CHECK(m.calls == slots * each + 50);
+  CHECK(m.window_calls == slots * each + 50);
   CHECK(m.window_failures == slots + 50);
   CHECK(m.window_slow_calls == 2 * slots);
 }

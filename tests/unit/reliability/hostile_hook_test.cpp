@@ -141,10 +141,10 @@ const std::vector<hook_row>& hook_table() {
          CHECK(r.is(errc::circuit_open));
          CHECK(*l.heard >= 3);  // state_changed, opened, rejected
        }},
-      {"circuit_breaker/breaker_core.hpp", "try_acquire_with",
+      {"circuit_breaker/breaker_state_machine.hpp", "try_acquire_with",
        [] {  // driven by hand: the caller's clock throws before any change of state
          venv env;
-         keel::circuit_breaker_core core({.trip = keel::consecutive_failures{.threshold = 1}});
+         keel::breaker_state_machine core({.trip = keel::consecutive_failures{.threshold = 1}});
          auto a = core.try_acquire(env.now());
          REQUIRE(a.admitted);
          (void)core.record(a, keel::call_result::failure, env.now());
@@ -154,6 +154,16 @@ const std::vector<hook_row>& hook_table() {
                          hook_error);
          CHECK(core.state() == circuit_state::open);
          CHECK(core.metrics(env.now()).rejections == before.rejections);
+       }},
+      {"circuit_breaker/breaker_state_machine.hpp", "emit_for",
+       [] {  // a driver's listener that throws is ignored, event after event
+         throwing_listener l;
+         const keel::circuit_transition opened{circuit_state::closed, circuit_state::open};
+         keel::emit_for(l, opened);  // state_changed, opened
+         keel::emit_for(l, std::optional<keel::circuit_transition>(opened));  // the same
+         keel::emit_for(l, keel::circuit_admission{});                        // rejected
+         keel::emit_for(l, keel::open_rejection(1s));                         // rejected
+         CHECK(*l.heard == 6);
        }},
       // ---- retry ------------------------------------------------------------
       {"retry/retry.hpp", "handle",
@@ -387,6 +397,10 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
   static const std::map<std::pair<std::string, std::string>, const char*> list = {
       {{"any_pipeline.hpp", "any_pipeline"}, "a policy, not user code"},
       {{"any_pipeline.hpp", "next_ref"}, "detail: refers to keel's own `next`"},
+      {{"circuit_breaker/breaker_state_machine.hpp", "acquire_not_closed"},
+       "private: try_acquire_with's clock (row try_acquire_with)"},
+      {{"circuit_breaker/breaker_state_machine.hpp", "with_rule"},
+       "private: keel's own lambdas over the trip rule"},
       {{"core/context.hpp", "to"}, "detail::clock_ref: keel's own reference to a clock"},
       {{"core/events.hpp", "unwrap_ref"}, "detail: unwraps a listener held by std::ref"},
       {{"core/outcome.hpp", "construct_value"}, "detail: stores a result"},
