@@ -183,9 +183,17 @@ class breaker_state_machine {
     return std::nullopt;
   }
 
+  /// Gives back admission `a` without a result (the caller gave up, or the
+  /// outcome says nothing about health); a rejection has nothing to give back.
+  void release(const circuit_admission& a) noexcept {
+    if (a.admitted) release(a.generation);
+  }
+
   /// Gives back an admission without a result (the caller gave up, or the
   /// outcome says nothing about health): counts as neither success nor
-  /// failure, and frees the probe slot of a half-open probe.
+  /// failure, and frees the probe slot of a half-open probe. Only for the
+  /// generation of an admitted call: a rejection's would free a slot it never
+  /// took (release(admission) checks).
   // Out of line: a rare path, kept from growing the callers a permit is built in.
   KEEL_DETAIL_NOINLINE void release(std::uint64_t generation) noexcept {
     auto [c, w] = cells_.current();

@@ -388,3 +388,21 @@ TEST_CASE("breaker_state_machine: failures_in_period driven by hand, as try_exec
   CHECK(t.events.size() == 7);
   CHECK(t.events[1] == "opened(1, 1.000000, 2000000000ns, 11000000000ns)");
 }
+
+TEST_CASE("breaker_state_machine: releasing a rejection frees no probe slot",
+          "[circuit_breaker][decision][regression]") {
+  keel::breaker_state_machine core({.trip = keel::consecutive_failures{.threshold = 1},
+                                    .open_duration = 1s,
+                                    .permitted_probes = 1});
+  time_point t{10s};
+  core.record(core.try_acquire(t), call_result::failure, t);
+  t += 2s;
+  const auto probe = core.try_acquire(t);
+  const auto rejected = core.try_acquire(t);
+  REQUIRE(probe.admitted);
+  REQUIRE_FALSE(rejected.admitted);
+  core.release(rejected);                     // e.g. a driver's guard on every admission
+  CHECK_FALSE(core.try_acquire(t).admitted);  // still one probe out of one
+  core.release(probe);
+  CHECK(core.try_acquire(t).admitted);  // the probe's slot is free again
+}
