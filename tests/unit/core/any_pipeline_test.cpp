@@ -26,8 +26,9 @@
 
 // ---- allocations counted on this thread (this binary only) ------------------
 // TSan's runtime defines operator new and delete itself (not weakly), so under
-// TSan they are not replaced and the allocation checks are skipped. The other
-// forms (arrays, nothrow, sized delete) forward to these two by default.
+// TSan they are not replaced and the allocation checks are skipped. Every
+// unaligned form is replaced, so that each pair allocates and frees alike
+// (ASan checks it).
 #if defined(__SANITIZE_THREAD__)
 #define KEEL_TEST_COUNTS_NEW 0
 #elif defined(__has_feature)
@@ -44,13 +45,29 @@ thread_local long allocations = 0;
 }  // namespace
 
 #if KEEL_TEST_COUNTS_NEW
-void* operator new(std::size_t n) {
+namespace {
+void* counted(std::size_t n) noexcept {
   ++allocations;
-  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  return std::malloc(n == 0 ? 1 : n);
+}
+}  // namespace
+
+void* operator new(std::size_t n) {
+  if (void* p = counted(n)) return p;
   throw std::bad_alloc();
 }
+void* operator new[](std::size_t n) {
+  if (void* p = counted(n)) return p;
+  throw std::bad_alloc();
+}
+void* operator new(std::size_t n, const std::nothrow_t&) noexcept { return counted(n); }
+void* operator new[](std::size_t n, const std::nothrow_t&) noexcept { return counted(n); }
 void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, const std::nothrow_t&) noexcept { std::free(p); }
+void operator delete[](void* p, const std::nothrow_t&) noexcept { std::free(p); }
 #endif
 
 namespace {
