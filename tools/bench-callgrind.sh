@@ -3,7 +3,8 @@
 # Instructions per call of keel's hot paths, counted by callgrind: stable on a
 # noisy machine, so a change that makes a hot path heavier shows up here even
 # when timings cannot see it. Runs each workload of
-# benchmarks/callgrind_workloads.cpp (1,000,000 calls) under
+# benchmarks/callgrind_workloads.cpp twice, for N and 2N calls (N default
+# 1,000,000), and reports the difference over N, so one-time work drops out:
 #   valgrind --tool=callgrind --toggle-collect='keel_cg_<name>(int)'
 # Usage: tools/bench-callgrind.sh [--markdown] [calls]
 #        tools/bench-callgrind.sh --check BUDGETS [calls]
@@ -33,11 +34,19 @@ if [[ -z $bin ]]; then
     "$root/benchmarks/callgrind_workloads.cpp" -o "$bin" -pthread
 fi
 
-count() {  # instructions executed inside keel_cg_<name>, for `calls` calls
+run_once() {  # instructions executed inside keel_cg_<name>, for $2 calls
   valgrind --tool=callgrind --toggle-collect="keel_cg_$1(int)" \
-    --callgrind-out-file="$work/out.$1" "$bin" "$1" "$calls" >/dev/null 2>&1 ||
+    --callgrind-out-file="$work/out.$1" "$bin" "$1" "$2" >/dev/null 2>&1 ||
     { echo "workload $1 failed: run '$bin $1' to see why" >&2; exit 1; }
   awk '/^(summary|totals):/ { print $2; exit }' "$work/out.$1"
+}
+count() {  # instructions of `calls` calls: a run of 2*calls minus a run of
+  # `calls`, so one-time work (first-call setup, static guards) drops out and
+  # the figure per call does not depend on how many calls were made.
+  local one two
+  one=$(run_once "$1" "$calls")
+  two=$(run_once "$1" $((2 * calls)))
+  echo $((two - one))
 }
 
 if [[ -n $budgets ]]; then

@@ -176,9 +176,19 @@ inline std::optional<duration> parse_retry_after(std::string_view value,
     return duration_cast<duration>(seconds(secs));
   }
 
-  const sys_days today = floor<days>(now);
+  // `now` split into whole seconds (floored) and the sub-second rest, in
+  // seconds from here on: a `now` within a day of the clock's minimum must not
+  // overflow when a day or a second is converted to the clock's unit.
+  const auto since_epoch = now.time_since_epoch();
+  seconds now_secs = duration_cast<seconds>(since_epoch);  // toward zero: fits
+  duration now_rest = duration_cast<duration>(since_epoch - now_secs);
+  if (now_rest < duration::zero()) {
+    now_rest += seconds(1);
+    now_secs -= seconds(1);
+  }
+  const sys_days today = floor<days>(sys_seconds(now_secs));
   const year_month_day ymd(today);
-  const hh_mm_ss<seconds> clock_time(floor<seconds>(now - today));
+  const hh_mm_ss<seconds> clock_time(sys_seconds(now_secs) - today);
   const detail::civil_time now_civil{static_cast<int>(ymd.year()),
                                      static_cast<int>(static_cast<unsigned>(ymd.month())),
                                      static_cast<int>(static_cast<unsigned>(ymd.day())),
@@ -198,12 +208,10 @@ inline std::optional<duration> parse_retry_after(std::string_view value,
   // the sub-second part of `now`.
   const std::int64_t date_s = duration_cast<seconds>(sys_days(date).time_since_epoch()).count() +
                               std::int64_t{t.hour} * 3600 + std::int64_t{t.minute} * 60 + t.second;
-  const auto now_s = floor<seconds>(now);
-  const std::int64_t diff_s = date_s - now_s.time_since_epoch().count();
+  const std::int64_t diff_s = date_s - now_secs.count();
   if (diff_s <= 0) return duration::zero();
   if (diff_s > cap_seconds) return cap;
-  const duration d =
-      duration_cast<duration>(seconds(diff_s)) - duration_cast<duration>(now - now_s);
+  const duration d = duration_cast<duration>(seconds(diff_s)) - now_rest;
   if (d < duration::zero()) return duration::zero();
   return d < cap ? d : cap;
 }

@@ -123,3 +123,19 @@ TEST_CASE("parse_retry_after: never throws and never allocates", "[retry][retry_
     CHECK_FALSE(keel::parse_retry_after(prefix, now).has_value());
   }
 }
+
+TEST_CASE("parse_retry_after: a now at either end of the clock's range reads dates exactly",
+          "[retry][retry_after]") {
+  // system_clock's range in nanoseconds: 1677-09-21 00:12:43.145224192 to
+  // 2262-04-11 23:47:16.854775807. Splitting `now` into days must not overflow.
+  const system_clock::time_point lowest = system_clock::time_point::min();
+  CHECK(keel::parse_retry_after("Tue, 21 Sep 1677 00:12:44 GMT", lowest) == duration(854'775'808));
+  CHECK(keel::parse_retry_after("Tue, 21 Sep 1677 00:12:43 GMT", lowest) == 0s);
+  CHECK(keel::parse_retry_after("Tue, 21 Sep 1677 01:12:44 GMT", lowest) ==
+        1h + duration(854'775'808));
+  const system_clock::time_point highest = system_clock::time_point::max();
+  CHECK(keel::parse_retry_after("Fri, 11 Apr 2262 23:47:17 GMT", highest) == duration(145'224'193));
+  CHECK(keel::parse_retry_after("Fri, 11 Apr 2262 23:47:16 GMT", highest) == 0s);
+  CHECK(keel::parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", highest) ==
+        keel::default_retry_after_cap);
+}
