@@ -25,76 +25,70 @@ auto exact_retry(const virtual_environment& env, const log_t& log,
 
 }  // namespace
 
-TEST_CASE("retry: a first-try success makes one call and touches nothing", "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    counting_environment env;
-    log_t log;
-    const auto retry = keel::retry({.max_attempts = 5}).with_environment(env).with_listener(log);
-    scripted<typename C::result_type> dep(env.env.clock(), {C::ok(7)});
-    const auto o = retry.try_execute(dep);
-    CHECK(C::value_of(o) == 7);
-    CHECK(dep.calls() == 1);
-    CHECK(*env.clock_reads == 0);  // no clock read
-    CHECK(*env.draws == 0);        // and no random draw on the success path
-    CHECK(env.env.sleeps().empty());
-    CHECK(log.events().empty());
-    const keel::retry_counters c = retry.counters();
-    CHECK(c.retries + c.successes_after_retry + c.exhausted + c.aborted + c.budget_refusals == 0);
-  });
+TEMPLATE_TEST_CASE("retry: a first-try success makes one call and touches nothing", "[retry]",
+                   exception_channel, value_channel) {
+  using C = TestType;
+  counting_environment env;
+  log_t log;
+  const auto retry = keel::retry({.max_attempts = 5}).with_environment(env).with_listener(log);
+  scripted<typename C::result_type> dep(env.env.clock(), {C::ok(7)});
+  const auto o = retry.try_execute(dep);
+  CHECK(C::value_of(o) == 7);
+  CHECK(dep.calls() == 1);
+  CHECK(*env.clock_reads == 0);  // no clock read
+  CHECK(*env.draws == 0);        // and no random draw on the success path
+  CHECK(env.env.sleeps().empty());
+  CHECK(log.events().empty());
+  const keel::retry_counters c = retry.counters();
+  CHECK(c.retries + c.successes_after_retry + c.exhausted + c.aborted + c.budget_refusals == 0);
 }
 
-TEST_CASE("retry: failures are retried with the exact backoff until one succeeds", "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry = exact_retry(
-        env, log,
-        {.max_attempts = 4,
-         .backoff = keel::exponential_backoff{.initial = 100ms, .factor = 2, .max_delay = 10s}});
-    scripted<typename C::result_type> dep(
-        env.clock(), {C::failure(), C::failure().after(5ms), C::failure(), C::ok(42)});
-    const auto o = retry.try_execute(dep);
-    CHECK(C::value_of(o) == 42);
-    CHECK(dep.calls() == 4);
-    CHECK(env.sleeps() == std::vector<duration>{100ms, 200ms, 400ms});
-    CHECK(dep.start_times() == std::vector<duration>{0ms, 100ms, 305ms, 705ms});
-    std::vector<int> attempts;
-    for (const auto& r : dep.records()) attempts.push_back(r.attempt);
-    CHECK(attempts == std::vector<int>{1, 2, 3, 4});
-    const auto scheduled = log.all<keel::retry_scheduled>();
-    REQUIRE(scheduled.size() == 3);
-    CHECK(scheduled[0].attempt == 1);
-    CHECK(scheduled[2].attempt == 3);
-    CHECK(scheduled[2].delay == 400ms);
-    CHECK_FALSE(scheduled[0].from_hint);
-    CHECK(log.count<keel::retries_exhausted>() == 0);
-    CHECK(retry.counters().retries == 3);
-    CHECK(retry.counters().successes_after_retry == 1);
-  });
+TEMPLATE_TEST_CASE("retry: failures are retried with the exact backoff until one succeeds",
+                   "[retry]", exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry = exact_retry(
+      env, log,
+      {.max_attempts = 4,
+       .backoff = keel::exponential_backoff{.initial = 100ms, .factor = 2, .max_delay = 10s}});
+  scripted<typename C::result_type> dep(
+      env.clock(), {C::failure(), C::failure().after(5ms), C::failure(), C::ok(42)});
+  const auto o = retry.try_execute(dep);
+  CHECK(C::value_of(o) == 42);
+  CHECK(dep.calls() == 4);
+  CHECK(env.sleeps() == std::vector<duration>{100ms, 200ms, 400ms});
+  CHECK(dep.start_times() == std::vector<duration>{0ms, 100ms, 305ms, 705ms});
+  std::vector<int> attempts;
+  for (const auto& r : dep.records()) attempts.push_back(r.attempt);
+  CHECK(attempts == std::vector<int>{1, 2, 3, 4});
+  const auto scheduled = log.all<keel::retry_scheduled>();
+  REQUIRE(scheduled.size() == 3);
+  CHECK(scheduled[0].attempt == 1);
+  CHECK(scheduled[2].attempt == 3);
+  CHECK(scheduled[2].delay == 400ms);
+  CHECK_FALSE(scheduled[0].from_hint);
+  CHECK(log.count<keel::retries_exhausted>() == 0);
+  CHECK(retry.counters().retries == 3);
+  CHECK(retry.counters().successes_after_retry == 1);
 }
 
-TEST_CASE("retry: stops after max_attempts and reports exhaustion", "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry = exact_retry(env, log);
-    scripted<typename C::result_type> dep(env.clock(), {C::failure()});
-    const auto o = retry.try_execute(dep);
-    CHECK(C::is_failure(o));  // the last failure, unchanged
-    CHECK(dep.calls() == 3);
-    CHECK(env.sleeps() == std::vector<duration>{100ms, 200ms});
-    const auto done = log.all<keel::retries_exhausted>();
-    REQUIRE(done.size() == 1);
-    CHECK(done[0].attempts == 3);
-    CHECK(done[0].reason == give_up_reason::max_attempts);
-    CHECK(retry.counters().exhausted == 1);
-  });
+TEMPLATE_TEST_CASE("retry: stops after max_attempts and reports exhaustion", "[retry]",
+                   exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry = exact_retry(env, log);
+  scripted<typename C::result_type> dep(env.clock(), {C::failure()});
+  const auto o = retry.try_execute(dep);
+  CHECK(C::is_failure(o));  // the last failure, unchanged
+  CHECK(dep.calls() == 3);
+  CHECK(env.sleeps() == std::vector<duration>{100ms, 200ms});
+  const auto done = log.all<keel::retries_exhausted>();
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].attempts == 3);
+  CHECK(done[0].reason == give_up_reason::max_attempts);
+  CHECK(retry.counters().exhausted == 1);
 }
 
 TEST_CASE("retry: execute hands back the last failure in the callable's own channel", "[retry]") {
@@ -125,26 +119,24 @@ TEST_CASE("retry: max_attempts = 1 calls once and never sleeps", "[retry]") {
   CHECK(env.sleeps().empty());
 }
 
-TEST_CASE("retry: max_elapsed stops at the exact call, measured from the start", "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry = exact_retry(
-        env, log,
-        {.max_attempts = 100, .backoff = keel::constant_backoff{1s}, .max_elapsed = 3500ms});
-    // Each call takes 100 ms: calls at 0, 1.1 s, 2.2 s, 3.3 s; after the fourth
-    // fails at 3.4 s, 3.4 + 1 >= 3.5 and retry gives up.
-    scripted<typename C::result_type> dep(env.clock(), {C::failure().after(100ms)});
-    const auto o = retry.try_execute(dep);
-    CHECK(C::is_failure(o));
-    CHECK(dep.start_times() == std::vector<duration>{0ms, 1100ms, 2200ms, 3300ms});
-    const auto done = log.all<keel::retries_exhausted>();
-    REQUIRE(done.size() == 1);
-    CHECK(done[0].attempts == 4);
-    CHECK(done[0].reason == give_up_reason::max_elapsed);
-  });
+TEMPLATE_TEST_CASE("retry: max_elapsed stops at the exact call, measured from the start", "[retry]",
+                   exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry = exact_retry(
+      env, log,
+      {.max_attempts = 100, .backoff = keel::constant_backoff{1s}, .max_elapsed = 3500ms});
+  // Each call takes 100 ms: calls at 0, 1.1 s, 2.2 s, 3.3 s; after the fourth
+  // fails at 3.4 s, 3.4 + 1 >= 3.5 and retry gives up.
+  scripted<typename C::result_type> dep(env.clock(), {C::failure().after(100ms)});
+  const auto o = retry.try_execute(dep);
+  CHECK(C::is_failure(o));
+  CHECK(dep.start_times() == std::vector<duration>{0ms, 1100ms, 2200ms, 3300ms});
+  const auto done = log.all<keel::retries_exhausted>();
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].attempts == 4);
+  CHECK(done[0].reason == give_up_reason::max_elapsed);
 }
 
 TEST_CASE("retry: the clock is read at the start only when max_elapsed is set", "[retry]") {
@@ -167,28 +159,25 @@ TEST_CASE("retry: the clock is read at the start only when max_elapsed is set", 
   CHECK(*env.draws == 1);  // one draw, after the failure
 }
 
-TEST_CASE("retry: gives up at once when the next attempt would start past the deadline",
-          "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry =
-        exact_retry(env, log, {.max_attempts = 10, .backoff = keel::constant_backoff{1s}});
-    scripted<typename C::result_type> dep(env.clock(), {C::failure()});
-    // Deadline at 2 s: calls at 0 and 1 s; after the second, 1 s + 1 s >= 2 s.
-    const auto guarded = keel::pipeline(deadline_policy{at(2s), env.clock()}, retry);
-    const auto o = guarded.try_execute(dep);
-    CHECK(C::is_failure(o));
-    CHECK(dep.start_times() == std::vector<duration>{0s, 1s});
-    CHECK(env.sleeps() == std::vector<duration>{1s});  // never slept past the deadline
-    CHECK(dep.records()[1].deadline == at(2s));
-    const auto done = log.all<keel::retries_exhausted>();
-    REQUIRE(done.size() == 1);
-    CHECK(done[0].reason == give_up_reason::deadline);
-    CHECK(done[0].attempts == 2);
-  });
+TEMPLATE_TEST_CASE("retry: gives up at once when the next attempt would start past the deadline",
+                   "[retry]", exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry =
+      exact_retry(env, log, {.max_attempts = 10, .backoff = keel::constant_backoff{1s}});
+  scripted<typename C::result_type> dep(env.clock(), {C::failure()});
+  // Deadline at 2 s: calls at 0 and 1 s; after the second, 1 s + 1 s >= 2 s.
+  const auto guarded = keel::pipeline(deadline_policy{at(2s), env.clock()}, retry);
+  const auto o = guarded.try_execute(dep);
+  CHECK(C::is_failure(o));
+  CHECK(dep.start_times() == std::vector<duration>{0s, 1s});
+  CHECK(env.sleeps() == std::vector<duration>{1s});  // never slept past the deadline
+  CHECK(dep.records()[1].deadline == at(2s));
+  const auto done = log.all<keel::retries_exhausted>();
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].reason == give_up_reason::deadline);
+  CHECK(done[0].attempts == 2);
 }
 
 TEST_CASE("retry: a delay ending just before the deadline is still taken", "[retry]") {
@@ -202,27 +191,25 @@ TEST_CASE("retry: a delay ending just before the deadline is still taken", "[ret
   CHECK(dep.start_times() == std::vector<duration>{0s, 1s});
 }
 
-TEST_CASE("retry: a stop request during the sleep wakes it and returns cancelled", "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry =
-        exact_retry(env, log, {.max_attempts = 5, .backoff = keel::constant_backoff{10s}});
-    std::stop_source stop;
-    env.sleeper().on_sleep([&](duration) { stop.request_stop(); });
-    scripted<typename C::result_type> dep(env.clock(), {C::failure()});
-    const auto o = retry.try_execute(stop.get_token(), dep);
-    CHECK(o.is(keel::errc::cancelled));
-    CHECK(dep.calls() == 1);
-    CHECK(env.elapsed() == 0s);  // woke at once, the clock did not move
-    const auto aborted = log.all<keel::retry_aborted>();
-    REQUIRE(aborted.size() == 1);
-    CHECK(aborted[0].reason == give_up_reason::cancelled);
-    CHECK(aborted[0].failure.kind != keel::failure_kind::keel);  // the real failure, for the log
-    CHECK(retry.counters().aborted == 1);
-  });
+TEMPLATE_TEST_CASE("retry: a stop request during the sleep wakes it and returns cancelled",
+                   "[retry]", exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry =
+      exact_retry(env, log, {.max_attempts = 5, .backoff = keel::constant_backoff{10s}});
+  std::stop_source stop;
+  env.sleeper().on_sleep([&](duration) { stop.request_stop(); });
+  scripted<typename C::result_type> dep(env.clock(), {C::failure()});
+  const auto o = retry.try_execute(stop.get_token(), dep);
+  CHECK(o.is(keel::errc::cancelled));
+  CHECK(dep.calls() == 1);
+  CHECK(env.elapsed() == 0s);  // woke at once, the clock did not move
+  const auto aborted = log.all<keel::retry_aborted>();
+  REQUIRE(aborted.size() == 1);
+  CHECK(aborted[0].reason == give_up_reason::cancelled);
+  CHECK(aborted[0].failure.kind != keel::failure_kind::keel);  // the real failure, for the log
+  CHECK(retry.counters().aborted == 1);
 }
 
 TEST_CASE("retry: execute reports a cancelled sleep in the callable's channel", "[retry]") {
@@ -247,43 +234,38 @@ TEST_CASE("retry: execute reports a cancelled sleep in the callable's channel", 
   CHECK(e.error() == keel::errc::cancelled);
 }
 
-TEST_CASE("retry: a stop requested before the retry is honoured without sleeping", "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry = exact_retry(env, log);
-    std::stop_source stop;
-    int calls = 0;
-    const auto o = retry.try_execute(stop.get_token(), [&]() -> typename C::result_type {
-      ++calls;
-      stop.request_stop();  // the caller gives up while the call is failing
-      return C::failure().play(keel::context());
-    });
-    CHECK(o.is(keel::errc::cancelled));
-    CHECK(calls == 1);
-    CHECK(env.sleeps().empty());
-    REQUIRE(log.count<keel::retry_aborted>() == 1);
-    CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::cancelled);
+TEMPLATE_TEST_CASE("retry: a stop requested before the retry is honoured without sleeping",
+                   "[retry]", exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry = exact_retry(env, log);
+  std::stop_source stop;
+  int calls = 0;
+  const auto o = retry.try_execute(stop.get_token(), [&]() -> typename C::result_type {
+    ++calls;
+    stop.request_stop();  // the caller gives up while the call is failing
+    return C::failure().play(keel::context());
   });
+  CHECK(o.is(keel::errc::cancelled));
+  CHECK(calls == 1);
+  CHECK(env.sleeps().empty());
+  REQUIRE(log.count<keel::retry_aborted>() == 1);
+  CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::cancelled);
 }
 
-TEST_CASE("retry: a cancellation is never retried, whatever the predicate says", "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry =
-        exact_retry(env, log).handle(keel::on::any_failure || keel::on::cancellation);
-    scripted<typename C::result_type> dep(env.clock(), {C::cancellation(), C::ok(1)});
-    const auto o = retry.try_execute(dep);
-    CHECK(keel::is_cancellation(o));  // returned unchanged
-    CHECK(dep.calls() == 1);
-    REQUIRE(log.count<keel::retry_aborted>() == 1);
-    CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::cancelled);
-  });
+TEMPLATE_TEST_CASE("retry: a cancellation is never retried, whatever the predicate says", "[retry]",
+                   exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry = exact_retry(env, log).handle(keel::on::any_failure || keel::on::cancellation);
+  scripted<typename C::result_type> dep(env.clock(), {C::cancellation(), C::ok(1)});
+  const auto o = retry.try_execute(dep);
+  CHECK(keel::is_cancellation(o));  // returned unchanged
+  CHECK(dep.calls() == 1);
+  REQUIRE(log.count<keel::retry_aborted>() == 1);
+  CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::cancelled);
 }
 
 TEST_CASE("retry: only the failures the predicate handles are retried", "[retry]") {
@@ -328,22 +310,20 @@ TEST_CASE("retry: only the failures the predicate handles are retried", "[retry]
   CHECK(log.count<keel::retry_aborted>() == 0);  // not handled means not retry's business
 }
 
-TEST_CASE("retry: abort_on stops at once on a failure that must never be retried", "[retry]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry = exact_retry(env, log, {.max_attempts = 5}).abort_on(C::fatal_predicate());
-    scripted<typename C::result_type> dep(env.clock(), {C::failure(), C::fatal(), C::ok(1)});
-    const auto o = retry.try_execute(dep);
-    CHECK(C::is_fatal(o));
-    CHECK(dep.calls() == 2);
-    const auto aborted = log.all<keel::retry_aborted>();
-    REQUIRE(aborted.size() == 1);
-    CHECK(aborted[0].attempt == 2);
-    CHECK(aborted[0].reason == give_up_reason::abort_predicate);
-  });
+TEMPLATE_TEST_CASE("retry: abort_on stops at once on a failure that must never be retried",
+                   "[retry]", exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry = exact_retry(env, log, {.max_attempts = 5}).abort_on(C::fatal_predicate());
+  scripted<typename C::result_type> dep(env.clock(), {C::failure(), C::fatal(), C::ok(1)});
+  const auto o = retry.try_execute(dep);
+  CHECK(C::is_fatal(o));
+  CHECK(dep.calls() == 2);
+  const auto aborted = log.all<keel::retry_aborted>();
+  REQUIRE(aborted.size() == 1);
+  CHECK(aborted[0].attempt == 2);
+  CHECK(aborted[0].reason == give_up_reason::abort_predicate);
 }
 
 TEST_CASE("retry: a hint thrown as keel::error wins over the backoff", "[retry][hint]") {
@@ -361,21 +341,19 @@ TEST_CASE("retry: a hint thrown as keel::error wins over the backoff", "[retry][
   CHECK(scheduled[0].failure.kind == keel::failure_kind::exception);
 }
 
-TEST_CASE("retry: a hint on an inner keel failure wins over the backoff", "[retry][hint]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    const auto retry = exact_retry(env, log);
-    const keel_failure_policy inner{keel::errc::timeout, 2500ms, 1};
-    scripted<typename C::result_type> dep(env.clock(), {C::ok(3)});
-    const auto o = keel::pipeline(retry, inner).try_execute(dep);
-    CHECK(C::value_of(o) == 3);
-    CHECK(env.sleeps() == std::vector<duration>{2500ms});
-    REQUIRE(log.count<keel::retry_scheduled>() == 1);
-    CHECK(log.all<keel::retry_scheduled>()[0].failure.retry_after == 2500ms);
-  });
+TEMPLATE_TEST_CASE("retry: a hint on an inner keel failure wins over the backoff", "[retry][hint]",
+                   exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  const auto retry = exact_retry(env, log);
+  const keel_failure_policy inner{keel::errc::timeout, 2500ms, 1};
+  scripted<typename C::result_type> dep(env.clock(), {C::ok(3)});
+  const auto o = keel::pipeline(retry, inner).try_execute(dep);
+  CHECK(C::value_of(o) == 3);
+  CHECK(env.sleeps() == std::vector<duration>{2500ms});
+  REQUIRE(log.count<keel::retry_scheduled>() == 1);
+  CHECK(log.all<keel::retry_scheduled>()[0].failure.retry_after == 2500ms);
 }
 
 namespace {
@@ -444,41 +422,35 @@ TEST_CASE("retry: a hint read from an expected-like error wins", "[retry][hint]"
   CHECK(env.sleeps() == std::vector<duration>{1500ms, 200ms});
 }
 
-TEST_CASE("retry: rejections by inner policies are returned unless retry_rejections",
-          "[retry][rejection]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    const keel_failure_policy breaker{keel::errc::circuit_open, 4s, 2};
-    virtual_environment env;
-    log_t log;
-    scripted<typename C::result_type> dep(env.clock(), {C::ok(1)});
-    const auto o = keel::pipeline(exact_retry(env, log), breaker).try_execute(dep);
-    CHECK(o.is(keel::errc::circuit_open));
-    CHECK(dep.calls() == 0);
-    CHECK(env.sleeps().empty());
-    REQUIRE(log.count<keel::retry_aborted>() == 1);
-    CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::rejection);
-  });
+TEMPLATE_TEST_CASE("retry: rejections by inner policies are returned unless retry_rejections",
+                   "[retry][rejection]", exception_channel, value_channel) {
+  using C = TestType;
+  const keel_failure_policy breaker{keel::errc::circuit_open, 4s, 2};
+  virtual_environment env;
+  log_t log;
+  scripted<typename C::result_type> dep(env.clock(), {C::ok(1)});
+  const auto o = keel::pipeline(exact_retry(env, log), breaker).try_execute(dep);
+  CHECK(o.is(keel::errc::circuit_open));
+  CHECK(dep.calls() == 0);
+  CHECK(env.sleeps().empty());
+  REQUIRE(log.count<keel::retry_aborted>() == 1);
+  CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::rejection);
 }
 
-TEST_CASE("retry: with retry_rejections a rejection is retried after its retry_after",
-          "[retry][rejection]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    const keel_failure_policy breaker{keel::errc::circuit_open, 4s, 2};
-    virtual_environment env;
-    log_t log;
-    const auto retry =
-        exact_retry(env, log, {.max_attempts = 3, .max_hint_delay = 30s, .retry_rejections = true});
-    scripted<typename C::result_type> dep(env.clock(), {C::ok(1)});
-    const auto o = keel::pipeline(retry, breaker).try_execute(dep);
-    CHECK(C::value_of(o) == 1);
-    CHECK(env.sleeps() == std::vector<duration>{4s, 4s});
-    CHECK(dep.calls() == 1);
-    CHECK(log.count<keel::retry_aborted>() == 0);
-  });
+TEMPLATE_TEST_CASE("retry: with retry_rejections a rejection is retried after its retry_after",
+                   "[retry][rejection]", exception_channel, value_channel) {
+  using C = TestType;
+  const keel_failure_policy breaker{keel::errc::circuit_open, 4s, 2};
+  virtual_environment env;
+  log_t log;
+  const auto retry =
+      exact_retry(env, log, {.max_attempts = 3, .max_hint_delay = 30s, .retry_rejections = true});
+  scripted<typename C::result_type> dep(env.clock(), {C::ok(1)});
+  const auto o = keel::pipeline(retry, breaker).try_execute(dep);
+  CHECK(C::value_of(o) == 1);
+  CHECK(env.sleeps() == std::vector<duration>{4s, 4s});
+  CHECK(dep.calls() == 1);
+  CHECK(log.count<keel::retry_aborted>() == 0);
 }
 
 TEST_CASE("retry: a timeout from an inner policy is a failure, retried by default",
@@ -491,30 +463,28 @@ TEST_CASE("retry: a timeout from an inner policy is a failure, retried by defaul
   CHECK(env.sleeps() == std::vector<duration>{100ms});
 }
 
-TEST_CASE("retry: a user delay function replaces the backoff and can stop", "[retry][delay]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    std::vector<keel::failure_kind> kinds;
-    const auto retry =
-        exact_retry(env, log, {.max_attempts = 10})
-            .with_delay([&](int attempt, const keel::failure& f) -> std::optional<duration> {
-              kinds.push_back(f.kind);
-              if (attempt == 3) return std::nullopt;
-              return attempt * 10ms;
-            });
-    scripted<typename C::result_type> dep(env.clock(), {C::failure()});
-    CHECK(C::is_failure(retry.try_execute(dep)));
-    CHECK(dep.calls() == 3);
-    CHECK(env.sleeps() == std::vector<duration>{10ms, 20ms});
-    CHECK(kinds.size() == 3);
-    const auto done = log.all<keel::retries_exhausted>();
-    REQUIRE(done.size() == 1);
-    CHECK(done[0].reason == give_up_reason::delay_function);
-    CHECK(done[0].attempts == 3);
-  });
+TEMPLATE_TEST_CASE("retry: a user delay function replaces the backoff and can stop",
+                   "[retry][delay]", exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  std::vector<keel::failure_kind> kinds;
+  const auto retry =
+      exact_retry(env, log, {.max_attempts = 10})
+          .with_delay([&](int attempt, const keel::failure& f) -> std::optional<duration> {
+            kinds.push_back(f.kind);
+            if (attempt == 3) return std::nullopt;
+            return attempt * 10ms;
+          });
+  scripted<typename C::result_type> dep(env.clock(), {C::failure()});
+  CHECK(C::is_failure(retry.try_execute(dep)));
+  CHECK(dep.calls() == 3);
+  CHECK(env.sleeps() == std::vector<duration>{10ms, 20ms});
+  CHECK(kinds.size() == 3);
+  const auto done = log.all<keel::retries_exhausted>();
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].reason == give_up_reason::delay_function);
+  CHECK(done[0].attempts == 3);
 }
 
 TEST_CASE("retry: a user delay function may read the typed outcome", "[retry][delay]") {
@@ -531,32 +501,30 @@ TEST_CASE("retry: a user delay function may read the typed outcome", "[retry][de
   CHECK(env.sleeps() == std::vector<duration>{1s, 2s});
 }
 
-TEST_CASE("retry: a budget refusal returns the last failure with an event", "[retry][budget]") {
-  for_each_channel([](auto ch) {
-    using C = decltype(ch);
-    INFO(C::name);
-    virtual_environment env;
-    log_t log;
-    keel::retry_budget budget(keel::retry_budget_options::grpc(4, 1));
-    const auto retry =
-        exact_retry(env, log, {.max_attempts = 5, .backoff = keel::constant_backoff{1s}})
-            .with_budget(budget);
-    CHECK(retry.budget() == &budget);
-    scripted<typename C::result_type> dep(env.clock(), {C::failure()});
-    // 4 tokens: failure 1 -> 3 (> 2: retry), failure 2 -> 2 (not > 2: refused).
-    const auto o = retry.try_execute(dep);
-    CHECK(C::is_failure(o));
-    CHECK(dep.calls() == 2);
-    CHECK(budget.milli_tokens() == 2'000);
-    const auto refused = log.all<keel::retry_budget_exhausted>();
-    REQUIRE(refused.size() == 1);
-    CHECK(refused[0].attempt == 2);
-    CHECK(retry.counters().budget_refusals == 1);
-    // The first attempt is never refused, and successes refill the bucket.
-    scripted<typename C::result_type> ok(env.clock(), {C::ok(5)});
-    CHECK(C::value_of(retry.try_execute(ok)) == 5);
-    CHECK(budget.milli_tokens() == 3'000);
-  });
+TEMPLATE_TEST_CASE("retry: a budget refusal returns the last failure with an event",
+                   "[retry][budget]", exception_channel, value_channel) {
+  using C = TestType;
+  virtual_environment env;
+  log_t log;
+  keel::retry_budget budget(keel::retry_budget_options::grpc(4, 1));
+  const auto retry =
+      exact_retry(env, log, {.max_attempts = 5, .backoff = keel::constant_backoff{1s}})
+          .with_budget(budget);
+  CHECK(retry.budget() == &budget);
+  scripted<typename C::result_type> dep(env.clock(), {C::failure()});
+  // 4 tokens: failure 1 -> 3 (> 2: retry), failure 2 -> 2 (not > 2: refused).
+  const auto o = retry.try_execute(dep);
+  CHECK(C::is_failure(o));
+  CHECK(dep.calls() == 2);
+  CHECK(budget.milli_tokens() == 2'000);
+  const auto refused = log.all<keel::retry_budget_exhausted>();
+  REQUIRE(refused.size() == 1);
+  CHECK(refused[0].attempt == 2);
+  CHECK(retry.counters().budget_refusals == 1);
+  // The first attempt is never refused, and successes refill the bucket.
+  scripted<typename C::result_type> ok(env.clock(), {C::ok(5)});
+  CHECK(C::value_of(retry.try_execute(ok)) == 5);
+  CHECK(budget.milli_tokens() == 3'000);
 }
 
 TEST_CASE("retry: an AWS-style budget is charged per retry and refunded on success",

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSL-1.0
-// Shared by the retry tests: the two error channels as types (so that each
-// behaviour is checked with exceptions and with expected-like results), a
-// counting environment and two tiny inner policies.
+// Shared by the retry tests: the two error channels as types (a
+// TEMPLATE_TEST_CASE over exception_channel and value_channel checks a
+// behaviour with exceptions and with expected-like results, one test case per
+// channel), a counting environment and two tiny inner policies.
 #ifndef KEEL_TESTS_UNIT_RETRY_RETRY_TEST_SUPPORT_HPP_INCLUDED
 #define KEEL_TESTS_UNIT_RETRY_RETRY_TEST_SUPPORT_HPP_INCLUDED
 
@@ -31,7 +32,6 @@ using log_t = keel::testing::recording_listener<keel::retry_scheduled, keel::ret
 /// Failures are thrown exceptions.
 struct exception_channel {
   using result_type = int;
-  static constexpr const char* name = "exceptions";
   static step<int> ok(int v) { return step<int>::returns(v); }
   static step<int> failure() { return step<int>::throws(std::runtime_error("down")); }
   static step<int> fatal() { return step<int>::throws(std::invalid_argument("bad request")); }
@@ -50,7 +50,6 @@ struct exception_channel {
 /// Failures are returned as an expected-like error.
 struct value_channel {
   using result_type = keel_test::expected<int, std::error_code>;
-  static constexpr const char* name = "expected-like values";
   static step<result_type> ok(int v) { return step<result_type>::returns(result_type(v)); }
   static step<result_type> error(std::errc e) {
     return step<result_type>::returns(
@@ -68,13 +67,6 @@ struct value_channel {
   }
   static int value_of(const keel::outcome<result_type>& o) { return *o.value(); }
 };
-
-/// Runs `body(channel{})` once per error channel.
-template <class Body>
-void for_each_channel(Body&& body) {
-  body(exception_channel{});
-  body(value_channel{});
-}
 
 /// A virtual environment that counts clock reads and random draws.
 struct counting_environment {
