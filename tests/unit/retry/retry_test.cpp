@@ -68,7 +68,7 @@ TEMPLATE_TEST_CASE("retry: failures are retried with the exact backoff until one
   CHECK(scheduled[2].attempt == 3);
   CHECK(scheduled[2].delay == 400ms);
   CHECK_FALSE(scheduled[0].from_hint);
-  CHECK(log.count<keel::retries_exhausted>() == 0);
+  check_no_give_up(log);
   CHECK(retry.counters().retries == 3);
   CHECK(retry.counters().successes_after_retry == 1);
 }
@@ -84,10 +84,7 @@ TEMPLATE_TEST_CASE("retry: stops after max_attempts and reports exhaustion", "[r
   CHECK(C::is_failure(o));  // the last failure, unchanged
   CHECK(dep.calls() == 3);
   CHECK(env.sleeps() == std::vector<duration>{100ms, 200ms});
-  const auto done = log.all<keel::retries_exhausted>();
-  REQUIRE(done.size() == 1);
-  CHECK(done[0].attempts == 3);
-  CHECK(done[0].reason == give_up_reason::max_attempts);
+  check_gave_up(log, give_up_reason::max_attempts, 3);
   CHECK(retry.counters().exhausted == 1);
 }
 
@@ -133,10 +130,7 @@ TEMPLATE_TEST_CASE("retry: max_elapsed stops at the exact call, measured from th
   const auto o = retry.try_execute(dep);
   CHECK(C::is_failure(o));
   CHECK(dep.start_times() == std::vector<duration>{0ms, 1100ms, 2200ms, 3300ms});
-  const auto done = log.all<keel::retries_exhausted>();
-  REQUIRE(done.size() == 1);
-  CHECK(done[0].attempts == 4);
-  CHECK(done[0].reason == give_up_reason::max_elapsed);
+  check_gave_up(log, give_up_reason::max_elapsed, 4);
 }
 
 TEST_CASE("retry: the clock is read at the start only when max_elapsed is set", "[retry]") {
@@ -174,10 +168,7 @@ TEMPLATE_TEST_CASE("retry: gives up at once when the next attempt would start pa
   CHECK(dep.start_times() == std::vector<duration>{0s, 1s});
   CHECK(env.sleeps() == std::vector<duration>{1s});  // never slept past the deadline
   CHECK(dep.records()[1].deadline == at(2s));
-  const auto done = log.all<keel::retries_exhausted>();
-  REQUIRE(done.size() == 1);
-  CHECK(done[0].reason == give_up_reason::deadline);
-  CHECK(done[0].attempts == 2);
+  check_gave_up(log, give_up_reason::deadline, 2);
 }
 
 TEST_CASE("retry: a delay ending just before the deadline is still taken", "[retry]") {
@@ -205,10 +196,9 @@ TEMPLATE_TEST_CASE("retry: a stop request during the sleep wakes it and returns 
   CHECK(o.is(keel::errc::cancelled));
   CHECK(dep.calls() == 1);
   CHECK(env.elapsed() == 0s);  // woke at once, the clock did not move
-  const auto aborted = log.all<keel::retry_aborted>();
-  REQUIRE(aborted.size() == 1);
-  CHECK(aborted[0].reason == give_up_reason::cancelled);
-  CHECK(aborted[0].failure.kind != keel::failure_kind::keel);  // the real failure, for the log
+  check_gave_up(log, give_up_reason::cancelled, 1);
+  // The real failure, for the log.
+  CHECK(log.all<keel::retry_aborted>()[0].failure.kind != keel::failure_kind::keel);
   CHECK(retry.counters().aborted == 1);
 }
 
@@ -250,8 +240,7 @@ TEMPLATE_TEST_CASE("retry: a stop requested before the retry is honoured without
   CHECK(o.is(keel::errc::cancelled));
   CHECK(calls == 1);
   CHECK(env.sleeps().empty());
-  REQUIRE(log.count<keel::retry_aborted>() == 1);
-  CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::cancelled);
+  check_gave_up(log, give_up_reason::cancelled, 1);
 }
 
 TEMPLATE_TEST_CASE("retry: a cancellation is never retried, whatever the predicate says", "[retry]",
@@ -264,8 +253,7 @@ TEMPLATE_TEST_CASE("retry: a cancellation is never retried, whatever the predica
   const auto o = retry.try_execute(dep);
   CHECK(keel::is_cancellation(o));  // returned unchanged
   CHECK(dep.calls() == 1);
-  REQUIRE(log.count<keel::retry_aborted>() == 1);
-  CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::cancelled);
+  check_gave_up(log, give_up_reason::cancelled, 1);
 }
 
 TEST_CASE("retry: only the failures the predicate handles are retried", "[retry]") {
@@ -307,7 +295,7 @@ TEST_CASE("retry: only the failures the predicate handles are retried", "[retry]
     CHECK(dep.calls() == 3);
     CHECK(log.count<keel::retry_scheduled>() == 2);
   }
-  CHECK(log.count<keel::retry_aborted>() == 0);  // not handled means not retry's business
+  check_no_give_up(log);  // not handled means not retry's business
 }
 
 TEMPLATE_TEST_CASE("retry: abort_on stops at once on a failure that must never be retried",
@@ -320,10 +308,7 @@ TEMPLATE_TEST_CASE("retry: abort_on stops at once on a failure that must never b
   const auto o = retry.try_execute(dep);
   CHECK(C::is_fatal(o));
   CHECK(dep.calls() == 2);
-  const auto aborted = log.all<keel::retry_aborted>();
-  REQUIRE(aborted.size() == 1);
-  CHECK(aborted[0].attempt == 2);
-  CHECK(aborted[0].reason == give_up_reason::abort_predicate);
+  check_gave_up(log, give_up_reason::abort_predicate, 2);
 }
 
 TEST_CASE("retry: a hint thrown as keel::error wins over the backoff", "[retry][hint]") {
@@ -433,8 +418,7 @@ TEMPLATE_TEST_CASE("retry: rejections by inner policies are returned unless retr
   CHECK(o.is(keel::errc::circuit_open));
   CHECK(dep.calls() == 0);
   CHECK(env.sleeps().empty());
-  REQUIRE(log.count<keel::retry_aborted>() == 1);
-  CHECK(log.all<keel::retry_aborted>()[0].reason == give_up_reason::rejection);
+  check_gave_up(log, give_up_reason::rejection, 1);
 }
 
 TEMPLATE_TEST_CASE("retry: with retry_rejections a rejection is retried after its retry_after",
@@ -450,7 +434,7 @@ TEMPLATE_TEST_CASE("retry: with retry_rejections a rejection is retried after it
   CHECK(C::value_of(o) == 1);
   CHECK(env.sleeps() == std::vector<duration>{4s, 4s});
   CHECK(dep.calls() == 1);
-  CHECK(log.count<keel::retry_aborted>() == 0);
+  check_no_give_up(log);
 }
 
 TEST_CASE("retry: a timeout from an inner policy is a failure, retried by default",
@@ -481,10 +465,7 @@ TEMPLATE_TEST_CASE("retry: a user delay function replaces the backoff and can st
   CHECK(dep.calls() == 3);
   CHECK(env.sleeps() == std::vector<duration>{10ms, 20ms});
   CHECK(kinds.size() == 3);
-  const auto done = log.all<keel::retries_exhausted>();
-  REQUIRE(done.size() == 1);
-  CHECK(done[0].reason == give_up_reason::delay_function);
-  CHECK(done[0].attempts == 3);
+  check_gave_up(log, give_up_reason::delay_function, 3);
 }
 
 TEST_CASE("retry: a user delay function may read the typed outcome", "[retry][delay]") {
@@ -669,8 +650,7 @@ TEST_CASE("retry: a throwing delay function stops retrying, a throwing hint is n
   scripted<int> dep(env.clock(), {exception_channel::failure()});
   CHECK(stopping.try_execute(dep).has_exception());
   CHECK(dep.calls() == 1);
-  REQUIRE(log.count<keel::retries_exhausted>() == 1);
-  CHECK(log.all<keel::retries_exhausted>()[0].reason == give_up_reason::delay_function);
+  check_gave_up(log, give_up_reason::delay_function, 1);
 
   const auto hinting =
       exact_retry(env, log)

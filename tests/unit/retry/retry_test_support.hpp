@@ -7,8 +7,10 @@
 #define KEEL_TESTS_UNIT_RETRY_RETRY_TEST_SUPPORT_HPP_INCLUDED
 
 #include <atomic>
+#include <cstddef>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 
 #include <keel/core.hpp>
@@ -18,7 +20,16 @@
 #include <keel/testing/scripted.hpp>
 #include <keel/testing/virtual_environment.hpp>
 
+#include "support/catch.hpp"
 #include "support/expected.hpp"
+
+// A failed reason check prints the reasons' names.
+template <>
+struct Catch::StringMaker<keel::give_up_reason> {
+  static std::string convert(keel::give_up_reason r) {
+    return std::string(keel::to_string_view(r));
+  }
+};
 
 namespace retry_test {
 
@@ -113,6 +124,36 @@ struct deadline_policy {
 };
 
 inline keel::time_point at(duration d) { return keel::time_point{d}; }
+
+/// True for the reasons retries_exhausted reports; retry_aborted reports the others.
+constexpr bool is_exhaustion(keel::give_up_reason r) {
+  using enum keel::give_up_reason;
+  return r == max_attempts || r == max_elapsed || r == deadline || r == delay_function;
+}
+
+/// Checks that `log` holds exactly one give-up, of the event that `reason`
+/// belongs to (and none of the other), with `reason` and `attempts`: the
+/// calls made (retries_exhausted) or the attempt that stopped it
+/// (retry_aborted). A failure reports `line`, by default the caller's.
+inline void check_gave_up(const log_t& log, keel::give_up_reason reason, int attempts,
+                          int line = __builtin_LINE()) {
+  INFO("give-up checked at line " << line << ": " << keel::to_string_view(reason) << " after "
+                                  << attempts << " attempt(s)");
+  const bool exhausted = is_exhaustion(reason);
+  const auto done = log.all<keel::retries_exhausted>();
+  const auto aborted = log.all<keel::retry_aborted>();
+  REQUIRE(done.size() == std::size_t{exhausted ? 1u : 0u});
+  REQUIRE(aborted.size() == std::size_t{exhausted ? 0u : 1u});
+  CHECK((exhausted ? done[0].reason : aborted[0].reason) == reason);
+  CHECK((exhausted ? done[0].attempts : aborted[0].attempt) == attempts);
+}
+
+/// Checks that `log` holds no give-up: no retries_exhausted, no retry_aborted.
+inline void check_no_give_up(const log_t& log, int line = __builtin_LINE()) {
+  INFO("no give-up checked at line " << line);
+  CHECK(log.count<keel::retries_exhausted>() == 0);
+  CHECK(log.count<keel::retry_aborted>() == 0);
+}
 
 }  // namespace retry_test
 
