@@ -29,8 +29,7 @@ TEST_CASE("circuit_breaker: consecutive rule opens at exactly the threshold-th f
           "[circuit_breaker][consecutive]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 3}, .open_duration = 10s},
-                        env, log);
+  auto b = make_breaker(consecutive(3, 10s), env, log);
 
   CHECK(fail(b).has_error_value());
   CHECK(fail(b).has_error_value());
@@ -56,8 +55,7 @@ TEST_CASE(
     "[circuit_breaker][consecutive]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 10s},
-                        env, log);
+  auto b = make_breaker(consecutive(1, 10s), env, log);
   int calls = 0;
   auto counted = [&] {
     ++calls;
@@ -87,8 +85,7 @@ TEST_CASE("circuit_breaker: open -> half-open happens lazily at the next call, w
           "[circuit_breaker][consecutive]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 5s},
-                        env, log);
+  auto b = make_breaker(consecutive(1, 5s), env, log);
   CHECK(fail(b).has_error_value());
   env.advance(1h);
   CHECK(b.state() == circuit_state::open);  // nothing happened while no one called
@@ -111,7 +108,7 @@ TEST_CASE(
     "circuit_breaker: thrown exceptions count as failures and are rethrown unchanged by execute",
     "[circuit_breaker][exceptions]") {
   keel::testing::virtual_environment env;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 2}}, env);
+  auto b = make_breaker(consecutive(2), env);
   keel::testing::scripted<int> dep(env.clock(),
                                    {keel::testing::step<int>::throws(std::runtime_error("down"))});
   CHECK_THROWS_AS(b.execute(dep), std::runtime_error);
@@ -132,7 +129,7 @@ TEST_CASE(
     "circuit_breaker: execute returns the open circuit as the error of an expected-like result",
     "[circuit_breaker][values]") {
   keel::testing::virtual_environment env;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1}}, env);
+  auto b = make_breaker(consecutive(1), env);
   const result first = b.execute([] { return bad(); });
   CHECK(first.error() == std::errc::io_error);
   const result second = b.execute([] { return good(); });

@@ -36,7 +36,7 @@ TEST_CASE("circuit_breaker: a failure admitted 2^27 transitions ago is late (two
           "[circuit_breaker][generation]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1}}, env, log);
+  auto b = make_breaker(consecutive(1), env, log);
   auto stale = b.try_acquire();
   REQUIRE(stale);
   CHECK(stale.generation() == 0);
@@ -60,7 +60,7 @@ TEST_CASE("circuit_breaker: a success admitted 2^27 transitions ago does not end
           "[circuit_breaker][generation]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 3}}, env, log);
+  auto b = make_breaker(consecutive(3), env, log);
   auto stale = b.try_acquire();
   wrap_in(b, 2);
   b.isolate();
@@ -81,7 +81,7 @@ void run_call_admitted_before_wrap(int threshold) {
   INFO("threshold " << threshold);
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = threshold}}, env, log);
+  auto b = make_breaker(consecutive(threshold), env, log);
   // The call is admitted on the closed path; while it runs, 2^27 transitions pass.
   const auto o = b.try_execute([&] {
     wrap_in(b, 3);
@@ -114,7 +114,7 @@ TEST_CASE("circuit_breaker: run() in a later cell counts runs there, and its lat
           "[circuit_breaker][generation]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 3}}, env, log);
+  auto b = make_breaker(consecutive(3), env, log);
   wrap_in(b, 1);
   b.reset();  // the word moves to the second cell
   CHECK(fail(b).has_error_value());

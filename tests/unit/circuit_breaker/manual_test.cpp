@@ -74,7 +74,7 @@ TEST_CASE("circuit_breaker: metrics snapshot reports counters, window, state and
 TEST_CASE("circuit_breaker: one breaker is shared by reference or shared_ptr across pipelines",
           "[circuit_breaker][pipeline]") {
   keel::testing::virtual_environment env;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 2}}, env);
+  auto b = make_breaker(consecutive(2), env);
   keel::pipeline first(std::ref(b));
   keel::pipeline second(std::cref(b));
   CHECK(first.try_execute([] { return bad(); }).has_error_value());
@@ -117,7 +117,7 @@ TEST_CASE("circuit_breaker: disabled with the consecutive rule counts the run bu
           "[circuit_breaker][manual]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 2}}, env, log);
+  auto b = make_breaker(consecutive(2), env, log);
   b.disable();
   for (int i = 0; i < 10; ++i) CHECK(fail(b).has_error_value());
   CHECK(b.state() == circuit_state::disabled);
@@ -149,8 +149,7 @@ TEST_CASE("circuit_breaker: events arrive in order for a full open, half-open, c
           "[circuit_breaker][events]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 1s},
-                        env, log);
+  auto b = make_breaker(consecutive(1, 1s), env, log);
   CHECK(fail(b).has_error_value());
   CHECK(succeed(b).is(keel::errc::circuit_open));
   env.advance(1s);

@@ -23,7 +23,7 @@ using namespace cb_test;
 TEST_CASE("circuit_breaker: stress, metrics().failures never above the failures made",
           "[circuit_breaker][metrics][stress]") {
   keel::testing::virtual_environment env;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1 << 30}}, env);
+  auto b = make_breaker(consecutive(1 << 30), env);
   constexpr int run_length = 100;
   constexpr std::uint64_t reads = 2'000'000;
   std::atomic<std::uint64_t> made{0};

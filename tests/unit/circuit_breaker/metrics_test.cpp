@@ -20,7 +20,7 @@ using namespace cb_test;
 TEST_CASE("circuit_breaker: metrics().failures never goes backwards while calls run",
           "[circuit_breaker][stress][regression]") {
   keel::testing::virtual_environment env;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1'000'000}}, env);
+  auto b = make_breaker(consecutive(1'000'000), env);
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> failures{0};
   std::vector<std::thread> callers;
@@ -81,8 +81,7 @@ TEST_CASE("circuit_breaker: a time window shared by 4 threads counts every call 
 TEST_CASE("circuit_breaker: rejections by 12 threads are counted exactly",
           "[circuit_breaker][stress]") {
   keel::testing::virtual_environment env;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 5min},
-                        env);
+  auto b = make_breaker(consecutive(1, 5min), env);
   CHECK(fail(b).has_error_value());
   REQUIRE(b.state() == keel::circuit_state::open);
   constexpr std::uint64_t threads = 12;

@@ -21,10 +21,8 @@ using keel::circuit_state;
 TEST_CASE("circuit_breaker: regression Polly #216, no half-open stampede while the probe runs",
           "[circuit_breaker][regression]") {
   keel::testing::virtual_environment env;
-  auto b =
-      make_breaker({.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 5s}, env);
-  CHECK(fail(b).has_error_value());
-  env.advance(5s);
+  auto b = make_breaker(consecutive(1, 5s), env);
+  trip_and_wait(b, env);
   int inner_calls = 0;
   int rejected = 0;
   const auto outer = b.try_execute([&] {
@@ -51,10 +49,8 @@ TEST_CASE(
     "circuit_breaker: regression resilience4j #903 #935, probe permits are released on every path",
     "[circuit_breaker][regression]") {
   keel::testing::virtual_environment env;
-  auto b =
-      make_breaker({.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 1s}, env);
-  CHECK(fail(b).has_error_value());
-  env.advance(1s);
+  auto b = make_breaker(consecutive(1, 1s), env);
+  trip_and_wait(b, env);
 
   SECTION("the probe throws: it is a failure, the circuit reopens, and probes again later") {
     CHECK(b.try_execute([]() -> int { throw std::runtime_error("boom"); }).has_exception());
@@ -101,8 +97,7 @@ TEST_CASE(
                            .open_duration = 1s,
                            .permitted_probes = permitted},
                           env, log);
-    REQUIRE(fail(b).has_error_value());
-    env.advance(1s);  // every thread sees an open circuit whose time is over
+    trip_and_wait(b, env);  // every thread sees an open circuit whose time is over
     std::latch start(threads);
     std::latch hold(threads);
     std::atomic<int> admitted{0};
@@ -130,8 +125,7 @@ TEST_CASE(
     "[circuit_breaker][regression]") {
   keel::testing::virtual_environment env;
   event_log log;
-  auto b = make_breaker({.trip = keel::consecutive_failures{.threshold = 3}, .open_duration = 2s},
-                        env, log);
+  auto b = make_breaker(consecutive(3, 2s), env, log);
   constexpr int threads = 8;
   std::latch start(threads);
   std::vector<std::thread> pool;
