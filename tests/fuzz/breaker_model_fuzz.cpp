@@ -7,9 +7,10 @@
 // cancellations, drop, try_execute calls that take virtual time, time
 // advances, isolate, disable, reset). Invalid options must be refused with
 // keel::config_error naming a field the model finds invalid; otherwise the
-// real keel::circuit_breaker and the reference model of breaker_model.hpp
-// must agree after every operation. A disagreement aborts with the
-// operations that led to it. Build: tests/fuzz/run.sh.
+// real keel::circuit_breaker and the reference model of
+// tests/support/breaker_model.hpp must agree after every operation. A
+// disagreement aborts with the operations that led to it. Build:
+// tests/fuzz/run.sh.
 //
 // Input: byte 0 = rule (bits 0-1) and extreme options (bit 2); then the
 // options and the operations, each choice read from the next 1, 2 or 8 bytes.
@@ -19,7 +20,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "breaker_model.hpp"
+#include "support/breaker_model.hpp"
 
 namespace {
 

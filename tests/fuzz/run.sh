@@ -20,7 +20,7 @@ for src in "$here"/*_fuzz.cpp; do
   "$cxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined \
     -fno-sanitize-recover=all -fsanitize=float-divide-by-zero,integer \
     -fsanitize-ignorelist="$root/cmake/sanitizer-ignorelist.txt" \
-    -I "$root/include" "$src" -o "$bin"
+    -I "$root/include" -I "$root/tests" "$src" -o "$bin"
   mkdir -p "$out/corpus/$name"
   echo "== $name: running ${seconds}s"
   # -print_final_stats prints the executions; the log keeps them for the docs.

@@ -7,12 +7,12 @@
 // isolate/disable/reset are driven into the real keel::circuit_breaker
 // (two-step API and try_execute, virtual time) and into a small reference
 // model written from docs/circuit_breaker.md (the model and the driver:
-// tests/fuzz/breaker_model.hpp, shared with the fuzz target). After every
+// tests/support/breaker_model.hpp, shared with the fuzz target). After every
 // operation the admission decision, the rejection code and retry_after, the
 // events, the state, the counters and the window must agree. Every trip rule
 // is covered, the ratio rules with and without a slow-call rule, with
 // open-duration growth, hints and every half-open setting drawn per sequence.
-#include "fuzz/breaker_model.hpp"
+#include "support/breaker_model.hpp"
 
 #include <cstdint>
 

@@ -7,7 +7,7 @@
 // stay exact, the generation changes exactly when the model's does).
 #include <cstdint>
 
-#include "fuzz/breaker_model.hpp"
+#include "support/breaker_model.hpp"
 #include "support/catch.hpp"
 
 namespace {

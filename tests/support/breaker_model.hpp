@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: BSL-1.0
 // The reference model of keel::circuit_breaker and the driver that runs one
 // operation sequence into both, comparing them after every operation. Shared
-// by tests/unit/reliability/breaker_model_test.cpp (seeded random sequences)
-// and tests/fuzz/breaker_model_fuzz.cpp (sequences from the fuzzer's bytes).
+// by the unit tests (tests/unit/reliability/breaker_model_test.cpp and
+// breaker_wrap_model_test.cpp: seeded random sequences) and the fuzz target
+// (tests/fuzz/breaker_model_fuzz.cpp: sequences from the fuzzer's bytes).
 //
 // The model is written from docs/circuit_breaker.md (and the comments of
 // circuit_breaker_options.hpp), as plainly as possible: every result the
@@ -12,8 +13,8 @@
 // retry-after hints, the half-open round (probes, success threshold,
 // max_wait_in_half_open), late results, ignored outcomes, isolate, disable
 // and reset, the events, and which options are valid.
-#ifndef KEEL_TESTS_FUZZ_BREAKER_MODEL_HPP_INCLUDED
-#define KEEL_TESTS_FUZZ_BREAKER_MODEL_HPP_INCLUDED
+#ifndef KEEL_TESTS_SUPPORT_BREAKER_MODEL_HPP_INCLUDED
+#define KEEL_TESTS_SUPPORT_BREAKER_MODEL_HPP_INCLUDED
 
 #include <algorithm>
 #include <array>
@@ -30,8 +31,8 @@
 #include <keel/circuit_breaker.hpp>
 #include <keel/testing/virtual_environment.hpp>
 
-#include "../support/expected.hpp"
-#include "../support/rng.hpp"
+#include "support/expected.hpp"
+#include "support/rng.hpp"
 
 namespace keel_model {
 
@@ -1249,4 +1250,4 @@ inline run_result drive(std::uint64_t seed, model_rule rule, int steps, std::uin
 
 }  // namespace keel_model
 
-#endif  // KEEL_TESTS_FUZZ_BREAKER_MODEL_HPP_INCLUDED
+#endif  // KEEL_TESTS_SUPPORT_BREAKER_MODEL_HPP_INCLUDED
