@@ -24,12 +24,14 @@
 #include "support/expected.hpp"
 
 // A failed reason check prints the reasons' names.
+namespace Catch {
 template <>
-struct Catch::StringMaker<keel::give_up_reason> {
+struct StringMaker<keel::give_up_reason> {
   static std::string convert(keel::give_up_reason r) {
     return std::string(keel::to_string_view(r));
   }
 };
+}  // namespace Catch
 
 namespace retry_test {
 
