@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: BSL-1.0
-// Regression tests named after the bugs the anchors' users reported
-// (../shared/reference/anchors.md section 4): each reproduces the scenario and
-// shows keel does not have the bug.
+// Regression tests named after the bugs the anchors' users reported (the
+// ones docs/circuit_breaker.md names): each reproduces the scenario and shows
+// keel does not have the bug.
 #include <atomic>
 #include <latch>
 #include <stdexcept>
