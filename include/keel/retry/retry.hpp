@@ -97,6 +97,11 @@ struct retry_counter_block {
   relaxed_counter retries, successes_after_retry, exhausted, aborted, budget_refusals;
 };
 
+/// The delay a hint extractor's answer asks for: an optional duration as it
+/// is, a keel::hint's retry_after.
+inline std::optional<duration> delay_of(std::optional<duration> d) noexcept { return d; }
+inline std::optional<duration> delay_of(const keel::hint& h) noexcept { return h.retry_after; }
+
 struct retry_unchecked_t {};
 inline constexpr retry_unchecked_t retry_unchecked{};
 
@@ -221,9 +226,9 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
 
   /// The same retry, reading a hint from the callable's result:
   /// `f(const R&)` (or, for an expected-like R, `f(value)` / `f(error)`) returns
-  /// std::optional<keel::duration>, e.g. from an HTTP 429's Retry-After
-  /// (keel::parse_retry_after). A hint wins over the backoff, up to max_hint_delay.
-  /// An exception from `f` counts as "no hint".
+  /// std::optional<keel::duration> or a keel::hint (its retry_after is used),
+  /// e.g. from an HTTP 429's Retry-After (keel::parse_retry_after). A hint wins
+  /// over the backoff, up to max_hint_delay. An exception from `f` counts as "no hint".
   template <class F>
   auto with_hint(F f) const {
     using hooks = retry_hooks<decltype(hooks_.abort_on), F, decltype(hooks_.delay)>;
@@ -551,7 +556,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   std::optional<duration> result_hint(const R& r) const {
     using F = decltype(hooks_.hint);
     if constexpr (std::invocable<const F&, const R&>) {
-      return hooks_.hint(r);
+      return detail::delay_of(hooks_.hint(r));
     } else if constexpr (expected_like<R>) {
       constexpr bool on_value = std::invocable<const F&, decltype(*std::declval<const R&>())>;
       constexpr bool on_error =
@@ -560,15 +565,15 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
                     "keel: with_hint(f): f cannot take this callable's result, its value or "
                     "its error");
       if (r.has_value()) {
-        if constexpr (on_value) return hooks_.hint(*r);
+        if constexpr (on_value) return detail::delay_of(hooks_.hint(*r));
       } else {
-        if constexpr (on_error) return hooks_.hint(r.error());
+        if constexpr (on_error) return detail::delay_of(hooks_.hint(r.error()));
       }
       return std::nullopt;
     } else {
       static_assert(std::invocable<const F&, const R&>,
                     "keel: with_hint(f): f must be callable as f(const R&) with the callable's "
-                    "result type R and return std::optional<keel::duration>");
+                    "result type R and return std::optional<keel::duration> or keel::hint");
       return std::nullopt;
     }
   }
