@@ -99,19 +99,17 @@ class tried_set {
   }
   /// How many distinct bits are set: the number of indexes tried, when all are below 128.
   constexpr std::size_t size() const noexcept {
-    return static_cast<std::size_t>(popcount(bits_[0]) + popcount(bits_[1]));
+    return static_cast<std::size_t>(std::popcount(bits_[0])) +
+           static_cast<std::size_t>(std::popcount(bits_[1]));
   }
+  /// True when nothing was inserted.
   constexpr bool empty() const noexcept { return (bits_[0] | bits_[1]) == 0; }
+  /// Forgets every index.
   constexpr void clear() noexcept { bits_[0] = bits_[1] = 0; }
 
   friend constexpr bool operator==(const tried_set&, const tried_set&) = default;
 
  private:
-  static constexpr int popcount(std::uint64_t v) noexcept {
-    int n = 0;
-    for (; v != 0; v &= v - 1) ++n;
-    return n;
-  }
   std::uint64_t bits_[2] = {0, 0};
 };
 
@@ -127,10 +125,12 @@ class short_name {
   /// A copy of the first `capacity` characters of `s`.
   constexpr short_name(std::string_view s) noexcept  // NOLINT: implicit by design
       : size_(static_cast<unsigned char>(std::min(s.size(), capacity))) {
-    std::copy_n(s.data(), size_, chars_);
+    s.copy(chars_, size_);
   }
 
+  /// The characters kept; valid while this object lives.
   constexpr std::string_view view() const noexcept { return {chars_, size_}; }
+  /// True for the empty name.
   constexpr bool empty() const noexcept { return size_ == 0; }
 
   friend constexpr bool operator==(const short_name& a, const short_name& b) noexcept {
@@ -170,7 +170,9 @@ class user_slot {
     return std::bit_cast<T>(raw);  // T need not be default-constructible
   }
 
+  /// True when a value was set.
   bool has_value() const noexcept { return key_ != nullptr; }
+  /// Forgets the value.
   void reset() noexcept { key_ = nullptr; }
 
  private:

@@ -35,9 +35,9 @@ struct quota_hint {
 /// and each policy reads the parts it understands: retry and the circuit
 /// breaker `retry_after`, a replica pool `leader`, a rate limiter `quota`.
 struct hint {
-  std::optional<duration> retry_after{};   ///< wait at least this long before trying again
-  std::optional<leader_hint> leader{};     ///< send the next attempt to this leader
-  std::optional<quota_hint> quota{};       ///< what the dependency says is left
+  std::optional<duration> retry_after{};  ///< wait at least this long before trying again
+  std::optional<leader_hint> leader{};    ///< send the next attempt to this leader
+  std::optional<quota_hint> quota{};      ///< what the dependency says is left
 
   /// True when no part is set.
   constexpr bool empty() const noexcept { return !retry_after && !leader && !quota; }

@@ -65,7 +65,7 @@ TEST_CASE("context slots: the target is typed, and choosing one marks it tried",
   CHECK(ctx.target().has_value());
   CHECK(ctx.target().index() == 2);
   CHECK(ctx.target().get<endpoint>() == &eps[2]);
-  CHECK(ctx.target().get<int>() == nullptr);            // another type: nothing
+  CHECK(ctx.target().get<int>() == nullptr);             // another type: nothing
   CHECK(ctx.target().get<const endpoint>() == nullptr);  // exactly the type it was set with
   CHECK(ctx.tried().contains(2));
   CHECK(ctx.tried().size() == 1);
@@ -190,9 +190,10 @@ TEST_CASE("context slots: across a retry's attempts the tried set grows",
   CHECK(tried_sizes == std::vector<std::size_t>{1, 2, 3});
 }
 
-TEST_CASE("type keys: the same name from another shared library is the same type; an "
-          "anonymous namespace's is not",
-          "[context][slots]") {
+TEST_CASE(
+    "type keys: the same name from another shared library is the same type; an "
+    "anonymous namespace's is not",
+    "[context][slots]") {
   using keel::detail::type_key;
   const type_key& here = keel::detail::type_key_of<endpoint>;  // anonymous namespace
   const type_key& mine = keel::detail::type_key_of<keel::tried_set>;

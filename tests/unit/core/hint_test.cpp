@@ -39,9 +39,8 @@ TEST_CASE("hint: parts, emptiness, merging and equality", "[hint]") {
   const keel::hint none;
   CHECK(none.empty());
   const keel::hint a{.retry_after = 2s};
-  const keel::hint b{.retry_after = 9s,
-                     .leader = keel::leader_hint{3, 7},
-                     .quota = keel::quota_hint{10, 30s}};
+  const keel::hint b{
+      .retry_after = 9s, .leader = keel::leader_hint{3, 7}, .quota = keel::quota_hint{10, 30s}};
   CHECK_FALSE(a.empty());
   const keel::hint merged = a.or_else(b);
   CHECK(merged.retry_after == 2s);  // its own part wins
@@ -64,8 +63,8 @@ TEST_CASE("hint: an outcome finds it in a keel failure and in a thrown hint_sour
 
   // keel::error is a hint_source; a user may throw one with a code of its own.
   const keel::hint h{.quota = keel::quota_hint{0, 12s}};
-  const auto user = keel::outcome<int>::from_exception(
-      std::make_exception_ptr(keel::error(std::make_error_code(std::errc::device_or_resource_busy), h)));
+  const auto user = keel::outcome<int>::from_exception(std::make_exception_ptr(
+      keel::error(std::make_error_code(std::errc::device_or_resource_busy), h)));
   CHECK(user.hint() == h);
   CHECK_FALSE(user.retry_after().has_value());
 
@@ -76,8 +75,8 @@ TEST_CASE("hint: an outcome finds it in a keel failure and in a thrown hint_sour
 }
 
 TEST_CASE("hint: keel::error keeps every part and its code", "[hint]") {
-  const keel::hint h{.retry_after = 1s, .leader = keel::leader_hint{1, 2},
-                     .quota = keel::quota_hint{5, 60s}};
+  const keel::hint h{
+      .retry_after = 1s, .leader = keel::leader_hint{1, 2}, .quota = keel::quota_hint{5, 60s}};
   const keel::error e(make_error_code(keel::errc::rate_limited), h);
   CHECK(e.code() == keel::errc::rate_limited);
   CHECK(e.hint() == h);
@@ -103,13 +102,14 @@ TEST_CASE("hint: retry waits what a thrown hint_source asks, up to max_hint_dela
 
 TEST_CASE("hint: with_hint may answer with a keel::hint", "[hint][retry]") {
   keel::testing::virtual_environment env;
-  const auto retry = keel::retry({.max_attempts = 3})
-                         .handle(keel::on::result([](const response& r) { return r.status != 200; }))
-                         .with_environment(env)
-                         .with_hint([](const response& r) {
-                           return keel::hint{.retry_after = r.retry_after,
-                                             .quota = keel::quota_hint{r.remaining, 60s}};
-                         });
+  const auto retry =
+      keel::retry({.max_attempts = 3})
+          .handle(keel::on::result([](const response& r) { return r.status != 200; }))
+          .with_environment(env)
+          .with_hint([](const response& r) {
+            return keel::hint{.retry_after = r.retry_after,
+                              .quota = keel::quota_hint{r.remaining, 60s}};
+          });
   std::vector<response> script{{429, 1500ms, 0}, {503, std::nullopt, 3}, {200, std::nullopt, 9}};
   std::size_t i = 0;
   const auto o = retry.try_execute([&] { return script[i++]; });
@@ -123,11 +123,11 @@ TEST_CASE("hint: with_hint may answer with a keel::hint", "[hint][retry]") {
 TEST_CASE("hint: a breaker opens for the retry_after a thrown hint_source carries",
           "[hint][circuit_breaker]") {
   keel::testing::virtual_environment env;
-  const auto breaker = keel::circuit_breaker{keel::circuit_breaker_options{
-                                                 .trip = keel::consecutive_failures{.threshold = 1},
-                                                 .open_duration = 10s,
-                                             }}
-                           .with_environment(env);
+  const auto breaker = keel::circuit_breaker{
+      keel::circuit_breaker_options{
+          .trip = keel::consecutive_failures{.threshold = 1},
+          .open_duration = 10s,
+      }}.with_environment(env);
   const auto o = breaker.try_execute([]() -> int { throw not_leader(0, 1); });
   CHECK(o.has_exception());
   REQUIRE(breaker.state() == keel::circuit_state::open);
