@@ -14,6 +14,7 @@
 
 #include "keel/core/call_slots.hpp"
 #include "keel/core/environment.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/core/time.hpp"
 
 namespace keel {
@@ -60,15 +61,7 @@ struct kept_clock_of final : kept_clock {
   /// A new copy of `c`, or null when it cannot be made (out of memory, or the
   /// clock's copy threw).
   static kept_clock_of* make(const C& c) noexcept {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      return new (std::nothrow) kept_clock_of(c);
-    } catch (...) {
-      return nullptr;
-    }
-#else
-    return new (std::nothrow) kept_clock_of(c);
-#endif
+    return call_or<kept_clock_of*>(nullptr, [&] { return new (std::nothrow) kept_clock_of(c); });
   }
   static time_point read(const void* k) {
     return time_point(

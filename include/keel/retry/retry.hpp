@@ -18,6 +18,7 @@
 #include "keel/core/error.hpp"
 #include "keel/core/events.hpp"
 #include "keel/core/expected_like.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"
@@ -508,15 +509,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   // that throws means "stop retrying", a hint extractor that throws means "no hint".
   template <class R>
   std::optional<duration> user_delay(int attempt, const outcome<R>& o) const noexcept {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      return call_user_delay(attempt, o);
-    } catch (...) {
-      return std::nullopt;
-    }
-#else
-    return call_user_delay(attempt, o);
-#endif
+    return call_or(std::optional<duration>(), [&] { return call_user_delay(attempt, o); });
   }
 
   template <class R>
@@ -538,15 +531,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     using F = decltype(hooks_.hint);
     if constexpr (!std::is_same_v<F, no_retry_hint> && !std::is_void_v<R>) {
       if (o.has_result()) {
-#if KEEL_HAS_EXCEPTIONS
-        try {
-          return result_hint(o.value());
-        } catch (...) {
-          return std::nullopt;
-        }
-#else
-        return result_hint(o.value());
-#endif
+        return call_or(std::optional<duration>(), [&] { return result_hint(o.value()); });
       }
     }
     return o.retry_after();  // keel's own failures and a thrown keel::error
