@@ -190,32 +190,13 @@ struct exception_t : predicate_base {
 
   template <class R>
   bool operator()(const outcome<R>& o) const noexcept {
-#if KEEL_HAS_EXCEPTIONS
     if (!o.has_exception()) return false;
-    return matches<Es...>(o.exception());
-#else
-    (void)o;
-    return false;
-#endif
+    // One rethrow per type, in order, through the one inspection helper.
+    return (call_or(false, [&] {
+              return inspect_exception<Es>(o.exception(), false, [](const Es&) { return true; });
+            }) ||
+            ...);
   }
-
- private:
-#if KEEL_HAS_EXCEPTIONS
-  template <class E, class... Rest>
-  static bool matches(const std::exception_ptr& e) noexcept {
-    try {
-      std::rethrow_exception(e);
-    } catch (const E&) {
-      return true;
-    } catch (...) {
-    }
-    if constexpr (sizeof...(Rest) > 0) {
-      return matches<Rest...>(e);
-    } else {
-      return false;
-    }
-  }
-#endif
 };
 template <class... Es>
 inline constexpr exception_t<Es...> exception{};

@@ -4,12 +4,17 @@
 
 #include <atomic>
 #include <chrono>
+#include <memory>
 #include <new>
+#include <optional>
 #include <stop_token>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
+#include "keel/core/call_slots.hpp"
 #include "keel/core/environment.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/core/time.hpp"
 
 namespace keel {
@@ -56,15 +61,7 @@ struct kept_clock_of final : kept_clock {
   /// A new copy of `c`, or null when it cannot be made (out of memory, or the
   /// clock's copy threw).
   static kept_clock_of* make(const C& c) noexcept {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      return new (std::nothrow) kept_clock_of(c);
-    } catch (...) {
-      return nullptr;
-    }
-#else
-    return new (std::nothrow) kept_clock_of(c);
-#endif
+    return call_or<kept_clock_of*>(nullptr, [&] { return new (std::nothrow) kept_clock_of(c); });
   }
   static time_point read(const void* k) {
     return time_point(
@@ -153,7 +150,10 @@ class clock_ref {
 
 /// What a guarded call knows about itself. A callable receives it when it takes
 /// `const keel::context&` as its first parameter. Policies refine it on the way
-/// in: retry sets the attempt, timeout tightens the deadline and the stop token.
+/// in: retry sets the attempt, timeout tightens the deadline and the stop token,
+/// a replica pool sets the target. Per-call slots (target, tried set,
+/// operation name, a user value) live inside it: no allocation, and a copy
+/// refers to nothing the call owns.
 class context {
  public:
   /// A context with no deadline and a stop token that can never be triggered.
@@ -161,10 +161,46 @@ class context {
   // Inlined even on exception paths: an out-of-line call would take the
   // context's address, and every call would then build it in memory.
   [[gnu::always_inline]] ~context() = default;
-  context(const context&) = default;
-  context(context&&) noexcept = default;
-  context& operator=(const context&) = default;
-  context& operator=(context&&) noexcept = default;
+  context(const context& other)
+      : deadline_(other.deadline_),
+        attempt_(other.attempt_),
+        clock_(other.clock_),
+        stop_token_(other.stop_token_) {
+    if (other.used_ != 0) [[unlikely]]
+      copy_slots(other);
+  }
+  context(context&& other) noexcept
+      : deadline_(other.deadline_),
+        attempt_(other.attempt_),
+        clock_(std::move(other.clock_)),
+        stop_token_(std::move(other.stop_token_)) {
+    if (other.used_ != 0) [[unlikely]]
+      copy_slots(other);
+  }
+  context& operator=(const context& other) {
+    if (this != &other) {
+      attempt_ = other.attempt_;
+      deadline_ = other.deadline_;
+      clock_ = other.clock_;
+      stop_token_ = other.stop_token_;
+      used_ = 0;
+      if (other.used_ != 0) [[unlikely]]
+        copy_slots(other);
+    }
+    return *this;
+  }
+  context& operator=(context&& other) noexcept {
+    if (this != &other) {
+      attempt_ = other.attempt_;
+      deadline_ = other.deadline_;
+      clock_ = std::move(other.clock_);
+      stop_token_ = std::move(other.stop_token_);
+      used_ = 0;
+      if (other.used_ != 0) [[unlikely]]
+        copy_slots(other);
+    }
+    return *this;
+  }
 
   /// A context whose stop token is the caller's.
   explicit context(std::stop_token token) noexcept : stop_token_(std::move(token)) {}
@@ -189,6 +225,29 @@ class context {
 
   /// True when the deadline has passed.
   bool expired() const { return has_deadline() && now() >= deadline_; }
+
+  /// The endpoint a replica pool chose for this attempt; empty outside a pool.
+  /// The callable reads it as `ctx.target().get<Endpoint>()`.
+  keel::target target() const noexcept {
+    return (used_ & target_bit) != 0 ? target_.value : keel::target();
+  }
+
+  /// The endpoints this call has tried so far, across its retries (indexes).
+  tried_set tried() const noexcept { return (used_ & tried_bit) != 0 ? tried_.value : tried_set(); }
+
+  /// The operation's name, for metrics and logs ("" unless set): at most
+  /// short_name::capacity characters, kept inside the context.
+  std::string_view operation() const noexcept {
+    return (used_ & operation_bit) != 0 ? operation_.value.view() : std::string_view();
+  }
+
+  /// The caller's own small value, when it is a T (see set_user_value).
+  template <class T>
+    requires user_slot::fits<T>
+  std::optional<T> user_value() const noexcept {
+    if ((used_ & user_bit) == 0) return std::nullopt;
+    return user_.value.template get<T>();
+  }
 
   /// Triggered when the caller or a timeout asks the call to stop.
   const std::stop_token& stop_token() const noexcept { return stop_token_; }
@@ -217,11 +276,67 @@ class context {
   /// Replaces the stop token (a timeout hands its own, linked to the caller's).
   void set_stop_token(std::stop_token token) noexcept { stop_token_ = std::move(token); }
 
+  /// Sets the endpoint of this attempt (a replica pool) and marks it tried.
+  void set_target(const keel::target& t) noexcept {
+    slot(target_, target_bit) = t;
+    if (t.has_value()) slot(tried_, tried_bit).insert(t.index());
+  }
+  /// Empties the target; the tried set keeps it.
+  void clear_target() noexcept { used_ &= ~target_bit; }
+  /// Marks endpoint `index` as tried without choosing it.
+  void mark_tried(std::size_t index) noexcept { slot(tried_, tried_bit).insert(index); }
+  /// Forgets every endpoint tried (a new call reusing this context).
+  void clear_tried() noexcept { used_ &= ~tried_bit; }
+
+  /// Names the operation (cut at short_name::capacity characters).
+  void set_operation(std::string_view name) noexcept { slot(operation_, operation_bit) = name; }
+
+  /// Keeps a caller's small value (trivially copyable, at most
+  /// user_slot::capacity bytes) for the callable and the policies to read.
+  template <class T>
+    requires user_slot::fits<T>
+  void set_user_value(const T& value) noexcept {
+    slot(user_, user_bit).set(value);
+  }
+
  private:
-  int attempt_ = 1;
+  // The per-call slots are built on first use, and each is read only when
+  // its bit is set: a context that never uses them costs one byte store to
+  // make and one test to copy.
+  template <class T>
+  union lazy {
+    static_assert(std::is_trivially_copyable_v<T> && std::is_trivially_destructible_v<T>);
+    lazy() noexcept {}  // NOLINT: left unbuilt on purpose
+    T value;
+  };
+  static constexpr unsigned target_bit = 1, tried_bit = 2, operation_bit = 4, user_bit = 8;
+
+  template <class T>
+  T& slot(lazy<T>& l, unsigned bit) noexcept {
+    if ((used_ & bit) == 0) {
+      std::construct_at(&l.value);
+      used_ |= bit;
+    }
+    return l.value;
+  }
+  void copy_slots(const context& other) noexcept {
+    if ((other.used_ & target_bit) != 0) std::construct_at(&target_.value, other.target_.value);
+    if ((other.used_ & tried_bit) != 0) std::construct_at(&tried_.value, other.tried_.value);
+    if ((other.used_ & operation_bit) != 0)
+      std::construct_at(&operation_.value, other.operation_.value);
+    if ((other.used_ & user_bit) != 0) std::construct_at(&user_.value, other.user_.value);
+    used_ = other.used_;
+  }
+
   time_point deadline_ = no_deadline;
+  int attempt_ = 1;
+  unsigned used_ = 0;  // which slots are built; with attempt_, one 8-byte store
   detail::clock_ref clock_{};
   std::stop_token stop_token_{};
+  lazy<keel::target> target_;
+  lazy<tried_set> tried_;
+  lazy<short_name> operation_;
+  lazy<user_slot> user_;
 };
 
 }  // namespace keel

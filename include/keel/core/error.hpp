@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "keel/core/hint.hpp"
 #include "keel/core/time.hpp"
 
 namespace keel {
@@ -210,7 +211,9 @@ inline std::error_condition make_error_condition(condition c) noexcept {
   return {static_cast<int>(c), condition_category()};
 }
 
-/// A keel failure as data: the code and, where known, when trying again makes sense.
+/// A keel failure as an outcome holds it: the code and, where known, when
+/// trying again makes sense. Kept small (the failure paths move it); a thrown
+/// keel::error carries a whole keel::hint.
 struct error_info {
   std::error_code code;                   ///< a keel::errc code
   std::optional<duration> retry_after{};  ///< hint: wait this long before trying again
@@ -245,27 +248,36 @@ struct failure {
   failure_kind kind{};
   std::error_code code{};          ///< keel code, or the error value where it is an error code
   std::exception_ptr exception{};  ///< set when kind == exception
-  std::optional<duration> retry_after{};
+  keel::hint hint{};               ///< a keel failure's hint; empty for the other kinds
 };
 
 /// What `execute` throws for failures keel produced itself (open circuit,
-/// timeout, cancellation, ...). Carries the code, an optional retry-after hint
-/// and, for all_fallbacks_failed, every failure of the chain in order.
-class error : public std::system_error {
+/// timeout, cancellation, ...). Carries the code, a hint (retry-after and
+/// more) and, for all_fallbacks_failed, every failure of the chain in order.
+/// A user may throw one too, with a code of any category and a hint.
+class error : public std::system_error, public hint_source {
  public:
   explicit error(errc code, std::optional<duration> retry_after = std::nullopt)
       : error(error_info{make_error_code(code), retry_after}) {}
 
   explicit error(const error_info& info, std::vector<failure> causes = {})
-      : std::system_error(info.code), retry_after_(info.retry_after) {
+      : error(info.code, keel::hint{info.retry_after, {}, {}}, std::move(causes)) {}
+
+  /// A failure with code `code` of any category and hint `h`: how a callable
+  /// reports, say, "not the leader" with the leader's id, or a quota.
+  error(std::error_code code, const keel::hint& h, std::vector<failure> causes = {})
+      : std::system_error(code), hint_(h) {
     if (!causes.empty()) causes_ = std::make_shared<const std::vector<failure>>(std::move(causes));
   }
 
-  /// Hint from whoever failed: how long to wait before trying again, if known.
-  std::optional<duration> retry_after() const noexcept { return retry_after_; }
+  /// Everything the failure advises (retry-after, leader, quota).
+  keel::hint hint() const noexcept override { return hint_; }
 
-  /// The code and hint as data.
-  error_info info() const { return {code(), retry_after_}; }
+  /// How long to wait before trying again, if known: hint().retry_after.
+  std::optional<duration> retry_after() const noexcept { return hint_.retry_after; }
+
+  /// The code and retry-after as data.
+  error_info info() const { return {code(), hint_.retry_after}; }
 
   /// For all_fallbacks_failed: the failure of the primary and of each alternative, in order.
   std::span<const failure> causes() const noexcept {
@@ -273,7 +285,7 @@ class error : public std::system_error {
   }
 
  private:
-  std::optional<duration> retry_after_;
+  keel::hint hint_;
   std::shared_ptr<const std::vector<failure>> causes_;  // shared: exceptions are copied
 };
 

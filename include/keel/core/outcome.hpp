@@ -313,12 +313,22 @@ class outcome {
     return has_keel_error() && keel_error().code == make_error_code(e);
   }
 
-  /// The retry-after hint of a keel failure, or of a thrown keel::error.
+  /// The hint of a keel failure (its retry-after), or of a thrown
+  /// keel::hint_source such as keel::error (one rethrow to find it); empty
+  /// otherwise. A result's or error value's hint is read by the policy's own
+  /// extractor (retry's with_hint).
+  keel::hint hint() const {
+    if (has_keel_error()) return {keel_error().retry_after, {}, {}};
+    if (!has_exception()) return {};
+    return inspect_exception<hint_source>(exception(), keel::hint(),
+                                          [](const hint_source& e) { return e.hint(); });
+  }
+
+  /// hint().retry_after: how long to wait before trying again, if known.
   std::optional<duration> retry_after() const {
     if (has_keel_error()) return keel_error().retry_after;
     if (!has_exception()) return std::nullopt;
-    return inspect_exception<keel::error>(exception(), std::optional<duration>(),
-                                          [](const keel::error& e) { return e.retry_after(); });
+    return hint().retry_after;
   }
 
   /// For all_fallbacks_failed: the failure of the primary and of each alternative, in order.
@@ -332,14 +342,11 @@ class outcome {
   failure describe() const {
     switch (state_.index()) {
       case 1:
-        return {failure_kind::exception, {}, exception(), std::nullopt};
+        return {failure_kind::exception, {}, exception(), {}};
       case 2:
-        return {failure_kind::keel, keel_error().code, {}, keel_error().retry_after};
+        return {failure_kind::keel, keel_error().code, {}, {keel_error().retry_after, {}, {}}};
       default:
-        return {has_value() ? failure_kind::result : failure_kind::error_value,
-                code(),
-                {},
-                std::nullopt};
+        return {has_value() ? failure_kind::result : failure_kind::error_value, code(), {}, {}};
     }
   }
 

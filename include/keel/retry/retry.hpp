@@ -18,6 +18,7 @@
 #include "keel/core/error.hpp"
 #include "keel/core/events.hpp"
 #include "keel/core/expected_like.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"
@@ -96,6 +97,11 @@ class relaxed_counter {
 struct retry_counter_block {
   relaxed_counter retries, successes_after_retry, exhausted, aborted, budget_refusals;
 };
+
+/// The delay a hint extractor's answer asks for: an optional duration as it
+/// is, a keel::hint's retry_after.
+inline std::optional<duration> delay_of(std::optional<duration> d) noexcept { return d; }
+inline std::optional<duration> delay_of(const keel::hint& h) noexcept { return h.retry_after; }
 
 struct retry_unchecked_t {};
 inline constexpr retry_unchecked_t retry_unchecked{};
@@ -221,9 +227,9 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
 
   /// The same retry, reading a hint from the callable's result:
   /// `f(const R&)` (or, for an expected-like R, `f(value)` / `f(error)`) returns
-  /// std::optional<keel::duration>, e.g. from an HTTP 429's Retry-After
-  /// (keel::parse_retry_after). A hint wins over the backoff, up to max_hint_delay.
-  /// An exception from `f` counts as "no hint".
+  /// std::optional<keel::duration> or a keel::hint (its retry_after is used),
+  /// e.g. from an HTTP 429's Retry-After (keel::parse_retry_after). A hint wins
+  /// over the backoff, up to max_hint_delay. An exception from `f` counts as "no hint".
   template <class F>
   auto with_hint(F f) const {
     using hooks = retry_hooks<decltype(hooks_.abort_on), F, decltype(hooks_.delay)>;
@@ -503,15 +509,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   // that throws means "stop retrying", a hint extractor that throws means "no hint".
   template <class R>
   std::optional<duration> user_delay(int attempt, const outcome<R>& o) const noexcept {
-#if KEEL_HAS_EXCEPTIONS
-    try {
-      return call_user_delay(attempt, o);
-    } catch (...) {
-      return std::nullopt;
-    }
-#else
-    return call_user_delay(attempt, o);
-#endif
+    return call_or(std::optional<duration>(), [&] { return call_user_delay(attempt, o); });
   }
 
   template <class R>
@@ -533,15 +531,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     using F = decltype(hooks_.hint);
     if constexpr (!std::is_same_v<F, no_retry_hint> && !std::is_void_v<R>) {
       if (o.has_result()) {
-#if KEEL_HAS_EXCEPTIONS
-        try {
-          return result_hint(o.value());
-        } catch (...) {
-          return std::nullopt;
-        }
-#else
-        return result_hint(o.value());
-#endif
+        return call_or(std::optional<duration>(), [&] { return result_hint(o.value()); });
       }
     }
     return o.retry_after();  // keel's own failures and a thrown keel::error
@@ -551,7 +541,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   std::optional<duration> result_hint(const R& r) const {
     using F = decltype(hooks_.hint);
     if constexpr (std::invocable<const F&, const R&>) {
-      return hooks_.hint(r);
+      return detail::delay_of(hooks_.hint(r));
     } else if constexpr (expected_like<R>) {
       constexpr bool on_value = std::invocable<const F&, decltype(*std::declval<const R&>())>;
       constexpr bool on_error =
@@ -560,15 +550,15 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
                     "keel: with_hint(f): f cannot take this callable's result, its value or "
                     "its error");
       if (r.has_value()) {
-        if constexpr (on_value) return hooks_.hint(*r);
+        if constexpr (on_value) return detail::delay_of(hooks_.hint(*r));
       } else {
-        if constexpr (on_error) return hooks_.hint(r.error());
+        if constexpr (on_error) return detail::delay_of(hooks_.hint(r.error()));
       }
       return std::nullopt;
     } else {
       static_assert(std::invocable<const F&, const R&>,
                     "keel: with_hint(f): f must be callable as f(const R&) with the callable's "
-                    "result type R and return std::optional<keel::duration>");
+                    "result type R and return std::optional<keel::duration> or keel::hint");
       return std::nullopt;
     }
   }

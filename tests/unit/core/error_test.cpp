@@ -66,7 +66,7 @@ TEST_CASE("error: holds the causes of an aggregated failure in order", "[core][e
   const keel::error e({keel::errc::all_fallbacks_failed, {}}, causes);
   REQUIRE(e.causes().size() == 2);
   CHECK(e.causes()[0].code == keel::errc::circuit_open);
-  CHECK(e.causes()[0].retry_after == keel::duration(2s));
+  CHECK(e.causes()[0].hint.retry_after == keel::duration(2s));
   CHECK(e.causes()[1].kind == keel::failure_kind::error_value);
   const keel::error copy = e;  // copies share the list
   CHECK(copy.causes().data() == e.causes().data());

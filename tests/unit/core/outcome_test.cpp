@@ -105,7 +105,7 @@ TEST_CASE("outcome: keel failures carry code and hint, thrown as keel::error", "
   CHECK(o.keel_error().retry_after == keel::duration(3s));
   const keel::failure f = o.describe();
   CHECK(f.kind == keel::failure_kind::keel);
-  CHECK(f.retry_after == keel::duration(3s));
+  CHECK(f.hint.retry_after == keel::duration(3s));
   try {
     (void)std::move(o).get();
     FAIL("get() did not throw");
@@ -156,7 +156,7 @@ TEST_CASE("outcome: causes of an aggregated failure, typed and as keel::error", 
     REQUIRE(e.causes().size() == 2);
     CHECK(e.causes()[0].kind == keel::failure_kind::exception);
     CHECK(e.causes()[1].code == keel::errc::circuit_open);
-    CHECK(e.causes()[1].retry_after == keel::duration(1s));
+    CHECK(e.causes()[1].hint.retry_after == keel::duration(1s));
   }
   CHECK(outcome<int>(3).causes().empty());
 }

@@ -45,7 +45,7 @@ std::string what_of(const std::exception_ptr& e) {
 
 std::string text(const keel::failure& f) {
   std::string s = f.exception ? "threw '" + what_of(f.exception) + "'" : f.code.message();
-  if (f.retry_after) s += " after " + std::to_string(f.retry_after->count()) + "ns";
+  if (f.hint.retry_after) s += " after " + std::to_string(f.hint.retry_after->count()) + "ns";
   return s;
 }
 

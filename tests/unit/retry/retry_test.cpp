@@ -338,7 +338,7 @@ TEMPLATE_TEST_CASE("retry: a hint on an inner keel failure wins over the backoff
   CHECK(C::value_of(o) == 3);
   CHECK(env.sleeps() == std::vector<duration>{2500ms});
   REQUIRE(log.count<keel::retry_scheduled>() == 1);
-  CHECK(log.all<keel::retry_scheduled>()[0].failure.retry_after == 2500ms);
+  CHECK(log.all<keel::retry_scheduled>()[0].failure.hint.retry_after == 2500ms);
 }
 
 namespace {

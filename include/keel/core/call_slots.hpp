@@ -1,0 +1,185 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CORE_CALL_SLOTS_HPP_INCLUDED
+#define KEEL_CORE_CALL_SLOTS_HPP_INCLUDED
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+
+namespace keel {
+
+namespace detail {
+
+/// The name the compiler gives T, from the signature of a function template
+/// (identical in every translation unit and shared library).
+template <class T>
+constexpr std::string_view type_name() noexcept {
+  return __PRETTY_FUNCTION__;
+}
+
+/// One per type: compared by address, and by name when the addresses differ
+/// (a type's key can be duplicated by shared libraries built with hidden
+/// visibility). Types in an anonymous namespace compare by address only: two
+/// translation units may each have their own of the same name.
+struct type_key {
+  std::string_view name;
+  bool unnamed;
+};
+
+constexpr bool names_unnamed_type(std::string_view n) noexcept {
+  return n.find("anonymous") != std::string_view::npos;
+}
+
+template <class T>
+inline constexpr type_key type_key_of{type_name<T>(), names_unnamed_type(type_name<T>())};
+
+inline bool same_type(const type_key* a, const type_key* b) noexcept {
+  if (a == b) return true;
+  if (a == nullptr || b == nullptr || a->unnamed) return false;
+  return a->name == b->name;
+}
+
+}  // namespace detail
+
+/// The endpoint a replica pool chose for the current attempt: its index in
+/// the pool and a typed pointer to it. Empty outside a pool.
+class target {
+ public:
+  /// The index of an empty target.
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+
+  /// An empty target.
+  constexpr target() noexcept = default;
+
+  /// Endpoint `index` of a pool, `endpoint` itself. Not owned: the pool
+  /// holds its endpoints for as long as it lives.
+  template <class E>
+  constexpr target(std::size_t index, const E& endpoint) noexcept
+      : endpoint_(&endpoint), key_(&detail::type_key_of<E>), index_(index) {}
+
+  /// True when a pool chose an endpoint.
+  constexpr bool has_value() const noexcept { return index_ != none; }
+  /// The endpoint's index in its pool; target::none when empty.
+  constexpr std::size_t index() const noexcept { return index_; }
+
+  /// The endpoint, when there is one and it is an E; null otherwise.
+  template <class E>
+  const E* get() const noexcept {
+    if (!detail::same_type(key_, &detail::type_key_of<E>)) return nullptr;
+    return static_cast<const E*>(endpoint_);
+  }
+
+ private:
+  const void* endpoint_ = nullptr;
+  const detail::type_key* key_ = nullptr;
+  std::size_t index_ = none;
+};
+
+/// The endpoint indexes a call has already tried, so that a retry or a hedge
+/// can avoid them. Exact for indexes below 128; a larger index shares a bit
+/// with index % 128, so contains() may answer true for one never inserted.
+class tried_set {
+ public:
+  /// Indexes below this are tracked exactly.
+  static constexpr std::size_t exact_below = 128;
+
+  /// Marks `index` as tried.
+  constexpr void insert(std::size_t index) noexcept {
+    bits_[(index / 64) % 2] |= std::uint64_t{1} << (index % 64);
+  }
+  /// True when `index` (or, above 127, one sharing its bit) was inserted.
+  constexpr bool contains(std::size_t index) const noexcept {
+    return (bits_[(index / 64) % 2] >> (index % 64) & 1u) != 0;
+  }
+  /// How many distinct bits are set: the number of indexes tried, when all are below 128.
+  constexpr std::size_t size() const noexcept {
+    return static_cast<std::size_t>(std::popcount(bits_[0])) +
+           static_cast<std::size_t>(std::popcount(bits_[1]));
+  }
+  /// True when nothing was inserted.
+  constexpr bool empty() const noexcept { return (bits_[0] | bits_[1]) == 0; }
+  /// Forgets every index.
+  constexpr void clear() noexcept { bits_[0] = bits_[1] = 0; }
+
+  friend constexpr bool operator==(const tried_set&, const tried_set&) = default;
+
+ private:
+  std::uint64_t bits_[2] = {0, 0};
+};
+
+/// A short name kept inside the object, so that a copy can never outlive the
+/// characters it shows: an operation's name for metrics and logs. Longer
+/// names are cut at `capacity` characters.
+class short_name {
+ public:
+  /// Characters kept; the rest of a longer name is cut off.
+  static constexpr std::size_t capacity = 31;
+
+  constexpr short_name() noexcept = default;
+  /// A copy of the first `capacity` characters of `s`.
+  constexpr short_name(std::string_view s) noexcept  // NOLINT: implicit by design
+      : size_(static_cast<unsigned char>(std::min(s.size(), capacity))) {
+    s.copy(chars_, size_);
+  }
+
+  /// The characters kept; valid while this object lives.
+  constexpr std::string_view view() const noexcept { return {chars_, size_}; }
+  /// True for the empty name.
+  constexpr bool empty() const noexcept { return size_ == 0; }
+
+  friend constexpr bool operator==(const short_name& a, const short_name& b) noexcept {
+    return a.view() == b.view();
+  }
+
+ private:
+  char chars_[capacity] = {};
+  unsigned char size_ = 0;
+};
+
+/// Room in a context for a caller's own small value: anything trivially
+/// copyable of up to 16 bytes (a tenant id, a trace id), read back by type.
+class user_slot {
+ public:
+  /// Largest value kept, in bytes.
+  static constexpr std::size_t capacity = 16;
+
+  template <class T>
+  static constexpr bool fits = std::is_trivially_copyable_v<T> && sizeof(T) <= capacity;
+
+  /// Keeps `value`, replacing what was there.
+  template <class T>
+    requires fits<T>
+  void set(const T& value) noexcept {
+    std::memcpy(bytes_, &value, sizeof(T));
+    key_ = &detail::type_key_of<T>;
+  }
+
+  /// The value kept, when it is a T.
+  template <class T>
+    requires fits<T>
+  std::optional<T> get() const noexcept {
+    if (!detail::same_type(key_, &detail::type_key_of<T>)) return std::nullopt;
+    std::array<unsigned char, sizeof(T)> raw;
+    std::memcpy(raw.data(), bytes_, sizeof(T));
+    return std::bit_cast<T>(raw);  // T need not be default-constructible
+  }
+
+  /// True when a value was set.
+  bool has_value() const noexcept { return key_ != nullptr; }
+  /// Forgets the value.
+  void reset() noexcept { key_ = nullptr; }
+
+ private:
+  unsigned char bytes_[capacity] = {};
+  const detail::type_key* key_ = nullptr;
+};
+
+}  // namespace keel
+
+#endif  // KEEL_CORE_CALL_SLOTS_HPP_INCLUDED

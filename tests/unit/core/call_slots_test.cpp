@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: BSL-1.0
+// The per-call slots of keel::context: target, tried set, operation name and
+// a user value; none allocates, and a copy refers to nothing the call owns.
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <keel/core.hpp>
+#include <keel/pipeline.hpp>
+#include <keel/retry.hpp>
+#include <keel/testing/virtual_environment.hpp>
+
+#include "support/catch.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct endpoint {
+  std::string host;
+  int port = 0;
+};
+
+struct trace_id {
+  std::uint64_t high = 0, low = 0;
+  friend bool operator==(const trace_id&, const trace_id&) = default;
+};
+
+struct no_default {  // trivially copyable, not default-constructible
+  explicit no_default(int v) : value(v) {}
+  int value;
+};
+
+/// A stand-in for a replica pool: attempt n goes to endpoint n - 1.
+struct round_by_attempt {
+  const std::vector<endpoint>* endpoints;
+  template <class R, class Next>
+  keel::outcome<R> run(Next&& next, keel::context& ctx) const {
+    const auto i = static_cast<std::size_t>(ctx.attempt() - 1) % endpoints->size();
+    ctx.set_target(keel::target(i, (*endpoints)[i]));
+    return next(ctx);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("context slots: a fresh context has none of them", "[context][slots]") {
+  const keel::context ctx;
+  CHECK_FALSE(ctx.target().has_value());
+  CHECK(ctx.target().index() == keel::target::none);
+  CHECK(ctx.target().get<endpoint>() == nullptr);
+  CHECK(ctx.tried().empty());
+  CHECK(ctx.tried().size() == 0);
+  CHECK(ctx.operation().empty());
+  CHECK_FALSE(ctx.user_value<int>().has_value());
+}
+
+TEST_CASE("context slots: the target is typed, and choosing one marks it tried",
+          "[context][slots]") {
+  const std::array<endpoint, 3> eps{{{"a", 1}, {"b", 2}, {"c", 3}}};
+  keel::context ctx;
+  ctx.set_target(keel::target(2, eps[2]));
+  CHECK(ctx.target().has_value());
+  CHECK(ctx.target().index() == 2);
+  CHECK(ctx.target().get<endpoint>() == &eps[2]);
+  CHECK(ctx.target().get<int>() == nullptr);             // another type: nothing
+  CHECK(ctx.target().get<const endpoint>() == nullptr);  // exactly the type it was set with
+  CHECK(ctx.tried().contains(2));
+  CHECK(ctx.tried().size() == 1);
+
+  ctx.set_target(keel::target(0, eps[0]));
+  CHECK(ctx.target().get<endpoint>()->host == "a");
+  CHECK(ctx.tried().size() == 2);
+  ctx.clear_target();
+  CHECK_FALSE(ctx.target().has_value());
+  CHECK(ctx.tried().size() == 2);  // what was tried stays tried
+  ctx.clear_tried();
+  CHECK(ctx.tried().empty());
+  ctx.mark_tried(1);
+  CHECK(ctx.tried().contains(1));
+  CHECK_FALSE(ctx.target().has_value());
+}
+
+TEST_CASE("tried_set: exact below 128, folded above", "[context][slots]") {
+  keel::tried_set s;
+  for (const std::size_t i : {0u, 63u, 64u, 127u}) s.insert(i);
+  CHECK(s.size() == 4);
+  for (std::size_t i = 0; i < keel::tried_set::exact_below; ++i) {
+    INFO("index " << i);
+    CHECK(s.contains(i) == (i == 0 || i == 63 || i == 64 || i == 127));
+  }
+  CHECK(s.contains(128));  // shares index 0's bit, as documented
+  CHECK_FALSE(s.contains(129));
+  s.insert(1000);  // 1000 % 128 == 104
+  CHECK(s.contains(104));
+  CHECK(s.contains(1000));
+  CHECK(s.size() == 5);
+  s.insert(static_cast<std::size_t>(-1));  // the largest index folds too (127)
+  CHECK(s.size() == 5);
+  s.clear();
+  CHECK(s.empty());
+}
+
+TEST_CASE("context slots: the operation name is kept inside and cut at its capacity",
+          "[context][slots]") {
+  keel::context ctx;
+  {
+    std::string name = "payments.charge";
+    ctx.set_operation(name);
+    name.assign(40, 'x');  // the context does not look at the caller's buffer again
+  }
+  CHECK(ctx.operation() == "payments.charge");
+
+  const std::string longest(keel::short_name::capacity, 'a');
+  ctx.set_operation(longest + "bcd");
+  CHECK(ctx.operation() == longest);
+  ctx.set_operation("");
+  CHECK(ctx.operation().empty());
+}
+
+TEST_CASE("context slots: a user value is read back by its type", "[context][slots]") {
+  keel::context ctx;
+  ctx.set_user_value(trace_id{0x0123456789abcdef, 42});
+  CHECK(ctx.user_value<trace_id>() == trace_id{0x0123456789abcdef, 42});
+  CHECK_FALSE(ctx.user_value<std::uint64_t>().has_value());
+  ctx.set_user_value(no_default(7));
+  CHECK(ctx.user_value<no_default>()->value == 7);
+  CHECK_FALSE(ctx.user_value<trace_id>().has_value());
+  STATIC_REQUIRE(keel::user_slot::fits<trace_id>);
+  STATIC_REQUIRE_FALSE(keel::user_slot::fits<std::array<char, 17>>);
+  STATIC_REQUIRE_FALSE(keel::user_slot::fits<std::string>);
+}
+
+TEST_CASE("context slots: copies, moves and assignments carry them; a copy outlives its source",
+          "[context][slots]") {
+  const endpoint ep{"b", 2};
+  auto source = std::make_unique<keel::context>();
+  source->set_target(keel::target(5, ep));
+  source->set_operation("inventory.get");
+  source->set_user_value(std::uint32_t{99});
+
+  const keel::context copy = *source;
+  keel::context assigned;
+  assigned.set_operation("to be replaced");
+  assigned = *source;
+  keel::context moved = std::move(*source);
+  source.reset();  // the source is gone: ASan sees any reference into it
+
+  for (const keel::context* c : std::vector<const keel::context*>{&copy, &assigned, &moved}) {
+    CHECK(c->target().index() == 5);
+    CHECK(c->target().get<endpoint>() == &ep);
+    CHECK(c->tried().contains(5));
+    CHECK(c->operation() == "inventory.get");
+    CHECK(c->user_value<std::uint32_t>() == 99u);
+  }
+
+  // Assigning a context without slots clears them all.
+  assigned = keel::context();
+  CHECK_FALSE(assigned.target().has_value());
+  CHECK(assigned.tried().empty());
+  CHECK(assigned.operation().empty());
+  CHECK_FALSE(assigned.user_value<std::uint32_t>().has_value());
+
+  // Self-assignment keeps them.
+  keel::context& alias = moved;
+  moved = alias;
+  CHECK(moved.operation() == "inventory.get");
+}
+
+TEST_CASE("context slots: across a retry's attempts the tried set grows",
+          "[context][slots][retry]") {
+  const std::vector<endpoint> eps{{"a", 1}, {"b", 2}, {"c", 3}};
+  keel::testing::virtual_environment env;
+  const auto p = keel::pipeline(keel::retry({.max_attempts = 3}).with_environment(env),
+                                round_by_attempt{&eps});
+  std::vector<std::string> seen;
+  std::vector<std::size_t> tried_sizes;
+  keel::context ctx;
+  ctx.set_operation("orders.list");
+  const auto o = p.try_execute(ctx, [&](const keel::context& c) -> int {
+    seen.push_back(c.target().get<endpoint>()->host + "/" + std::string(c.operation()));
+    tried_sizes.push_back(c.tried().size());
+    if (c.attempt() < 3) throw std::runtime_error("replica down");
+    return c.tried().contains(0) && c.tried().contains(1) ? 1 : 0;
+  });
+  CHECK(o.value() == 1);
+  CHECK(seen == std::vector<std::string>{"a/orders.list", "b/orders.list", "c/orders.list"});
+  CHECK(tried_sizes == std::vector<std::size_t>{1, 2, 3});
+}
+
+TEST_CASE(
+    "type keys: the same name from another shared library is the same type; an "
+    "anonymous namespace's is not",
+    "[context][slots]") {
+  using keel::detail::type_key;
+  const type_key& here = keel::detail::type_key_of<endpoint>;  // anonymous namespace
+  const type_key& mine = keel::detail::type_key_of<keel::tried_set>;
+  const type_key other_copy_of_mine{mine.name, mine.unnamed};  // a second copy elsewhere
+  const type_key other_copy_of_here{here.name, here.unnamed};
+  CHECK(here.unnamed);
+  CHECK_FALSE(mine.unnamed);
+  CHECK(keel::detail::same_type(&mine, &other_copy_of_mine));
+  CHECK_FALSE(keel::detail::same_type(&here, &other_copy_of_here));
+  CHECK(keel::detail::same_type(&here, &here));
+  CHECK_FALSE(keel::detail::same_type(&mine, &here));
+  CHECK_FALSE(keel::detail::same_type(&mine, nullptr));
+}
