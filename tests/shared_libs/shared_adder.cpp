@@ -19,3 +19,15 @@ std::uint64_t KEEL_SHARED_ADDER_NAME(keel_shared_reject_)(keel::breaker_state_ma
   }
   return rejected;
 }
+
+void KEEL_SHARED_ADDER_NAME(keel_shared_set_target_)(keel::context& ctx, std::size_t i,
+                                                     const shared_endpoint& ep, std::uint64_t v) {
+  ctx.set_target(keel::target(i, ep));
+  ctx.set_user_value(v);
+}
+
+const shared_endpoint* KEEL_SHARED_ADDER_NAME(keel_shared_get_target_)(const keel::context& ctx,
+                                                                       std::uint64_t& v) {
+  v = ctx.user_value<std::uint64_t>().value_or(0);
+  return ctx.target().get<shared_endpoint>();
+}

@@ -7,10 +7,17 @@
 #ifndef KEEL_TESTS_SHARED_LIBS_SHARED_ADDER_HPP_INCLUDED
 #define KEEL_TESTS_SHARED_LIBS_SHARED_ADDER_HPP_INCLUDED
 
+#include <cstddef>
 #include <cstdint>
 
 #include <keel/circuit_breaker/breaker_core.hpp>
 #include <keel/circuit_breaker/detail/windows.hpp>
+#include <keel/core/context.hpp>
+
+/// An endpoint type both libraries and the test know.
+struct shared_endpoint {
+  int port = 0;
+};
 
 #if defined(_WIN32)
 #if defined(KEEL_SHARED_ADDER_BUILDING)
@@ -28,7 +35,13 @@
                                                     std::uint64_t n);                     \
   /** Asks `core` for n admissions at `now`; returns how many were rejected. */           \
   KEEL_SHARED_ADDER_API std::uint64_t keel_shared_reject_##side(                          \
-      keel::breaker_state_machine& core, std::uint64_t n, keel::time_point now);
+      keel::breaker_state_machine& core, std::uint64_t n, keel::time_point now);          \
+  /** Sets `ctx`'s target to endpoint `i`, `ep`, and its user value to `v`. */            \
+  KEEL_SHARED_ADDER_API void keel_shared_set_target_##side(                               \
+      keel::context& ctx, std::size_t i, const shared_endpoint& ep, std::uint64_t v);     \
+  /** `ctx`'s target as a shared_endpoint (null if none), and its user value. */          \
+  KEEL_SHARED_ADDER_API const shared_endpoint* keel_shared_get_target_##side(             \
+      const keel::context& ctx, std::uint64_t& v);
 
 KEEL_SHARED_ADDER_DECLARE(a)
 KEEL_SHARED_ADDER_DECLARE(b)

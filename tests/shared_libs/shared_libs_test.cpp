@@ -73,3 +73,23 @@ TEST_CASE(
   for (const std::uint64_t r : rejected) CHECK(r == calls);
   CHECK(core.metrics(now).rejections == 2 * threads_per_library * calls);
 }
+
+TEST_CASE(
+    "context slots: a target and a user value set in one hidden-visibility library are "
+    "read in another",
+    "[shared_libs][context]") {
+  const shared_endpoint ep{8080};
+  keel::context ctx;
+  keel_shared_set_target_a(ctx, 3, ep, 77);
+  std::uint64_t v = 0;
+  const shared_endpoint* got = keel_shared_get_target_b(ctx, v);
+#if defined(__cpp_rtti) || defined(__GXX_RTTI)
+  CHECK(got == &ep);  // std::type_info compares equal across the two
+  CHECK(v == 77);
+#else
+  CHECK(got == nullptr);  // without RTTI: found nothing, never the wrong type
+  CHECK(v == 0);
+#endif
+  CHECK(ctx.target().index() == 3);
+  CHECK(keel_shared_get_target_a(ctx, v) == &ep);
+}

@@ -11,39 +11,39 @@
 #include <optional>
 #include <string_view>
 #include <type_traits>
+#if defined(__cpp_rtti) || defined(__GXX_RTTI)
+#include <typeinfo>
+#endif
 
 namespace keel {
 
 namespace detail {
 
-/// The name the compiler gives T, from the signature of a function template
-/// (identical in every translation unit and shared library).
+#if defined(__cpp_rtti) || defined(__GXX_RTTI)
+/// Identifies a type for the typed reads of a context's slots: its
+/// std::type_info, which the C++ ABI compares equal across shared libraries
+/// (by name) and keeps distinct for local types and types with internal
+/// linkage. Without RTTI, the address of a per-type function, which a shared
+/// library built with hidden visibility duplicates: a read across that
+/// boundary then finds nothing, never the wrong type.
+using type_key = const std::type_info& (*)() noexcept;
 template <class T>
-constexpr std::string_view type_name() noexcept {
-  return __PRETTY_FUNCTION__;
+const std::type_info& type_info_of() noexcept {
+  return typeid(T);
 }
-
-/// One per type: compared by address, and by name when the addresses differ
-/// (a type's key can be duplicated by shared libraries built with hidden
-/// visibility). Types in an anonymous namespace compare by address only: two
-/// translation units may each have their own of the same name.
-struct type_key {
-  std::string_view name;
-  bool unnamed;
-};
-
-constexpr bool names_unnamed_type(std::string_view n) noexcept {
-  return n.find("anonymous") != std::string_view::npos;
-}
-
 template <class T>
-inline constexpr type_key type_key_of{type_name<T>(), names_unnamed_type(type_name<T>())};
-
-inline bool same_type(const type_key* a, const type_key* b) noexcept {
-  if (a == b) return true;
-  if (a == nullptr || b == nullptr || a->unnamed) return false;
-  return a->name == b->name;
+inline constexpr type_key type_key_of = &type_info_of<std::remove_cv_t<T>>;
+inline bool same_type(type_key a, type_key b) noexcept {
+  return a == b || (a != nullptr && b != nullptr && a() == b());
 }
+#else
+using type_key = void (*)() noexcept;
+template <class T>
+void type_anchor() noexcept {}
+template <class T>
+inline constexpr type_key type_key_of = &type_anchor<std::remove_cv_t<T>>;
+inline bool same_type(type_key a, type_key b) noexcept { return a == b; }
+#endif
 
 }  // namespace detail
 
@@ -61,7 +61,7 @@ class target {
   /// holds its endpoints for as long as it lives.
   template <class E>
   constexpr target(std::size_t index, const E& endpoint) noexcept
-      : endpoint_(&endpoint), key_(&detail::type_key_of<E>), index_(index) {}
+      : endpoint_(&endpoint), key_(detail::type_key_of<E>), index_(index) {}
 
   /// True when a pool chose an endpoint.
   constexpr bool has_value() const noexcept { return index_ != none; }
@@ -71,13 +71,13 @@ class target {
   /// The endpoint, when there is one and it is an E; null otherwise.
   template <class E>
   const E* get() const noexcept {
-    if (!detail::same_type(key_, &detail::type_key_of<E>)) return nullptr;
+    if (!detail::same_type(key_, detail::type_key_of<E>)) return nullptr;
     return static_cast<const E*>(endpoint_);
   }
 
  private:
   const void* endpoint_ = nullptr;
-  const detail::type_key* key_ = nullptr;
+  detail::type_key key_ = nullptr;
   std::size_t index_ = none;
 };
 
@@ -114,17 +114,18 @@ class tried_set {
 };
 
 /// A short name kept inside the object, so that a copy can never outlive the
-/// characters it shows: an operation's name for metrics and logs. Longer
-/// names are cut at `capacity` characters.
+/// characters it shows: an operation's name for metrics and logs. A longer
+/// name is cut to at most `capacity` bytes, at a UTF-8 character boundary.
 class short_name {
  public:
-  /// Characters kept; the rest of a longer name is cut off.
+  /// Bytes kept; a longer name is cut at a character boundary at or below this.
   static constexpr std::size_t capacity = 31;
 
   constexpr short_name() noexcept = default;
-  /// A copy of the first `capacity` characters of `s`.
+  /// A copy of `s`, or of its first `capacity` bytes, backed off to the start
+  /// of a UTF-8 character so that a cut name stays valid UTF-8.
   constexpr short_name(std::string_view s) noexcept  // NOLINT: implicit by design
-      : size_(static_cast<unsigned char>(std::min(s.size(), capacity))) {
+      : size_(static_cast<unsigned char>(cut(s))) {
     s.copy(chars_, size_);
   }
 
@@ -138,6 +139,15 @@ class short_name {
   }
 
  private:
+  static constexpr std::size_t cut(std::string_view s) noexcept {
+    if (s.size() <= capacity) return s.size();
+    std::size_t n = capacity;
+    // s[n] is the first byte left out: while it continues a character, the
+    // character began inside the kept part; drop that part too.
+    while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0u) == 0x80u) --n;
+    return n;
+  }
+
   char chars_[capacity] = {};
   unsigned char size_ = 0;
 };
@@ -157,14 +167,14 @@ class user_slot {
     requires fits<T>
   void set(const T& value) noexcept {
     std::memcpy(bytes_, &value, sizeof(T));
-    key_ = &detail::type_key_of<T>;
+    key_ = detail::type_key_of<T>;
   }
 
   /// The value kept, when it is a T.
   template <class T>
     requires fits<T>
   std::optional<T> get() const noexcept {
-    if (!detail::same_type(key_, &detail::type_key_of<T>)) return std::nullopt;
+    if (!detail::same_type(key_, detail::type_key_of<T>)) return std::nullopt;
     std::array<unsigned char, sizeof(T)> raw;
     std::memcpy(raw.data(), bytes_, sizeof(T));
     return std::bit_cast<T>(raw);  // T need not be default-constructible
@@ -177,7 +187,7 @@ class user_slot {
 
  private:
   unsigned char bytes_[capacity] = {};
-  const detail::type_key* key_ = nullptr;
+  detail::type_key key_ = nullptr;
 };
 
 }  // namespace keel

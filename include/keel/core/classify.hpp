@@ -192,9 +192,11 @@ struct exception_t : predicate_base {
   bool operator()(const outcome<R>& o) const noexcept {
     if (!o.has_exception()) return false;
     // One rethrow per type, in order, through the one inspection helper.
-    return (call_or(false, [&] {
-              return inspect_exception<Es>(o.exception(), false, [](const Es&) { return true; });
-            }) ||
+    return (call_or(false,
+                    [&] {
+                      return inspect_exception<Es>(o.exception(), false,
+                                                   [](const Es&) { return true; });
+                    }) ||
             ...);
   }
 };

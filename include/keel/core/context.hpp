@@ -236,7 +236,7 @@ class context {
   tried_set tried() const noexcept { return (used_ & tried_bit) != 0 ? tried_.value : tried_set(); }
 
   /// The operation's name, for metrics and logs ("" unless set): at most
-  /// short_name::capacity characters, kept inside the context.
+  /// short_name::capacity bytes (cut at a UTF-8 boundary), kept inside the context.
   std::string_view operation() const noexcept {
     return (used_ & operation_bit) != 0 ? operation_.value.view() : std::string_view();
   }
@@ -288,7 +288,18 @@ class context {
   /// Forgets every endpoint tried (a new call reusing this context).
   void clear_tried() noexcept { used_ &= ~tried_bit; }
 
-  /// Names the operation (cut at short_name::capacity characters).
+  /// Takes the per-call slots of `inner`, a copy of this context that a
+  /// policy handed to the layers inside it (a timeout does, to tighten the
+  /// deadline): what they set there (a target, tried endpoints) reaches the
+  /// layers outside. Deadline, stop token and attempt stay as they are.
+  void take_slots(const context& inner) noexcept {
+    if (&inner == this) return;
+    used_ = 0;
+    if (inner.used_ != 0) [[unlikely]]
+      copy_slots(inner);
+  }
+
+  /// Names the operation (cut to short_name::capacity bytes at a UTF-8 boundary).
   void set_operation(std::string_view name) noexcept { slot(operation_, operation_bit) = name; }
 
   /// Keeps a caller's small value (trivially copyable, at most

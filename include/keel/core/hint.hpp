@@ -52,8 +52,8 @@ struct hint {
 };
 
 /// A base for a user's exception type that carries a hint: keel finds it
-/// through outcome::hint() (one rethrow, only when a policy asks).
-/// keel::error is one.
+/// through outcome::hint() (one rethrow, only when a policy asks). Derive
+/// publicly and once; keel::error is one.
 class hint_source {
  public:
   /// The hint this failure carries. Must not throw.

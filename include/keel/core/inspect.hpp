@@ -61,6 +61,30 @@ T inspect_exception(const std::exception_ptr& p, T otherwise, F&& f) {
   return otherwise;
 }
 
+/// As above for two types with one rethrow: `f1(e)` for an E1, else `f2(e)`
+/// for an E2, else `otherwise`. E1 first: an exception that is both (or is
+/// an E2 only ambiguously) is handled as an E1.
+template <class E1, class E2, class T, class F1, class F2>
+T inspect_exception(const std::exception_ptr& p, T otherwise, F1&& f1, F2&& f2) {
+#if KEEL_HAS_EXCEPTIONS
+  if (p) {
+    try {
+      std::rethrow_exception(p);
+    } catch (const E1& e) {
+      return std::forward<F1>(f1)(e);
+    } catch (const E2& e) {
+      return std::forward<F2>(f2)(e);
+    } catch (...) {  // neither
+    }
+  }
+#else
+  static_cast<void>(p);
+  static_cast<void>(f1);
+  static_cast<void>(f2);
+#endif
+  return otherwise;
+}
+
 }  // namespace keel
 
 #endif  // KEEL_CORE_INSPECT_HPP_INCLUDED

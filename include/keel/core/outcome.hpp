@@ -314,14 +314,18 @@ class outcome {
   }
 
   /// The hint of a keel failure (its retry-after), or of a thrown
-  /// keel::hint_source such as keel::error (one rethrow to find it); empty
+  /// keel::error or other keel::hint_source, which must be a single public
+  /// base (one rethrow to find it); empty
   /// otherwise. A result's or error value's hint is read by the policy's own
   /// extractor (retry's with_hint).
   keel::hint hint() const {
     if (has_keel_error()) return {keel_error().retry_after, {}, {}};
     if (!has_exception()) return {};
-    return inspect_exception<hint_source>(exception(), keel::hint(),
-                                          [](const hint_source& e) { return e.hint(); });
+    // keel::error first: a type that derives from it and from another
+    // hint_source has hint_source only as an ambiguous base.
+    return inspect_exception<keel::error, hint_source>(
+        exception(), keel::hint(), [](const keel::error& e) { return e.hint(); },
+        [](const hint_source& e) { return e.hint(); });
   }
 
   /// hint().retry_after: how long to wait before trying again, if known.

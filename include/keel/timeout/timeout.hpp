@@ -157,10 +157,11 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   // The call itself, under `deadline`. Returns `o` only: GCC builds a named
   // result in the caller's slot only when every return names it.
   template <class R, class Next>
-  outcome<R> run_until(Next& next, const context& ctx, context& inner, time_point start,
+  outcome<R> run_until(Next& next, context& ctx, context& inner, time_point start,
                        time_point deadline) const {
     if constexpr (std::is_void_v<Watchdog>) {
       outcome<R> o = next(inner);
+      ctx.take_slots(inner);  // what the layers inside chose (a target, tried endpoints)
       const time_point end = env_.now();
       if (missed(end, deadline) && !keeps_late(o, ctx, false, start, end, deadline)) {
         o = expire<R>(start, end, deadline);
@@ -179,6 +180,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
 #endif
       if (watch) inner.set_stop_token(watch->source.get_token());
       outcome<R> o = next(inner);
+      ctx.take_slots(inner);  // what the layers inside chose (a target, tried endpoints)
       const time_point end = env_.now();
       const bool stopped_by_watchdog =
           watch && watch->source.stop_requested() && !ctx.stop_requested();

@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include <keel/pipeline.hpp>
 #include <keel/retry.hpp>
 #include <keel/testing/virtual_environment.hpp>
+#include <keel/timeout.hpp>
 
 #include "support/catch.hpp"
 
@@ -65,8 +67,7 @@ TEST_CASE("context slots: the target is typed, and choosing one marks it tried",
   CHECK(ctx.target().has_value());
   CHECK(ctx.target().index() == 2);
   CHECK(ctx.target().get<endpoint>() == &eps[2]);
-  CHECK(ctx.target().get<int>() == nullptr);             // another type: nothing
-  CHECK(ctx.target().get<const endpoint>() == nullptr);  // exactly the type it was set with
+  CHECK(ctx.target().get<int>() == nullptr);  // another type: nothing
   CHECK(ctx.tried().contains(2));
   CHECK(ctx.tried().size() == 1);
 
@@ -190,20 +191,81 @@ TEST_CASE("context slots: across a retry's attempts the tried set grows",
   CHECK(tried_sizes == std::vector<std::size_t>{1, 2, 3});
 }
 
-TEST_CASE(
-    "type keys: the same name from another shared library is the same type; an "
-    "anonymous namespace's is not",
-    "[context][slots]") {
-  using keel::detail::type_key;
-  const type_key& here = keel::detail::type_key_of<endpoint>;  // anonymous namespace
-  const type_key& mine = keel::detail::type_key_of<keel::tried_set>;
-  const type_key other_copy_of_mine{mine.name, mine.unnamed};  // a second copy elsewhere
-  const type_key other_copy_of_here{here.name, here.unnamed};
-  CHECK(here.unnamed);
-  CHECK_FALSE(mine.unnamed);
-  CHECK(keel::detail::same_type(&mine, &other_copy_of_mine));
-  CHECK_FALSE(keel::detail::same_type(&here, &other_copy_of_here));
-  CHECK(keel::detail::same_type(&here, &here));
-  CHECK_FALSE(keel::detail::same_type(&mine, &here));
-  CHECK_FALSE(keel::detail::same_type(&mine, nullptr));
+TEST_CASE("context slots: local types of the same name are different types",
+          "[context][slots][regression]") {
+  keel::context ctx;
+  {
+    struct S {
+      int v;
+    };
+    static const S s{1};
+    ctx.set_target(keel::target(0, s));
+    ctx.set_user_value(S{0x41});
+  }
+  {
+    struct S {
+      double* v;
+    };
+    CHECK(ctx.target().get<S>() == nullptr);
+    CHECK_FALSE(ctx.user_value<S>().has_value());
+  }
+}
+
+TEST_CASE("context slots: get<const E> is get<E>", "[context][slots][regression]") {
+  const endpoint ep{"a", 1};
+  keel::context ctx;
+  ctx.set_target(keel::target(0, ep));
+  CHECK(ctx.target().get<const endpoint>() == &ep);
+  CHECK(ctx.target().get<volatile endpoint>() == &ep);
+  const int five = 5;
+  ctx.set_user_value(five);
+  CHECK(ctx.user_value<int>() == 5);
+  CHECK(ctx.user_value<const int>() == 5);
+}
+
+TEST_CASE("short_name: a cut name stays valid UTF-8", "[context][slots][regression]") {
+  // 30 ASCII bytes, then a two-byte character straddling the cut at 31.
+  const std::string straddling = std::string(30, 'a') + "\xD0\x96" + "tail";
+  CHECK(keel::short_name(straddling).view() == std::string(30, 'a'));
+  // A two-byte character that ends exactly at byte 31 is kept whole.
+  const std::string fitting = std::string(29, 'a') + "\xD0\x96" + "tail";
+  CHECK(keel::short_name(fitting).view() == std::string(29, 'a') + "\xD0\x96");
+  // A four-byte character cut after one, two or three of its bytes.
+  for (std::size_t lead = 28; lead <= 30; ++lead) {
+    const std::string s = std::string(lead, 'a') + "\xF0\x9F\x98\x80";
+    INFO("ASCII bytes before it: " << lead);
+    CHECK(keel::short_name(s).view() == std::string(lead, 'a'));
+  }
+  CHECK(keel::short_name(std::string(40, 'z')).view().size() == keel::short_name::capacity);
+}
+
+namespace {
+/// A pool stand-in that picks the first endpoint not yet tried.
+struct first_untried {
+  const std::vector<endpoint>* endpoints;
+  template <class R, class Next>
+  keel::outcome<R> run(Next&& next, keel::context& ctx) const {
+    std::size_t i = 0;
+    while (i + 1 < endpoints->size() && ctx.tried().contains(i)) ++i;
+    ctx.set_target(keel::target(i, (*endpoints)[i]));
+    return next(ctx);
+  }
+};
+}  // namespace
+
+TEST_CASE("context slots: what the layers inside a timeout choose reaches the retry outside",
+          "[context][slots][timeout][regression]") {
+  const std::vector<endpoint> eps{{"a", 1}, {"b", 2}, {"c", 3}};
+  keel::testing::virtual_environment env;
+  const auto p =
+      keel::pipeline(keel::retry({.max_attempts = 3}).with_environment(env),
+                     keel::timeout({.timeout = 1s}).with_environment(env), first_untried{&eps});
+  std::vector<std::string> hosts;
+  const auto o = p.try_execute([&](const keel::context& c) -> int {
+    hosts.push_back(c.target().get<endpoint>()->host);
+    if (hosts.size() < 3) throw std::runtime_error("down");
+    return static_cast<int>(c.tried().size());
+  });
+  CHECK(o.value() == 3);
+  CHECK(hosts == std::vector<std::string>{"a", "b", "c"});
 }

@@ -133,3 +133,19 @@ TEST_CASE("hint: a breaker opens for the retry_after a thrown hint_source carrie
   REQUIRE(breaker.state() == keel::circuit_state::open);
   CHECK(breaker.metrics().retry_after == 250ms);  // the hint, not the 10 s open time
 }
+
+namespace {
+struct other_hint_base : keel::hint_source {
+  keel::hint hint() const noexcept override { return {.retry_after = 7s}; }
+};
+struct both_bases : keel::error, other_hint_base {
+  both_bases() : keel::error(keel::errc::rate_limited, 3s) {}
+};
+}  // namespace
+
+TEST_CASE("hint: a type that is a keel::error and another hint_source gives keel::error's",
+          "[hint][regression]") {
+  const auto o = keel::outcome<int>::from_exception(std::make_exception_ptr(both_bases()));
+  CHECK(o.hint().retry_after == 3s);
+  CHECK(o.retry_after() == 3s);
+}
