@@ -132,15 +132,23 @@ class breaker_state_machine {
 
   /// Reports how an admitted call ended. `elapsed` is its duration (for slow
   /// calls), `retry_after` a hint the failure carried. Results of an earlier
-  /// generation, and of rejected admissions, are ignored. Returns the
+  /// generation, and of rejected admissions, are ignored. Uses `a` up: a
+  /// second record() or release() of it changes nothing. Returns the
   /// transition this result caused, if any.
-  std::optional<circuit_transition> record(const circuit_admission& a, call_result result,
-                                           time_point now, duration elapsed = {},
+  std::optional<circuit_transition> record(circuit_admission& a, call_result result, time_point now,
+                                           duration elapsed = {},
                                            std::optional<duration> retry_after = std::nullopt) {
     if (!a.admitted) return std::nullopt;
+    a.admitted = false;
     return record_with(
         a.generation, result, elapsed, [now] { return now; },
         [retry_after] { return retry_after; });
+  }
+  /// As above, for an admission no one keeps.
+  std::optional<circuit_transition> record(circuit_admission&& a, call_result result,
+                                           time_point now, duration elapsed = {},
+                                           std::optional<duration> retry_after = std::nullopt) {
+    return record(a, result, now, elapsed, retry_after);
   }
 
   /// As record(), for a call admitted in `generation` (any admission's, the
@@ -185,8 +193,11 @@ class breaker_state_machine {
 
   /// Gives back admission `a` without a result (the caller gave up, or the
   /// outcome says nothing about health); a rejection has nothing to give back.
-  void release(const circuit_admission& a) noexcept {
-    if (a.admitted) release(a.generation);
+  /// Uses `a` up, as record() does.
+  void release(circuit_admission& a) noexcept {
+    if (!a.admitted) return;
+    a.admitted = false;
+    release(a.generation);
   }
 
   /// Gives back an admission without a result (the caller gave up, or the

@@ -96,7 +96,9 @@ class fallback_call {
   // built only when the whole chain failed.
   slot tried_[Alternatives + 1];
   std::size_t size_ = 0;
-  std::size_t current_ = 0;  // the alternative under way, once size_ > 0
+  std::size_t current_ = 0;  // the alternative under way, once size_ > 0; or finished
+
+  static constexpr std::size_t finished = static_cast<std::size_t>(-1);
 };
 
 /// What fallback::decide() answers: call alternative() next, or done: the
@@ -213,18 +215,22 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   /// errc::cancelled after a stop request, the primary's failure when no
   /// alternative takes it, or errc::all_fallbacks_failed with every failure
   /// as causes(). Emits fallback_skipped, fallback_cancelled, all_fallbacks_failed.
+  /// Once it has answered done, the call is over: asking again answers done
+  /// and leaves `o` and the call as they are.
   template <class R>
   fallback_decision decide(outcome<R>& o, call_type<R>& call, const context& ctx) const {
+    if (call.current_ == call_type<R>::finished) [[unlikely]]
+      return fallback_decision::done();
     if (is_cancellation(o)) {  // not a failure to degrade from
       if (call.size_ > 0) detail::emit(listener_, fallback_cancelled{call.size_ + 1});
-      return fallback_decision::done();
+      return finish(call);
     }
     std::size_t i = call.size_ == 0 ? 0 : call.current_ + 1;
     call.push(std::move(o));
     for (; i < count; ++i) {
       if (ctx.stop_requested()) {
         stopped(o, call);
-        return fallback_decision::done();
+        return finish(call);
       }
       const outcome<R>& why = call.why();
       if (visit_alternative(i, [&](const auto& alt) { return alt.handles(why); })) {
@@ -234,7 +240,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
       detail::emit(listener_, fallback_skipped{i});
     }
     all_failed(o, call);
-    return fallback_decision::done();
+    return finish(call);
   }
 
   /// The call ended with an outcome handles() does not match: emits
@@ -242,7 +248,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   template <class R>
   void succeeded(const call_type<R>& call) const noexcept {
     if constexpr (detail::listens_to<Listener, fallback_used>) {
-      if (call.size_ > 0)
+      if (call.size_ > 0 && call.current_ != call_type<R>::finished)
         detail::emit(listener_, fallback_used{call.current_, call.why().describe()});
     }
   }
@@ -299,6 +305,12 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
 
   // The ends of a walk that found no stand-in, out of line: they are rare,
   // and the caller's code stays small.
+  template <class R>
+  static fallback_decision finish(call_type<R>& call) noexcept {
+    call.current_ = call_type<R>::finished;
+    return fallback_decision::done();
+  }
+
   template <class R>
   [[gnu::cold]] KEEL_DETAIL_NOINLINE void stopped(outcome<R>& o, const call_type<R>& call) const {
     detail::emit(listener_, fallback_cancelled{call.size_});

@@ -144,6 +144,10 @@ class retry_call {
   int attempt_ = 1;
   bool timed_ = false;                     // start_ was read (max_elapsed is set)
   bool last_retry_after_timeout_ = false;  // for the budget's refund
+  // For the step API only (run() never reads them): a decision is waited
+  // on; the call is over. A driver that asks out of turn changes nothing.
+  bool waiting_ = false;
+  bool over_ = false;
 };
 
 /// What retry::decide() answers after a failure: again, after delay(), with
@@ -308,19 +312,33 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   /// After attempt call.attempt() ended in `o`, a failure handles() matched:
   /// again after a delay (the attempt is advanced) or stop, with `o` what the
   /// caller gets (errc::cancelled after a stop request). Counts, feeds the budget, emits.
+  /// Once the call is over (a stop, succeeded(), interrupted()), answers
+  /// stop and changes nothing.
   template <class R>
   retry_decision decide(outcome<R>& o, retry_call& call, const context& ctx) const {
-    return decide_now(o, call, ctx);
+    if (call.over_) return retry_decision::stop();
+    const retry_decision d = decide_now(o, call, ctx);
+    call.waiting_ = d.again();
+    call.over_ = !d.again();
+    return d;
   }
 
   /// The call ended after call.attempt() attempts with an outcome handles()
-  /// does not match: counts a success after retry, tells the budget.
-  void succeeded(const retry_call& call) const noexcept { note_success(call.attempt_ > 1, call); }
+  /// does not match: counts a success after retry, tells the budget. Once per
+  /// call; nothing after the call is over.
+  void succeeded(retry_call& call) const noexcept {
+    if (call.over_) return;
+    call.over_ = true;
+    note_success(call.attempt_ > 1, call);
+  }
 
   /// The wait decide() asked for ended early on a stop request: reports the
   /// failure in `o` as aborted (cancelled) and makes `o` errc::cancelled.
+  /// Only while a decision to try again is waited on; otherwise nothing.
   template <class R>
-  void interrupted(outcome<R>& o, const retry_call& call) const {
+  void interrupted(outcome<R>& o, retry_call& call) const {
+    if (!call.waiting_ || call.over_) return;
+    call.over_ = true;
     cancel(o, call.attempt_ - 1);
   }
 
@@ -473,7 +491,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     const retry_decision d = decide_now(o, call, ctx);
     if (!d) return false;
     if (!env_.sleep_for(d.delay(), ctx.stop_token())) [[unlikely]] {
-      interrupted(o, call);
+      cancel(o, call.attempt_ - 1);  // interrupted(), without the step API's checks
       return false;
     }
     return true;

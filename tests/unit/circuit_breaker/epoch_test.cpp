@@ -145,13 +145,13 @@ TEST_CASE("breaker_state_machine: a result recorded 2^27 transitions after admis
           "[circuit_breaker][generation]") {
   keel::breaker_state_machine core({.trip = keel::consecutive_failures{.threshold = 1}});
   const keel::time_point t{};
-  const keel::circuit_admission a = core.try_acquire(t);
+  keel::circuit_admission a = core.try_acquire(t);
   REQUIRE(a.admitted);
   seam::set_generation(core, static_cast<std::uint32_t>(lap - 3));
   for (int i = 0; i < 3; ++i) CHECK(core.reset(t).has_value());
   CHECK(!core.record(a, keel::call_result::failure, t).has_value());
   CHECK(core.state() == circuit_state::closed);
-  const keel::circuit_admission fresh = core.try_acquire(t);
+  keel::circuit_admission fresh = core.try_acquire(t);
   CHECK(fresh.generation == lap);
   const auto opened = core.record(fresh, keel::call_result::failure, t);
   REQUIRE(opened.has_value());

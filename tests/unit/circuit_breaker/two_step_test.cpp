@@ -80,7 +80,7 @@ TEST_CASE("breaker_state_machine: usable by hand with explicit times", "[circuit
   const auto rejected = core.try_acquire(t0 + 2s);
   CHECK(!rejected);
   CHECK(rejected.retry_after == std::optional<keel::duration>(4s));
-  const auto probe = core.try_acquire(t0 + 6s);
+  auto probe = core.try_acquire(t0 + 6s);
   REQUIRE(probe.is_probe());
   REQUIRE(probe.transition());
   CHECK(probe.transition()->to == circuit_state::half_open);

@@ -23,7 +23,7 @@ constexpr std::uint64_t two_32 = std::uint64_t{1} << 32;
 keel::time_point at(keel::duration d) { return keel::time_point(d); }
 
 void call(keel::breaker_state_machine& core, call_result r, keel::time_point now) {
-  const keel::circuit_admission a = core.try_acquire(now);
+  keel::circuit_admission a = core.try_acquire(now);
   REQUIRE(a.admitted);
   (void)core.record(a, r, now);
 }

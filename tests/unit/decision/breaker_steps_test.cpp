@@ -184,7 +184,7 @@ class hand_driver {
       return "ran";
     }
     // The general path: any state, the slow-call rule's timing.
-    const keel::circuit_admission admission = machine_.try_acquire_with(now);
+    keel::circuit_admission admission = machine_.try_acquire_with(now);
     keel::emit_for(log_, admission);
     if (!admission) return rejected(admission.rejection_code(), admission.retry_after);
     const time_point start = env_.now();
@@ -397,8 +397,8 @@ TEST_CASE("breaker_state_machine: releasing a rejection frees no probe slot",
   time_point t{10s};
   core.record(core.try_acquire(t), call_result::failure, t);
   t += 2s;
-  const auto probe = core.try_acquire(t);
-  const auto rejected = core.try_acquire(t);
+  auto probe = core.try_acquire(t);
+  auto rejected = core.try_acquire(t);
   REQUIRE(probe.admitted);
   REQUIRE_FALSE(rejected.admitted);
   core.release(rejected);                     // e.g. a driver's guard on every admission
