@@ -11,6 +11,7 @@
 #include "keel/core/events.hpp"
 #include "keel/core/expected_like.hpp"
 #include "keel/core/fluent.hpp"
+#include "keel/core/observe.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"

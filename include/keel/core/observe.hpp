@@ -1,0 +1,330 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_CORE_OBSERVE_HPP_INCLUDED
+#define KEEL_CORE_OBSERVE_HPP_INCLUDED
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include "keel/core/context.hpp"
+#include "keel/core/events.hpp"
+#include "keel/core/inspect.hpp"
+
+namespace keel {
+
+// ---- Names -------------------------------------------------------------------
+
+/// A policy's name, held inline: fixed capacity, no allocation, trivially
+/// copyable, so a copy of the policy never refers to the caller's string.
+/// Longer names are cut at `capacity` bytes (31), back to the last whole
+/// UTF-8 character.
+class policy_name {
+ public:
+  /// Bytes kept at most.
+  static constexpr std::size_t capacity = 31;
+
+  /// The empty name.
+  constexpr policy_name() noexcept = default;
+  /// `name`, cut to `capacity` bytes at a character boundary.
+  constexpr explicit policy_name(std::string_view name) noexcept {
+    std::size_t n = std::min(name.size(), capacity);
+    if (n < name.size()) {
+      // Never keep half a character: drop the continuation bytes (10xxxxxx)
+      // of the one cut, then its lead byte.
+      while (n > 0 && (static_cast<unsigned char>(name[n]) & 0xC0U) == 0x80U) --n;
+    }
+    for (std::size_t i = 0; i < n; ++i) data_[i] = name[i];
+    size_ = static_cast<unsigned char>(n);
+  }
+
+  /// The name; valid while this object lives.
+  constexpr std::string_view view() const noexcept { return {data_.data(), size_}; }
+  /// view(), so that a policy_name goes where a std::string_view is asked for.
+  constexpr operator std::string_view() const noexcept {  // NOLINT(google-explicit-constructor)
+    return view();
+  }
+  constexpr bool empty() const noexcept { return size_ == 0; }
+  friend constexpr bool operator==(const policy_name& a, const policy_name& b) noexcept {
+    return a.view() == b.view();
+  }
+
+ private:
+  std::array<char, capacity> data_{};
+  unsigned char size_ = 0;
+};
+
+/// Where an event comes from. Views into the names' own storage: valid while
+/// the policy (and the pipeline) that emitted the event live, so a handler
+/// that keeps them longer copies them into strings.
+struct event_source {
+  /// The call's pipeline: the name of the named pipeline (keel::pipeline(...)
+  /// .named("payments")) it runs in; empty for an unnamed one, and for events
+  /// with no call at hand (a circuit's state transitions).
+  std::string_view pipeline;
+  /// The emitting policy's name: set with `.named(...)`, by default its kind
+  /// ("retry", "circuit_breaker", "timeout", "fallback").
+  std::string_view policy;
+};
+
+namespace detail {
+
+/// True once keel::context carries an operation name (set by a named pipeline).
+template <class C>
+concept has_operation = requires(C& c, const C& cc) {
+  { cc.operation() } -> std::convertible_to<std::string_view>;
+  c.set_operation(std::string_view());
+};
+
+/// The name of the pipeline a call runs in, from its context (a template
+/// only so that the branch for a context without it is never compiled).
+template <class C = context>
+std::string_view operation_of(const C& ctx) noexcept {
+  if constexpr (has_operation<C>) {
+    return ctx.operation();
+  } else {
+    static_cast<void>(ctx);
+    return {};
+  }
+}
+
+/// Names a call's operation after a named pipeline for as long as it runs
+/// in it, when the call has no operation yet (the outermost name wins), and
+/// clears it again on the way out. A template only so that the code for a
+/// context without operations is never compiled.
+template <class C = context>
+class operation_scope {
+ public:
+  operation_scope(C& ctx, std::string_view name) noexcept {
+    if constexpr (has_operation<C>) {
+      if (ctx.operation().empty()) {
+        ctx.set_operation(name);
+        ctx_ = &ctx;
+      }
+    } else {
+      static_cast<void>(ctx);
+      static_cast<void>(name);
+    }
+  }
+  ~operation_scope() {
+    if constexpr (has_operation<C>) {
+      if (ctx_ != nullptr) ctx_->set_operation(std::string_view());
+    }
+  }
+  operation_scope(const operation_scope&) = delete;
+  operation_scope& operator=(const operation_scope&) = delete;
+
+ private:
+  C* ctx_ = nullptr;
+};
+
+}  // namespace detail
+
+/// The source of an event that a policy named `name` emits during the call
+/// whose context is `ctx`.
+inline event_source source_of(std::string_view name, const context& ctx) noexcept {
+  return {detail::operation_of(ctx), name};
+}
+
+/// The source of an event with no call at hand: the policy's name alone.
+inline event_source source_of(std::string_view name) noexcept { return {{}, name}; }
+
+// ---- Counters ----------------------------------------------------------------
+
+/// Every kind of event keel's policies emit; an event type names its kind as
+/// `static constexpr keel::event_kind kind`.
+enum class event_kind : unsigned char {
+  retry_scheduled,         ///< retry: a retry was scheduled (a wait began)
+  retry_succeeded,         ///< retry: a call succeeded after at least one retry
+  retries_exhausted,       ///< retry: attempts, time or the delay function ran out
+  retry_aborted,           ///< retry: a failure that must not be retried
+  retry_budget_exhausted,  ///< retry: the shared budget refused a retry
+  circuit_opened,          ///< circuit_breaker
+  circuit_half_opened,     ///< circuit_breaker
+  circuit_closed,          ///< circuit_breaker
+  circuit_state_changed,   ///< circuit_breaker: every transition, by hand too
+  call_rejected,           ///< circuit_breaker: a call refused without being made
+  timed_out,               ///< timeout: a call gave errc::timeout
+  late_result_kept,        ///< timeout: a late call's outcome was kept
+  fallback_used,           ///< fallback: an alternative produced the result
+  fallback_skipped,        ///< fallback: an alternative did not handle the failure
+  all_fallbacks_failed,    ///< fallback: every alternative tried failed
+  fallback_cancelled,      ///< fallback: a stop request ended the chain
+};
+
+/// Number of event kinds.
+inline constexpr std::size_t event_kind_count = 16;
+
+/// Every event kind, in order: `for (keel::event_kind k : keel::event_kinds)`.
+inline constexpr std::array<event_kind, event_kind_count> event_kinds = [] {
+  std::array<event_kind, event_kind_count> all{};
+  for (std::size_t i = 0; i < event_kind_count; ++i) all[i] = static_cast<event_kind>(i);
+  return all;
+}();
+
+/// The enumerator's name ("retry_scheduled"); "unknown" otherwise.
+constexpr std::string_view to_string_view(event_kind k) noexcept {
+  constexpr std::array<std::string_view, event_kind_count> names = {"retry_scheduled",
+                                                                    "retry_succeeded",
+                                                                    "retries_exhausted",
+                                                                    "retry_aborted",
+                                                                    "retry_budget_exhausted",
+                                                                    "circuit_opened",
+                                                                    "circuit_half_opened",
+                                                                    "circuit_closed",
+                                                                    "circuit_state_changed",
+                                                                    "call_rejected",
+                                                                    "timed_out",
+                                                                    "late_result_kept",
+                                                                    "fallback_used",
+                                                                    "fallback_skipped",
+                                                                    "all_fallbacks_failed",
+                                                                    "fallback_cancelled"};
+  const auto i = static_cast<std::size_t>(k);
+  return i < event_kind_count ? names[i] : "unknown";
+}
+
+/// An event type keel counts: it names its kind.
+template <class E>
+concept counted_event = requires {
+  { E::kind } -> std::convertible_to<event_kind>;
+};
+
+/// Counts events, one relaxed atomic per event kind: the one counter model
+/// of every policy. Attach it with `policy.with_counters(c)`; every copy of
+/// the policy (the one inside a pipeline too) counts into this object, which
+/// must outlive them. Several policies may share one. Also a listener
+/// (`on(const E&)` for every counted event). Thread-safe; neither copyable
+/// nor movable.
+class counters {
+ public:
+  counters() noexcept = default;
+  counters(const counters&) = delete;
+  counters& operator=(const counters&) = delete;
+
+  /// Counts one event of kind `k`.
+  void add(event_kind k) const noexcept {
+    slots_[index(k)].fetch_add(1, std::memory_order_relaxed);
+  }
+  /// As a listener: counts `e`.
+  template <counted_event E>
+  void on(const E&) const noexcept {
+    add(E::kind);
+  }
+
+  /// Events of kind `k` counted so far (a relaxed read).
+  std::uint64_t count(event_kind k) const noexcept {
+    return slots_[index(k)].load(std::memory_order_relaxed);
+  }
+  /// Events of type E counted so far: `c.count<keel::retry_scheduled>()`.
+  template <counted_event E>
+  std::uint64_t count() const noexcept {
+    return count(E::kind);
+  }
+
+  /// Sets every count to zero (not atomically as a whole).
+  void reset() noexcept {
+    for (auto& s : slots_) s.store(0, std::memory_order_relaxed);
+  }
+
+ private:
+  static std::size_t index(event_kind k) noexcept {
+    const auto i = static_cast<std::size_t>(k);
+    return i < event_kind_count ? i : 0;
+  }
+  mutable std::array<std::atomic<std::uint64_t>, event_kind_count> slots_{};
+};
+
+/// A policy's listener with counters attached (what `with_counters` makes of
+/// the listener slot): events go to `listener` as before, and counted events
+/// are also counted into `*sink`.
+template <class L>
+struct counted_listener {
+  [[no_unique_address]] L listener;
+  counters* sink;
+
+  template <class E>
+    requires(counted_event<E> || listens_to<L, E>)
+  void on(const E& e) const noexcept {
+    if constexpr (counted_event<E>) sink->add(E::kind);
+    emit(listener, e);
+  }
+};
+
+namespace detail {
+template <class L>
+inline constexpr bool is_counted_listener = false;
+template <class L>
+inline constexpr bool is_counted_listener<counted_listener<L>> = true;
+
+template <class Slot, class L>
+struct with_listener {
+  using type = L;
+};
+template <class Old, class L>
+struct with_listener<counted_listener<Old>, L> {
+  using type = counted_listener<L>;
+};
+template <class Slot>
+struct with_counters {
+  using type = counted_listener<Slot>;
+};
+template <class L>
+struct with_counters<counted_listener<L>> {
+  using type = counted_listener<L>;
+};
+}  // namespace detail
+
+/// The listener slot `Slot` after `with_listener(L)`: L, still counted when
+/// counters were attached.
+template <class Slot, class L>
+using with_listener_t = typename detail::with_listener<Slot, std::decay_t<L>>::type;
+/// The listener slot `Slot` after `with_counters(c)`.
+template <class Slot>
+using with_counters_t = typename detail::with_counters<Slot>::type;
+
+/// The listener slot `slot` with its listener replaced by `l`; counters
+/// attached to it stay attached (with_listener and with_counters commute).
+template <class Slot, class L>
+with_listener_t<Slot, L> replace_listener(Slot slot, L&& l) {
+  if constexpr (detail::is_counted_listener<Slot>) {
+    return {std::forward<L>(l), slot.sink};
+  } else {
+    return std::forward<L>(l);
+  }
+}
+
+/// The listener slot `slot`, its events also counted into `c` (replacing
+/// counters attached before).
+template <class Slot>
+with_counters_t<Slot> attach_counters(Slot slot, counters& c) noexcept(
+    std::is_nothrow_move_constructible_v<Slot>) {
+  if constexpr (detail::is_counted_listener<Slot>) {
+    return {std::move(slot.listener), &c};
+  } else {
+    return {std::move(slot), &c};
+  }
+}
+
+/// Reports an event of type E to a policy's listener slot: counts it when
+/// counters are attached, and builds it (`make()`) and delivers it only when
+/// the listener hears E. Costs nothing for keel::no_listener. An exception
+/// from `make` or the handler is swallowed.
+template <class E, class L, class Make>
+void report(const L& listener, Make&& make) noexcept {
+  if constexpr (detail::is_counted_listener<L>) {
+    if constexpr (counted_event<E>) listener.sink->add(E::kind);
+    report<E>(listener.listener, make);
+  } else if constexpr (listens_to<L, E>) {
+    call_ignoring_exceptions([&] { detail::deliver(listener, make()); });
+  }
+}
+
+}  // namespace keel
+
+#endif  // KEEL_CORE_OBSERVE_HPP_INCLUDED
