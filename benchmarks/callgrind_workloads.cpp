@@ -93,6 +93,20 @@ auto guard(Alternative alternative, keel::circuit_breaker<>& breaker) {
       std::ref(breaker));
 }
 
+/// The attempts one more call of `f` through `r` makes, when it ends with a
+/// value (`succeeds`) or a failure: what each measured call did. One call
+/// more drops out of the figure (see tools/bench-callgrind.sh), and the retry
+/// counts nothing itself, so no other instance of it is compiled to ask.
+template <class Retry, class F>
+int attempts_of_one_call(const Retry& r, F f, bool succeeds) {
+  int attempts = 0;
+  const auto o = r.try_execute([&] {
+    ++attempts;
+    return f();
+  });
+  return o.has_value() == succeeds ? attempts : -1;
+}
+
 bool is_closed(const keel::circuit_breaker<>& b) {
   return b.state() == keel::circuit_state::closed;
 }
@@ -202,13 +216,14 @@ bool keel_cg_retry(int n) {
 bool keel_cg_retry_failure_as_value(int n) {
   static const auto r = zero_delay_retry();
   failure_calls(r, n);
-  return r.counters().exhausted == static_cast<std::uint64_t>(n);
+  return attempts_of_one_call(r, [] { return keel_bench::failing(0); }, false) == 3;
 }
 
 bool keel_cg_retry_fail_then_succeed(int n) {
   static const auto r = zero_delay_retry();
   flaky_calls(r, n);
-  return r.counters().successes_after_retry == static_cast<std::uint64_t>(n);
+  int k = 0;
+  return attempts_of_one_call(r, [&] { return keel_bench::flaky(k); }, true) == 2;
 }
 
 // A budget left as full as it was found (a failure takes a token, a success
@@ -217,7 +232,8 @@ bool keel_cg_retry_fail_then_succeed_with_budget(int n) {
   static keel::retry_budget budget({.token_ratio = 1.0});
   static const auto r = zero_delay_retry().with_budget(budget);
   flaky_calls(r, n);
-  return r.counters().successes_after_retry == static_cast<std::uint64_t>(n);
+  int k = 0;  // the budget granted the retry: two attempts
+  return attempts_of_one_call(r, [&] { return keel_bench::flaky(k); }, true) == 2;
 }
 
 // ---- Fallback and timeout ----------------------------------------------------------

@@ -3,11 +3,13 @@
 #define KEEL_PIPELINE_HPP_INCLUDED
 
 #include <cstddef>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
 #include "keel/core/context.hpp"
+#include "keel/core/observe.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 
@@ -53,6 +55,9 @@ inline constexpr bool is_movable_slot<refused_policy<P, refusal::not_copyable>> 
 
 }  // namespace detail
 
+template <class P>
+class named_pipeline;
+
 /// Policies composed outermost first: `pipeline(fallback, retry, breaker)` runs
 /// a call as fallback(retry(breaker(call))). Composed at compile time: no
 /// allocation, no virtual call. Each policy is held by value, by std::ref (to
@@ -81,6 +86,16 @@ class pipeline : public executable<pipeline<Policies...>> {
   /// The policies, in order.
   const std::tuple<Policies...>& policies() const noexcept { return policies_; }
 
+  /// This pipeline named `name` (cut at policy_name::capacity bytes): the
+  /// events of its policies carry the name as their source.pipeline.
+  named_pipeline<pipeline> named(std::string_view name) const& {
+    return named_pipeline<pipeline>(*this, name);
+  }
+  /// As above, moving the policies.
+  named_pipeline<pipeline> named(std::string_view name) && {
+    return named_pipeline<pipeline>(std::move(*this), name);
+  }
+
  private:
   template <std::size_t I, class R, class Next>
   outcome<R> run_from(Next& next, context& ctx) const {
@@ -97,6 +112,32 @@ class pipeline : public executable<pipeline<Policies...>> {
   }
 
   std::tuple<Policies...> policies_;
+};
+
+/// A pipeline with a name (made by pipeline::named): each call runs with the
+/// name as its context's operation, unless the caller (or an outer named
+/// pipeline) set one, so every event of the pipeline's policies names it in
+/// source.pipeline. An unnamed pipeline pays nothing for this.
+template <class P>
+class named_pipeline : public executable<named_pipeline<P>> {
+ public:
+  named_pipeline(P pipeline, std::string_view name) : pipeline_(std::move(pipeline)), name_(name) {}
+
+  /// Runs `next` under the pipeline, named.
+  template <class R, class Next>
+  outcome<R> run(Next&& next, context& ctx) const {
+    const detail::operation_scope<> scope(ctx, name_.view());
+    return pipeline_.template run<R>(next, ctx);
+  }
+
+  /// The name, as kept (cut at policy_name::capacity bytes).
+  std::string_view name() const noexcept { return name_.view(); }
+  /// The policies, in order.
+  decltype(auto) policies() const noexcept { return pipeline_.policies(); }
+
+ private:
+  P pipeline_;
+  policy_name name_;
 };
 
 // Arguments are taken as given (lvalue or rvalue) so that one the pipeline

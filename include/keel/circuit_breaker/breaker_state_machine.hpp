@@ -8,6 +8,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -21,6 +22,7 @@
 #include "keel/core/config_error.hpp"
 #include "keel/core/error.hpp"
 #include "keel/core/events.hpp"
+#include "keel/core/observe.hpp"
 #include "keel/core/time.hpp"
 #include "keel/detail/config.hpp"
 
@@ -61,9 +63,11 @@ class breaker_state_machine {
   }
 
  public:
-  /// Throws keel::config_error (aborts without exceptions) when `options` are invalid.
-  explicit breaker_state_machine(circuit_breaker_options options = {})
-      : cold_(std::make_unique<cold_state>(checked(std::move(options)))) {
+  /// Throws keel::config_error (aborts without exceptions) when `options` are
+  /// invalid. `name`: the source of its events (cut at policy_name::capacity bytes).
+  explicit breaker_state_machine(circuit_breaker_options options = {},
+                                 std::string_view name = "circuit_breaker")
+      : cold_(std::make_unique<cold_state>(checked(std::move(options)), name)) {
     cold_state& c = *cold_;
     c.rejections.configure();
     const circuit_breaker_options& o = c.options;
@@ -92,6 +96,8 @@ class breaker_state_machine {
   breaker_state_machine& operator=(const breaker_state_machine&) = delete;
 
   const circuit_breaker_options& options() const noexcept { return cold_->options; }
+  /// Its name, kept with the cold state (so it costs the hot cache line nothing).
+  std::string_view name() const noexcept { return cold_->name; }
 
   /// True when record() wants the call's duration (a slow-call rule is set):
   /// only then does a driver need to read the clock around the call.
@@ -765,7 +771,8 @@ class breaker_state_machine {
   // What the closed path never touches, allocated once at construction: the
   // options, the mutex of transitions, the counters and the rule's window.
   struct cold_state {
-    explicit cold_state(circuit_breaker_options o) : rules(o), options(std::move(o)) {}
+    cold_state(circuit_breaker_options o, std::string_view n)
+        : rules(o), options(std::move(o)), name(n) {}
     cold_state(const cold_state&) = delete;
     cold_state& operator=(const cold_state&) = delete;
     ~cold_state() { detail::state_cells::free_after(second); }
@@ -787,6 +794,7 @@ class breaker_state_machine {
     std::atomic<std::uint64_t> slow_calls{0};
     detail::trip_rules rules;
     circuit_breaker_options options;
+    policy_name name;
     // The first wrap's cell, allocated with the rest; the cells of later
     // wraps follow it (next), each allocated one wrap ahead, freed here.
     alignas(64) detail::state_cell second;
@@ -808,51 +816,67 @@ using circuit_breaker_core = breaker_state_machine;
 
 /// Delivers to `listener` the events of transition `t`, as circuit_breaker
 /// does: circuit_state_changed (when the state changed), then circuit_opened,
-/// circuit_half_opened or circuit_closed. Events are built only for a listener
-/// that listens to them; a listener that throws is ignored.
+/// circuit_half_opened or circuit_closed, each with `source`. Events are
+/// built only for a listener that listens to them, and counted when counters
+/// are attached (keel::report); a listener that throws is ignored.
 template <class Listener>
-void emit_for(const Listener& listener, const circuit_transition& t) noexcept {
-  if (t.from != t.to) detail::emit(listener, circuit_state_changed{t.from, t.to, t.at});
+void emit_for(const Listener& listener, const circuit_transition& t,
+              const event_source& source = {}) noexcept {
+  if (t.from != t.to) {
+    report<circuit_state_changed>(
+        listener, [&] { return circuit_state_changed{t.from, t.to, t.at, source}; });
+  }
   switch (t.to) {
     case circuit_state::open:
-      detail::emit(listener, circuit_opened{t.reason, t.failure_ratio, t.open_for, t.at});
+      report<circuit_opened>(listener, [&] {
+        return circuit_opened{t.reason, t.failure_ratio, t.open_for, t.at, source};
+      });
       break;
     case circuit_state::half_open:
-      detail::emit(listener, circuit_half_opened{t.at});
+      report<circuit_half_opened>(listener, [&] { return circuit_half_opened{t.at, source}; });
       break;
     case circuit_state::closed:
-      detail::emit(listener, circuit_closed{t.at});
+      report<circuit_closed>(listener, [&] { return circuit_closed{t.at, source}; });
       break;
     default:
       break;
   }
 }
 
-/// As emit_for(listener, *t) when a transition happened (record, isolate, ...).
+/// As emit_for(listener, *t, source) when a transition happened (record, isolate, ...).
 template <class Listener>
-void emit_for(const Listener& listener, const std::optional<circuit_transition>& t) noexcept {
-  if (t) emit_for(listener, *t);
+void emit_for(const Listener& listener, const std::optional<circuit_transition>& t,
+              const event_source& source = {}) noexcept {
+  if (t) emit_for(listener, *t, source);
 }
 
 /// Delivers the events of admission `a`: the half-open round it began, if
-/// any, then call_rejected when it was rejected.
+/// any (with `source`), then call_rejected (with `rejected_source`) when it
+/// was rejected.
 template <class Listener>
-void emit_for(const Listener& listener, const circuit_admission& a) noexcept {
+void emit_for(const Listener& listener, const circuit_admission& a, const event_source& source = {},
+              const event_source& rejected_source = {}) noexcept {
   if (a.began_round) {
-    emit_for(listener, circuit_transition{a.previous, circuit_state::half_open, a.at, {}, 0.0, {}});
+    emit_for(listener, circuit_transition{a.previous, circuit_state::half_open, a.at, {}, 0.0, {}},
+             source);
   }
   if (!a.admitted) {
-    if constexpr (detail::listens_to<Listener, call_rejected>) {
-      detail::emit(listener, call_rejected{a.rejection_code(), a.state, a.retry_after});
-    }
+    report<call_rejected>(listener, [&] {
+      return call_rejected{a.rejection_code(), a.state, a.retry_after, rejected_source};
+    });
   }
 }
 
-/// Delivers call_rejected when `r` rejected the call (see reject_open).
+/// Delivers call_rejected, with `source`, when `r` rejected the call (see reject_open).
 template <class Listener>
-void emit_for(const Listener& listener, const open_rejection& r) noexcept {
-  if constexpr (detail::listens_to<Listener, call_rejected>) {
-    if (r) detail::emit(listener, r.event());
+void emit_for(const Listener& listener, const open_rejection& r,
+              const event_source& source = {}) noexcept {
+  if (r) {
+    report<call_rejected>(listener, [&] {
+      call_rejected e = r.event();
+      e.source = source;
+      return e;
+    });
   }
 }
 

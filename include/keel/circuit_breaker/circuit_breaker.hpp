@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <utility>
@@ -19,6 +20,8 @@
 #include "keel/core/error.hpp"
 #include "keel/core/events.hpp"
 #include "keel/core/expected_like.hpp"
+#include "keel/core/fluent.hpp"
+#include "keel/core/observe.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"
@@ -41,15 +44,6 @@ namespace keel {
 template <class Handles = on::any_failure_t, class Listener = no_listener,
           environment Env = default_environment, class Ignores = on::nothing_t>
 class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env, Ignores>> {
-  static_assert(detail::may_take_outcome<Handles>(),
-                "keel::circuit_breaker::handle needs a predicate on the outcome: a keel::on:: "
-                "predicate, or a callable taking const keel::outcome<R>&; to test the returned "
-                "value use keel::on::result(f), an error value keel::on::error(f)");
-  static_assert(detail::may_take_outcome<Ignores>(),
-                "keel::circuit_breaker::ignore needs a predicate on the outcome: a keel::on:: "
-                "predicate, or a callable taking const keel::outcome<R>&; to test the returned "
-                "value use keel::on::result(f), an error value keel::on::error(f)");
-
  public:
   /// Throws keel::config_error (aborts without exceptions) when `options` are invalid.
   // `X()` rather than `{}`: copy-list-initialization would make a type with an
@@ -69,33 +63,54 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   circuit_breaker(const circuit_breaker&) = delete;
   circuit_breaker& operator=(const circuit_breaker&) = delete;
 
+  /// For keel::rebuild: every part.
+  circuit_breaker(from_parts_t, circuit_breaker_options options, Handles handles, Listener listener,
+                  Env env, Ignores ignores, std::string_view name)
+      : handles_(std::move(handles)),
+        ignores_(std::move(ignores)),
+        listener_(std::move(listener)),
+        env_(std::move(env)),
+        core_(std::move(options), name) {}
+
   // Fluent setters: each builds a new breaker (fresh state) with the same options.
 
   /// Which outcomes count as failures (keel::on:: predicates).
   template <class H>
   auto handle(H handles) && {
-    return circuit_breaker<H, Listener, Env, Ignores>(
-        options(), std::move(handles), std::move(listener_), std::move(env_), std::move(ignores_));
+    return rebuild<circuit_breaker<H, Listener, Env, Ignores>, &circuit_breaker::handles_>(
+        std::move(*this), std::move(handles), parts{});
   }
   /// Which failures say nothing about the dependency's health: counted as
   /// neither success nor failure (a probe slot is freed).
   template <class I>
   auto ignore(I ignores) && {
-    return circuit_breaker<Handles, Listener, Env, I>(
-        options(), std::move(handles_), std::move(listener_), std::move(env_), std::move(ignores));
+    return rebuild<circuit_breaker<Handles, Listener, Env, I>, &circuit_breaker::ignores_>(
+        std::move(*this), std::move(ignores), parts{});
   }
   /// Where events go (circuit_opened, circuit_half_opened, circuit_closed,
-  /// circuit_state_changed, call_rejected).
+  /// circuit_state_changed, call_rejected); counters attached stay attached.
   template <class L>
   auto with_listener(L listener) && {
-    return circuit_breaker<Handles, L, Env, Ignores>(
-        options(), std::move(handles_), std::move(listener), std::move(env_), std::move(ignores_));
+    using slot = with_listener_t<Listener, L>;
+    return rebuild<circuit_breaker<Handles, slot, Env, Ignores>, &circuit_breaker::listener_>(
+        std::move(*this), replace_listener(std::move(listener_), std::move(listener)), parts{});
+  }
+  /// Also counts its events into `c` (keel::counters), which must outlive the breaker.
+  auto with_counters(counters& c) && {
+    using slot = with_counters_t<Listener>;
+    return rebuild<circuit_breaker<Handles, slot, Env, Ignores>, &circuit_breaker::listener_>(
+        std::move(*this), attach_counters(std::move(listener_), c), parts{});
+  }
+  /// Named `name` in its events' source (default "circuit_breaker"; cut at
+  /// policy_name::capacity bytes).
+  auto named(std::string_view name) && {
+    return rebuild<circuit_breaker, &circuit_breaker::name>(std::move(*this), name, parts{});
   }
   /// The clock (and sleeper, random source) the breaker reads.
   template <environment E>
   auto with_environment(E env) && {
-    return circuit_breaker<Handles, Listener, E, Ignores>(
-        options(), std::move(handles_), std::move(listener_), std::move(env), std::move(ignores_));
+    return rebuild<circuit_breaker<Handles, Listener, E, Ignores>, &circuit_breaker::env_>(
+        std::move(*this), std::move(env), parts{});
   }
 
   /// A scoped permission to make one call; see try_acquire().
@@ -189,11 +204,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// Asks to make one call (the two-step API, for code that cannot hand over a
   /// callable). Test the permit; if admitted, make the call and record its
   /// result on the permit. Never blocks; reads the clock only when not closed.
-  permit try_acquire() const {
-    const circuit_admission a = core_.try_acquire_with([this] { return env_.now(); });
-    emit_for(listener_, a);
-    return permit(this, a.generation, a.state, a.admitted, a.retry_after);
-  }
+  permit try_acquire() const { return acquire(source_of(name())); }
 
   /// Runs `next` if the circuit lets it; a rejection is returned as
   /// outcome<R>::from_keel(circuit_open / circuit_isolated, retry_after):
@@ -212,13 +223,15 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   }
 
   /// Forces the circuit open until reset(): calls get errc::circuit_isolated.
-  void isolate() const { emit_for(listener_, core_.isolate(env_.now())); }
+  void isolate() const { emit_for(listener_, core_.isolate(env_.now()), source_of(name())); }
   /// Keeps the circuit closed whatever happens (outcomes are still counted).
-  void disable() const { emit_for(listener_, core_.disable(env_.now())); }
+  void disable() const { emit_for(listener_, core_.disable(env_.now()), source_of(name())); }
   /// Closes the circuit with empty windows and the initial open time.
-  void reset() const { emit_for(listener_, core_.reset(env_.now())); }
+  void reset() const { emit_for(listener_, core_.reset(env_.now()), source_of(name())); }
 
   circuit_state state() const noexcept { return core_.state(); }
+  /// The name set by named() ("circuit_breaker" by default), kept by the state machine.
+  std::string_view name() const noexcept { return core_.name(); }
   /// Counters and the current window, readable without a listener.
   circuit_metrics metrics() const { return core_.metrics(env_.now()); }
   const circuit_breaker_options& options() const noexcept { return core_.options(); }
@@ -236,6 +249,13 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
 
  private:
   using admission_t = breaker_state_machine::closed_admission;
+
+  // try_acquire(), its rejection reported with `rejected` as the source.
+  permit acquire(const event_source& rejected) const {
+    const circuit_admission a = core_.try_acquire_with([this] { return env_.now(); });
+    emit_for(listener_, a, source_of(name()), rejected);
+    return permit(this, a.generation, a.state, a.admitted, a.retry_after);
+  }
 
   // Admitted on the closed path. Returns `o` only: GCC builds a named result
   // in the caller's slot only when every return names it.
@@ -262,7 +282,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     const open_rejection r =
         core_.reject_open(core_.admit_closed_current(), [this] { return env_.now(); });
     if (r) {
-      emit_for(listener_, r);
+      emit_for(listener_, r, source_of(name(), ctx));
       return outcome<R>::from_keel(errc::circuit_open, r.retry_after());
     }
     return run_permitted<R>(next, ctx);
@@ -277,7 +297,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     // read): closed in a later cell, or closed again meanwhile.
     if (const admission_t a = core_.admit_closed_current()) [[unlikely]]
       return run_closed<R>(a, next, ctx);
-    permit p = try_acquire();
+    permit p = acquire(source_of(name(), ctx));
     const bool timed = p.admitted_ && core_.measures_duration();
     const time_point start = timed ? env_.now() : time_point{};
     outcome<R> o =
@@ -316,7 +336,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   void finish(std::uint64_t generation, call_result r, duration elapsed, NowFn&& now,
               HintFn&& hint) const {
     if (auto t = core_.record_with(generation, r, elapsed, now, hint)) [[unlikely]]
-      emit_for(listener_, *t);
+      emit_for(listener_, *t, source_of(name()));
   }
 
   // is_cancellation compares error codes through virtual calls; an error value
@@ -341,6 +361,22 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   [[no_unique_address]] Listener listener_;
   [[no_unique_address]] Env env_;
   mutable breaker_state_machine core_;
+
+  // What the fluent setters carry over, in the order of the from_parts constructor.
+  using parts = keel::parts<&circuit_breaker::options, &circuit_breaker::handles_,
+                            &circuit_breaker::listener_, &circuit_breaker::env_,
+                            &circuit_breaker::ignores_, &circuit_breaker::name>;
+
+  // Last in the class: Clang 14 drops the members declared after a failed
+  // one, and keel::rebuild would then report a second error.
+  static_assert(detail::may_take_outcome<Handles>(),
+                "keel::circuit_breaker::handle needs a predicate on the outcome: a keel::on:: "
+                "predicate, or a callable taking const keel::outcome<R>&; to test the returned "
+                "value use keel::on::result(f), an error value keel::on::error(f)");
+  static_assert(detail::may_take_outcome<Ignores>(),
+                "keel::circuit_breaker::ignore needs a predicate on the outcome: a keel::on:: "
+                "predicate, or a callable taking const keel::outcome<R>&; to test the returned "
+                "value use keel::on::result(f), an error value keel::on::error(f)");
 };
 
 circuit_breaker() -> circuit_breaker<>;

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <memory>
 #include <optional>
+#include <string_view>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -16,6 +17,8 @@
 #include "keel/core/context.hpp"
 #include "keel/core/error.hpp"
 #include "keel/core/events.hpp"
+#include "keel/core/fluent.hpp"
+#include "keel/core/observe.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/fallback/alternative.hpp"
@@ -24,9 +27,6 @@
 namespace keel {
 
 namespace detail {
-
-/// Tag of fallback's member-wise constructor (used by its fluent setters).
-struct fallback_parts {};
 
 template <class Chain, class... Ts>
 struct builds_chain_t : std::false_type {};
@@ -145,8 +145,6 @@ template <class Handles, class Listener, class... Alternatives>
 class fallback : public executable<fallback<Handles, Listener, Alternatives...>> {
   static_assert(sizeof...(Alternatives) > 0, "keel::fallback needs at least one alternative");
 
-  using from_parts = detail::fallback_parts;
-
  public:
   /// Builds the chain from values, callables and keel::alternative objects, in order.
   // clang-format off
@@ -156,20 +154,44 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
       : alternatives_(detail::make_alternative(std::forward<Ts>(alternatives))...) {}
   // clang-format on
 
+  /// For keel::rebuild: every part.
+  fallback(from_parts_t, std::tuple<Alternatives...> alternatives, Handles handles,
+           Listener listener, policy_name name)
+      : alternatives_(std::move(alternatives)),
+        handles_(std::move(handles)),
+        listener_(std::move(listener)),
+        name_(name) {}
+
   /// A chain that treats only the failures `h` matches as worth degrading from
   /// (a keel::on:: predicate); other failures of the primary pass through.
   template <class H>
   fallback<std::decay_t<H>, Listener, Alternatives...> handle(H&& h) const {
-    return fallback<std::decay_t<H>, Listener, Alternatives...>(from_parts{}, alternatives_,
-                                                                std::forward<H>(h), listener_);
+    return rebuild<fallback<std::decay_t<H>, Listener, Alternatives...>, &fallback::handles_>(
+        *this, std::forward<H>(h), parts{});
   }
 
   /// The same chain reporting its events (fallback_used, fallback_skipped,
-  /// all_fallbacks_failed, fallback_cancelled) to `l`; see keel::fallback_counters.
+  /// all_fallbacks_failed, fallback_cancelled) to `l`; counters attached with
+  /// with_counters stay attached.
   template <class L>
-  fallback<Handles, std::decay_t<L>, Alternatives...> with_listener(L&& l) const {
-    return fallback<Handles, std::decay_t<L>, Alternatives...>(from_parts{}, alternatives_,
-                                                               handles_, std::forward<L>(l));
+  auto with_listener(L&& l) const {
+    using slot = with_listener_t<Listener, L>;
+    return rebuild<fallback<Handles, slot, Alternatives...>, &fallback::listener_>(
+        *this, replace_listener(listener_, std::forward<L>(l)), parts{});
+  }
+
+  /// The same chain, also counting its events into `c` (keel::counters),
+  /// which every copy shares and which must outlive them.
+  auto with_counters(counters& c) const {
+    using slot = with_counters_t<Listener>;
+    return rebuild<fallback<Handles, slot, Alternatives...>, &fallback::listener_>(
+        *this, attach_counters(listener_, c), parts{});
+  }
+
+  /// The same chain, named `name` in its events' source (default
+  /// "fallback"; cut at policy_name::capacity bytes).
+  fallback named(std::string_view name) const {
+    return rebuild<fallback, &fallback::name_>(*this, policy_name(name), parts{});
   }
 
   /// Runs `next` (the primary), then the alternatives if it failed; never throws.
@@ -187,6 +209,8 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
 
   /// Number of alternatives.
   static constexpr std::size_t size() noexcept { return sizeof...(Alternatives); }
+  /// The name set by named() ("fallback" by default).
+  std::string_view name() const noexcept { return name_.view(); }
 
   // ---- The rules, one step at a time, for a driver of one's own -----------
   // run() is one driver over them; an asynchronous one makes the same calls
@@ -222,14 +246,17 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
     if (call.current_ == call_type<R>::finished) [[unlikely]]
       return fallback_decision::done();
     if (is_cancellation(o)) {  // not a failure to degrade from
-      if (call.size_ > 0) detail::emit(listener_, fallback_cancelled{call.size_ + 1});
+      if (call.size_ > 0) {
+        report<fallback_cancelled>(
+            listener_, [&] { return fallback_cancelled{call.size_ + 1, source_of(name_, ctx)}; });
+      }
       return finish(call);
     }
     std::size_t i = call.size_ == 0 ? 0 : call.current_ + 1;
     call.push(std::move(o));
     for (; i < count; ++i) {
       if (ctx.stop_requested()) {
-        stopped(o, call);
+        stopped(o, call, ctx);
         return finish(call);
       }
       const outcome<R>& why = call.why();
@@ -237,19 +264,21 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
         call.current_ = i;
         return fallback_decision::try_alternative(i);
       }
-      detail::emit(listener_, fallback_skipped{i});
+      report<fallback_skipped>(listener_,
+                               [&] { return fallback_skipped{i, source_of(name_, ctx)}; });
     }
-    all_failed(o, call);
+    all_failed(o, call, ctx);
     return finish(call);
   }
 
-  /// The call ended with an outcome handles() does not match: emits
-  /// fallback_used when an alternative produced it.
+  /// The call (in `ctx`) ended with an outcome handles() does not match:
+  /// emits fallback_used when an alternative produced it.
   template <class R>
-  void succeeded(const call_type<R>& call) const noexcept {
-    if constexpr (detail::listens_to<Listener, fallback_used>) {
-      if (call.size_ > 0 && call.current_ != call_type<R>::finished)
-        detail::emit(listener_, fallback_used{call.current_, call.why().describe()});
+  void succeeded(const call_type<R>& call, const context& ctx = context()) const noexcept {
+    if (call.size_ > 0 && call.current_ != call_type<R>::finished) {
+      report<fallback_used>(listener_, [&] {
+        return fallback_used{call.current_, call.why().describe(), source_of(name_, ctx)};
+      });
     }
   }
 
@@ -269,14 +298,6 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   }
 
  private:
-  template <class, class, class...>
-  friend class fallback;
-
-  fallback(from_parts, std::tuple<Alternatives...> alternatives, Handles handles, Listener listener)
-      : alternatives_(std::move(alternatives)),
-        handles_(std::move(handles)),
-        listener_(std::move(listener)) {}
-
   static constexpr std::size_t count = sizeof...(Alternatives);
 
   // The synchronous driver: `o` is the primary's handled failure; on return
@@ -287,7 +308,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
     for (fallback_decision d = decide(o, call, ctx); d; d = decide(o, call, ctx)) {
       o = produce(d.alternative(), call, ctx);
       if (!handles(o)) {
-        succeeded(call);
+        succeeded(call, ctx);
         return;
       }
     }
@@ -312,19 +333,23 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   }
 
   template <class R>
-  [[gnu::cold]] KEEL_DETAIL_NOINLINE void stopped(outcome<R>& o, const call_type<R>& call) const {
-    detail::emit(listener_, fallback_cancelled{call.size_});
+  [[gnu::cold]] KEEL_DETAIL_NOINLINE void stopped(outcome<R>& o, const call_type<R>& call,
+                                                  const context& ctx) const {
+    report<fallback_cancelled>(
+        listener_, [&] { return fallback_cancelled{call.size_, source_of(name_, ctx)}; });
     o = outcome<R>::from_keel(errc::cancelled);
   }
 
   template <class R>
-  [[gnu::cold]] KEEL_DETAIL_NOINLINE void all_failed(outcome<R>& o, call_type<R>& call) const {
+  [[gnu::cold]] KEEL_DETAIL_NOINLINE void all_failed(outcome<R>& o, call_type<R>& call,
+                                                     const context& ctx) const {
     // Nothing stood in: the fallback did not act, the caller sees the failure as it was.
     if (call.size_ == 1) {
       o = std::move(call.tried_[0].o);
       return;
     }
-    detail::emit(listener_, all_fallbacks_failed{call.size_});
+    report<all_fallbacks_failed>(
+        listener_, [&] { return all_fallbacks_failed{call.size_, source_of(name_, ctx)}; });
     std::vector<outcome<R>> causes;
 #if KEEL_HAS_EXCEPTIONS
     try {
@@ -347,6 +372,11 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   std::tuple<Alternatives...> alternatives_;
   [[no_unique_address]] Handles handles_{};
   [[no_unique_address]] Listener listener_{};
+  policy_name name_{"fallback"};
+
+  // What the fluent setters carry over, in the order of the from_parts constructor.
+  using parts = keel::parts<&fallback::alternatives_, &fallback::handles_, &fallback::listener_,
+                            &fallback::name_>;
   // Last in the class: Clang 14 drops the members declared after a failed one.
   static_assert(
       detail::may_take_outcome<Handles>(),

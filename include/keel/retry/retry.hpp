@@ -2,9 +2,7 @@
 #ifndef KEEL_RETRY_RETRY_HPP_INCLUDED
 #define KEEL_RETRY_RETRY_HPP_INCLUDED
 
-#include <atomic>
 #include <concepts>
-#include <cstdint>
 #include <exception>
 #include <optional>
 #include <system_error>
@@ -18,7 +16,9 @@
 #include "keel/core/error.hpp"
 #include "keel/core/events.hpp"
 #include "keel/core/expected_like.hpp"
+#include "keel/core/fluent.hpp"
 #include "keel/core/inspect.hpp"
+#include "keel/core/observe.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"
@@ -77,34 +77,10 @@ bool is_timeout(const outcome<R>& o) noexcept {
   });
 }
 
-/// A relaxed atomic counter that copies its value, so that a policy holding
-/// counters stays copyable.
-class relaxed_counter {
- public:
-  relaxed_counter() = default;
-  relaxed_counter(const relaxed_counter& other) noexcept : value_(other.get()) {}
-  relaxed_counter& operator=(const relaxed_counter& other) noexcept {
-    value_.store(other.get(), std::memory_order_relaxed);
-    return *this;
-  }
-  void increment() noexcept { value_.fetch_add(1, std::memory_order_relaxed); }
-  std::uint64_t get() const noexcept { return value_.load(std::memory_order_relaxed); }
-
- private:
-  std::atomic<std::uint64_t> value_{0};
-};
-
-struct retry_counter_block {
-  relaxed_counter retries, successes_after_retry, exhausted, aborted, budget_refusals;
-};
-
 /// The delay a hint extractor's answer asks for: an optional duration as it
 /// is, a keel::hint's retry_after.
 inline std::optional<duration> delay_of(std::optional<duration> d) noexcept { return d; }
 inline std::optional<duration> delay_of(const keel::hint& h) noexcept { return h.retry_after; }
-
-struct retry_unchecked_t {};
-inline constexpr retry_unchecked_t retry_unchecked{};
 
 /// Puts the caller's attempt number back when the retry loop ends.
 class attempt_restorer {
@@ -193,12 +169,6 @@ class retry_decision {
 template <class Handles = on::any_failure_t, class Listener = no_listener,
           environment Env = default_environment, class Hooks = retry_hooks<>>
 class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
-  static_assert(
-      detail::may_take_outcome<Handles>(),
-      "keel::retry::handle needs a predicate on the outcome: a keel::on:: predicate, or a "
-      "callable taking const keel::outcome<R>&; to test the returned value use "
-      "keel::on::result(f), an error value keel::on::error(f)");
-
  public:
   /// Throws keel::config_error when `options` are invalid (see validate()).
   // Env() rather than {}: an environment's default constructor may be explicit.
@@ -212,11 +182,22 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   /// `keel::retry({})`: the default options.
   explicit retry(detail::empty_braces) : retry(retry_options()) {}
 
+  /// For keel::rebuild: every part, the options validated again.
+  retry(from_parts_t, retry_options options, Handles handles, Listener listener, Env env,
+        Hooks hooks, retry_budget* budget, policy_name name)
+      : options_(checked(std::move(options))),
+        handles_(std::move(handles)),
+        listener_(std::move(listener)),
+        env_(std::move(env)),
+        hooks_(std::move(hooks)),
+        budget_(budget),
+        name_(name),
+        plain_(options_.max_elapsed == duration::max() && budget == nullptr) {}
+
   /// The same retry handling the outcomes `h` matches (a keel::on predicate).
   template <class H>
   auto handle(H h) const {
-    return retry<H, Listener, Env, Hooks>(detail::retry_unchecked, options_, std::move(h),
-                                          listener_, env_, hooks_, budget_);
+    return rebuild<retry<H, Listener, Env, Hooks>, &retry::handles_>(*this, std::move(h), parts{});
   }
 
   /// The same retry, which never retries a failure `p` matches (a keel::on
@@ -224,9 +205,8 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   template <class P>
   auto abort_on(P p) const {
     using hooks = retry_hooks<P, decltype(hooks_.hint), decltype(hooks_.delay)>;
-    return retry<Handles, Listener, Env, hooks>(
-        detail::retry_unchecked, options_, handles_, listener_, env_,
-        hooks{std::move(p), hooks_.hint, hooks_.delay}, budget_);
+    return rebuild<retry<Handles, Listener, Env, hooks>, &retry::hooks_>(
+        *this, hooks{std::move(p), hooks_.hint, hooks_.delay}, parts{});
   }
 
   /// The same retry, reading a hint from the callable's result:
@@ -237,9 +217,8 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   template <class F>
   auto with_hint(F f) const {
     using hooks = retry_hooks<decltype(hooks_.abort_on), F, decltype(hooks_.delay)>;
-    return retry<Handles, Listener, Env, hooks>(
-        detail::retry_unchecked, options_, handles_, listener_, env_,
-        hooks{hooks_.abort_on, std::move(f), hooks_.delay}, budget_);
+    return rebuild<retry<Handles, Listener, Env, hooks>, &retry::hooks_>(
+        *this, hooks{hooks_.abort_on, std::move(f), hooks_.delay}, parts{});
   }
 
   /// The same retry, asking `f(attempt, const keel::failure&)` or
@@ -249,30 +228,41 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   template <class F>
   auto with_delay(F f) const {
     using hooks = retry_hooks<decltype(hooks_.abort_on), decltype(hooks_.hint), F>;
-    return retry<Handles, Listener, Env, hooks>(
-        detail::retry_unchecked, options_, handles_, listener_, env_,
-        hooks{hooks_.abort_on, hooks_.hint, std::move(f)}, budget_);
+    return rebuild<retry<Handles, Listener, Env, hooks>, &retry::hooks_>(
+        *this, hooks{hooks_.abort_on, hooks_.hint, std::move(f)}, parts{});
   }
 
-  /// The same retry, reporting to `l` (pass std::ref(l) to share one).
+  /// The same retry, reporting to `l` (pass std::ref(l) to share one);
+  /// counters attached with with_counters stay attached.
   template <class L>
   auto with_listener(L l) const {
-    return retry<Handles, L, Env, Hooks>(detail::retry_unchecked, options_, handles_, std::move(l),
-                                         env_, hooks_, budget_);
+    return rebuild<retry<Handles, with_listener_t<Listener, L>, Env, Hooks>, &retry::listener_>(
+        *this, replace_listener(listener_, std::move(l)), parts{});
+  }
+
+  /// The same retry, also counting its events into `c` (keel::counters),
+  /// which every copy shares and which must outlive them.
+  auto with_counters(counters& c) const {
+    return rebuild<retry<Handles, with_counters_t<Listener>, Env, Hooks>, &retry::listener_>(
+        *this, attach_counters(listener_, c), parts{});
+  }
+
+  /// The same retry, named `name` in its events' source (default "retry";
+  /// cut at policy_name::capacity bytes).
+  retry named(std::string_view name) const {
+    return rebuild<retry, &retry::name_>(*this, policy_name(name), parts{});
   }
 
   /// The same retry, reading time, sleeping and drawing random numbers through `e`.
   template <environment E>
   auto with_environment(E e) const {
-    return retry<Handles, Listener, E, Hooks>(detail::retry_unchecked, options_, handles_,
-                                              listener_, std::move(e), hooks_, budget_);
+    return rebuild<retry<Handles, Listener, E, Hooks>, &retry::env_>(*this, std::move(e), parts{});
   }
 
   /// The same retry, asking `budget` before every retry and feeding it every
   /// attempt's result. Not owned: the budget must outlive this policy.
   retry with_budget(retry_budget& budget) const {
-    retry r(detail::retry_unchecked, options_, handles_, listener_, env_, hooks_, &budget);
-    return r;
+    return rebuild<retry, &retry::budget_>(*this, &budget, parts{});
   }
 
   /// Runs `next` until it succeeds or retrying stops; never throws.
@@ -324,47 +314,31 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   }
 
   /// The call ended after call.attempt() attempts with an outcome handles()
-  /// does not match: counts a success after retry, tells the budget. Once per
-  /// call; nothing after the call is over.
-  void succeeded(retry_call& call) const noexcept {
+  /// does not match: emits retry_succeeded if it was retried, tells the
+  /// budget. Once per call; nothing after the call is over.
+  void succeeded(retry_call& call, const context& ctx = context()) const noexcept {
     if (call.over_) return;
     call.over_ = true;
-    note_success(call.attempt_ > 1, call);
+    note_success(call.attempt_ > 1, call, ctx);
   }
 
   /// The wait decide() asked for ended early on a stop request: reports the
   /// failure in `o` as aborted (cancelled) and makes `o` errc::cancelled.
   /// Only while a decision to try again is waited on; otherwise nothing.
   template <class R>
-  void interrupted(outcome<R>& o, retry_call& call) const {
+  void interrupted(outcome<R>& o, retry_call& call, const context& ctx = context()) const {
     if (!call.waiting_ || call.over_) return;
     call.over_ = true;
-    cancel(o, call.attempt_ - 1);
+    cancel(o, call.attempt_ - 1, ctx);
   }
 
   const retry_options& options() const noexcept { return options_; }
   /// The budget set by with_budget, or null.
   retry_budget* budget() const noexcept { return budget_; }
-  /// A snapshot of the counters (relaxed reads).
-  retry_counters counters() const noexcept {
-    return {counters_.retries.get(), counters_.successes_after_retry.get(),
-            counters_.exhausted.get(), counters_.aborted.get(), counters_.budget_refusals.get()};
-  }
+  /// The name set by named() ("retry" by default).
+  std::string_view name() const noexcept { return name_.view(); }
 
  private:
-  template <class, class, environment, class>
-  friend class retry;
-
-  retry(detail::retry_unchecked_t, retry_options options, Handles handles, Listener listener,
-        Env env, Hooks hooks, retry_budget* budget)
-      : options_(std::move(options)),
-        handles_(std::move(handles)),
-        listener_(std::move(listener)),
-        env_(std::move(env)),
-        hooks_(std::move(hooks)),
-        budget_(budget),
-        plain_(options_.max_elapsed == duration::max() && budget == nullptr) {}
-
   static retry_options checked(retry_options o) {
     detail::require_valid(validate(o));
     return o;
@@ -390,7 +364,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     if (handles(o)) {
       retry_until_done(o, detail::pass_next(next), ctx, call);
     } else {
-      note_success(false, call);  // succeeded(call) after attempt 1
+      note_success(false, call, ctx);  // succeeded(call) after attempt 1
     }
     return o;
   }
@@ -404,15 +378,18 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
       ctx.set_attempt(call.attempt_);
       o = next(ctx);
       if (!handles(o)) {
-        note_success(true, call);  // succeeded(call), knowing the call was retried
+        note_success(true, call, ctx);  // succeeded(call), knowing the call was retried
         return;
       }
     }
   }
 
   // succeeded(), for a driver that knows whether the call was retried.
-  void note_success(bool retried, const retry_call& call) const noexcept {
-    if (retried) counters_.successes_after_retry.increment();
+  void note_success(bool retried, const retry_call& call, const context& ctx) const noexcept {
+    if (retried) {
+      report<retry_succeeded>(
+          listener_, [&] { return retry_succeeded{call.attempt_, source_of(name_, ctx)}; });
+    }
     if (budget_ != nullptr) budget_->record_success(retried, call.last_retry_after_timeout_);
   }
 
@@ -421,18 +398,18 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   [[gnu::always_inline]] retry_decision decide_now(outcome<R>& o, retry_call& call,
                                                    const context& ctx) const {
     const int attempt = call.attempt_;
-    if (detail::is_cancelled_failure(o)) return aborted(o, attempt, give_up_reason::cancelled);
+    if (detail::is_cancelled_failure(o)) return aborted(o, attempt, give_up_reason::cancelled, ctx);
     if (detail::ask_user_predicate(hooks_.abort_on, o))
-      return aborted(o, attempt, give_up_reason::abort_predicate);
+      return aborted(o, attempt, give_up_reason::abort_predicate, ctx);
     if (!options_.retry_rejections && detail::ask_user_predicate(on::rejection, o)) {
-      return aborted(o, attempt, give_up_reason::rejection);
+      return aborted(o, attempt, give_up_reason::rejection, ctx);
     }
     // Only a budget cares whether it was a timeout; don't pay a rethrow otherwise.
     const bool timed_out = budget_ != nullptr && detail::is_timeout(o);
     if (budget_ != nullptr) budget_->record_failure();
     if (attempt >= options_.max_attempts)
-      return exhausted(o, attempt, give_up_reason::max_attempts);
-    if (ctx.stop_requested()) return cancel(o, attempt);
+      return exhausted(o, attempt, give_up_reason::max_attempts, ctx);
+    if (ctx.stop_requested()) return cancel(o, attempt, ctx);
 
     // The answer is built as the delay is chosen (a hint replaces it).
     retry_decision d;
@@ -440,7 +417,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
       d = retry_decision::after(options_.backoff.next(attempt, call.backoff_, env_), false);
     } else {
       const std::optional<duration> chosen = user_delay(attempt, o);
-      if (!chosen) return exhausted(o, attempt, give_up_reason::delay_function);
+      if (!chosen) return exhausted(o, attempt, give_up_reason::delay_function, ctx);
       d = retry_decision::after(*chosen > duration::zero() ? *chosen : duration::zero(), false);
     }
     // Only keel failures, exceptions and an extractor can carry a hint; testing
@@ -456,29 +433,28 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     if (call.timed_) {
       const duration elapsed = detail::time_until(call.start_, env_.now());
       if (detail::saturating_add(elapsed, d.delay()) >= options_.max_elapsed) {
-        return exhausted(o, attempt, give_up_reason::max_elapsed);
+        return exhausted(o, attempt, give_up_reason::max_elapsed, ctx);
       }
     }
     // remaining() reads the clock of whoever set the deadline, which is the
     // right one even when that policy's environment differs from ours.
     if (ctx.has_deadline() && d.delay() >= ctx.remaining()) {
-      return exhausted(o, attempt, give_up_reason::deadline);
+      return exhausted(o, attempt, give_up_reason::deadline, ctx);
     }
     if (budget_ != nullptr) {
       if (!budget_->try_acquire(timed_out)) {
-        counters_.budget_refusals.increment();
-        if constexpr (detail::listens_to<Listener, retry_budget_exhausted>) {
-          detail::emit(listener_, retry_budget_exhausted{attempt, o.describe()});
-        }
+        report<retry_budget_exhausted>(listener_, [&] {
+          return retry_budget_exhausted{attempt, o.describe(), source_of(name_, ctx)};
+        });
         return retry_decision::stop();
       }
       call.last_retry_after_timeout_ = timed_out;  // read by succeeded(), with a budget only
     }
 
-    counters_.retries.increment();
-    if constexpr (detail::listens_to<Listener, retry_scheduled>) {
-      detail::emit(listener_, retry_scheduled{attempt, d.delay(), o.describe(), d.from_hint()});
-    }
+    report<retry_scheduled>(listener_, [&] {
+      return retry_scheduled{attempt, d.delay(), o.describe(), d.from_hint(),
+                             source_of(name_, ctx)};
+    });
     ++call.attempt_;  // in place: `attempt` need not live this long
     return d;
   }
@@ -491,7 +467,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     const retry_decision d = decide_now(o, call, ctx);
     if (!d) return false;
     if (!env_.sleep_for(d.delay(), ctx.stop_token())) [[unlikely]] {
-      cancel(o, call.attempt_ - 1);  // interrupted(), without the step API's checks
+      cancel(o, call.attempt_ - 1, ctx);  // interrupted(), without the step API's checks
       return false;
     }
     return true;
@@ -499,27 +475,27 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
 
   // Out of line: a stop request is rare, and the driver inlines better without it.
   template <class R>
-  KEEL_DETAIL_NOINLINE retry_decision cancel(outcome<R>& o, int attempt) const {
-    aborted(o, attempt, give_up_reason::cancelled);
+  KEEL_DETAIL_NOINLINE retry_decision cancel(outcome<R>& o, int attempt, const context& ctx) const {
+    aborted(o, attempt, give_up_reason::cancelled, ctx);
     o = outcome<R>::from_keel(errc::cancelled);
     return retry_decision::stop();
   }
 
   template <class R>
-  retry_decision aborted(const outcome<R>& o, int attempt, give_up_reason reason) const {
-    counters_.aborted.increment();
-    if constexpr (detail::listens_to<Listener, retry_aborted>) {
-      detail::emit(listener_, retry_aborted{attempt, reason, o.describe()});
-    }
+  retry_decision aborted(const outcome<R>& o, int attempt, give_up_reason reason,
+                         const context& ctx) const {
+    report<retry_aborted>(listener_, [&] {
+      return retry_aborted{attempt, reason, o.describe(), source_of(name_, ctx)};
+    });
     return retry_decision::stop();
   }
 
   template <class R>
-  retry_decision exhausted(const outcome<R>& o, int attempts, give_up_reason reason) const {
-    counters_.exhausted.increment();
-    if constexpr (detail::listens_to<Listener, retries_exhausted>) {
-      detail::emit(listener_, retries_exhausted{attempts, reason, o.describe()});
-    }
+  retry_decision exhausted(const outcome<R>& o, int attempts, give_up_reason reason,
+                           const context& ctx) const {
+    report<retries_exhausted>(listener_, [&] {
+      return retries_exhausted{attempts, reason, o.describe(), source_of(name_, ctx)};
+    });
     return retry_decision::stop();
   }
 
@@ -587,9 +563,21 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   [[no_unique_address]] Env env_;
   [[no_unique_address]] Hooks hooks_{};
   retry_budget* budget_ = nullptr;
+  policy_name name_{"retry"};
   // Neither max_elapsed nor a budget: the success path then tests this one flag.
   bool plain_ = true;
-  mutable detail::retry_counter_block counters_{};
+
+  // What the fluent setters carry over, in the order of the from_parts constructor.
+  using parts = keel::parts<&retry::options_, &retry::handles_, &retry::listener_, &retry::env_,
+                            &retry::hooks_, &retry::budget_, &retry::name_>;
+
+  // Last in the class: Clang 14 drops the members declared after a failed
+  // one, and keel::rebuild would then report a second error.
+  static_assert(
+      detail::may_take_outcome<Handles>(),
+      "keel::retry::handle needs a predicate on the outcome: a keel::on:: predicate, or a "
+      "callable taking const keel::outcome<R>&; to test the returned value use "
+      "keel::on::result(f), an error value keel::on::error(f)");
 };
 
 retry() -> retry<>;

@@ -2,10 +2,10 @@
 #ifndef KEEL_RETRY_RETRY_EVENTS_HPP_INCLUDED
 #define KEEL_RETRY_RETRY_EVENTS_HPP_INCLUDED
 
-#include <cstdint>
 #include <string_view>
 
 #include "keel/core/error.hpp"
+#include "keel/core/observe.hpp"
 #include "keel/core/time.hpp"
 
 namespace keel {
@@ -44,41 +44,45 @@ constexpr std::string_view to_string_view(give_up_reason r) noexcept {
 
 /// A failed attempt will be retried after `delay`.
 struct retry_scheduled {
+  static constexpr event_kind kind = event_kind::retry_scheduled;
   int attempt = 0;          ///< the attempt that failed (1-based); the next one is attempt + 1
   duration delay{};         ///< the wait before the next attempt
   ::keel::failure failure;  ///< how the attempt failed
   bool from_hint = false;   ///< the delay is a server or keel hint, not the backoff
+  event_source source{};    ///< the retry (and the pipeline) that emitted it
 };
 
 /// Retrying stopped with a failure: attempts or time ran out.
 struct retries_exhausted {
+  static constexpr event_kind kind = event_kind::retries_exhausted;
   int attempts = 0;         ///< calls made, the first included
   give_up_reason reason{};  ///< max_attempts, max_elapsed, deadline or delay_function
   ::keel::failure failure;  ///< the last failure, which the caller gets
+  event_source source{};    ///< the retry (and the pipeline) that emitted it
 };
 
 /// Retrying stopped because the failure must not be retried.
 struct retry_aborted {
+  static constexpr event_kind kind = event_kind::retry_aborted;
   int attempt = 0;          ///< the attempt whose failure stopped it
   give_up_reason reason{};  ///< abort_predicate, cancelled or rejection
   ::keel::failure failure;  ///< that failure
+  event_source source{};    ///< the retry (and the pipeline) that emitted it
 };
 
 /// A shared retry_budget refused a retry; the caller gets the last failure.
 struct retry_budget_exhausted {
+  static constexpr event_kind kind = event_kind::retry_budget_exhausted;
   int attempt = 0;          ///< the attempt that failed and was not retried
   ::keel::failure failure;  ///< its failure
+  event_source source{};    ///< the retry (and the pipeline) that emitted it
 };
 
-/// What a retry policy counted so far; readable without a listener. Only the
-/// failure and retry paths count: a call that succeeds at once writes nothing,
-/// so a policy shared by many threads costs no contended cache line.
-struct retry_counters {
-  std::uint64_t retries = 0;                ///< retries started (sleeps begun)
-  std::uint64_t successes_after_retry = 0;  ///< calls that succeeded after at least one retry
-  std::uint64_t exhausted = 0;              ///< retries_exhausted events
-  std::uint64_t aborted = 0;                ///< retry_aborted events
-  std::uint64_t budget_refusals = 0;        ///< retry_budget_exhausted events
+/// A call succeeded after at least one retry.
+struct retry_succeeded {
+  static constexpr event_kind kind = event_kind::retry_succeeded;
+  int attempts = 0;       ///< calls made, the first included (>= 2)
+  event_source source{};  ///< the retry (and the pipeline) that emitted it
 };
 
 }  // namespace keel

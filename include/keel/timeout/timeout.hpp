@@ -4,6 +4,7 @@
 
 #include <optional>
 #include <stop_token>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -13,6 +14,8 @@
 #include "keel/core/environment.hpp"
 #include "keel/core/error.hpp"
 #include "keel/core/events.hpp"
+#include "keel/core/fluent.hpp"
+#include "keel/core/observe.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"
@@ -66,22 +69,47 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
  public:
   /// A timeout with the given options (validated: throws keel::config_error).
   explicit timeout(timeout_options options = {}, Listener listener = Listener(), Env env = Env())
-      : timeout(options, std::move(listener), std::move(env), watchdog_ptr{}) {
-    detail::require_valid(validate(options_));
-  }
+      : timeout(from_parts, options, std::move(listener), std::move(env), watchdog_ptr{},
+                policy_name("timeout")) {}
   /// `keel::timeout({})`: the default options.
   explicit timeout(detail::empty_braces) : timeout(timeout_options()) {}
 
-  /// The same timeout reporting timed_out and late_result_kept to `l`.
+  /// For keel::rebuild: every part, the options validated again.
+  timeout(from_parts_t, const timeout_options& options, Listener listener, Env env, watchdog_ptr w,
+          policy_name name)
+      : options_(options),
+        listener_(std::move(listener)),
+        env_(std::move(env)),
+        watchdog_(w),
+        name_(name) {
+    detail::require_valid(validate(options_));
+  }
+
+  /// The same timeout reporting timed_out and late_result_kept to `l`;
+  /// counters attached with with_counters stay attached.
   template <class L>
-  timeout<std::decay_t<L>, Env, Watchdog> with_listener(L&& l) const {
-    return timeout<std::decay_t<L>, Env, Watchdog>(options_, std::forward<L>(l), env_, watchdog_);
+  auto with_listener(L&& l) const {
+    return rebuild<timeout<with_listener_t<Listener, L>, Env, Watchdog>, &timeout::listener_>(
+        *this, replace_listener(listener_, std::forward<L>(l)), parts{});
+  }
+
+  /// The same timeout, also counting its events into `c` (keel::counters),
+  /// which every copy shares and which must outlive them.
+  auto with_counters(counters& c) const {
+    return rebuild<timeout<with_counters_t<Listener>, Env, Watchdog>, &timeout::listener_>(
+        *this, attach_counters(listener_, c), parts{});
+  }
+
+  /// The same timeout, named `name` in its events' source (default
+  /// "timeout"; cut at policy_name::capacity bytes).
+  timeout named(std::string_view name) const {
+    return rebuild<timeout, &timeout::name_>(*this, policy_name(name), parts{});
   }
 
   /// The same timeout reading time from `e` (keel::testing::virtual_environment in tests).
   template <environment E>
   timeout<Listener, E, Watchdog> with_environment(E e) const {
-    return timeout<Listener, E, Watchdog>(options_, listener_, std::move(e), watchdog_);
+    return rebuild<timeout<Listener, E, Watchdog>, &timeout::env_>(*this, std::move(e), parts{});
   }
 
   /// The same timeout, whose calls `w` stops when their deadline passes. Each
@@ -90,7 +118,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   /// `w` must use the same clock as this timeout and outlive it.
   template <class W>
   timeout<Listener, Env, W> with_watchdog(W& w) const {
-    return timeout<Listener, Env, W>(options_, listener_, env_, &w);
+    return rebuild<timeout<Listener, Env, W>, &timeout::watchdog_>(*this, &w, parts{});
   }
 
   /// Runs `next` under the deadline; never throws.
@@ -102,7 +130,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
     const time_point deadline = deadline_for(start, ctx);
     inner.tighten_deadline(deadline, env_);
     if (missed(start, deadline)) {  // an outer deadline has passed: do not even start
-      return expire<R>(start, start, deadline);
+      return expire<R>(start, start, deadline, ctx);
     }
 
     return run_until<R>(next, ctx, inner, start, deadline);
@@ -110,6 +138,8 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
 
   /// The options, as validated.
   const timeout_options& options() const noexcept { return options_; }
+  /// The name set by named() ("timeout" by default).
+  std::string_view name() const noexcept { return name_.view(); }
 
   // ---- The deadline arithmetic and the verdict, for a driver of one's own -----
 
@@ -136,20 +166,22 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
     // The caller's own stop request: a cancellation, whatever time it is.
     if (ctx.stop_requested()) return true;
     if (options_.keep_late_result && !(stopped_by_watchdog && is_cancellation(o))) {
-      if constexpr (detail::listens_to<Listener, late_result_kept>) {
-        detail::emit(listener_, late_result_kept{options_.timeout, end - start, deadline});
-      }
+      report<late_result_kept>(listener_, [&] {
+        return late_result_kept{options_.timeout, end - start, deadline, source_of(name_, ctx)};
+      });
       return true;
     }
     return false;
   }
 
-  /// What a call that missed its deadline gives: errc::timeout; emits timed_out.
+  /// What a call (in `ctx`) that missed its deadline gives: errc::timeout;
+  /// emits timed_out.
   template <class R>
-  outcome<R> expire(time_point start, time_point end, time_point deadline) const {
-    if constexpr (detail::listens_to<Listener, timed_out>) {
-      detail::emit(listener_, timed_out{options_.timeout, end - start, deadline});
-    }
+  outcome<R> expire(time_point start, time_point end, time_point deadline,
+                    const context& ctx = context()) const {
+    report<timed_out>(listener_, [&] {
+      return timed_out{options_.timeout, end - start, deadline, source_of(name_, ctx)};
+    });
     return outcome<R>::from_keel(errc::timeout);
   }
 
@@ -164,7 +196,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
       ctx.take_slots(inner);  // what the layers inside chose (a target, tried endpoints)
       const time_point end = env_.now();
       if (missed(end, deadline) && !keeps_late(o, ctx, false, start, end, deadline)) {
-        o = expire<R>(start, end, deadline);
+        o = expire<R>(start, end, deadline, ctx);
       }
       return o;
     } else {
@@ -186,22 +218,21 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
           watch && watch->source.stop_requested() && !ctx.stop_requested();
       // Decided by missed() alone: a stop after an in-time end is no timeout.
       if (missed(end, deadline) && !keeps_late(o, ctx, stopped_by_watchdog, start, end, deadline)) {
-        o = expire<R>(start, end, deadline);
+        o = expire<R>(start, end, deadline, ctx);
       }
       return o;
     }
   }
 
-  template <class, environment, class>
-  friend class timeout;
-
-  timeout(const timeout_options& options, Listener listener, Env env, watchdog_ptr w)
-      : options_(options), listener_(std::move(listener)), env_(std::move(env)), watchdog_(w) {}
-
   timeout_options options_;
   [[no_unique_address]] Listener listener_;
   [[no_unique_address]] Env env_;
   [[no_unique_address]] watchdog_ptr watchdog_;
+  policy_name name_;
+
+  // What the fluent setters carry over, in the order of the from_parts constructor.
+  using parts = keel::parts<&timeout::options_, &timeout::listener_, &timeout::env_,
+                            &timeout::watchdog_, &timeout::name_>;
 };
 
 // clang-format off

@@ -113,11 +113,17 @@ step fails(const std::string& what, duration latency = 0ms) {
 step fails_with(std::exception_ptr e, duration latency = 0ms) { return {latency, std::move(e)}; }
 step returns(int v, duration latency = 0ms) { return {latency, nullptr, v}; }
 
+/// What the retry's keel::counters counted.
+struct retry_counts {
+  std::uint64_t retries = 0, successes_after_retry = 0, exhausted = 0, aborted = 0,
+                budget_refusals = 0;
+};
+
 /// Everything one play of a script leaves behind.
 struct retry_trace {
   std::string result;
   std::vector<std::string> events;
-  keel::retry_counters counters;
+  retry_counts counters;
   std::vector<int> attempts;  // ctx.attempt() as each attempt saw it
   std::vector<duration> sleeps;
   duration elapsed{};
@@ -180,7 +186,9 @@ std::pair<retry_trace, retry_trace> play_retry(const std::vector<step>& script, 
     retry_log log;
     std::optional<keel::retry_budget> budget;
     if (setup.budget) budget.emplace(*setup.budget);
-    const auto policy = budget ? make(env, log).with_budget(*budget) : make(env, log);
+    keel::counters counters;
+    const auto policy =
+        (budget ? make(env, log).with_budget(*budget) : make(env, log)).with_counters(counters);
 
     std::stop_source source;
     int sleeps = 0;
@@ -220,7 +228,9 @@ std::pair<retry_trace, retry_trace> play_retry(const std::vector<step>& script, 
     retry_trace& t = by_hand == 0 ? traces.first : traces.second;
     t = {text(o),
          texts(log),
-         policy.counters(),
+         {counters.count<keel::retry_scheduled>(), counters.count<keel::retry_succeeded>(),
+          counters.count<keel::retries_exhausted>(), counters.count<keel::retry_aborted>(),
+          counters.count<keel::retry_budget_exhausted>()},
          play.attempts,
          env.sleeps(),
          env.now() - start,
@@ -248,7 +258,7 @@ using fallback_log =
 /// Records the events and counts them, as two listeners would.
 struct log_and_count {
   fallback_log log;
-  std::reference_wrapper<const keel::fallback_counters> counters;
+  std::reference_wrapper<const keel::counters> counters;
   template <class E>
   void on(const E& e) const {
     log.on(e);
@@ -274,7 +284,7 @@ template <class Make>
 std::pair<fallback_trace, fallback_trace> play_fallback(const step& primary, Make make) {
   std::pair<fallback_trace, fallback_trace> traces;
   for (int by_hand = 0; by_hand < 2; ++by_hand) {
-    keel::fallback_counters counters;
+    keel::counters counters;
     log_and_count listener{fallback_log{}, std::cref(counters)};
     std::vector<std::string> calls;
     const auto chain = make(calls).with_listener(listener);
@@ -308,10 +318,10 @@ std::pair<fallback_trace, fallback_trace> play_fallback(const step& primary, Mak
     fallback_trace& t = by_hand == 0 ? traces.first : traces.second;
     t = {text(o),
          texts(listener.log),
-         counters.used(),
-         counters.skipped(),
-         counters.all_failed(),
-         counters.cancelled(),
+         counters.count<keel::fallback_used>(),
+         counters.count<keel::fallback_skipped>(),
+         counters.count<keel::all_fallbacks_failed>(),
+         counters.count<keel::fallback_cancelled>(),
          calls};
   }
   return traces;

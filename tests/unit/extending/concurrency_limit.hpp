@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string_view>
 
 #include <keel/keel.hpp>
 
@@ -25,6 +26,7 @@ struct concurrency_limit_options {
 /// Event: a call was refused; `in_flight` calls were running.
 struct limit_rejected {
   std::uint32_t in_flight;
+  keel::event_source source;  ///< this limit's name, and the call's pipeline
 };
 
 /// At most `max_in_flight` calls at once; the others get keel::errc::bulkhead_full.
@@ -37,13 +39,19 @@ template <class Listener = keel::no_listener>
 class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
  public:
   explicit concurrency_limit(concurrency_limit_options o = {}, Listener l = Listener(),
-                             std::shared_ptr<limit_count> s = std::make_shared<limit_count>())
-      : options_((keel::require_valid(o.validate()), o)), listener_(l), state_(std::move(s)) {}
+                             std::shared_ptr<limit_count> s = std::make_shared<limit_count>(),
+                             keel::policy_name n = keel::policy_name("concurrency_limit"))
+      : options_((keel::require_valid(o.validate()), o)), listener_(l), state_(s), name_(n) {}
 
   /// The same limit (sharing its count), reporting to `l`.
   template <class L>
-  concurrency_limit<L> with_listener(L l) const {
-    return concurrency_limit<L>(options_, l, state_);
+  auto with_listener(L l) const {
+    return keel::rebuild<concurrency_limit<L>, &concurrency_limit::listener_>(*this, l, parts{});
+  }
+  /// The same limit, named `name` in its events.
+  concurrency_limit named(std::string_view name) const {
+    return keel::rebuild<concurrency_limit, &concurrency_limit::name_>(
+        *this, keel::policy_name(name), parts{});
   }
 
   template <class R, class Next>
@@ -55,9 +63,8 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
       ~leave() { n.fetch_sub(1, std::memory_order_relaxed); }
     } guard{n};
     if (before >= options_.max_in_flight) {
-      if constexpr (keel::listens_to<Listener, limit_rejected>) {
-        keel::emit(listener_, limit_rejected{before});
-      }
+      keel::report<limit_rejected>(  // built only when a listener hears it
+          listener_, [&] { return limit_rejected{before, keel::source_of(name_, ctx)}; });
       return keel::outcome<R>::from_keel(keel::errc::bulkhead_full);
     }
     return next(ctx);
@@ -69,6 +76,9 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
   concurrency_limit_options options_;
   [[no_unique_address]] Listener listener_;
   std::shared_ptr<limit_count> state_;  // copies share one count
+  keel::policy_name name_;
+  using parts = keel::parts<&concurrency_limit::options_, &concurrency_limit::listener_,
+                            &concurrency_limit::state_, &concurrency_limit::name_>;
 };
 
 }  // namespace example

@@ -311,20 +311,20 @@ TEST_CASE("fallback: cancellation stops the chain and is returned as is", "[fall
   }
 }
 
-TEST_CASE("fallback: fallback_counters counts without a hand-written listener", "[fallback]") {
-  keel::fallback_counters counters;
+TEST_CASE("fallback: keel::counters counts without a hand-written listener", "[fallback]") {
+  keel::counters counters;
   auto fb = keel::fallback(keel::alternative(1).when(keel::on::keel_error), [] {
               return outcome<int>::from_keel(errc::timeout);
-            }).with_listener(std::ref(counters));
+            }).with_counters(counters);
   (void)fb.try_execute([] { return 0; });
   (void)fb.try_execute(throw_runtime);  // skipped, then the second fails: all failed
   (void)fb.try_execute(throw_runtime);
-  CHECK(counters.used() == 0);
-  CHECK(counters.skipped() == 2);
-  CHECK(counters.all_failed() == 2);
+  CHECK(counters.count<keel::fallback_used>() == 0);
+  CHECK(counters.count<keel::fallback_skipped>() == 2);
+  CHECK(counters.count<keel::all_fallbacks_failed>() == 2);
   keel_test::stand_in_breaker open_breaker(0);
   CHECK(keel::pipeline(fb, std::ref(open_breaker)).execute([] { return 0; }) == 1);
-  CHECK(counters.used() == 1);
+  CHECK(counters.count<keel::fallback_used>() == 1);
 }
 
 TEST_CASE("fallback: result types are checked at compile time", "[fallback]") {

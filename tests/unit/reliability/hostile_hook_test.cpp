@@ -180,8 +180,11 @@ const std::vector<hook_row>& hook_table() {
        [] {  // a throwing abort predicate aborts
          venv env;
          int calls = 0;
-         auto r =
-             keel::retry({.max_attempts = 3}).abort_on(throwing_predicate{}).with_environment(env);
+         keel::counters counters;
+         auto r = keel::retry({.max_attempts = 3})
+                      .abort_on(throwing_predicate{})
+                      .with_environment(env)
+                      .with_counters(counters);
          auto o = no_escape([&] {
            return r.try_execute([&]() -> int {
              ++calls;
@@ -190,7 +193,7 @@ const std::vector<hook_row>& hook_table() {
          });
          CHECK(calls == 1);
          CHECK(o.has_exception());
-         CHECK(r.counters().aborted == 1);
+         CHECK(counters.count<keel::retry_aborted>() == 1);
        }},
       {"retry/retry.hpp", "with_hint",
        [] {  // a throwing hint extractor means "no hint": the backoff decides
@@ -209,11 +212,13 @@ const std::vector<hook_row>& hook_table() {
        [] {  // a throwing delay function stops retrying
          venv env;
          int calls = 0;
+         keel::counters counters;
          auto r = keel::retry({.max_attempts = 3})
                       .with_delay([](int, const keel::failure&) -> std::optional<keel::duration> {
                         throw hook_error();
                       })
-                      .with_environment(env);
+                      .with_environment(env)
+                      .with_counters(counters);
          auto o = no_escape([&] {
            return r.try_execute([&]() -> int {
              ++calls;
@@ -221,7 +226,7 @@ const std::vector<hook_row>& hook_table() {
            });
          });
          CHECK(calls == 1);
-         CHECK(r.counters().exhausted == 1);
+         CHECK(counters.count<keel::retries_exhausted>() == 1);
        }},
       {"retry/retry.hpp", "with_listener",
        [] {
@@ -405,6 +410,8 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
       {{"core/context.hpp", "set_user_value"},
        "a trivially copyable value, copied bytewise: no user code runs"},
       {{"core/call_slots.hpp", "set"}, "user_slot: a trivially copyable value, copied bytewise"},
+      {{"core/observe.hpp", "attach_counters"}, "keel::counters, not user code"},
+      {{"core/observe.hpp", "on"}, "counted_listener: hands the event on through keel::emit"},
       {{"core/events.hpp", "unwrap_ref"}, "detail: unwraps a listener held by std::ref"},
       {{"core/outcome.hpp", "construct_value"}, "detail: stores a result"},
       {{"core/inspect.hpp", "call_ignoring_exceptions"}, "the guard keel puts around a hook"},

@@ -313,7 +313,8 @@ struct transition_log {
 using watchdog_t = keel::basic_watchdog<stress_env>;
 using breaker_t = keel::circuit_breaker<keel::on::any_failure_t,
                                         std::reference_wrapper<const transition_log>, stress_env>;
-using retry_t = keel::retry<keel::on::any_failure_t, keel::no_listener, stress_env>;
+using retry_t =
+    keel::retry<keel::on::any_failure_t, keel::counted_listener<keel::no_listener>, stress_env>;
 using timeout_t = keel::timeout<keel::no_listener, stress_env, watchdog_t>;
 using cache_t = keel::last_known_good<reply, int, stress_env>;
 
@@ -324,7 +325,8 @@ struct world {
         env(make_env(seed_)),
         log(options, bad),
         breaker(options, {}, std::cref(log), env),
-        retry(retry_t(retries(), {}, {}, env).with_budget(budget)),
+        retry(keel::retry(retries()).with_environment(env).with_budget(budget).with_counters(
+            retry_counts)),
         timeout(keel::timeout(per_attempt).with_environment(env).with_watchdog(dog)),
         returned(calls * max_attempts),
         late(calls * max_attempts),
@@ -334,6 +336,7 @@ struct world {
   stress_env env;
   watchdog_t dog{env, keel::watchdog_thread::manual};  // polled by the hanging calls
   keel::retry_budget budget{budget_options};
+  keel::counters retry_counts;
   cache_t cache{cache_options, env};
   violations bad;
   transition_log log;
@@ -575,7 +578,7 @@ void run_stress(const char* name, const keel::circuit_breaker_options& options) 
   CHECK(n.fresh + n.stale + n.failed == n.calls);
   CHECK(n.successes + n.failures + n.rejections == n.attempts);
   CHECK(n.successes + n.failures == n.dependency_calls);
-  CHECK(n.attempts == n.calls + w.retry.counters().retries);
+  CHECK(n.attempts == n.calls + w.retry_counts.count<keel::retry_scheduled>());
   const keel::circuit_metrics m = w.breaker.metrics();
   CHECK(m.failures == n.failures);
   CHECK(m.rejections == n.rejections);
@@ -594,7 +597,7 @@ void run_stress(const char* name, const keel::circuit_breaker_options& options) 
     CHECK(log.closed > 0u);
     CHECK(new_rounds > 0u);  // hung probes made the breaker start a new round
     CHECK(w.probes.probes() > 100u);
-    CHECK(w.retry.counters().budget_refusals > 0u);
+    CHECK(w.retry_counts.count<keel::retry_budget_exhausted>() > 0u);
     CHECK(n.hangs_woken > 0u);
     CHECK(n.late_values > 0u);
     CHECK(n.stale > 0u);
@@ -603,8 +606,9 @@ void run_stress(const char* name, const keel::circuit_breaker_options& options) 
     if (options.slow_calls) CHECK(log.opened_by_slow_calls > 0u);
   }
 
-  std::cerr << "  " << n.attempts << " attempts: " << w.retry.counters().retries << " retries, "
-            << w.retry.counters().budget_refusals << " refused by the budget, " << n.rejections
+  std::cerr << "  " << n.attempts << " attempts: " << w.retry_counts.count<keel::retry_scheduled>()
+            << " retries, " << w.retry_counts.count<keel::retry_budget_exhausted>()
+            << " refused by the budget, " << n.rejections
             << " rejections\n  breaker: " << log.opened << " opened (" << log.opened_by_slow_calls
             << " by slow calls, " << log.reopened_by_probes << " by probes), " << log.rounds
             << " half-open rounds (" << new_rounds << " after a hung round), " << log.closed

@@ -30,7 +30,11 @@ TEMPLATE_TEST_CASE("retry: a first-try success makes one call and touches nothin
   using C = TestType;
   counting_environment env;
   log_t log;
-  const auto retry = keel::retry({.max_attempts = 5}).with_environment(env).with_listener(log);
+  keel::counters counters;
+  const auto retry = keel::retry({.max_attempts = 5})
+                         .with_environment(env)
+                         .with_listener(log)
+                         .with_counters(counters);
   scripted<typename C::result_type> dep(env.env.clock(), {C::ok(7)});
   const auto o = retry.try_execute(dep);
   CHECK(C::value_of(o) == 7);
@@ -39,8 +43,7 @@ TEMPLATE_TEST_CASE("retry: a first-try success makes one call and touches nothin
   CHECK(*env.draws == 0);        // and no random draw on the success path
   CHECK(env.env.sleeps().empty());
   CHECK(log.events().empty());
-  const keel::retry_counters c = retry.counters();
-  CHECK(c.retries + c.successes_after_retry + c.exhausted + c.aborted + c.budget_refusals == 0);
+  for (const keel::event_kind k : keel::event_kinds) CHECK(counters.count(k) == 0);
 }
 
 TEMPLATE_TEST_CASE("retry: failures are retried with the exact backoff until one succeeds",
@@ -48,10 +51,13 @@ TEMPLATE_TEST_CASE("retry: failures are retried with the exact backoff until one
   using C = TestType;
   virtual_environment env;
   log_t log;
-  const auto retry = exact_retry(
-      env, log,
-      {.max_attempts = 4,
-       .backoff = keel::exponential_backoff{.initial = 100ms, .factor = 2, .max_delay = 10s}});
+  keel::counters counters;
+  const auto retry =
+      exact_retry(
+          env, log,
+          {.max_attempts = 4,
+           .backoff = keel::exponential_backoff{.initial = 100ms, .factor = 2, .max_delay = 10s}})
+          .with_counters(counters);
   scripted<typename C::result_type> dep(
       env.clock(), {C::failure(), C::failure().after(5ms), C::failure(), C::ok(42)});
   const auto o = retry.try_execute(dep);
@@ -69,8 +75,8 @@ TEMPLATE_TEST_CASE("retry: failures are retried with the exact backoff until one
   CHECK(scheduled[2].delay == 400ms);
   CHECK_FALSE(scheduled[0].from_hint);
   check_no_give_up(log);
-  CHECK(retry.counters().retries == 3);
-  CHECK(retry.counters().successes_after_retry == 1);
+  CHECK(counters.count<keel::retry_scheduled>() == 3);
+  CHECK(counters.count<keel::retry_succeeded>() == 1);
 }
 
 TEMPLATE_TEST_CASE("retry: stops after max_attempts and reports exhaustion", "[retry]",
@@ -78,14 +84,15 @@ TEMPLATE_TEST_CASE("retry: stops after max_attempts and reports exhaustion", "[r
   using C = TestType;
   virtual_environment env;
   log_t log;
-  const auto retry = exact_retry(env, log);
+  keel::counters counters;
+  const auto retry = exact_retry(env, log).with_counters(counters);
   scripted<typename C::result_type> dep(env.clock(), {C::failure()});
   const auto o = retry.try_execute(dep);
   CHECK(C::is_failure(o));  // the last failure, unchanged
   CHECK(dep.calls() == 3);
   CHECK(env.sleeps() == std::vector<duration>{100ms, 200ms});
   check_gave_up(log, give_up_reason::max_attempts, 3);
-  CHECK(retry.counters().exhausted == 1);
+  CHECK(counters.count<keel::retries_exhausted>() == 1);
 }
 
 TEST_CASE("retry: execute hands back the last failure in the callable's own channel", "[retry]") {
@@ -187,8 +194,10 @@ TEMPLATE_TEST_CASE("retry: a stop request during the sleep wakes it and returns 
   using C = TestType;
   virtual_environment env;
   log_t log;
+  keel::counters counters;
   const auto retry =
-      exact_retry(env, log, {.max_attempts = 5, .backoff = keel::constant_backoff{10s}});
+      exact_retry(env, log, {.max_attempts = 5, .backoff = keel::constant_backoff{10s}})
+          .with_counters(counters);
   std::stop_source stop;
   env.sleeper().on_sleep([&](duration) { stop.request_stop(); });
   scripted<typename C::result_type> dep(env.clock(), {C::failure()});
@@ -199,7 +208,7 @@ TEMPLATE_TEST_CASE("retry: a stop request during the sleep wakes it and returns 
   check_gave_up(log, give_up_reason::cancelled, 1);
   // The real failure, for the log.
   CHECK(log.all<keel::retry_aborted>()[0].failure.kind != keel::failure_kind::keel);
-  CHECK(retry.counters().aborted == 1);
+  CHECK(counters.count<keel::retry_aborted>() == 1);
 }
 
 TEST_CASE("retry: execute reports a cancelled sleep in the callable's channel", "[retry]") {
@@ -488,9 +497,11 @@ TEMPLATE_TEST_CASE("retry: a budget refusal returns the last failure with an eve
   virtual_environment env;
   log_t log;
   keel::retry_budget budget(keel::retry_budget_options::grpc(4, 1));
+  keel::counters counters;
   const auto retry =
       exact_retry(env, log, {.max_attempts = 5, .backoff = keel::constant_backoff{1s}})
-          .with_budget(budget);
+          .with_budget(budget)
+          .with_counters(counters);
   CHECK(retry.budget() == &budget);
   scripted<typename C::result_type> dep(env.clock(), {C::failure()});
   // 4 tokens: failure 1 -> 3 (> 2: retry), failure 2 -> 2 (not > 2: refused).
@@ -501,7 +512,7 @@ TEMPLATE_TEST_CASE("retry: a budget refusal returns the last failure with an eve
   const auto refused = log.all<keel::retry_budget_exhausted>();
   REQUIRE(refused.size() == 1);
   CHECK(refused[0].attempt == 2);
-  CHECK(retry.counters().budget_refusals == 1);
+  CHECK(counters.count<keel::retry_budget_exhausted>() == 1);
   // The first attempt is never refused, and successes refill the bucket.
   scripted<typename C::result_type> ok(env.clock(), {C::ok(5)});
   CHECK(C::value_of(retry.try_execute(ok)) == 5);
@@ -593,15 +604,17 @@ TEST_CASE("retry: defaults are 3 attempts, jittered exponential backoff, 30 s hi
   STATIC_REQUIRE(sizeof(keel::retry<>) <= 128);
 }
 
-TEST_CASE("retry: counters are copied with the policy and readable without a listener", "[retry]") {
+TEST_CASE("retry: counters are shared by the policy's copies and readable without a listener",
+          "[retry]") {
   virtual_environment env;
-  const auto retry = keel::retry({.backoff = keel::backoff::none()}).with_environment(env);
+  keel::counters counters;
+  const auto retry =
+      keel::retry({.backoff = keel::backoff::none()}).with_environment(env).with_counters(counters);
   scripted<int> dep(env.clock(), {exception_channel::failure()});
-  (void)retry.try_execute(dep);
-  CHECK(retry.counters().retries == 2);
-  CHECK(retry.counters().exhausted == 1);
   const auto copy = retry;
-  CHECK(copy.counters().retries == 2);
+  (void)copy.try_execute(dep);
+  CHECK(counters.count<keel::retry_scheduled>() == 2);
+  CHECK(counters.count<keel::retries_exhausted>() == 1);
 }
 
 TEST_CASE("retry: a throwing listener does not break the call", "[retry]") {
@@ -618,9 +631,11 @@ TEST_CASE("retry: a throwing listener does not break the call", "[retry]") {
 
 TEST_CASE("retry: one policy serves many threads, each call keeping its own state",
           "[retry][threads]") {
+  keel::counters counters;
   const auto retry =
       keel::retry({.max_attempts = 3,
-                   .backoff = keel::decorrelated_jitter_backoff{.base = 1ns, .max_delay = 1us}});
+                   .backoff = keel::decorrelated_jitter_backoff{.base = 1ns, .max_delay = 1us}})
+          .with_counters(counters);
   std::atomic<int> successes{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
@@ -637,8 +652,8 @@ TEST_CASE("retry: one policy serves many threads, each call keeping its own stat
   }
   for (auto& t : threads) t.join();
   CHECK(successes.load() == 800);
-  CHECK(retry.counters().retries == 1600);
-  CHECK(retry.counters().successes_after_retry == 800);
+  CHECK(counters.count<keel::retry_scheduled>() == 1600);
+  CHECK(counters.count<keel::retry_succeeded>() == 800);
 }
 
 TEST_CASE("retry: a throwing delay function stops retrying, a throwing hint is no hint",

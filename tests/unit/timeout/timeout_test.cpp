@@ -95,14 +95,14 @@ TEST_CASE("timeout: a call returning at or after its deadline becomes errc::time
 
 TEST_CASE("timeout: keep_late_result keeps the late outcome", "[timeout]") {
   venv env;
-  keel::timeout_counters counters;
+  keel::counters counters;
   auto t = keel::timeout{{.timeout = 100ms, .keep_late_result = true}}
                .with_environment(env)
-               .with_listener(std::ref(counters));
+               .with_counters(counters);
   keel::testing::scripted<int> dep(env.clock(), {step<int>::returns(9).after(300ms)});
   CHECK(t.execute(dep) == 9);
-  CHECK(counters.late_results_kept() == 1);
-  CHECK(counters.timed_out_calls() == 0);
+  CHECK(counters.count<keel::late_result_kept>() == 1);
+  CHECK(counters.count<keel::timed_out>() == 0);
 }
 
 TEST_CASE("timeout: expected-like results get the timeout as their error", "[timeout]") {

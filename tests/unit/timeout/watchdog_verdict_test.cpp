@@ -41,11 +41,11 @@ TEST_CASE(
   keel::testing::manual_clock clock;
   keel::basic_watchdog<manual_env> w(manual_env{clock}, keel::watchdog_thread::manual);
   hooked_clock hooked{clock};
-  keel::timeout_counters counters;
+  keel::counters counters;
   auto t = keel::timeout{{.timeout = 100ms}}
                .with_environment(keel::basic_environment<hooked_clock>{hooked})
                .with_watchdog(w)
-               .with_listener(std::ref(counters));
+               .with_counters(counters);
   bool stopped_during_call = true;
   int reads = 0;
   auto o = t.try_execute([&](const keel::context& ctx) {
@@ -64,8 +64,8 @@ TEST_CASE(
   REQUIRE(o.has_value());
   CHECK(o.value() == 7);
   CHECK(w.fired() == 1);  // the stop was requested, harmlessly
-  CHECK(counters.timed_out_calls() == 0);
-  CHECK(counters.late_results_kept() == 0);
+  CHECK(counters.count<keel::timed_out>() == 0);
+  CHECK(counters.count<keel::late_result_kept>() == 0);
   CHECK(clock.elapsed() == 100ms);
   CHECK(reads == 1);
 }
@@ -76,11 +76,11 @@ TEST_CASE(
     "[timeout][watchdog]") {
   keel::testing::manual_clock clock;
   keel::basic_watchdog<manual_env> w(manual_env{clock}, keel::watchdog_thread::manual);
-  keel::timeout_counters counters;
+  keel::counters counters;
   auto t = keel::timeout{{.timeout = 100ms}}
                .with_environment(manual_env{clock})
                .with_watchdog(w)
-               .with_listener(std::ref(counters));
+               .with_counters(counters);
   auto unfired = t.try_execute([&](const keel::context&) {
     clock.advance(100ms);  // at the deadline; the watchdog has not run
     return 7;
@@ -92,6 +92,6 @@ TEST_CASE(
     return ctx.stop_requested() ? 8 : 9;
   });
   CHECK(fired.is(errc::timeout));
-  CHECK(counters.timed_out_calls() == 2);
+  CHECK(counters.count<keel::timed_out>() == 2);
   CHECK(w.fired() == 1);
 }
