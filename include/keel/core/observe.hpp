@@ -32,7 +32,7 @@ class policy_name {
   /// The empty name.
   constexpr policy_name() noexcept = default;
   /// `name`, cut to `capacity` bytes at a character boundary.
-  constexpr explicit policy_name(std::string_view name) noexcept {
+  constexpr policy_name(std::string_view name) noexcept {
     std::size_t n = std::min(name.size(), capacity);
     if (n < name.size()) {
       // Never keep half a character: drop the continuation bytes (10xxxxxx)
@@ -42,13 +42,13 @@ class policy_name {
     for (std::size_t i = 0; i < n; ++i) data_[i] = name[i];
     size_ = static_cast<unsigned char>(n);
   }
+  /// As above, from a C string (a literal; not null).
+  constexpr policy_name(const char* name) noexcept : policy_name(std::string_view(name)) {}
 
   /// The name; valid while this object lives.
   constexpr std::string_view view() const noexcept { return {data_.data(), size_}; }
   /// view(), so that a policy_name goes where a std::string_view is asked for.
-  constexpr operator std::string_view() const noexcept {  // NOLINT(google-explicit-constructor)
-    return view();
-  }
+  constexpr operator std::string_view() const noexcept { return view(); }
   constexpr bool empty() const noexcept { return size_ == 0; }
   friend constexpr bool operator==(const policy_name& a, const policy_name& b) noexcept {
     return a.view() == b.view();

@@ -191,7 +191,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   /// The same chain, named `name` in its events' source (default
   /// "fallback"; cut at policy_name::capacity bytes).
   fallback named(std::string_view name) const {
-    return rebuild<fallback, &fallback::name_>(*this, policy_name(name), parts{});
+    return rebuild<fallback, &fallback::name_>(*this, name, parts{});
   }
 
   /// Runs `next` (the primary), then the alternatives if it failed; never throws.

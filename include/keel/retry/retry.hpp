@@ -250,7 +250,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   /// The same retry, named `name` in its events' source (default "retry";
   /// cut at policy_name::capacity bytes).
   retry named(std::string_view name) const {
-    return rebuild<retry, &retry::name_>(*this, policy_name(name), parts{});
+    return rebuild<retry, &retry::name_>(*this, name, parts{});
   }
 
   /// The same retry, reading time, sleeping and drawing random numbers through `e`.

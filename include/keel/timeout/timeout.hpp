@@ -70,7 +70,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   /// A timeout with the given options (validated: throws keel::config_error).
   explicit timeout(timeout_options options = {}, Listener listener = Listener(), Env env = Env())
       : timeout(from_parts, options, std::move(listener), std::move(env), watchdog_ptr{},
-                policy_name("timeout")) {}
+                "timeout") {}
   /// `keel::timeout({})`: the default options.
   explicit timeout(detail::empty_braces) : timeout(timeout_options()) {}
 
@@ -103,7 +103,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   /// The same timeout, named `name` in its events' source (default
   /// "timeout"; cut at policy_name::capacity bytes).
   timeout named(std::string_view name) const {
-    return rebuild<timeout, &timeout::name_>(*this, policy_name(name), parts{});
+    return rebuild<timeout, &timeout::name_>(*this, name, parts{});
   }
 
   /// The same timeout reading time from `e` (keel::testing::virtual_environment in tests).

@@ -291,11 +291,12 @@ TEST_CASE("observe: breaker counts every kind exactly, and metrics() agree",
   (void)b.try_execute([] { return 1; });        // half-opened, closed
   b.isolate();                                  // a transition by hand
   (void)b.try_execute([] { return 1; });        // rejected
+  CHECK_FALSE(b.try_acquire());                 // rejected, by the two-step API
   CHECK(c.count<keel::circuit_opened>() == 1);  // isolated is a state of its own
   CHECK(c.count<keel::circuit_half_opened>() == 1);
   CHECK(c.count<keel::circuit_closed>() == 1);
   CHECK(c.count<keel::circuit_state_changed>() == 4);
-  CHECK(c.count<keel::call_rejected>() == 4);
+  CHECK(c.count<keel::call_rejected>() == 5);
   CHECK(b.metrics().rejections == c.count<keel::call_rejected>());
 }
 

@@ -40,7 +40,7 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
  public:
   explicit concurrency_limit(concurrency_limit_options o = {}, Listener l = Listener(),
                              std::shared_ptr<limit_count> s = std::make_shared<limit_count>(),
-                             keel::policy_name n = keel::policy_name("concurrency_limit"))
+                             std::string_view n = "concurrency_limit")
       : options_((keel::require_valid(o.validate()), o)), listener_(l), state_(s), name_(n) {}
 
   /// The same limit (sharing its count), reporting to `l`.
@@ -50,8 +50,7 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
   }
   /// The same limit, named `name` in its events.
   concurrency_limit named(std::string_view name) const {
-    return keel::rebuild<concurrency_limit, &concurrency_limit::name_>(
-        *this, keel::policy_name(name), parts{});
+    return keel::rebuild<concurrency_limit, &concurrency_limit::name_>(*this, name, parts{});
   }
 
   template <class R, class Next>
