@@ -372,7 +372,8 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   std::tuple<Alternatives...> alternatives_;
   [[no_unique_address]] Handles handles_{};
   [[no_unique_address]] Listener listener_{};
-  policy_name name_{"fallback"};
+  static constexpr policy_name default_name{"fallback"};  // a constant: see retry's
+  policy_name name_ = default_name;
 
   // What the fluent setters carry over, in the order of the from_parts constructor.
   using parts = keel::parts<&fallback::alternatives_, &fallback::handles_, &fallback::listener_,

@@ -563,7 +563,10 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   [[no_unique_address]] Env env_;
   [[no_unique_address]] Hooks hooks_{};
   retry_budget* budget_ = nullptr;
-  policy_name name_{"retry"};
+  // A constant copied in, never a string measured and copied at run time: a
+  // heavier constructor changes how GCC inlines the code around a static policy.
+  static constexpr policy_name default_name{"retry"};
+  policy_name name_ = default_name;
   // Neither max_elapsed nor a budget: the success path then tests this one flag.
   bool plain_ = true;
 

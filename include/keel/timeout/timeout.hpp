@@ -70,7 +70,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   /// A timeout with the given options (validated: throws keel::config_error).
   explicit timeout(timeout_options options = {}, Listener listener = Listener(), Env env = Env())
       : timeout(from_parts, options, std::move(listener), std::move(env), watchdog_ptr{},
-                "timeout") {}
+                default_name) {}
   /// `keel::timeout({})`: the default options.
   explicit timeout(detail::empty_braces) : timeout(timeout_options()) {}
 
@@ -229,6 +229,7 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   [[no_unique_address]] Env env_;
   [[no_unique_address]] watchdog_ptr watchdog_;
   policy_name name_;
+  static constexpr policy_name default_name{"timeout"};  // a constant: see retry's
 
   // What the fluent setters carry over, in the order of the from_parts constructor.
   using parts = keel::parts<&timeout::options_, &timeout::listener_, &timeout::env_,
