@@ -159,6 +159,8 @@ enum class event_kind : unsigned char {
 
 /// Number of event kinds.
 inline constexpr std::size_t event_kind_count = 16;
+static_assert(static_cast<std::size_t>(event_kind::fallback_cancelled) + 1 == event_kind_count,
+              "keel::event_kind_count must follow keel::event_kind");
 
 /// Every event kind, in order: `for (keel::event_kind k : keel::event_kinds)`.
 inline constexpr std::array<event_kind, event_kind_count> event_kinds = [] {
@@ -207,9 +209,10 @@ class counters {
   counters(const counters&) = delete;
   counters& operator=(const counters&) = delete;
 
-  /// Counts one event of kind `k`.
+  /// Counts one event of kind `k` (a value outside event_kind: nothing).
   void add(event_kind k) const noexcept {
-    slots_[index(k)].fetch_add(1, std::memory_order_relaxed);
+    const auto i = static_cast<std::size_t>(k);
+    if (i < event_kind_count) slots_[i].fetch_add(1, std::memory_order_relaxed);
   }
   /// As a listener: counts `e`.
   template <counted_event E>
@@ -217,9 +220,10 @@ class counters {
     add(E::kind);
   }
 
-  /// Events of kind `k` counted so far (a relaxed read).
+  /// Events of kind `k` counted so far (a relaxed read; 0 outside event_kind).
   std::uint64_t count(event_kind k) const noexcept {
-    return slots_[index(k)].load(std::memory_order_relaxed);
+    const auto i = static_cast<std::size_t>(k);
+    return i < event_kind_count ? slots_[i].load(std::memory_order_relaxed) : 0;
   }
   /// Events of type E counted so far: `c.count<keel::retry_scheduled>()`.
   template <counted_event E>
@@ -233,10 +237,6 @@ class counters {
   }
 
  private:
-  static std::size_t index(event_kind k) noexcept {
-    const auto i = static_cast<std::size_t>(k);
-    return i < event_kind_count ? i : 0;
-  }
   mutable std::array<std::atomic<std::uint64_t>, event_kind_count> slots_{};
 };
 
@@ -245,8 +245,8 @@ class counters {
 /// are also counted into `*sink`.
 template <class L>
 struct counted_listener {
-  [[no_unique_address]] L listener;
-  counters* sink;
+  [[no_unique_address]] L listener;  ///< the listener set by with_listener (no_listener at first)
+  counters* sink;                    ///< the counters set by with_counters; never null
 
   template <class E>
     requires(counted_event<E> || listens_to<L, E>)

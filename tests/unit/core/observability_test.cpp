@@ -221,6 +221,10 @@ TEST_CASE("observe: event kinds name themselves and are listed in order", "[core
   CHECK(to_string_view(event_kind::retry_scheduled) == "retry_scheduled");
   CHECK(to_string_view(event_kind::fallback_cancelled) == "fallback_cancelled");
   CHECK(to_string_view(static_cast<event_kind>(200)) == "unknown");
+  keel::counters c;
+  c.add(static_cast<event_kind>(200));  // not a kind: counts nothing anywhere
+  CHECK(total(c) == 0);
+  CHECK(c.count(static_cast<event_kind>(200)) == 0);
   STATIC_REQUIRE(keel::retry_scheduled::kind == event_kind::retry_scheduled);
   STATIC_REQUIRE(keel::retry_succeeded::kind == event_kind::retry_succeeded);
   STATIC_REQUIRE(keel::call_rejected::kind == event_kind::call_rejected);
