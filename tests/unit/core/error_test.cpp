@@ -60,7 +60,7 @@ TEST_CASE("error: is a system_error carrying the code and the retry-after hint",
 
 TEST_CASE("error: holds the causes of an aggregated failure in order", "[core][error]") {
   std::vector<keel::failure> causes{
-      {keel::failure_kind::keel, keel::errc::circuit_open, {}, 2s},
+      {keel::failure_kind::keel, keel::errc::circuit_open, {}, keel::hint{.retry_after = 2s}},
       {keel::failure_kind::error_value, std::make_error_code(std::errc::io_error), {}, {}},
   };
   const keel::error e({keel::errc::all_fallbacks_failed, {}}, causes);
