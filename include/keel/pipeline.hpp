@@ -123,10 +123,17 @@ class named_pipeline : public executable<named_pipeline<P>> {
  public:
   named_pipeline(P pipeline, std::string_view name) : pipeline_(std::move(pipeline)), name_(name) {}
 
-  /// Runs `next` under the pipeline, named.
+  /// Runs `next` under the pipeline, the call's operation named after it
+  /// unless it has a name already; the context is left as it was.
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
-    const detail::operation_scope<> scope(ctx, name_.view());
+    if (!ctx.operation().empty()) return pipeline_.template run<R>(next, ctx);
+    struct unname {
+      context& ctx;
+      ~unname() { ctx.set_operation(std::string_view()); }
+    };
+    ctx.set_operation(name_.view());
+    const unname restore{ctx};
     return pipeline_.template run<R>(next, ctx);
   }
 

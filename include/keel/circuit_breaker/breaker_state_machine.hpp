@@ -63,10 +63,14 @@ class breaker_state_machine {
   }
 
  public:
+  // A constant copied in, never a string measured and copied at run time: a
+  // heavier constructor changes how GCC inlines the code around a static breaker.
+  static constexpr policy_name default_name{"circuit_breaker"};
+
   /// Throws keel::config_error (aborts without exceptions) when `options` are
   /// invalid. `name`: the source of its events (cut at policy_name::capacity bytes).
   explicit breaker_state_machine(circuit_breaker_options options = {},
-                                 std::string_view name = "circuit_breaker")
+                                 const policy_name& name = default_name)
       : cold_(std::make_unique<cold_state>(checked(std::move(options)), name)) {
     cold_state& c = *cold_;
     c.rejections.configure();
@@ -771,7 +775,7 @@ class breaker_state_machine {
   // What the closed path never touches, allocated once at construction: the
   // options, the mutex of transitions, the counters and the rule's window.
   struct cold_state {
-    cold_state(circuit_breaker_options o, std::string_view n)
+    cold_state(circuit_breaker_options o, const policy_name& n)
         : rules(o), options(std::move(o)), name(n) {}
     cold_state(const cold_state&) = delete;
     cold_state& operator=(const cold_state&) = delete;

@@ -204,7 +204,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// Asks to make one call (the two-step API, for code that cannot hand over a
   /// callable). Test the permit; if admitted, make the call and record its
   /// result on the permit. Never blocks; reads the clock only when not closed.
-  permit try_acquire() const { return acquire(source_of(name())); }
+  permit try_acquire() const { return acquire(nullptr); }
 
   /// Runs `next` if the circuit lets it; a rejection is returned as
   /// outcome<R>::from_keel(circuit_open / circuit_isolated, retry_after):
@@ -249,11 +249,17 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
 
  private:
   using admission_t = breaker_state_machine::closed_admission;
+  // Whether anything hears or counts events: without, no source is ever read.
+  static constexpr bool observed = !std::is_same_v<Listener, no_listener>;
 
   // try_acquire(), its rejection reported with `rejected` as the source.
-  permit acquire(const event_source& rejected) const {
+  // try_acquire(); a rejection's source names the pipeline of `ctx`, if any.
+  permit acquire(const context* ctx) const {
     const circuit_admission a = core_.try_acquire_with([this] { return env_.now(); });
-    emit_for(listener_, a, source_of(name()), rejected);
+    if constexpr (observed) {
+      emit_for(listener_, a, source_of(name()),
+               ctx != nullptr ? source_of(name(), *ctx) : source_of(name()));
+    }
     return permit(this, a.generation, a.state, a.admitted, a.retry_after);
   }
 
@@ -282,7 +288,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     const open_rejection r =
         core_.reject_open(core_.admit_closed_current(), [this] { return env_.now(); });
     if (r) {
-      emit_for(listener_, r, source_of(name(), ctx));
+      if constexpr (observed) emit_for(listener_, r, source_of(name(), ctx));
       return outcome<R>::from_keel(errc::circuit_open, r.retry_after());
     }
     return run_permitted<R>(next, ctx);
@@ -297,7 +303,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     // read): closed in a later cell, or closed again meanwhile.
     if (const admission_t a = core_.admit_closed_current()) [[unlikely]]
       return run_closed<R>(a, next, ctx);
-    permit p = acquire(source_of(name(), ctx));
+    permit p = acquire(&ctx);
     const bool timed = p.admitted_ && core_.measures_duration();
     const time_point start = timed ? env_.now() : time_point{};
     outcome<R> o =
@@ -336,7 +342,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   void finish(std::uint64_t generation, call_result r, duration elapsed, NowFn&& now,
               HintFn&& hint) const {
     if (auto t = core_.record_with(generation, r, elapsed, now, hint)) [[unlikely]]
-      emit_for(listener_, *t, source_of(name()));
+      if constexpr (observed) emit_for(listener_, *t, source_of(name()));
   }
 
   // is_cancellation compares error codes through virtual calls; an error value

@@ -2,7 +2,6 @@
 #ifndef KEEL_CORE_OBSERVE_HPP_INCLUDED
 #define KEEL_CORE_OBSERVE_HPP_INCLUDED
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <concepts>
@@ -12,6 +11,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "keel/core/call_slots.hpp"
 #include "keel/core/context.hpp"
 #include "keel/core/events.hpp"
 #include "keel/core/inspect.hpp"
@@ -20,115 +20,38 @@ namespace keel {
 
 // ---- Names -------------------------------------------------------------------
 
-/// A policy's name, held inline: fixed capacity, no allocation, trivially
-/// copyable, so a copy of the policy never refers to the caller's string.
-/// Longer names are cut at `capacity` bytes (31), back to the last whole
-/// UTF-8 character.
-class policy_name {
+/// A policy's name: a keel::short_name (at most 31 bytes, cut back to a
+/// UTF-8 character boundary, held inline, trivially copyable), so that a
+/// copy of a policy never refers to the caller's string. Also made from a
+/// literal, and read wherever a std::string_view is asked for.
+class policy_name : public short_name {
  public:
-  /// Bytes kept at most.
-  static constexpr std::size_t capacity = 31;
-
+  using short_name::short_name;
   /// The empty name.
   constexpr policy_name() noexcept = default;
-  /// `name`, cut to `capacity` bytes at a character boundary.
-  constexpr policy_name(std::string_view name) noexcept {
-    std::size_t n = std::min(name.size(), capacity);
-    if (n < name.size()) {
-      // Never keep half a character: drop the continuation bytes (10xxxxxx)
-      // of the one cut, then its lead byte.
-      while (n > 0 && (static_cast<unsigned char>(name[n]) & 0xC0U) == 0x80U) --n;
-    }
-    for (std::size_t i = 0; i < n; ++i) data_[i] = name[i];
-    size_ = static_cast<unsigned char>(n);
-  }
-  /// As above, from a C string (a literal; not null).
-  constexpr policy_name(const char* name) noexcept : policy_name(std::string_view(name)) {}
-
-  /// The name; valid while this object lives.
-  constexpr std::string_view view() const noexcept { return {data_.data(), size_}; }
+  /// From a C string (a literal; not null).
+  constexpr policy_name(const char* name) noexcept : short_name(std::string_view(name)) {}
   /// view(), so that a policy_name goes where a std::string_view is asked for.
   constexpr operator std::string_view() const noexcept { return view(); }
-  constexpr bool empty() const noexcept { return size_ == 0; }
-  friend constexpr bool operator==(const policy_name& a, const policy_name& b) noexcept {
-    return a.view() == b.view();
-  }
-
- private:
-  std::array<char, capacity> data_{};
-  unsigned char size_ = 0;
 };
 
-/// Where an event comes from. Views into the names' own storage: valid while
-/// the policy (and the pipeline) that emitted the event live, so a handler
-/// that keeps them longer copies them into strings.
+/// Where an event comes from. Views, valid while the handler runs: a
+/// handler that keeps them longer copies them into strings.
 struct event_source {
-  /// The call's pipeline: the name of the named pipeline (keel::pipeline(...)
-  /// .named("payments")) it runs in; empty for an unnamed one, and for events
-  /// with no call at hand (a circuit's state transitions).
+  /// The call's operation (context::operation()): the name of the named
+  /// pipeline it runs in (keel::pipeline(...).named("payments")), or what
+  /// the caller set; empty otherwise, and for events with no call at hand
+  /// (a circuit's state transitions).
   std::string_view pipeline;
   /// The emitting policy's name: set with `.named(...)`, by default its kind
   /// ("retry", "circuit_breaker", "timeout", "fallback").
   std::string_view policy;
 };
 
-namespace detail {
-
-/// True once keel::context carries an operation name (set by a named pipeline).
-template <class C>
-concept has_operation = requires(C& c, const C& cc) {
-  { cc.operation() } -> std::convertible_to<std::string_view>;
-  c.set_operation(std::string_view());
-};
-
-/// The name of the pipeline a call runs in, from its context (a template
-/// only so that the branch for a context without it is never compiled).
-template <class C = context>
-std::string_view operation_of(const C& ctx) noexcept {
-  if constexpr (has_operation<C>) {
-    return ctx.operation();
-  } else {
-    static_cast<void>(ctx);
-    return {};
-  }
-}
-
-/// Names a call's operation after a named pipeline for as long as it runs
-/// in it, when the call has no operation yet (the outermost name wins), and
-/// clears it again on the way out. A template only so that the code for a
-/// context without operations is never compiled.
-template <class C = context>
-class operation_scope {
- public:
-  operation_scope(C& ctx, std::string_view name) noexcept {
-    if constexpr (has_operation<C>) {
-      if (ctx.operation().empty()) {
-        ctx.set_operation(name);
-        ctx_ = &ctx;
-      }
-    } else {
-      static_cast<void>(ctx);
-      static_cast<void>(name);
-    }
-  }
-  ~operation_scope() {
-    if constexpr (has_operation<C>) {
-      if (ctx_ != nullptr) ctx_->set_operation(std::string_view());
-    }
-  }
-  operation_scope(const operation_scope&) = delete;
-  operation_scope& operator=(const operation_scope&) = delete;
-
- private:
-  C* ctx_ = nullptr;
-};
-
-}  // namespace detail
-
 /// The source of an event that a policy named `name` emits during the call
 /// whose context is `ctx`.
 inline event_source source_of(std::string_view name, const context& ctx) noexcept {
-  return {detail::operation_of(ctx), name};
+  return {ctx.operation(), name};
 }
 
 /// The source of an event with no call at hand: the policy's name alone.
@@ -310,6 +233,18 @@ with_counters_t<Slot> attach_counters(Slot slot, counters& c) noexcept(
     return {std::move(slot), &c};
   }
 }
+
+/// True when a policy whose listener slot is L does anything with an event
+/// E: hears it, or counts it. Test it around report() on a hot path: then
+/// not even report's closure is compiled for a policy that nobody observes.
+template <class L, class E>
+inline constexpr bool observes = [] {
+  if constexpr (detail::is_counted_listener<L>) {
+    return counted_event<E> || listens_to<decltype(std::declval<L>().listener), E>;
+  } else {
+    return listens_to<L, E>;
+  }
+}();
 
 /// Reports an event of type E to a policy's listener slot: counts it when
 /// counters are attached, and builds it (`make()`) and delivers it only when

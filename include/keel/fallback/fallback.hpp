@@ -247,8 +247,10 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
       return fallback_decision::done();
     if (is_cancellation(o)) {  // not a failure to degrade from
       if (call.size_ > 0) {
-        report<fallback_cancelled>(
-            listener_, [&] { return fallback_cancelled{call.size_ + 1, source_of(name_, ctx)}; });
+        if constexpr (observes<Listener, fallback_cancelled>) {
+          report<fallback_cancelled>(
+              listener_, [&] { return fallback_cancelled{call.size_ + 1, source_of(name_, ctx)}; });
+        }
       }
       return finish(call);
     }
@@ -264,8 +266,10 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
         call.current_ = i;
         return fallback_decision::try_alternative(i);
       }
-      report<fallback_skipped>(listener_,
-                               [&] { return fallback_skipped{i, source_of(name_, ctx)}; });
+      if constexpr (observes<Listener, fallback_skipped>) {
+        report<fallback_skipped>(listener_,
+                                 [&] { return fallback_skipped{i, source_of(name_, ctx)}; });
+      }
     }
     all_failed(o, call, ctx);
     return finish(call);
@@ -276,9 +280,11 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   template <class R>
   void succeeded(const call_type<R>& call, const context& ctx = context()) const noexcept {
     if (call.size_ > 0 && call.current_ != call_type<R>::finished) {
-      report<fallback_used>(listener_, [&] {
-        return fallback_used{call.current_, call.why().describe(), source_of(name_, ctx)};
-      });
+      if constexpr (observes<Listener, fallback_used>) {
+        report<fallback_used>(listener_, [&] {
+          return fallback_used{call.current_, call.why().describe(), source_of(name_, ctx)};
+        });
+      }
     }
   }
 
@@ -335,8 +341,10 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   template <class R>
   [[gnu::cold]] KEEL_DETAIL_NOINLINE void stopped(outcome<R>& o, const call_type<R>& call,
                                                   const context& ctx) const {
-    report<fallback_cancelled>(
-        listener_, [&] { return fallback_cancelled{call.size_, source_of(name_, ctx)}; });
+    if constexpr (observes<Listener, fallback_cancelled>) {
+      report<fallback_cancelled>(
+          listener_, [&] { return fallback_cancelled{call.size_, source_of(name_, ctx)}; });
+    }
     o = outcome<R>::from_keel(errc::cancelled);
   }
 
@@ -348,8 +356,10 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
       o = std::move(call.tried_[0].o);
       return;
     }
-    report<all_fallbacks_failed>(
-        listener_, [&] { return all_fallbacks_failed{call.size_, source_of(name_, ctx)}; });
+    if constexpr (observes<Listener, all_fallbacks_failed>) {
+      report<all_fallbacks_failed>(
+          listener_, [&] { return all_fallbacks_failed{call.size_, source_of(name_, ctx)}; });
+    }
     std::vector<outcome<R>> causes;
 #if KEEL_HAS_EXCEPTIONS
     try {

@@ -387,8 +387,10 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   // succeeded(), for a driver that knows whether the call was retried.
   void note_success(bool retried, const retry_call& call, const context& ctx) const noexcept {
     if (retried) {
-      report<retry_succeeded>(
-          listener_, [&] { return retry_succeeded{call.attempt_, source_of(name_, ctx)}; });
+      if constexpr (observes<Listener, retry_succeeded>) {
+        report<retry_succeeded>(
+            listener_, [&] { return retry_succeeded{call.attempt_, source_of(name_, ctx)}; });
+      }
     }
     if (budget_ != nullptr) budget_->record_success(retried, call.last_retry_after_timeout_);
   }
@@ -443,18 +445,22 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     }
     if (budget_ != nullptr) {
       if (!budget_->try_acquire(timed_out)) {
-        report<retry_budget_exhausted>(listener_, [&] {
-          return retry_budget_exhausted{attempt, o.describe(), source_of(name_, ctx)};
-        });
+        if constexpr (observes<Listener, retry_budget_exhausted>) {
+          report<retry_budget_exhausted>(listener_, [&] {
+            return retry_budget_exhausted{attempt, o.describe(), source_of(name_, ctx)};
+          });
+        }
         return retry_decision::stop();
       }
       call.last_retry_after_timeout_ = timed_out;  // read by succeeded(), with a budget only
     }
 
-    report<retry_scheduled>(listener_, [&] {
-      return retry_scheduled{attempt, d.delay(), o.describe(), d.from_hint(),
-                             source_of(name_, ctx)};
-    });
+    if constexpr (observes<Listener, retry_scheduled>) {
+      report<retry_scheduled>(listener_, [&] {
+        return retry_scheduled{attempt, d.delay(), o.describe(), d.from_hint(),
+                               source_of(name_, ctx)};
+      });
+    }
     ++call.attempt_;  // in place: `attempt` need not live this long
     return d;
   }
@@ -484,18 +490,22 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   template <class R>
   retry_decision aborted(const outcome<R>& o, int attempt, give_up_reason reason,
                          const context& ctx) const {
-    report<retry_aborted>(listener_, [&] {
-      return retry_aborted{attempt, reason, o.describe(), source_of(name_, ctx)};
-    });
+    if constexpr (observes<Listener, retry_aborted>) {
+      report<retry_aborted>(listener_, [&] {
+        return retry_aborted{attempt, reason, o.describe(), source_of(name_, ctx)};
+      });
+    }
     return retry_decision::stop();
   }
 
   template <class R>
   retry_decision exhausted(const outcome<R>& o, int attempts, give_up_reason reason,
                            const context& ctx) const {
-    report<retries_exhausted>(listener_, [&] {
-      return retries_exhausted{attempts, reason, o.describe(), source_of(name_, ctx)};
-    });
+    if constexpr (observes<Listener, retries_exhausted>) {
+      report<retries_exhausted>(listener_, [&] {
+        return retries_exhausted{attempts, reason, o.describe(), source_of(name_, ctx)};
+      });
+    }
     return retry_decision::stop();
   }
 

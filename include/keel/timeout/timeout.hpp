@@ -166,9 +166,11 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
     // The caller's own stop request: a cancellation, whatever time it is.
     if (ctx.stop_requested()) return true;
     if (options_.keep_late_result && !(stopped_by_watchdog && is_cancellation(o))) {
-      report<late_result_kept>(listener_, [&] {
-        return late_result_kept{options_.timeout, end - start, deadline, source_of(name_, ctx)};
-      });
+      if constexpr (observes<Listener, late_result_kept>) {
+        report<late_result_kept>(listener_, [&] {
+          return late_result_kept{options_.timeout, end - start, deadline, source_of(name_, ctx)};
+        });
+      }
       return true;
     }
     return false;
@@ -179,9 +181,11 @@ class timeout : public executable<timeout<Listener, Env, Watchdog>> {
   template <class R>
   outcome<R> expire(time_point start, time_point end, time_point deadline,
                     const context& ctx = context()) const {
-    report<timed_out>(listener_, [&] {
-      return timed_out{options_.timeout, end - start, deadline, source_of(name_, ctx)};
-    });
+    if constexpr (observes<Listener, timed_out>) {
+      report<timed_out>(listener_, [&] {
+        return timed_out{options_.timeout, end - start, deadline, source_of(name_, ctx)};
+      });
+    }
     return outcome<R>::from_keel(errc::timeout);
   }
 

@@ -62,8 +62,10 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
       ~leave() { n.fetch_sub(1, std::memory_order_relaxed); }
     } guard{n};
     if (before >= options_.max_in_flight) {
-      keel::report<limit_rejected>(  // built only when a listener hears it
-          listener_, [&] { return limit_rejected{before, keel::source_of(name_, ctx)}; });
+      if constexpr (keel::observes<Listener, limit_rejected>) {  // else no code at all
+        keel::report<limit_rejected>(
+            listener_, [&] { return limit_rejected{before, keel::source_of(name_, ctx)}; });
+      }
       return keel::outcome<R>::from_keel(keel::errc::bulkhead_full);
     }
     return next(ctx);
