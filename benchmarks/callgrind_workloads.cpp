@@ -216,14 +216,16 @@ bool keel_cg_retry(int n) {
 bool keel_cg_retry_failure_as_value(int n) {
   static const auto r = zero_delay_retry();
   failure_calls(r, n);
-  return attempts_of_one_call(r, [] { return keel_bench::failing(0); }, false) == 3;
+  const auto fail = [] { return keel_bench::failing(0); };
+  return attempts_of_one_call(r, fail, false) == 3;
 }
 
 bool keel_cg_retry_fail_then_succeed(int n) {
   static const auto r = zero_delay_retry();
   flaky_calls(r, n);
   int k = 0;
-  return attempts_of_one_call(r, [&] { return keel_bench::flaky(k); }, true) == 2;
+  const auto flaky = [&] { return keel_bench::flaky(k); };
+  return attempts_of_one_call(r, flaky, true) == 2;
 }
 
 // A budget left as full as it was found (a failure takes a token, a success
@@ -233,7 +235,8 @@ bool keel_cg_retry_fail_then_succeed_with_budget(int n) {
   static const auto r = zero_delay_retry().with_budget(budget);
   flaky_calls(r, n);
   int k = 0;  // the budget granted the retry: two attempts
-  return attempts_of_one_call(r, [&] { return keel_bench::flaky(k); }, true) == 2;
+  const auto flaky = [&] { return keel_bench::flaky(k); };
+  return attempts_of_one_call(r, flaky, true) == 2;
 }
 
 // ---- Fallback and timeout ----------------------------------------------------------

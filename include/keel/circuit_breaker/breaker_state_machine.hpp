@@ -54,7 +54,8 @@ class breaker_state_machine {
   // its return type is deduced.
   template <class F>
   decltype(auto) with_rule(F&& f) {
-    return detail::visit_rule(rule_, [this]() -> detail::trip_rules& { return cold_->rules; }, f);
+    const auto rules = [this]() -> detail::trip_rules& { return cold_->rules; };
+    return detail::visit_rule(rule_, rules, f);
   }
   template <class F>
   decltype(auto) with_rule(F&& f) const {
@@ -827,8 +828,8 @@ template <class Listener>
 void emit_for(const Listener& listener, const circuit_transition& t,
               const event_source& source = {}) noexcept {
   if (t.from != t.to) {
-    report<circuit_state_changed>(
-        listener, [&] { return circuit_state_changed{t.from, t.to, t.at, source}; });
+    const auto changed = [&] { return circuit_state_changed{t.from, t.to, t.at, source}; };
+    report<circuit_state_changed>(listener, changed);
   }
   switch (t.to) {
     case circuit_state::open:

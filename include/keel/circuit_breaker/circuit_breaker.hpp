@@ -191,7 +191,8 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     void finish(call_result r, duration elapsed, std::optional<duration> hint) {
       if (owner_ == nullptr) return;
       const circuit_breaker* b = std::exchange(owner_, nullptr);
-      b->finish(generation_, r, elapsed, [b] { return b->env_.now(); }, [hint] { return hint; });
+      const auto now = [b] { return b->env_.now(); };
+      b->finish(generation_, r, elapsed, now, [hint] { return hint; });
     }
 
     const circuit_breaker* owner_;  // null once recorded or released, and for rejections
@@ -385,8 +386,10 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
                 "value use keel::on::result(f), an error value keel::on::error(f)");
 };
 
+// clang-format off
 circuit_breaker() -> circuit_breaker<>;
 circuit_breaker(circuit_breaker_options) -> circuit_breaker<>;
+// clang-format on
 
 }  // namespace keel
 

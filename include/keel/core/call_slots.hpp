@@ -152,6 +152,11 @@ class short_name {
   unsigned char size_ = 0;
 };
 
+/// A value a context can keep for its caller: trivially copyable, at most
+/// 16 bytes (user_slot::capacity).
+template <class T>
+concept small_value = std::is_trivially_copyable_v<T> && sizeof(T) <= 16;  // user_slot::capacity
+
 /// Room in a context for a caller's own small value: anything trivially
 /// copyable of up to 16 bytes (a tenant id, a trace id), read back by type.
 class user_slot {
@@ -160,19 +165,18 @@ class user_slot {
   static constexpr std::size_t capacity = 16;
 
   template <class T>
-  static constexpr bool fits = std::is_trivially_copyable_v<T> && sizeof(T) <= capacity;
+  static constexpr bool fits = small_value<T>;
+  static_assert(capacity == 16, "small_value's bound");
 
   /// Keeps `value`, replacing what was there.
-  template <class T>
-    requires fits<T>
+  template <small_value T>
   void set(const T& value) noexcept {
     std::memcpy(bytes_, &value, sizeof(T));
     key_ = detail::type_key_of<T>;
   }
 
   /// The value kept, when it is a T.
-  template <class T>
-    requires fits<T>
+  template <small_value T>
   std::optional<T> get() const noexcept {
     if (!detail::same_type(key_, detail::type_key_of<T>)) return std::nullopt;
     std::array<unsigned char, sizeof(T)> raw;

@@ -242,8 +242,7 @@ class context {
   }
 
   /// The caller's own small value, when it is a T (see set_user_value).
-  template <class T>
-    requires user_slot::fits<T>
+  template <small_value T>
   std::optional<T> user_value() const noexcept {
     if ((used_ & user_bit) == 0) return std::nullopt;
     return user_.value.template get<T>();
@@ -304,8 +303,7 @@ class context {
 
   /// Keeps a caller's small value (trivially copyable, at most
   /// user_slot::capacity bytes) for the callable and the policies to read.
-  template <class T>
-    requires user_slot::fits<T>
+  template <small_value T>
   void set_user_value(const T& value) noexcept {
     slot(user_, user_bit).set(value);
   }

@@ -163,6 +163,10 @@ class counters {
   mutable std::array<std::atomic<std::uint64_t>, event_kind_count> slots_{};
 };
 
+/// An event that keel::counters counts or that listener L hears.
+template <class E, class L>
+concept heard_or_counted = counted_event<E> || listens_to<L, E>;
+
 /// A policy's listener with counters attached (what `with_counters` makes of
 /// the listener slot): events go to `listener` as before, and counted events
 /// are also counted into `*sink`.
@@ -171,8 +175,7 @@ struct counted_listener {
   [[no_unique_address]] L listener;  ///< the listener set by with_listener (no_listener at first)
   counters* sink;                    ///< the counters set by with_counters; never null
 
-  template <class E>
-    requires(counted_event<E> || listens_to<L, E>)
+  template <heard_or_counted<L> E>
   void on(const E& e) const noexcept {
     if constexpr (counted_event<E>) sink->add(E::kind);
     emit(listener, e);

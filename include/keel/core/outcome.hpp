@@ -66,9 +66,12 @@ class outcome_storage {
   // handed on, so the exception is what the call produced). A policy can then
   // assign and return outcomes on any path without a try block, and an
   // exception from T never escapes try_execute or destroys a value twice.
+  // Requires-clauses: clang-format 14 and 19 lay them out differently.
+  // clang-format off
   outcome_storage(const outcome_storage& other) noexcept
     requires std::copy_constructible<T>
       : index_(other.index_) {
+    // clang-format on
     switch (index_) {
       case 0:
         construct_value(other.value_);
@@ -98,9 +101,11 @@ class outcome_storage {
   // always holds exactly one live member. T's assignment operators are never
   // used. `other` may live inside what `this` holds (`o = o.causes()[0]`), so
   // unless destroying `this` frees nothing, it is first taken out.
+  // clang-format off
   outcome_storage& operator=(const outcome_storage& other) noexcept
     requires std::copy_constructible<T>
   {
+    // clang-format on
     if (this != &other) {
       outcome_storage copy(other);
       destroy();
@@ -215,6 +220,7 @@ class outcome {
   using result_type = R;
 
   /// A successful void outcome.
+  // clang-format off
   outcome() noexcept
     requires std::is_void_v<R>
       : state_(std::in_place_index<0>) {}
@@ -223,6 +229,7 @@ class outcome {
   outcome(stored value) noexcept  // NOLINT: implicit by design
     requires(!std::is_void_v<R>)
       : state_(std::in_place_type<stored>, std::move(value)) {}
+  // clang-format on
 
   /// Builds the result in place.
   template <class... Args>
@@ -285,9 +292,11 @@ class outcome {
   }
 
   /// The error the callable returned. Precondition: has_error_value().
+  // clang-format off
   decltype(auto) error_value() const
     requires expected_like<R>
   {
+    // clang-format on
     return state_.template get<0>().error();
   }
 

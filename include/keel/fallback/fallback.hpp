@@ -248,8 +248,10 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
     if (is_cancellation(o)) {  // not a failure to degrade from
       if (call.size_ > 0) {
         if constexpr (observes<Listener, fallback_cancelled>) {
-          report<fallback_cancelled>(
-              listener_, [&] { return fallback_cancelled{call.size_ + 1, source_of(name_, ctx)}; });
+          const auto cancelled = [&] {
+            return fallback_cancelled{call.size_ + 1, source_of(name_, ctx)};
+          };
+          report<fallback_cancelled>(listener_, cancelled);
         }
       }
       return finish(call);
@@ -267,8 +269,8 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
         return fallback_decision::try_alternative(i);
       }
       if constexpr (observes<Listener, fallback_skipped>) {
-        report<fallback_skipped>(listener_,
-                                 [&] { return fallback_skipped{i, source_of(name_, ctx)}; });
+        const auto skipped = [&] { return fallback_skipped{i, source_of(name_, ctx)}; };
+        report<fallback_skipped>(listener_, skipped);
       }
     }
     all_failed(o, call, ctx);
@@ -342,8 +344,8 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   [[gnu::cold]] KEEL_DETAIL_NOINLINE void stopped(outcome<R>& o, const call_type<R>& call,
                                                   const context& ctx) const {
     if constexpr (observes<Listener, fallback_cancelled>) {
-      report<fallback_cancelled>(
-          listener_, [&] { return fallback_cancelled{call.size_, source_of(name_, ctx)}; });
+      const auto cancelled = [&] { return fallback_cancelled{call.size_, source_of(name_, ctx)}; };
+      report<fallback_cancelled>(listener_, cancelled);
     }
     o = outcome<R>::from_keel(errc::cancelled);
   }
@@ -357,8 +359,8 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
       return;
     }
     if constexpr (observes<Listener, all_fallbacks_failed>) {
-      report<all_fallbacks_failed>(
-          listener_, [&] { return all_fallbacks_failed{call.size_, source_of(name_, ctx)}; });
+      const auto failed = [&] { return all_fallbacks_failed{call.size_, source_of(name_, ctx)}; };
+      report<all_fallbacks_failed>(listener_, failed);
     }
     std::vector<outcome<R>> causes;
 #if KEEL_HAS_EXCEPTIONS

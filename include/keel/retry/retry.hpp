@@ -388,8 +388,10 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   void note_success(bool retried, const retry_call& call, const context& ctx) const noexcept {
     if (retried) {
       if constexpr (observes<Listener, retry_succeeded>) {
-        report<retry_succeeded>(
-            listener_, [&] { return retry_succeeded{call.attempt_, source_of(name_, ctx)}; });
+        const auto succeeded = [&] {
+          return retry_succeeded{call.attempt_, source_of(name_, ctx)};
+        };
+        report<retry_succeeded>(listener_, succeeded);
       }
     }
     if (budget_ != nullptr) budget_->record_success(retried, call.last_retry_after_timeout_);
@@ -593,8 +595,10 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
       "keel::on::result(f), an error value keel::on::error(f)");
 };
 
+// clang-format off
 retry() -> retry<>;
 retry(retry_options) -> retry<>;
+// clang-format on
 
 }  // namespace keel
 

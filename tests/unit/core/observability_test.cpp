@@ -13,6 +13,7 @@
 #include <string_view>
 #include <thread>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <keel/keel.hpp>
@@ -27,14 +28,16 @@ using keel::testing::virtual_environment;
 
 namespace {
 
+template <class P, class = void>
+constexpr bool has_counters_member = false;
 template <class P>
-concept has_counters_member = requires(const P& p) { p.counters(); };
+constexpr bool has_counters_member<P, std::void_t<decltype(std::declval<const P&>().counters())>> =
+    true;
 
 /// Every event of every policy, with its source.
 struct sources {
   std::shared_ptr<std::vector<std::string>> seen = std::make_shared<std::vector<std::string>>();
-  template <class E>
-    requires keel::counted_event<E>
+  template <keel::counted_event E>
   void on(const E& e) const {
     seen->push_back(std::string(to_string_view(E::kind)) + " " + std::string(e.source.pipeline) +
                     "/" + std::string(e.source.policy));
@@ -51,8 +54,7 @@ const auto throws_down = []() -> int { throw std::runtime_error("down"); };
 
 /// Throws from every handler.
 struct throwing {
-  template <class E>
-    requires keel::counted_event<E>
+  template <keel::counted_event E>
   void on(const E&) const {
     throw std::runtime_error("listener bug");
   }

@@ -63,8 +63,8 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
     } guard{n};
     if (before >= options_.max_in_flight) {
       if constexpr (keel::observes<Listener, limit_rejected>) {  // else no code at all
-        keel::report<limit_rejected>(
-            listener_, [&] { return limit_rejected{before, keel::source_of(name_, ctx)}; });
+        const auto rejected = [&] { return limit_rejected{before, keel::source_of(name_, ctx)}; };
+        keel::report<limit_rejected>(listener_, rejected);
       }
       return keel::outcome<R>::from_keel(keel::errc::bulkhead_full);
     }
