@@ -16,10 +16,8 @@ namespace example {
 struct concurrency_limit_options {
   std::uint32_t max_in_flight = 10;  ///< calls allowed at once; >= 1
   constexpr keel::validation_result validate() const {
-    if (max_in_flight == 0) {
-      return keel::config_problem{"concurrency_limit_options.max_in_flight", "must be >= 1"};
-    }
-    return std::nullopt;
+    if (max_in_flight > 0) return std::nullopt;
+    return keel::config_problem{"concurrency_limit_options.max_in_flight", "must be >= 1"};
   }
 };
 
@@ -30,16 +28,12 @@ struct limit_rejected {
 };
 
 /// At most `max_in_flight` calls at once; the others get keel::errc::bulkhead_full.
-/// The count every copy of one limit shares.
-struct limit_count {
-  std::atomic<std::uint32_t> in_flight{0};
-};
-
 template <class Listener = keel::no_listener>
 class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
  public:
   explicit concurrency_limit(concurrency_limit_options o = {}, Listener l = Listener(),
-                             std::shared_ptr<limit_count> s = std::make_shared<limit_count>(),
+                             std::shared_ptr<std::atomic<std::uint32_t>> s =
+                                 std::make_shared<std::atomic<std::uint32_t>>(0U),
                              std::string_view n = "concurrency_limit")
       : options_((keel::require_valid(o.validate()), o)), listener_(l), state_(s), name_(n) {}
 
@@ -55,7 +49,7 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
 
   template <class R, class Next>
   keel::outcome<R> run(Next&& next, keel::context& ctx) const {
-    std::atomic<std::uint32_t>& n = state_->in_flight;
+    std::atomic<std::uint32_t>& n = *state_;
     const std::uint32_t before = n.fetch_add(1, std::memory_order_relaxed);
     struct leave {
       std::atomic<std::uint32_t>& n;
@@ -71,12 +65,12 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
     return next(ctx);
   }
 
-  std::uint32_t in_flight() const noexcept { return state_->in_flight.load(); }
+  std::uint32_t in_flight() const noexcept { return state_->load(); }
 
  private:
   concurrency_limit_options options_;
   [[no_unique_address]] Listener listener_;
-  std::shared_ptr<limit_count> state_;  // copies share one count
+  std::shared_ptr<std::atomic<std::uint32_t>> state_;  // copies share one count
   keel::policy_name name_;
   using parts = keel::parts<&concurrency_limit::options_, &concurrency_limit::listener_,
                             &concurrency_limit::state_, &concurrency_limit::name_>;
