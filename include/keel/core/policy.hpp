@@ -18,11 +18,18 @@ namespace keel {
 
 namespace detail {
 
+template <class T>
+inline constexpr bool sets_up_call =
+    std::is_same_v<T, std::stop_token> || std::is_same_v<T, context>;
+
 /// A first argument of execute / try_execute that sets up the call rather
 /// than being the callable: a stop token or a whole context.
 template <class F>
-concept call_setting = std::same_as<std::remove_cvref_t<F>, std::stop_token> ||
-                       std::same_as<std::remove_cvref_t<F>, context>;
+concept call_setting = sets_up_call<std::remove_cvref_t<F>>;
+
+/// A first argument of execute / try_execute that is the callable.
+template <class F>
+concept not_call_setting = !call_setting<F>;
 
 /// True when the callable wants the context as its first argument.
 template <class F, class... Args>
@@ -33,6 +40,7 @@ concept guardable = takes_context<F, Args...> || std::invocable<F&, Args&...>;
 
 template <class F, class... Args>
 struct call_result;
+// clang-format off
 template <class F, class... Args>
   requires takes_context<F, Args...>
 struct call_result<F, Args...> {
@@ -43,6 +51,7 @@ template <class F, class... Args>
 struct call_result<F, Args...> {
   using type = std::invoke_result_t<F&, Args&...>;
 };
+// clang-format on
 
 /// What calling F with Args (and perhaps a context first) returns.
 template <class F, class... Args>
@@ -172,8 +181,7 @@ class executable {
  public:
   /// Runs f(args...) (or f(ctx, args...)) under the policy and returns what
   /// came out; never throws.
-  template <class F, class... Args>
-    requires(!detail::call_setting<F>)
+  template <detail::not_call_setting F, class... Args>
   auto try_execute(F&& f, Args&&... args) const {
     return guarded(context(), f, args...);
   }
@@ -196,25 +204,36 @@ class executable {
   /// Runs f under the policy and returns its result. A thrown exception is
   /// rethrown unchanged; keel's own failures throw keel::error, or, for an
   /// expected-like result, come back as its error (keel::error_traits).
-  template <class F, class... Args>
-    requires(!detail::call_setting<F>)
+  template <detail::not_call_setting F, class... Args>
   auto execute(F&& f, Args&&... args) const {
-    return guarded(context(), f, args...).get();
+    return result_of(guarded(context(), f, args...));
   }
 
   /// As above, with the caller's stop token.
   template <class F, class... Args>
   auto execute(std::stop_token token, F&& f, Args&&... args) const {
-    return guarded(context(std::move(token)), f, args...).get();
+    return result_of(guarded(context(std::move(token)), f, args...));
   }
 
   /// As above, in the caller's context (deadline and stop token).
   template <class F, class... Args>
   auto execute(context ctx, F&& f, Args&&... args) const {
-    return guarded(std::move(ctx), f, args...).get();
+    return result_of(guarded(std::move(ctx), f, args...));
   }
 
  private:
+  // The callable's exception is rethrown here, in the caller's own frame: each
+  // frame between a throw and its catch costs the unwinder a table lookup and
+  // a parse, more than the rest of a failed call.
+  template <class R>
+  [[gnu::always_inline]] static R result_of(outcome<R>&& o) {
+#if KEEL_HAS_EXCEPTIONS
+    if (o.has_exception()) [[unlikely]]
+      std::rethrow_exception(o.exception());
+#endif
+    return std::move(o).get();
+  }
+
   template <class F, class... Args>
   auto guarded(context ctx, F& f, Args&... args) const {
     static_assert(detail::guardable<F, Args...>,
