@@ -50,18 +50,20 @@ class concurrency_limit : public keel::executable<concurrency_limit<Listener>> {
   template <class R, class Next>
   keel::outcome<R> run(Next&& next, keel::context& ctx) const {
     std::atomic<std::uint32_t>& n = *state_;
-    const std::uint32_t before = n.fetch_add(1, std::memory_order_relaxed);
+    std::uint32_t running = n.load(std::memory_order_relaxed);
+    do {  // a refused call never counts, so it cannot crowd out the next one
+      if (running >= options_.max_in_flight) {
+        if constexpr (keel::observes<Listener, limit_rejected>) {  // else no code at all
+          const auto refused = [&] { return limit_rejected{running, keel::source_of(name_, ctx)}; };
+          keel::report<limit_rejected>(listener_, refused);
+        }
+        return keel::outcome<R>::from_keel(keel::errc::bulkhead_full);
+      }
+    } while (!n.compare_exchange_weak(running, running + 1, std::memory_order_relaxed));
     struct leave {
       std::atomic<std::uint32_t>& n;
       ~leave() { n.fetch_sub(1, std::memory_order_relaxed); }
     } guard{n};
-    if (before >= options_.max_in_flight) {
-      if constexpr (keel::observes<Listener, limit_rejected>) {  // else no code at all
-        const auto rejected = [&] { return limit_rejected{before, keel::source_of(name_, ctx)}; };
-        keel::report<limit_rejected>(listener_, rejected);
-      }
-      return keel::outcome<R>::from_keel(keel::errc::bulkhead_full);
-    }
     return next(ctx);
   }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -56,6 +57,24 @@ TEST_CASE("extending: the limit admits max_in_flight nested calls and rejects th
   CHECK(o.value() == 2);
   CHECK(limit.in_flight() == 0);
   CHECK(*r.seen == std::vector<std::uint32_t>{2});
+}
+
+TEST_CASE("extending: a refused call is not counted, not even while its event is heard",
+          "[extending]") {
+  std::vector<std::uint32_t> during;
+  std::function<std::uint32_t()> in_flight;
+  const auto hear = [&](const example::limit_rejected&) { during.push_back(in_flight()); };
+  const auto limit = example::concurrency_limit({.max_in_flight = 1}).with_listener(hear);
+  in_flight = [&] { return limit.in_flight(); };
+  auto o = limit.try_execute([&] {
+    CHECK(limit.try_execute([] { return 0; }).is(keel::errc::bulkhead_full));
+    CHECK(limit.try_execute([] { return 0; }).is(keel::errc::bulkhead_full));
+    return limit.in_flight();
+  });
+  CHECK(o.value() == 1);  // only the call that runs, after two refusals
+  CHECK(during == std::vector<std::uint32_t>{1, 1});
+  CHECK(limit.in_flight() == 0);
+  CHECK(limit.try_execute([] { return 7; }).value() == 7);
 }
 
 TEST_CASE("extending: the limit composes: retry does not retry its rejection, exceptions pass",
