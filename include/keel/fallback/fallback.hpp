@@ -278,16 +278,20 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   }
 
   /// The call (in `ctx`) ended with an outcome handles() does not match:
-  /// emits fallback_used when an alternative produced it.
+  /// emits fallback_used when an alternative produced it. The call is then
+  /// over: succeeded() or decide() again answers done and emits nothing.
   template <class R>
-  void succeeded(const call_type<R>& call, const context& ctx = context()) const noexcept {
-    if (call.size_ > 0 && call.current_ != call_type<R>::finished) {
+  void succeeded(call_type<R>& call, const context& ctx = context()) const noexcept {
+    if (call.current_ == call_type<R>::finished) return;
+    if (call.size_ > 0) {
       if constexpr (observes<Listener, fallback_used>) {
-        report<fallback_used>(listener_, [&] {
+        const auto used = [&] {
           return fallback_used{call.current_, call.why().describe(), source_of(name_, ctx)};
-        });
+        };
+        report<fallback_used>(listener_, used);
       }
     }
+    call.current_ = call_type<R>::finished;
   }
 
   /// Calls `f(alternative)` with the alternative at 0-based index `i`

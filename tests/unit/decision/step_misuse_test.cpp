@@ -44,6 +44,33 @@ TEST_CASE("fallback step API: decide() after done answers done and writes nothin
   chain.succeeded(call);  // after the end: nothing
 }
 
+TEST_CASE(
+    "fallback step API: after succeeded() the call is over: no second fallback_used, "
+    "decide() answers done and leaves the result",
+    "[decision][fallback][regression]") {
+  keel::counters counters;
+  const auto chain = keel::fallback(keel::alternative([] { return 2; })).with_counters(counters);
+  keel::context ctx;
+  auto call = chain.begin<int>();
+  keel::outcome<int> o = failed("primary");
+  REQUIRE(chain.decide(o, call, ctx).again());
+  o = keel::outcome<int>(std::in_place, 2);  // what the alternative gave
+  chain.succeeded(call, ctx);
+  chain.succeeded(call, ctx);  // out of turn
+  CHECK(counters.count(keel::event_kind::fallback_used) == 1);
+  CHECK_FALSE(chain.decide(o, call, ctx).again());
+  CHECK(o.value() == 2);  // not turned into all_fallbacks_failed
+  CHECK(counters.count(keel::event_kind::all_fallbacks_failed) == 0);
+  CHECK(call.failures() == 1);
+
+  auto first_try = chain.begin<int>();  // the primary succeeded: nothing to report, ever
+  keel::outcome<int> result(std::in_place, 1);
+  chain.succeeded(first_try, ctx);
+  CHECK_FALSE(chain.decide(result, first_try, ctx).again());
+  CHECK(result.value() == 1);
+  CHECK(counters.count(keel::event_kind::fallback_used) == 1);
+}
+
 TEST_CASE("retry step API: a driver asking out of turn changes no counter",
           "[decision][retry][regression]") {
   keel::testing::virtual_environment env;
