@@ -103,6 +103,10 @@ class breaker_state_machine {
   const circuit_breaker_options& options() const noexcept { return cold_->options; }
   /// Its name, kept with the cold state (so it costs the hot cache line nothing).
   std::string_view name() const noexcept { return cold_->name; }
+  /// The source of the events of a call in `ctx`: this name and the call's pipeline.
+  event_source source(const context& ctx) const noexcept { return source_of(name(), ctx); }
+  /// The source of events with no call at hand (transitions): this name.
+  event_source source() const noexcept { return source_of(name()); }
 
   /// True when record() wants the call's duration (a slow-call rule is set):
   /// only then does a driver need to read the clock around the call.
@@ -821,12 +825,13 @@ using circuit_breaker_core = breaker_state_machine;
 
 /// Delivers to `listener` the events of transition `t`, as circuit_breaker
 /// does: circuit_state_changed (when the state changed), then circuit_opened,
-/// circuit_half_opened or circuit_closed, each with `source`. Events are
+/// circuit_half_opened or circuit_closed, each with `source` (the state
+/// machine's source(): events name their breaker). Events are
 /// built only for a listener that listens to them, and counted when counters
 /// are attached (keel::report); a listener that throws is ignored.
 template <class Listener>
 void emit_for(const Listener& listener, const circuit_transition& t,
-              const event_source& source = {}) noexcept {
+              const event_source& source) noexcept {
   if (t.from != t.to) {
     const auto changed = [&] { return circuit_state_changed{t.from, t.to, t.at, source}; };
     report<circuit_state_changed>(listener, changed);
@@ -851,7 +856,7 @@ void emit_for(const Listener& listener, const circuit_transition& t,
 /// As emit_for(listener, *t, source) when a transition happened (record, isolate, ...).
 template <class Listener>
 void emit_for(const Listener& listener, const std::optional<circuit_transition>& t,
-              const event_source& source = {}) noexcept {
+              const event_source& source) noexcept {
   if (t) emit_for(listener, *t, source);
 }
 
@@ -859,8 +864,8 @@ void emit_for(const Listener& listener, const std::optional<circuit_transition>&
 /// any (with `source`), then call_rejected (with `rejected_source`) when it
 /// was rejected.
 template <class Listener>
-void emit_for(const Listener& listener, const circuit_admission& a, const event_source& source = {},
-              const event_source& rejected_source = {}) noexcept {
+void emit_for(const Listener& listener, const circuit_admission& a, const event_source& source,
+              const event_source& rejected_source) noexcept {
   if (a.began_round) {
     emit_for(listener, circuit_transition{a.previous, circuit_state::half_open, a.at, {}, 0.0, {}},
              source);
@@ -872,10 +877,17 @@ void emit_for(const Listener& listener, const circuit_admission& a, const event_
   }
 }
 
+/// As above, with one source for both (a call's: machine.source(ctx)).
+template <class Listener>
+void emit_for(const Listener& listener, const circuit_admission& a,
+              const event_source& source) noexcept {
+  emit_for(listener, a, source, source);
+}
+
 /// Delivers call_rejected, with `source`, when `r` rejected the call (see reject_open).
 template <class Listener>
 void emit_for(const Listener& listener, const open_rejection& r,
-              const event_source& source = {}) noexcept {
+              const event_source& source) noexcept {
   if (r) {
     report<call_rejected>(listener, [&] {
       call_rejected e = r.event();

@@ -54,19 +54,27 @@ std::string ns(duration d) { return std::to_string(d.count()) + "ns"; }
 std::string ns(std::optional<duration> d) { return d ? ns(*d) : std::string("none"); }
 std::string at(time_point t) { return ns(t.time_since_epoch()); }
 
+std::string from(const keel::event_source& s) {
+  return " from " + std::string(s.pipeline) + "/" + std::string(s.policy);
+}
 std::string text(const keel::circuit_opened& e) {
   return "opened(" + std::to_string(static_cast<int>(e.reason)) + ", " +
-         std::to_string(e.failure_ratio) + ", " + ns(e.open_for) + ", " + at(e.at) + ")";
+         std::to_string(e.failure_ratio) + ", " + ns(e.open_for) + ", " + at(e.at) + ")" +
+         from(e.source);
 }
-std::string text(const keel::circuit_half_opened& e) { return "half_opened(" + at(e.at) + ")"; }
-std::string text(const keel::circuit_closed& e) { return "closed(" + at(e.at) + ")"; }
+std::string text(const keel::circuit_half_opened& e) {
+  return "half_opened(" + at(e.at) + ")" + from(e.source);
+}
+std::string text(const keel::circuit_closed& e) {
+  return "closed(" + at(e.at) + ")" + from(e.source);
+}
 std::string text(const keel::circuit_state_changed& e) {
   return std::string("changed(") + keel::to_string(e.from) + " -> " + keel::to_string(e.to) + ", " +
-         at(e.at) + ")";
+         at(e.at) + ")" + from(e.source);
 }
 std::string text(const keel::call_rejected& e) {
   return std::string("rejected(") + (e.code == keel::errc::circuit_isolated ? "isolated" : "open") +
-         ", " + keel::to_string(e.state) + ", " + ns(e.retry_after) + ")";
+         ", " + keel::to_string(e.state) + ", " + ns(e.retry_after) + ")" + from(e.source);
 }
 
 std::vector<std::string> texts(const event_log& log) {
@@ -96,14 +104,29 @@ std::string rejected(keel::errc code, std::optional<duration> retry_after) {
 struct trace {
   std::vector<std::string> steps;
   std::vector<std::string> events;
+  std::vector<std::uint64_t> counts;  // keel::counters, per event kind
 };
+
+constexpr std::string_view breaker_name = "db";
+
+std::vector<std::uint64_t> counts(const keel::counters& c) {
+  std::vector<std::uint64_t> out;
+  for (std::size_t k = 0; k < keel::event_kind_count; ++k)
+    out.push_back(c.count(static_cast<keel::event_kind>(k)));
+  return out;
+}
 
 // ---- Through circuit_breaker::try_execute ---------------------------------------------
 
 trace through_the_shell(const keel::circuit_breaker_options& o, const std::vector<step>& script) {
   keel::testing::virtual_environment env;
   event_log log;
-  auto breaker = keel::circuit_breaker{o}.with_environment(env).with_listener(log);
+  keel::counters counters;
+  auto breaker = keel::circuit_breaker{o}
+                     .with_environment(env)
+                     .with_listener(log)
+                     .with_counters(counters)
+                     .named(breaker_name);
   trace t;
   for (const step& s : script) {
     std::string seen = "-";
@@ -143,6 +166,7 @@ trace through_the_shell(const keel::circuit_breaker_options& o, const std::vecto
     t.steps.push_back(seen + " | " + text(breaker.metrics()));
   }
   t.events = texts(log);
+  t.counts = counts(counters);
   return t;
 }
 
@@ -153,7 +177,7 @@ trace through_the_shell(const keel::circuit_breaker_options& o, const std::vecto
 /// event from emit_for. Nothing private, nothing of circuit_breaker.
 class hand_driver {
  public:
-  explicit hand_driver(const keel::circuit_breaker_options& o) : machine_(o) {}
+  explicit hand_driver(const keel::circuit_breaker_options& o) : machine_(o, breaker_name) {}
 
   std::string call(const step& s) {
     auto now = [this] { return env_.now(); };
@@ -162,7 +186,7 @@ class hand_driver {
     if (!a) {
       a = machine_.admit_closed_current();
       if (const keel::open_rejection r = machine_.reject_open(a, now)) {
-        keel::emit_for(log_, r);
+        keel::emit_for(listener_, r, machine_.source(ctx_));
         return rejected(keel::errc::circuit_open, r.retry_after());
       }
     }
@@ -174,7 +198,8 @@ class hand_driver {
           break;
         case call_result::failure:
           if (!machine_.record_closed_failure(a)) {
-            keel::emit_for(log_, machine_.record_with(a.generation(), s.ends, {}, now, hint));
+            keel::emit_for(listener_, machine_.record_with(a.generation(), s.ends, {}, now, hint),
+                           machine_.source());
           }
           break;
         case call_result::ignored:
@@ -185,12 +210,14 @@ class hand_driver {
     }
     // The general path: any state, the slow-call rule's timing.
     keel::circuit_admission admission = machine_.try_acquire_with(now);
-    keel::emit_for(log_, admission);
+    keel::emit_for(listener_, admission, machine_.source(), machine_.source(ctx_));
     if (!admission) return rejected(admission.rejection_code(), admission.retry_after);
     const time_point start = env_.now();
     env_.advance(s.takes);
     const duration elapsed = machine_.measures_duration() ? env_.now() - start : duration{};
-    keel::emit_for(log_, machine_.record_with(admission.generation, s.ends, elapsed, now, hint));
+    keel::emit_for(listener_,
+                   machine_.record_with(admission.generation, s.ends, elapsed, now, hint),
+                   machine_.source());
     return "ran";
   }
 
@@ -206,18 +233,19 @@ class hand_driver {
           env_.advance(s.takes);
           break;
         case step::isolate:
-          keel::emit_for(log_, machine_.isolate(env_.now()));
+          keel::emit_for(listener_, machine_.isolate(env_.now()), machine_.source());
           break;
         case step::disable:
-          keel::emit_for(log_, machine_.disable(env_.now()));
+          keel::emit_for(listener_, machine_.disable(env_.now()), machine_.source());
           break;
         case step::reset:
-          keel::emit_for(log_, machine_.reset(env_.now()));
+          keel::emit_for(listener_, machine_.reset(env_.now()), machine_.source());
           break;
       }
       t.steps.push_back(seen + " | " + text(machine_.metrics(env_.now())));
     }
     t.events = texts(log_);
+    t.counts = counts(counters_);
     return t;
   }
 
@@ -225,6 +253,11 @@ class hand_driver {
   keel::breaker_state_machine machine_;
   keel::testing::virtual_environment env_;
   event_log log_;
+  keel::counters counters_;
+  // What with_counters makes of a listener slot, built by hand.
+  keel::counted_listener<std::reference_wrapper<const event_log>> listener_{std::cref(log_),
+                                                                            &counters_};
+  keel::context ctx_;  // the calls' context: no pipeline, so events name the breaker alone
 };
 
 /// Runs `script` both ways; every step and every event must agree.
@@ -237,6 +270,7 @@ trace same_both_ways(const keel::circuit_breaker_options& o, const std::vector<s
     CHECK(driven.steps[i] == shell.steps[i]);
   }
   CHECK(driven.events == shell.events);
+  CHECK(driven.counts == shell.counts);
   return shell;
 }
 
@@ -277,25 +311,25 @@ TEST_CASE(
   };
   const trace t = same_both_ways(o, script);
   const std::vector<std::string> expected = {
-      "changed(closed -> open, 0ns)",
-      "opened(0, 1.000000, 10000000000ns, 0ns)",
-      "rejected(open, open, 10000000000ns)",
-      "rejected(open, open, 6000000000ns)",
-      "changed(open -> half-open, 10000000000ns)",
-      "half_opened(10000000000ns)",
-      "changed(half-open -> open, 10000000000ns)",
-      "opened(4, 1.000000, 20000000000ns, 10000000000ns)",
-      "rejected(open, open, 19000000000ns)",
-      "changed(open -> half-open, 30000000000ns)",
-      "half_opened(30000000000ns)",
-      "changed(half-open -> closed, 30000000000ns)",
-      "closed(30000000000ns)",
-      "changed(closed -> open, 30000000000ns)",
-      "opened(0, 1.000000, 3000000000ns, 30000000000ns)",
-      "changed(open -> half-open, 33000000000ns)",
-      "half_opened(33000000000ns)",
-      "changed(half-open -> closed, 33000000000ns)",
-      "closed(33000000000ns)",
+      "changed(closed -> open, 0ns) from /db",
+      "opened(0, 1.000000, 10000000000ns, 0ns) from /db",
+      "rejected(open, open, 10000000000ns) from /db",
+      "rejected(open, open, 6000000000ns) from /db",
+      "changed(open -> half-open, 10000000000ns) from /db",
+      "half_opened(10000000000ns) from /db",
+      "changed(half-open -> open, 10000000000ns) from /db",
+      "opened(4, 1.000000, 20000000000ns, 10000000000ns) from /db",
+      "rejected(open, open, 19000000000ns) from /db",
+      "changed(open -> half-open, 30000000000ns) from /db",
+      "half_opened(30000000000ns) from /db",
+      "changed(half-open -> closed, 30000000000ns) from /db",
+      "closed(30000000000ns) from /db",
+      "changed(closed -> open, 30000000000ns) from /db",
+      "opened(0, 1.000000, 3000000000ns, 30000000000ns) from /db",
+      "changed(open -> half-open, 33000000000ns) from /db",
+      "half_opened(33000000000ns) from /db",
+      "changed(half-open -> closed, 33000000000ns) from /db",
+      "closed(33000000000ns) from /db",
   };
   CHECK(t.events == expected);
   CHECK(t.steps[19] ==
@@ -326,7 +360,7 @@ TEST_CASE(
   };
   const trace t = same_both_ways(o, script);
   CHECK(t.events.size() == 11);
-  CHECK(t.events.back() == "closed(10000000000ns)");
+  CHECK(t.events.back() == "closed(10000000000ns) from /db");
   CHECK(t.steps.back() ==
         "ran | closed failures=4 slow=0 rejections=1 window_calls=2 window_failures=1 "
         "window_slow=0 ratio=0.5 slow_ratio=0 probes=0 last=10000000000ns retry_after=none");
@@ -358,18 +392,18 @@ TEST_CASE(
   };
   const trace t = same_both_ways(o, script);
   const std::vector<std::string> expected = {
-      "changed(closed -> open, 4000000000ns)",
-      "opened(3, 0.000000, 4000000000ns, 4000000000ns)",
-      "rejected(open, open, 4000000000ns)",
-      "changed(open -> half-open, 8000000000ns)",
-      "half_opened(8000000000ns)",
-      "changed(half-open -> closed, 9000000000ns)",
-      "closed(9000000000ns)",
-      "changed(closed -> isolated, 9000000000ns)",
-      "rejected(isolated, isolated, none)",
-      "changed(isolated -> disabled, 9000000000ns)",
-      "changed(disabled -> closed, 12000000000ns)",
-      "closed(12000000000ns)",
+      "changed(closed -> open, 4000000000ns) from /db",
+      "opened(3, 0.000000, 4000000000ns, 4000000000ns) from /db",
+      "rejected(open, open, 4000000000ns) from /db",
+      "changed(open -> half-open, 8000000000ns) from /db",
+      "half_opened(8000000000ns) from /db",
+      "changed(half-open -> closed, 9000000000ns) from /db",
+      "closed(9000000000ns) from /db",
+      "changed(closed -> isolated, 9000000000ns) from /db",
+      "rejected(isolated, isolated, none) from /db",
+      "changed(isolated -> disabled, 9000000000ns) from /db",
+      "changed(disabled -> closed, 12000000000ns) from /db",
+      "closed(12000000000ns) from /db",
   };
   CHECK(t.events == expected);
 }
@@ -386,7 +420,7 @@ TEST_CASE("breaker_state_machine: failures_in_period driven by hand, as try_exec
   };
   const trace t = same_both_ways(o, script);
   CHECK(t.events.size() == 7);
-  CHECK(t.events[1] == "opened(1, 1.000000, 2000000000ns, 11000000000ns)");
+  CHECK(t.events[1] == "opened(1, 1.000000, 2000000000ns, 11000000000ns) from /db");
 }
 
 TEST_CASE("breaker_state_machine: releasing a rejection frees no probe slot",

@@ -159,10 +159,11 @@ const std::vector<hook_row>& hook_table() {
        [] {  // a driver's listener that throws is ignored, event after event
          throwing_listener l;
          const keel::circuit_transition opened{circuit_state::closed, circuit_state::open};
-         keel::emit_for(l, opened);  // state_changed, opened
-         keel::emit_for(l, std::optional<keel::circuit_transition>(opened));  // the same
-         keel::emit_for(l, keel::circuit_admission{});                        // rejected
-         keel::emit_for(l, keel::open_rejection(1s));                         // rejected
+         const keel::event_source from = keel::source_of("db");
+         keel::emit_for(l, opened, from);  // state_changed, opened
+         keel::emit_for(l, std::optional<keel::circuit_transition>(opened), from);  // the same
+         keel::emit_for(l, keel::circuit_admission{}, from);                        // rejected
+         keel::emit_for(l, keel::open_rejection(1s), from);                         // rejected
          CHECK(*l.heard == 6);
        }},
       // ---- retry ------------------------------------------------------------
