@@ -5,6 +5,7 @@
 
 #include <keel/core/error.hpp>
 #include <keel/core/events.hpp>
+#include <keel/retry.hpp>
 #include <keel/testing/recording_listener.hpp>
 
 #include "support/catch.hpp"
@@ -54,6 +55,31 @@ TEST_CASE("recording_listener: records the listed events in order", "[core][test
   CHECK(log.all<ping>()[1].n == 2);
   CHECK(log.events().size() == 3);
   CHECK(std::holds_alternative<pong>(log.events()[1]));
+}
+
+TEST_CASE("recording_listener: a recorded event's source outlives the call and its context",
+          "[core][testing][regression]") {
+  keel::testing::recording_listener<keel::retry_scheduled> log;
+  std::string policy_name = "orders-retry";
+  {
+    const auto r = keel::retry({.max_attempts = 2, .backoff = keel::constant_backoff{}})
+                       .with_listener(log)
+                       .named(policy_name);
+    keel::context ctx;
+    ctx.set_operation("checkout");
+    int calls = 0;
+    CHECK(r.try_execute(ctx, [&] {
+             return ++calls < 2 ? throw std::runtime_error("x"), 0 : 1;
+           }).value() == 1);
+    // The call's own copy of the context is gone; the caller's changes. Then
+    // the policy, whose name the event viewed, goes too.
+    ctx.set_operation("overwritten");
+  }
+  policy_name.assign(40, 'z');
+  REQUIRE(log.count<keel::retry_scheduled>() == 1);
+  const keel::retry_scheduled e = log.all<keel::retry_scheduled>()[0];
+  CHECK(e.source.pipeline == "checkout");
+  CHECK(e.source.policy == "orders-retry");
 }
 
 namespace {

@@ -53,6 +53,9 @@ std::string text(const keel::retry_scheduled& e) {
   return "scheduled " + std::to_string(e.attempt) + " in " + std::to_string(e.delay.count()) +
          (e.from_hint ? "ns (hint): " : "ns: ") + text(e.failure);
 }
+std::string text(const keel::retry_succeeded& e) {
+  return "succeeded after " + std::to_string(e.attempts);
+}
 std::string text(const keel::retries_exhausted& e) {
   return "exhausted " + std::to_string(e.attempts) + " reason " +
          std::to_string(static_cast<int>(e.reason)) + ": " + text(e.failure);
@@ -84,6 +87,23 @@ std::vector<std::string> texts(const Log& log) {
   return out;
 }
 
+/// Every event's source, pipeline/policy, which both drivers must give alike.
+template <class Log>
+std::vector<std::string> sources(const Log& log) {
+  std::vector<std::string> out;
+  for (const auto& event : log.events()) {
+    std::visit(
+        [&](const auto& e) {
+          out.push_back(std::string(e.source.pipeline) + "/" + std::string(e.source.policy));
+        },
+        event);
+  }
+  return out;
+}
+
+/// The operation every scripted call runs under, which events must name.
+constexpr std::string_view operation = "checkout";
+
 std::string text(const outcome<int>& o) {
   if (o.has_value()) return "value " + std::to_string(o.value());
   if (o.has_exception()) return "threw '" + what_of(o.exception()) + "'";
@@ -94,9 +114,9 @@ std::string text(const outcome<int>& o) {
 
 // ---- Retry ---------------------------------------------------------------
 
-using retry_log =
-    keel::testing::recording_listener<keel::retry_scheduled, keel::retries_exhausted,
-                                      keel::retry_aborted, keel::retry_budget_exhausted>;
+using retry_log = keel::testing::recording_listener<keel::retry_scheduled, keel::retry_succeeded,
+                                                    keel::retries_exhausted, keel::retry_aborted,
+                                                    keel::retry_budget_exhausted>;
 
 /// One attempt of a script: it takes `latency` of virtual time, then throws
 /// `failure` or, when that is null, returns `value`.
@@ -122,7 +142,9 @@ struct retry_counts {
 /// Everything one play of a script leaves behind.
 struct retry_trace {
   std::string result;
-  std::vector<std::string> events;
+  std::vector<std::string> events;  // without retry_succeeded, which `succeeded` counts
+  std::vector<std::string> sources;
+  bool succeeded = false;
   retry_counts counters;
   std::vector<int> attempts;  // ctx.attempt() as each attempt saw it
   std::vector<duration> sleeps;
@@ -130,7 +152,8 @@ struct retry_trace {
   std::int64_t budget_milli_tokens = -1;  // -1: no budget
 
   bool operator==(const retry_trace& o) const {
-    return result == o.result && events == o.events && counters.retries == o.counters.retries &&
+    return result == o.result && events == o.events && sources == o.sources &&
+           succeeded == o.succeeded && counters.retries == o.counters.retries &&
            counters.successes_after_retry == o.counters.successes_after_retry &&
            counters.exhausted == o.counters.exhausted && counters.aborted == o.counters.aborted &&
            counters.budget_refusals == o.counters.budget_refusals && attempts == o.attempts &&
@@ -196,6 +219,7 @@ std::pair<retry_trace, retry_trace> play_retry(const std::vector<step>& script, 
       if (++sleeps == setup.stop_during_sleep) source.request_stop();
     });
     keel::context ctx(source.get_token());
+    ctx.set_operation(operation);
     if (setup.deadline) ctx.tighten_deadline(env.now() + *setup.deadline, env);
     const time_point start = env.now();
     player play{script, env, source, {}, 0};
@@ -211,13 +235,13 @@ std::pair<retry_trace, retry_trace> play_retry(const std::vector<step>& script, 
       o = play.attempt(ctx);
       for (;;) {
         if (!policy.handles(o)) {
-          policy.succeeded(call);
+          policy.succeeded(call, ctx);
           break;
         }
         const keel::retry_decision d = policy.decide(o, call, ctx);
         if (!d) break;
         if (!env.sleep_for(d.delay(), ctx.stop_token())) {
-          policy.interrupted(o, call);
+          policy.interrupted(o, call, ctx);
           break;
         }
         ctx.set_attempt(call.attempt());
@@ -226,8 +250,13 @@ std::pair<retry_trace, retry_trace> play_retry(const std::vector<step>& script, 
       ctx.set_attempt(1);
     }
     retry_trace& t = by_hand == 0 ? traces.first : traces.second;
+    std::vector<std::string> events = texts(log);
+    const bool succeeded = !events.empty() && events.back().rfind("succeeded after", 0) == 0;
+    if (succeeded) events.pop_back();
     t = {text(o),
-         texts(log),
+         events,
+         sources(log),
+         succeeded,
          {counters.count<keel::retry_scheduled>(), counters.count<keel::retry_succeeded>(),
           counters.count<keel::retries_exhausted>(), counters.count<keel::retry_aborted>(),
           counters.count<keel::retry_budget_exhausted>()},
@@ -245,7 +274,7 @@ keel::retry_options exact(int attempts, duration delay) {
 
 auto plain_retry(keel::retry_options options) {
   return [options](const virtual_environment& env, const retry_log& log) {
-    return keel::retry(options).with_environment(env).with_listener(log);
+    return keel::retry(options).with_environment(env).with_listener(log).named("orders");
   };
 }
 
@@ -255,26 +284,17 @@ using fallback_log =
     keel::testing::recording_listener<keel::fallback_used, keel::fallback_skipped,
                                       keel::all_fallbacks_failed, keel::fallback_cancelled>;
 
-/// Records the events and counts them, as two listeners would.
-struct log_and_count {
-  fallback_log log;
-  std::reference_wrapper<const keel::counters> counters;
-  template <class E>
-  void on(const E& e) const {
-    log.on(e);
-    counters.get().on(e);
-  }
-};
-
 struct fallback_trace {
   std::string result;
   std::vector<std::string> events;
+  std::vector<std::string> sources;
   std::uint64_t used = 0, skipped = 0, all_failed = 0, cancelled = 0;
   std::vector<std::string> calls;  // which alternatives ran, after which failure
 
   bool operator==(const fallback_trace& o) const {
-    return result == o.result && events == o.events && used == o.used && skipped == o.skipped &&
-           all_failed == o.all_failed && cancelled == o.cancelled && calls == o.calls;
+    return result == o.result && events == o.events && sources == o.sources && used == o.used &&
+           skipped == o.skipped && all_failed == o.all_failed && cancelled == o.cancelled &&
+           calls == o.calls;
   }
 };
 
@@ -285,25 +305,27 @@ std::pair<fallback_trace, fallback_trace> play_fallback(const step& primary, Mak
   std::pair<fallback_trace, fallback_trace> traces;
   for (int by_hand = 0; by_hand < 2; ++by_hand) {
     keel::counters counters;
-    log_and_count listener{fallback_log{}, std::cref(counters)};
+    fallback_log log;
     std::vector<std::string> calls;
-    const auto chain = make(calls).with_listener(listener);
+    const auto chain =
+        make(calls).with_listener(std::cref(log)).with_counters(counters).named("prices");
+    keel::context ctx;
+    ctx.set_operation(operation);
     outcome<int> o = outcome<int>::from_keel(keel::errc::cancelled);
     if (by_hand == 0) {
-      o = chain.try_execute([&]() -> int {
+      o = chain.try_execute(ctx, [&]() -> int {
         calls.push_back("primary");
         if (primary.failure) std::rethrow_exception(primary.failure);
         return primary.value;
       });
     } else {
-      keel::context ctx;
       auto call = chain.template begin<int>();
       calls.push_back("primary");
       o = primary.failure ? outcome<int>::from_exception(primary.failure)
                           : outcome<int>(std::in_place, primary.value);
       for (;;) {
         if (!chain.handles(o)) {
-          chain.succeeded(call);
+          chain.succeeded(call, ctx);
           break;
         }
         const keel::fallback_decision d = chain.decide(o, call, ctx);
@@ -317,7 +339,8 @@ std::pair<fallback_trace, fallback_trace> play_fallback(const step& primary, Mak
     }
     fallback_trace& t = by_hand == 0 ? traces.first : traces.second;
     t = {text(o),
-         texts(listener.log),
+         texts(log),
+         sources(log),
          counters.count<keel::fallback_used>(),
          counters.count<keel::fallback_skipped>(),
          counters.count<keel::all_fallbacks_failed>(),
@@ -347,6 +370,8 @@ TEST_CASE("decision: retry's steps give what run() gives, attempt after attempt"
   const auto [by_run, by_hand] = play_retry(script, plain_retry(exact(4, 100ms)));
   CHECK(by_hand == by_run);
   CHECK(by_run.result == "value 7");
+  CHECK(by_run.succeeded);  // retry_succeeded, from succeeded(call, ctx) by hand
+  CHECK(by_run.sources == std::vector<std::string>(3, "checkout/orders"));
   CHECK(by_run.attempts == std::vector<int>{1, 2, 3});
   CHECK(by_run.sleeps == std::vector<duration>{100ms, 100ms});
   CHECK(by_run.elapsed == 215ms);
@@ -539,6 +564,7 @@ TEST_CASE("decision: fallback's steps walk two failed alternatives to a success"
   };
   const auto [by_run, by_hand] = play_fallback(fails("primary down"), make);
   CHECK(by_hand == by_run);
+  CHECK(by_run.sources == std::vector<std::string>{"checkout/prices"});  // fallback_used
   CHECK(by_run.result == "value 42");
   CHECK(by_run.calls == std::vector<std::string>{"primary", "alt0 after threw 'primary down'",
                                                  "alt1 after threw 'alt0 down'",
