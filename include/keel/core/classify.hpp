@@ -180,10 +180,18 @@ struct nothing_t : predicate_base {
 };
 inline constexpr nothing_t nothing{};
 
+template <class... Es>
+inline constexpr bool names_thrown_types =
+    std::conjunction_v<std::negation<std::disjunction<std::is_void<Es>, std::is_reference<Es>>>...>;
+
 /// A thrown exception of one of the types Es (or derived from one).
 template <class... Es>
 struct exception_t : predicate_base {
   static_assert(sizeof...(Es) > 0, "keel::on::exception needs at least one exception type");
+  static_assert(
+      names_thrown_types<Es...>,
+      "keel::on::exception<E>: E is the type thrown (a class such as std::runtime_error), "
+      "not void or a reference");
 
   /// `on::exception<E>()` is `on::exception<E>`.
   constexpr exception_t operator()() const noexcept { return *this; }
@@ -191,7 +199,7 @@ struct exception_t : predicate_base {
   template <class R>
   bool operator()(const outcome<R>& o) const noexcept {
     if (!o.has_exception()) return false;
-    // One rethrow per type, in order, through the one inspection helper.
+    // One look per type, in order, through the one inspection helper.
     return (call_or(false,
                     [&] {
                       return inspect_exception<Es>(o.exception(), false,
@@ -204,8 +212,9 @@ template <class... Es>
 inline constexpr exception_t<Es...> exception{};
 
 /// A returned value for which `pred(value)` is true (HTTP 503, say). For an
-/// expected-like result, `pred` sees the contained value when there is one.
-/// A predicate that cannot take the value never matches; one that throws
+/// expected-like result or a std::optional, `pred` may take the contained
+/// value, and sees it when there is one. A predicate that can take neither
+/// never matches (one policy may serve calls of several result types); one that throws
 /// makes the whole predicate a policy asks match (see detail::ask_user_predicate).
 template <class P>
 struct result_t : predicate_base {
@@ -226,6 +235,11 @@ struct result_t : predicate_base {
         }
       } else if constexpr (std::predicate<const P&, const R&>) {
         return static_cast<bool>(pred(r));
+      } else if constexpr (requires {
+                             r.has_value();
+                             pred(*r);
+                           }) {  // std::optional
+        return r.has_value() && static_cast<bool>(pred(*r));
       } else {
         return false;
       }

@@ -7,6 +7,7 @@
 #include <concepts>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -188,13 +189,33 @@ inline constexpr bool is_counted_listener = false;
 template <class L>
 inline constexpr bool is_counted_listener<counted_listener<L>> = true;
 
+template <class L>
+inline constexpr bool is_smart_pointer = false;
+template <class T>
+inline constexpr bool is_smart_pointer<std::shared_ptr<T>> = true;
+template <class T, class D>
+inline constexpr bool is_smart_pointer<std::unique_ptr<T, D>> = true;
+
+// Every with_listener names its new slot through this: the one place to
+// refuse a listener that would compile and hear nothing, or not copy.
+template <class L>
+struct checked_listener {
+  static_assert(!std::is_pointer_v<L> && !is_smart_pointer<L>,
+                "keel: a listener is held by value and a pointer has no on(): pass the "
+                "listener itself, or std::ref(listener) / std::cref(listener) to share one");
+  static_assert(std::is_copy_constructible_v<L>,
+                "keel: a listener is copied into every copy of the policy and this one cannot "
+                "be copied: pass std::ref(listener) or std::cref(listener)");
+  using type = L;
+};
+
 template <class Slot, class L>
 struct with_listener {
-  using type = L;
+  using type = typename checked_listener<L>::type;
 };
 template <class Old, class L>
 struct with_listener<counted_listener<Old>, L> {
-  using type = counted_listener<L>;
+  using type = counted_listener<typename checked_listener<L>::type>;
 };
 template <class Slot>
 struct with_counters {

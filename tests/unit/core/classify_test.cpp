@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: BSL-1.0
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <type_traits>
 
 #include <keel/core/classify.hpp>
+#include <keel/retry.hpp>
 
 #include "support/catch.hpp"
 #include "support/expected.hpp"
@@ -60,6 +62,24 @@ TEST_CASE("classify: result() judges returned values", "[core][classify]") {
   CHECK(negative(outcome<result>(result(-1))));
   CHECK_FALSE(negative(outcome<result>(result(1))));
   CHECK_FALSE(negative(outcome<result>(error_of(std::errc::io_error))));
+  // And in a std::optional, when there is one.
+  CHECK(server_error(outcome<std::optional<response>>(response{503})));
+  CHECK_FALSE(server_error(outcome<std::optional<response>>(response{200})));
+  CHECK_FALSE(server_error(outcome<std::optional<response>>(std::nullopt)));
+}
+
+TEST_CASE("classify: a retry on a value predicate retries an optional's 503",
+          "[core][classify][regression]") {
+  int calls = 0;
+  const auto r = keel::retry({.max_attempts = 3, .backoff = keel::constant_backoff{}})
+                     .handle(on::result([](const response& x) { return x.status >= 500; }));
+  const auto o = r.try_execute([&]() -> std::optional<response> {
+    ++calls;
+    return response{503};
+  });
+  CHECK(calls == 3);
+  REQUIRE(o.has_value());
+  CHECK(o.value()->status == 503);
 }
 
 TEST_CASE("classify: error() judges expected-like error values", "[core][classify]") {
