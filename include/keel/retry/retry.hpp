@@ -178,6 +178,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
         handles_(std::move(handles)),
         listener_(std::move(listener)),
         env_(std::move(env)),
+        fixed_delay_(fixed_delay_of(options_.backoff)),
         plain_(options_.max_elapsed == duration::max()) {}
   /// `keel::retry({})`: the default options.
   explicit retry(detail::empty_braces) : retry(retry_options()) {}
@@ -192,6 +193,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
         hooks_(std::move(hooks)),
         budget_(budget),
         name_(name),
+        fixed_delay_(fixed_delay_of(options_.backoff)),
         plain_(options_.max_elapsed == duration::max() && budget == nullptr) {}
 
   /// The same retry handling the outcomes `h` matches (a keel::on predicate).
@@ -344,6 +346,13 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     return o;
   }
 
+  // The delay of a constant backoff without jitter (backoff::none() too),
+  // which a failure then reads without asking the backoff; else negative.
+  static duration fixed_delay_of(const backoff& b) noexcept {
+    const auto* c = std::get_if<constant_backoff>(&b.get());
+    return c != nullptr && c->jitter == 0.0 ? c->delay : duration(-1);
+  }
+
   // The first attempt of a plain retry: a call and a test, no state.
   template <class R, class Next>
   outcome<R> run_plain(Next& next, context& ctx) const {
@@ -418,7 +427,10 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     // The answer is built as the delay is chosen (a hint replaces it).
     retry_decision d;
     if constexpr (std::is_same_v<decltype(hooks_.delay), no_delay_function>) {
-      d = retry_decision::after(options_.backoff.next(attempt, call.backoff_, env_), false);
+      d = retry_decision::after(fixed_delay_ >= duration::zero()
+                                    ? fixed_delay_
+                                    : options_.backoff.next(attempt, call.backoff_, env_),
+                                false);
     } else {
       const std::optional<duration> chosen = user_delay(attempt, o);
       if (!chosen) return exhausted(o, attempt, give_up_reason::delay_function, ctx);
@@ -579,6 +591,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   // heavier constructor changes how GCC inlines the code around a static policy.
   static constexpr policy_name default_name{"retry"};
   policy_name name_ = default_name;
+  duration fixed_delay_{-1};  // see fixed_delay_of
   // Neither max_elapsed nor a budget: the success path then tests this one flag.
   bool plain_ = true;
 

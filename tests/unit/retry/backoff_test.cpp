@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: BSL-1.0
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -279,4 +280,22 @@ TEST_CASE("backoff: validate names the offending field", "[retry][backoff][confi
   CHECK(keel::validate(keel::exponential_backoff{.jitter = nan})->field == "backoff.jitter");
   CHECK(keel::validate(keel::exponential_backoff{.factor = std::numeric_limits<double>::infinity()})
             ->field == "backoff.factor");
+}
+
+TEST_CASE("backoff: factor 2 gives, exactly, base times pow(2, r - 1), capped",
+          "[retry][backoff]") {
+  // Factor 2 is computed by scaling the exponent; it must be the same double
+  // as the product with pow, up to and past overflow to the cap.
+  const keel::duration cap = keel::duration::max();
+  for (const std::int64_t base :
+       {std::int64_t{1}, std::int64_t{3}, std::int64_t{100'000'000}, std::int64_t{999'999'937},
+        std::int64_t{1} << 52, (std::int64_t{1} << 62) + 12345}) {
+    for (int r = 1; r <= 1100; ++r) {
+      const double scaled = static_cast<double>(base) * std::pow(2.0, r - 1);
+      const keel::duration want =
+          !(scaled < static_cast<double>(cap.count())) ? cap : keel::detail::clamp_ns(scaled);
+      INFO("base " << base << " r " << r);
+      REQUIRE(keel::detail::capped_exponential(keel::duration(base), 2.0, r, cap) == want);
+    }
+  }
 }
