@@ -10,6 +10,7 @@
 #include <cstdio>
 
 #include <keel/circuit_breaker.hpp>
+#include <keel/core/coarse_clock.hpp>
 
 #include "bench_support.hpp"
 
@@ -93,11 +94,43 @@ void closed_failure_ratio_count(benchmark::State& state) {
 }
 BENCHMARK(closed_failure_ratio_count)->Apply(on_1_2_n_threads);
 
+// The floors of the clock-bound rules: the hand-written breaker plus the
+// clock reads the rule needs (one for a time window, two to time a call).
+template <class Clock, int Reads>
+void breaker_reading_clock(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  static keel_bench::minimal_breaker breaker;
+  const Clock clock;
+  int x = 0;
+  for (auto _ : state) {
+    if (breaker.allow()) {
+      keel::time_point start{};
+      if constexpr (Reads == 2) start = clock.now();
+      x = keel_bench::work(x);
+      const keel::time_point end = clock.now();
+      benchmark::DoNotOptimize(start);
+      benchmark::DoNotOptimize(end);
+      breaker.on_success();
+    }
+    benchmark::DoNotOptimize(x);
+  }
+}
+
+void hand_written_breaker_one_clock_read(benchmark::State& state) {
+  breaker_reading_clock<keel::steady_clock, 1>(state);
+}
+BENCHMARK(hand_written_breaker_one_clock_read)->Apply(on_1_2_n_threads);
+
 void closed_failure_ratio_time(benchmark::State& state) {
   static const keel::circuit_breaker b{{.trip = keel::failure_ratio_time{}}};
   closed_path(state, b);
 }
 BENCHMARK(closed_failure_ratio_time)->Apply(on_1_2_n_threads);
+
+void hand_written_breaker_two_clock_reads(benchmark::State& state) {
+  breaker_reading_clock<keel::steady_clock, 2>(state);
+}
+BENCHMARK(hand_written_breaker_two_clock_reads);
 
 void closed_failure_ratio_count_with_slow_calls(benchmark::State& state) {
   static const keel::circuit_breaker b{
@@ -105,6 +138,33 @@ void closed_failure_ratio_count_with_slow_calls(benchmark::State& state) {
   closed_path(state, b);
 }
 BENCHMARK(closed_failure_ratio_count_with_slow_calls);
+
+// The same rules on keel::coarse_environment (CLOCK_MONOTONIC_COARSE).
+void hand_written_breaker_one_coarse_read(benchmark::State& state) {
+  breaker_reading_clock<keel::coarse_steady_clock, 1>(state);
+}
+BENCHMARK(hand_written_breaker_one_coarse_read)->Apply(on_1_2_n_threads);
+
+void closed_failure_ratio_time_coarse(benchmark::State& state) {
+  static const auto b =
+      keel::circuit_breaker{{.trip = keel::failure_ratio_time{}}}.with_environment(
+          keel::coarse_environment{});
+  closed_path(state, b);
+}
+BENCHMARK(closed_failure_ratio_time_coarse)->Apply(on_1_2_n_threads);
+
+void hand_written_breaker_two_coarse_reads(benchmark::State& state) {
+  breaker_reading_clock<keel::coarse_steady_clock, 2>(state);
+}
+BENCHMARK(hand_written_breaker_two_coarse_reads);
+
+void closed_failure_ratio_count_with_slow_calls_coarse(benchmark::State& state) {
+  static const auto b = keel::circuit_breaker{{.trip = keel::failure_ratio_count{},
+                                               .slow_calls = keel::slow_call_ratio{}}}
+                            .with_environment(keel::coarse_environment{});
+  closed_path(state, b);
+}
+BENCHMARK(closed_failure_ratio_count_with_slow_calls_coarse);
 
 // ---- A failure returned as a value (the breaker stays closed) -----------------
 

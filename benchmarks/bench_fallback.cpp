@@ -5,6 +5,7 @@
 // after the few lines a careful programmer would write instead.
 #include <chrono>
 
+#include <keel/core/coarse_clock.hpp>
 #include <keel/fallback.hpp>
 #include <keel/pipeline.hpp>
 #include <keel/timeout.hpp>
@@ -29,17 +30,52 @@ void fallback_primary_succeeds(benchmark::State& state) {
 }
 BENCHMARK(fallback_primary_succeeds);
 
-// Two clock reads: the start (for the deadline) and the end (was it late?).
-void timeout_success(benchmark::State& state) {
+// A timeout's floor: two clock reads around the call, the start (for the
+// deadline) and the end (was it late?).
+template <class Clock>
+void two_reads_around_the_call(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
-  const keel::timeout t{{.timeout = 1s}};
+  const Clock clock;
+  const keel::duration limit = 1s;
+  int x = 0;
+  for (auto _ : state) {
+    const keel::time_point start = clock.now();
+    x = keel_bench::work(x);
+    if (clock.now() - start > limit) x = -1;
+    benchmark::DoNotOptimize(x);
+  }
+}
+
+template <class Env>
+void timeout_success_on(benchmark::State& state) {
+  keel_bench::allocation_counter alloc(state);
+  const auto t = keel::timeout{{.timeout = 1s}}.with_environment(Env{});
   int x = 0;
   for (auto _ : state) {
     x = t.execute([&] { return keel_bench::work(x); });
     benchmark::DoNotOptimize(x);
   }
 }
+
+void hand_written_timeout(benchmark::State& state) {
+  two_reads_around_the_call<keel::steady_clock>(state);
+}
+BENCHMARK(hand_written_timeout);
+
+void timeout_success(benchmark::State& state) {
+  timeout_success_on<keel::default_environment>(state);
+}
 BENCHMARK(timeout_success);
+
+void hand_written_timeout_coarse(benchmark::State& state) {
+  two_reads_around_the_call<keel::coarse_steady_clock>(state);
+}
+BENCHMARK(hand_written_timeout_coarse);
+
+void timeout_success_coarse(benchmark::State& state) {
+  timeout_success_on<keel::coarse_environment>(state);
+}
+BENCHMARK(timeout_success_coarse);
 
 void timeout_success_with_watchdog(benchmark::State& state) {
   keel_bench::allocation_counter alloc(state);
