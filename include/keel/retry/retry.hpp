@@ -417,12 +417,16 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     if (!options_.retry_rejections && detail::ask_user_predicate(on::rejection, o)) {
       return aborted(o, attempt, give_up_reason::rejection, ctx);
     }
-    // Only a budget cares whether it was a timeout; don't pay a rethrow otherwise.
+    // Only a budget cares whether it was a timeout; don't pay a look otherwise.
     const bool timed_out = budget_ != nullptr && detail::is_timeout(o);
-    if (budget_ != nullptr) budget_->record_failure();
+    // A failure that is not retried feeds the budget here; one that is, below,
+    // in the same write as the retry's token.
     if (attempt >= options_.max_attempts)
       return exhausted(o, attempt, give_up_reason::max_attempts, ctx);
-    if (ctx.stop_requested()) return cancel(o, attempt, ctx);
+    if (ctx.stop_requested()) {
+      if (budget_ != nullptr) budget_->record_failure();
+      return cancel(o, attempt, ctx);
+    }
 
     // The answer is built as the delay is chosen (a hint replaces it).
     retry_decision d;
@@ -458,7 +462,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
       return exhausted(o, attempt, give_up_reason::deadline, ctx);
     }
     if (budget_ != nullptr) {
-      if (!budget_->try_acquire(timed_out)) {
+      if (!budget_->record_failure_and_acquire(timed_out)) {
         if constexpr (observes<Listener, retry_budget_exhausted>) {
           report<retry_budget_exhausted>(listener_, [&] {
             return retry_budget_exhausted{attempt, o.describe(), source_of(name_, ctx)};
@@ -512,9 +516,12 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     return retry_decision::stop();
   }
 
+  // A failure that ends the call: the budget hears of it (a retried one pays
+  // it with the retry's token, in record_failure_and_acquire).
   template <class R>
   retry_decision exhausted(const outcome<R>& o, int attempts, give_up_reason reason,
                            const context& ctx) const {
+    if (budget_ != nullptr) budget_->record_failure();
     if constexpr (observes<Listener, retries_exhausted>) {
       report<retries_exhausted>(listener_, [&] {
         return retries_exhausted{attempts, reason, o.describe(), source_of(name_, ctx)};

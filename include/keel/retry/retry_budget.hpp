@@ -123,6 +123,20 @@ class retry_budget {
   /// A failed attempt: takes failure_cost (never below zero).
   void record_failure() noexcept { add(-failure_cost_); }
 
+  /// record_failure() then try_acquire(after_timeout), as one atomic step:
+  /// a failure that asks to be retried. One write to the shared count, not two.
+  bool record_failure_and_acquire(bool after_timeout = false) noexcept {
+    const std::int64_t cost = after_timeout ? timeout_cost_ : retry_cost_;
+    std::int64_t current = tokens_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::int64_t after_failure = clamped(current - failure_cost_);
+      const bool granted = after_failure > threshold_ && after_failure >= cost;
+      const std::int64_t next = granted ? after_failure - cost : after_failure;
+      if (next == current) return granted;  // no change to write
+      if (tokens_.compare_exchange_weak(current, next, std::memory_order_relaxed)) return granted;
+    }
+  }
+
   /// A successful attempt. `after_retry`: it was a retry, and `after_timeout`:
   /// that retry followed a timeout (which picks the refund with refund_on_success).
   void record_success(bool after_retry = false, bool after_timeout = false) noexcept {
@@ -160,12 +174,12 @@ class retry_budget {
     std::int64_t current = tokens_.load(std::memory_order_relaxed);
     std::int64_t next = 0;
     do {
-      next = current + delta;
-      if (next > max_) next = max_;
-      if (next < 0) next = 0;
+      next = clamped(current + delta);
       if (next == current) return;
     } while (!tokens_.compare_exchange_weak(current, next, std::memory_order_relaxed));
   }
+
+  std::int64_t clamped(std::int64_t t) const noexcept { return t > max_ ? max_ : t < 0 ? 0 : t; }
 
   retry_budget_options options_;
   // Thousandths, each within [0, 1e12] (max_tokens <= 1e9): a sum of two,

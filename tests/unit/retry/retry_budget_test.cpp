@@ -179,3 +179,39 @@ TEST_CASE("retry_budget: under 8 hammering threads tokens never leave [0, max]",
   CHECK(budget.milli_tokens() == 4'600);
   CHECK_FALSE(budget.try_acquire());
 }
+
+TEST_CASE(
+    "retry_budget: record_failure_and_acquire is record_failure then try_acquire, in one step",
+    "[retry][budget]") {
+  // Every option shape that changes the arithmetic, against the two calls made apart.
+  const std::vector<keel::retry_budget_options> shapes = {
+      {},
+      {.max_tokens = 10, .token_ratio = 0.5},
+      {.max_tokens = 3, .token_ratio = 0.1, .failure_cost = 0.0},
+      {.max_tokens = 100, .token_ratio = 1.0, .retry_cost = 7, .timeout_retry_cost = 20},
+      {.max_tokens = 5, .failure_cost = 2.5, .retry_threshold = 0.0},
+      {.max_tokens = 20, .retry_cost = 1.5, .refund_on_success = true},
+  };
+  for (std::size_t shape = 0; shape < shapes.size(); ++shape) {
+    keel::retry_budget together(shapes[shape]);
+    keel::retry_budget apart(shapes[shape]);
+    std::uint64_t state = 0x9e3779b97f4a7c15ULL + shape;
+    for (int i = 0; i < 20'000; ++i) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;  // a fixed LCG
+      const unsigned pick = static_cast<unsigned>(state >> 60);
+      const bool timeout = ((state >> 40) & 1U) != 0;
+      INFO("shape " << shape << " step " << i);
+      if (pick < 7) {
+        apart.record_failure();
+        REQUIRE(together.record_failure_and_acquire(timeout) == apart.try_acquire(timeout));
+      } else if (pick < 12) {
+        together.record_success(pick % 2 == 0, timeout);
+        apart.record_success(pick % 2 == 0, timeout);
+      } else {
+        together.record_failure();
+        apart.record_failure();
+      }
+      REQUIRE(together.milli_tokens() == apart.milli_tokens());
+    }
+  }
+}
