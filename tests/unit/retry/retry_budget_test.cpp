@@ -119,6 +119,33 @@ TEST_CASE("retry_budget: 8 threads racing for a quota get exactly what it holds"
   CHECK(budget.milli_tokens() == 0);
 }
 
+TEST_CASE("retry_budget: 8 threads failing and retrying at once are granted exactly the quota",
+          "[retry][budget][threads]") {
+  // Each retried failure costs 1 (failure) + 1 (retry) in one step; a refused
+  // one still pays its failure. 1000 tokens, threshold 0: 500 grants exactly.
+  keel::retry_budget budget({.max_tokens = 1000,
+                             .token_ratio = 0,
+                             .failure_cost = 1,
+                             .retry_cost = 1,
+                             .retry_threshold = 0});
+  std::atomic<int> granted{0};
+  std::atomic<int> outside{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i) {
+        if (budget.record_failure_and_acquire()) granted.fetch_add(1, std::memory_order_relaxed);
+        const std::int64_t now = budget.milli_tokens();  // checked while the others run
+        if (now < 0 || now > 1'000'000) outside.fetch_add(1, std::memory_order_relaxed);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  CHECK(granted.load() == 500);
+  CHECK(outside.load() == 0);
+  CHECK(budget.milli_tokens() == 0);
+}
+
 TEST_CASE("retry_budget: under 8 hammering threads tokens never leave [0, max]",
           "[retry][budget][threads]") {
   keel::retry_budget budget({.max_tokens = 10,
