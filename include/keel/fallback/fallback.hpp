@@ -283,14 +283,7 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
   template <class R>
   void succeeded(call_type<R>& call, const context& ctx = context()) const noexcept {
     if (call.current_ == call_type<R>::finished) return;
-    if (call.size_ > 0) {
-      if constexpr (observes<Listener, fallback_used>) {
-        const auto used = [&] {
-          return fallback_used{call.current_, call.why().describe(), source_of(name_, ctx)};
-        };
-        report<fallback_used>(listener_, used);
-      }
-    }
+    if (call.size_ > 0) report_used(call, ctx);
     call.current_ = call_type<R>::finished;
   }
 
@@ -320,9 +313,19 @@ class fallback : public executable<fallback<Handles, Listener, Alternatives...>>
     for (fallback_decision d = decide(o, call, ctx); d; d = decide(o, call, ctx)) {
       o = produce(d.alternative(), call, ctx);
       if (!handles(o)) {
-        succeeded(call, ctx);
+        report_used(call, ctx);  // succeeded(), knowing an alternative ran and the call ends here
         return;
       }
+    }
+  }
+
+  template <class R>
+  void report_used(const call_type<R>& call, const context& ctx) const noexcept {
+    if constexpr (observes<Listener, fallback_used>) {
+      const auto used = [&] {
+        return fallback_used{call.current_, call.why().describe(), source_of(name_, ctx)};
+      };
+      report<fallback_used>(listener_, used);
     }
   }
 
