@@ -250,10 +250,13 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
 
  private:
   using admission_t = breaker_state_machine::closed_admission;
-  // Whether anything hears or counts events: without, no source is ever read.
-  static constexpr bool observed = !std::is_same_v<Listener, no_listener>;
+  // Whether anything hears or counts one of the breaker's events: without,
+  // no source is ever built.
+  static constexpr bool observed =
+      observes<Listener, circuit_state_changed> || observes<Listener, circuit_opened> ||
+      observes<Listener, circuit_half_opened> || observes<Listener, circuit_closed> ||
+      observes<Listener, call_rejected>;
 
-  // try_acquire(), its rejection reported with `rejected` as the source.
   // try_acquire(); a rejection's source names the pipeline of `ctx`, if any.
   permit acquire(const context* ctx) const {
     const circuit_admission a = core_.try_acquire_with([this] { return env_.now(); });
