@@ -9,6 +9,16 @@
 
 #include "support/catch.hpp"
 
+namespace {
+/// Runs body(t) on 8 threads at once, t = 0..7, and joins them.
+template <class Body>
+void on_8_threads(Body body) {
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) threads.emplace_back(body, t);
+  for (auto& t : threads) t.join();
+}
+}  // namespace
+
 TEST_CASE("retry_budget: gRPC model retries only while tokens exceed half of max",
           "[retry][budget]") {
   keel::retry_budget budget(keel::retry_budget_options::grpc(10, 0.1));
@@ -88,13 +98,9 @@ TEST_CASE("retry_budget: validate names the offending field", "[retry][budget][c
 
 TEST_CASE("retry_budget: 8 threads of failures subtract exactly", "[retry][budget][threads]") {
   keel::retry_budget budget(keel::retry_budget_options::grpc(1000, 0.1));
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < 100; ++i) budget.record_failure();
-    });
-  }
-  for (auto& t : threads) t.join();
+  on_8_threads([&](int) {
+    for (int i = 0; i < 100; ++i) budget.record_failure();
+  });
   CHECK(budget.milli_tokens() == 200'000);
 }
 
@@ -106,15 +112,11 @@ TEST_CASE("retry_budget: 8 threads racing for a quota get exactly what it holds"
                              .retry_cost = 1,
                              .retry_threshold = 0});
   std::atomic<int> granted{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < 500; ++i) {
-        if (budget.try_acquire()) granted.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  on_8_threads([&](int) {
+    for (int i = 0; i < 500; ++i) {
+      if (budget.try_acquire()) granted.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
   CHECK(granted.load() == 1000);
   CHECK(budget.milli_tokens() == 0);
 }
@@ -130,17 +132,13 @@ TEST_CASE("retry_budget: 8 threads failing and retrying at once are granted exac
                              .retry_threshold = 0});
   std::atomic<int> granted{0};
   std::atomic<int> outside{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
-    threads.emplace_back([&] {
-      for (int i = 0; i < 200; ++i) {
-        if (budget.record_failure_and_acquire()) granted.fetch_add(1, std::memory_order_relaxed);
-        const std::int64_t now = budget.milli_tokens();  // checked while the others run
-        if (now < 0 || now > 1'000'000) outside.fetch_add(1, std::memory_order_relaxed);
-      }
-    });
-  }
-  for (auto& t : threads) t.join();
+  on_8_threads([&](int) {
+    for (int i = 0; i < 200; ++i) {
+      if (budget.record_failure_and_acquire()) granted.fetch_add(1, std::memory_order_relaxed);
+      const std::int64_t now = budget.milli_tokens();  // checked while the others run
+      if (now < 0 || now > 1'000'000) outside.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
   CHECK(granted.load() == 500);
   CHECK(outside.load() == 0);
   CHECK(budget.milli_tokens() == 0);
@@ -165,32 +163,28 @@ TEST_CASE("retry_budget: under 8 hammering threads tokens never leave [0, max]",
     }
   });
   std::atomic<int> bad_grants{0};
-  std::vector<std::thread> threads;
-  for (int t = 0; t < 8; ++t) {
-    threads.emplace_back([&, t] {
-      for (int i = 0; i < 20'000; ++i) {
-        switch ((i + t) % 5) {
-          case 0:
-            budget.record_failure();
-            break;
-          case 1:
-            budget.record_success();
-            break;
-          case 2:
-            budget.record_success(true, (i & 8) != 0);
-            break;
-          default: {
-            const bool timeout = (i & 16) != 0;
-            if (budget.try_acquire(timeout)) {
-              // A grant always left at least zero tokens behind.
-              if (budget.milli_tokens() < 0) bad_grants.fetch_add(1);
-            }
+  on_8_threads([&](int t) {
+    for (int i = 0; i < 20'000; ++i) {
+      switch ((i + t) % 5) {
+        case 0:
+          budget.record_failure();
+          break;
+        case 1:
+          budget.record_success();
+          break;
+        case 2:
+          budget.record_success(true, (i & 8) != 0);
+          break;
+        default: {
+          const bool timeout = (i & 16) != 0;
+          if (budget.try_acquire(timeout)) {
+            // A grant always left at least zero tokens behind.
+            if (budget.milli_tokens() < 0) bad_grants.fetch_add(1);
           }
         }
       }
-    });
-  }
-  for (auto& t : threads) t.join();
+    }
+  });
   stop.store(true);
   watcher.join();
   CHECK(lowest.load() >= 0);
