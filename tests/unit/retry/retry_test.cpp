@@ -694,3 +694,24 @@ TEST_CASE("retry: an outcome the retry does not handle feeds the budget as a suc
             .is(keel::errc::circuit_open));
   CHECK(budget.milli_tokens() == 9'500);  // a rejection is neither a success nor a failure
 }
+
+TEST_CASE("retry: a constant backoff waits its delay exactly, and with jitter draws every time",
+          "[retry][backoff]") {
+  // The constant, unjittered delay is read from the policy rather than the
+  // backoff: it must stay the backoff's answer, and a jittered one must not take it.
+  using fixed_env = keel::testing::basic_virtual_environment<keel::testing::fixed_random>;
+  const auto waits = [](keel::constant_backoff b) {
+    const fixed_env env(keel::testing::fixed_random(0.75));
+    const auto r = keel::retry({.max_attempts = 3, .backoff = b}).with_environment(env);
+    int calls = 0;
+    CHECK(r.try_execute([&] {
+             return ++calls < 3 ? throw std::runtime_error("x"), 0 : 1;
+           }).value() == 1);
+    return env.sleeps();
+  };
+  CHECK(waits({.delay = 100ms}) == std::vector<keel::duration>{100ms, 100ms});
+  // d·(1 + f·(2U − 1)) with U = 0.75, f = 0.5: 125 ms.
+  CHECK(waits({.delay = 100ms, .jitter = 0.5}) == std::vector<keel::duration>{125ms, 125ms});
+  CHECK(waits({.delay = keel::duration::zero()}) ==
+        std::vector<keel::duration>{keel::duration::zero(), keel::duration::zero()});
+}
