@@ -2,13 +2,13 @@
 #ifndef KEEL_CORE_EVENTS_HPP_INCLUDED
 #define KEEL_CORE_EVENTS_HPP_INCLUDED
 
-#include <functional>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 
 #include "keel/core/inspect.hpp"
 #include "keel/detail/config.hpp"
+#include "keel/detail/functional.hpp"
 
 namespace keel {
 
@@ -26,9 +26,9 @@ template <class T>
 const T& unwrap_ref(const T& t) noexcept {
   return t;
 }
-template <class T>
-T& unwrap_ref(const std::reference_wrapper<T>& t) noexcept {
-  return t.get();
+template <reference_wrapper_like R>
+typename R::type& unwrap_ref(const R& r) noexcept {
+  return r.get();
 }
 
 template <class L, class E>
@@ -57,9 +57,9 @@ template <class L>
 struct listener_of {
   using type = L;
 };
-template <class T>
-struct listener_of<std::reference_wrapper<T>> {
-  using type = T;
+template <reference_wrapper_like R>
+struct listener_of<R> {
+  using type = typename R::type;
 };
 
 /// True when L (or what it refers to) has a handler for E that keel could

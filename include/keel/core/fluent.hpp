@@ -2,9 +2,10 @@
 #ifndef KEEL_CORE_FLUENT_HPP_INCLUDED
 #define KEEL_CORE_FLUENT_HPP_INCLUDED
 
-#include <functional>
 #include <type_traits>
 #include <utility>
+
+#include "keel/detail/functional.hpp"
 
 namespace keel {
 
@@ -42,9 +43,9 @@ decltype(auto) part_or(Self&& self, V& value) {
   if constexpr (same_part<Part, Replaced>()) {
     return std::forward<V>(value);
   } else if constexpr (std::is_member_object_pointer_v<decltype(Part)>) {
-    return std::invoke(Part, std::forward<Self>(self));  // an rvalue's member is moved
+    return detail::invoke(Part, std::forward<Self>(self));  // an rvalue's member is moved
   } else {
-    return std::invoke(Part, std::as_const(self));  // a getter: its part is copied
+    return detail::invoke(Part, std::as_const(self));  // a getter: its part is copied
   }
 }
 

@@ -4,7 +4,6 @@
 
 #include <concepts>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <stop_token>
 #include <type_traits>
@@ -13,6 +12,7 @@
 #include "keel/core/context.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/detail/config.hpp"
+#include "keel/detail/functional.hpp"
 
 namespace keel {
 
@@ -61,17 +61,17 @@ template <class R, class F, class... Args>
 outcome<R> call_with_context(F& f, const context& ctx, Args&... args) {
   if constexpr (takes_context<F, Args...>) {
     if constexpr (std::is_void_v<R>) {
-      std::invoke(f, ctx, args...);
+      detail::invoke(f, ctx, args...);
       return outcome<R>();
     } else {
-      return outcome<R>(std::in_place, std::invoke(f, ctx, args...));
+      return outcome<R>(std::in_place, detail::invoke(f, ctx, args...));
     }
   } else {
     if constexpr (std::is_void_v<R>) {
-      std::invoke(f, args...);
+      detail::invoke(f, args...);
       return outcome<R>();
     } else {
-      return outcome<R>(std::in_place, std::invoke(f, args...));
+      return outcome<R>(std::in_place, detail::invoke(f, args...));
     }
   }
 }
@@ -128,8 +128,8 @@ template <class P>
 const P& policy_of(const P& p) noexcept {
   return p;
 }
-template <class P>
-const P& policy_of(const std::reference_wrapper<P>& p) noexcept {
+template <reference_wrapper_like R>
+const typename R::type& policy_of(const R& p) noexcept {
   return p.get();
 }
 template <class P>

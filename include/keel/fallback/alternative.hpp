@@ -4,7 +4,6 @@
 
 #include <concepts>
 #include <exception>
-#include <functional>
 #include <type_traits>
 #include <utility>
 
@@ -13,6 +12,7 @@
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/detail/config.hpp"
+#include "keel/detail/functional.hpp"
 
 namespace keel {
 
@@ -51,13 +51,13 @@ template <class R, class F>
 decltype(auto) call_alternative(const F& f, const context& ctx, const outcome<R>& why) {
   constexpr int form = alternative_form<R, F>();
   if constexpr (form == 1) {
-    return std::invoke(f, ctx, why);
+    return detail::invoke(f, ctx, why);
   } else if constexpr (form == 2) {
-    return std::invoke(f, why);
+    return detail::invoke(f, why);
   } else if constexpr (form == 3) {
-    return std::invoke(f, ctx);
+    return detail::invoke(f, ctx);
   } else if constexpr (form == 4) {
-    return std::invoke(f);
+    return detail::invoke(f);
   } else {
     return static_cast<const F&>(f);  // a plain value, copied into the outcome
   }

@@ -1,0 +1,95 @@
+// SPDX-License-Identifier: BSL-1.0
+// keel calls user code through detail::invoke and recognises reference
+// wrappers by their shape, so that its headers need not include <functional>.
+// These pin the std::invoke semantics that replacement must keep.
+#include <functional>
+#include <memory>
+#include <stdexcept>
+
+#include <keel/circuit_breaker.hpp>
+#include <keel/detail/functional.hpp>
+#include <keel/fallback.hpp>
+#include <keel/pipeline.hpp>
+#include <keel/retry.hpp>
+
+#include "support/catch.hpp"
+
+namespace {
+struct account {
+  int balance = 0;
+  int deposit(int amount) {
+    balance += amount;
+    return balance;
+  }
+  int peek() const { return balance; }
+};
+
+/// A reference wrapper that is not std's (boost::reference_wrapper's shape).
+template <class T>
+class other_ref {
+ public:
+  using type = T;
+  explicit other_ref(T& t) noexcept : p_(&t) {}
+  T& get() const noexcept { return *p_; }
+  operator T&() const noexcept { return *p_; }  // NOLINT(google-explicit-constructor)
+
+ private:
+  T* p_;
+};
+
+struct counts_attempts {
+  int* attempts;
+  void on(const keel::retry_scheduled&) const { ++*attempts; }
+};
+}  // namespace
+
+static_assert(keel::detail::reference_wrapper_like<std::reference_wrapper<int>>);
+static_assert(keel::detail::reference_wrapper_like<std::reference_wrapper<const account>>);
+static_assert(keel::detail::reference_wrapper_like<other_ref<account>>);
+static_assert(!keel::detail::reference_wrapper_like<int>);
+static_assert(!keel::detail::reference_wrapper_like<std::shared_ptr<int>>);
+static_assert(!keel::detail::reference_wrapper_like<account*>);
+
+TEST_CASE("detail::invoke calls member pointers the way std::invoke does") {
+  account a;
+  CHECK(keel::detail::invoke(&account::deposit, a, 5) == 5);
+  CHECK(keel::detail::invoke(&account::deposit, &a, 2) == 7);
+  CHECK(keel::detail::invoke(&account::deposit, std::ref(a), 1) == 8);
+  CHECK(keel::detail::invoke(&account::peek, std::as_const(a)) == 8);
+  keel::detail::invoke(&account::balance, a) = 40;  // a data member, by reference
+  CHECK(a.balance == 40);
+  CHECK(keel::detail::invoke([](int x) { return x * 2; }, 21) == 42);
+  static_assert(noexcept(keel::detail::invoke([]() noexcept { return 1; })));
+  static_assert(!noexcept(keel::detail::invoke([] { return 1; })));
+}
+
+TEST_CASE("a policy runs a member function with its object as the first argument") {
+  account a;
+  const auto retry = keel::retry(keel::retry_options{.max_attempts = 2});
+  CHECK(retry.execute(&account::deposit, a, 3) == 3);
+  CHECK(retry.execute(&account::deposit, &a, 4) == 7);
+  CHECK(retry.try_execute(&account::peek, a).value() == 7);
+  const auto chain = keel::pipeline(keel::fallback([] { return -1; }), retry);
+  CHECK(chain.execute(&account::deposit, a, 1) == 8);
+}
+
+TEST_CASE("a listener or policy behind another library's reference wrapper is shared, not copied") {
+  int attempts = 0;
+  const counts_attempts listener{&attempts};
+  const auto retry =
+      keel::retry(keel::retry_options{.max_attempts = 3, .backoff = keel::backoff::none()})
+          .with_listener(other_ref<const counts_attempts>(listener));
+  int calls = 0;
+  const auto out = retry.try_execute([&]() -> int {
+    if (++calls < 3) throw std::runtime_error("down");
+    return calls;
+  });
+  CHECK(out.value() == 3);
+  CHECK(attempts == 2);  // two failures were retried
+
+  auto breaker = keel::circuit_breaker(keel::circuit_breaker_options{});
+  const auto guarded = keel::pipeline(other_ref<keel::circuit_breaker<>>(breaker));
+  for (int i = 0; i < 5; ++i)
+    CHECK_FALSE(guarded.try_execute([]() -> int { throw std::runtime_error("x"); }).has_value());
+  CHECK(breaker.state() == keel::circuit_state::open);  // the pipeline fed the caller's breaker
+}
