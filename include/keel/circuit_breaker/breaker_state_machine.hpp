@@ -2,7 +2,6 @@
 #ifndef KEEL_CIRCUIT_BREAKER_BREAKER_STATE_MACHINE_HPP_INCLUDED
 #define KEEL_CIRCUIT_BREAKER_BREAKER_STATE_MACHINE_HPP_INCLUDED
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -24,6 +23,7 @@
 #include "keel/core/events.hpp"
 #include "keel/core/observe.hpp"
 #include "keel/core/time.hpp"
+#include "keel/detail/algorithm.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel {
@@ -359,7 +359,7 @@ class breaker_state_machine {
     while (reported < seen &&
            !floor.compare_exchange_weak(reported, seen, std::memory_order_relaxed)) {
     }
-    m.failures = std::max(reported, seen);
+    m.failures = detail::max(reported, seen);
     m.slow_calls = cold.slow_calls.load(std::memory_order_relaxed);
     m.rejections = cold.rejections.total();
     m.last_transition = time_point(duration(cold.last_transition.load(std::memory_order_relaxed)));
@@ -645,7 +645,7 @@ class breaker_state_machine {
 
   duration grown(duration growth) const noexcept {
     const circuit_breaker_options& o = cold_->options;
-    return std::min(detail::saturating_mul(growth, o.open_duration_factor), o.max_open_duration);
+    return detail::min(detail::saturating_mul(growth, o.open_duration_factor), o.max_open_duration);
   }
 
   // How long to open for: `growth`, or the failure's retry-after hint.
@@ -654,7 +654,7 @@ class breaker_state_machine {
     const circuit_breaker_options& o = cold_->options;
     if (o.honor_retry_after) {
       if (const std::optional<duration> hint = hint_fn()) {
-        return std::clamp(*hint, duration::zero(), o.max_open_duration);
+        return detail::clamp(*hint, duration::zero(), o.max_open_duration);
       }
     }
     return growth;

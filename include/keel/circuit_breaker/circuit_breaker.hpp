@@ -2,7 +2,6 @@
 #ifndef KEEL_CIRCUIT_BREAKER_CIRCUIT_BREAKER_HPP_INCLUDED
 #define KEEL_CIRCUIT_BREAKER_CIRCUIT_BREAKER_HPP_INCLUDED
 
-#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string_view>
@@ -25,6 +24,7 @@
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"
+#include "keel/detail/algorithm.hpp"
 
 namespace keel {
 
@@ -183,7 +183,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     permit(const circuit_breaker* owner, std::uint64_t generation, circuit_state state,
            bool admitted, std::optional<duration> retry_after = std::nullopt) noexcept
         : owner_(admitted ? owner : nullptr),
-          retry_after_ns_(retry_after ? std::max(retry_after->count(), std::int64_t{0}) : -1),
+          retry_after_ns_(retry_after ? detail::max(retry_after->count(), std::int64_t{0}) : -1),
           generation_(generation),
           state_(state),
           admitted_(admitted) {}

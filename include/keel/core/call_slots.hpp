@@ -2,7 +2,6 @@
 #ifndef KEEL_CORE_CALL_SLOTS_HPP_INCLUDED
 #define KEEL_CORE_CALL_SLOTS_HPP_INCLUDED
 
-#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>

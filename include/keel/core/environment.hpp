@@ -2,7 +2,6 @@
 #ifndef KEEL_CORE_ENVIRONMENT_HPP_INCLUDED
 #define KEEL_CORE_ENVIRONMENT_HPP_INCLUDED
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <concepts>
@@ -14,6 +13,7 @@
 #include <type_traits>
 
 #include "keel/core/time.hpp"
+#include "keel/detail/algorithm.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel {
@@ -78,7 +78,7 @@ struct thread_sleeper {
     const steady_clock::time_point wake = detail::wake_time<steady_clock>(steady_clock::now(), d);
     if (!token.stop_possible()) {
       for (auto now = steady_clock::now(); now < wake; now = steady_clock::now()) {
-        std::this_thread::sleep_for(std::min<duration>(wake - now, detail::longest_sleep_step));
+        std::this_thread::sleep_for(detail::min<duration>(wake - now, detail::longest_sleep_step));
       }
       return true;
     }
@@ -87,7 +87,7 @@ struct thread_sleeper {
     std::unique_lock lock(mutex);
     for (auto now = steady_clock::now(); now < wake; now = steady_clock::now()) {
       // now + step <= wake: never overflows.
-      const auto step_end = now + std::min<duration>(wake - now, detail::longest_sleep_step);
+      const auto step_end = now + detail::min<duration>(wake - now, detail::longest_sleep_step);
       wake_up.wait_until(lock, token, step_end, [] { return false; });
       if (token.stop_requested()) return false;
     }

@@ -2,7 +2,6 @@
 #ifndef KEEL_RETRY_BACKOFF_HPP_INCLUDED
 #define KEEL_RETRY_BACKOFF_HPP_INCLUDED
 
-#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -11,6 +10,7 @@
 #include "keel/core/config_error.hpp"
 #include "keel/core/environment.hpp"
 #include "keel/core/time.hpp"
+#include "keel/detail/algorithm.hpp"
 
 namespace keel {
 
@@ -178,7 +178,8 @@ class backoff {
         const auto& b = *std::get_if<full_jitter_backoff>(&formula_);
         const duration top = detail::capped_exponential(b.base, b.factor, r, b.max_delay);
         // The double product can round above `top` (and so above max_delay): clamp back.
-        return std::min(detail::clamp_ns(random.uniform() * static_cast<double>(top.count())), top);
+        return detail::min(detail::clamp_ns(random.uniform() * static_cast<double>(top.count())),
+                           top);
       }
       case 4: {  // AWS equal jitter: expo/2 + U(0, expo/2)
         const auto& b = *std::get_if<equal_jitter_backoff>(&formula_);
@@ -186,7 +187,7 @@ class backoff {
         const double half = static_cast<double>(top.count()) / 2.0;
         // Rounding in double can land just outside [top/2, top]: clamp back.
         const duration d = detail::clamp_ns(half + random.uniform() * half);
-        return std::min(std::max(d, top / 2), top);
+        return detail::min(detail::max(d, top / 2), top);
       }
       case 5: {  // AWS decorrelated jitter: min(cap, U(base, 3·prev)), prev0 = base
         const auto& b = *std::get_if<decorrelated_jitter_backoff>(&formula_);

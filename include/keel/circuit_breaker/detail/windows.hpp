@@ -34,7 +34,6 @@
 //   readers load the bucket number with acquire, so they see the zeroes, never
 //   the old bucket's counts under the new number.
 
-#include <algorithm>
 #include <atomic>
 #include <bit>
 #include <cstddef>
@@ -44,6 +43,7 @@
 #include <thread>
 
 #include "keel/core/time.hpp"
+#include "keel/detail/algorithm.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel::detail {
@@ -215,7 +215,7 @@ class count_window {
   }
 
   window_counts counts() const noexcept {
-    return {std::min<std::uint64_t>(recorded(), size_), clamp(failures_), clamp(slow_count_)};
+    return {detail::min<std::uint64_t>(recorded(), size_), clamp(failures_), clamp(slow_count_)};
   }
 
   /// Empties the window. Bits are cleared by exchange and the counts lowered by
@@ -236,7 +236,7 @@ class count_window {
   // 32 bits hold them.
   static std::uint64_t clamp(const std::atomic<std::int32_t>& c) noexcept {
     // Transiently negative when a clear overtakes the matching set's increment.
-    return static_cast<std::uint64_t>(std::max(0, c.load(std::memory_order_relaxed)));
+    return static_cast<std::uint64_t>(detail::max(0, c.load(std::memory_order_relaxed)));
   }
 
   static void set(std::atomic<std::uint64_t>* words, std::uint32_t i, bool value,
@@ -280,7 +280,7 @@ class count_window {
 /// How many stripes a striped structure gets: one per hardware thread, at
 /// most 8, a power of two.
 inline std::size_t stripe_count() noexcept {
-  return std::bit_ceil(std::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+  return std::bit_ceil(detail::clamp(std::thread::hardware_concurrency(), 1u, 8u));
 }
 
 /// Who the calling thread is, set on its first call. `id` is the address of
@@ -411,7 +411,7 @@ class time_window {
   }
 
   void record(time_point now, bool failed, bool slow) noexcept {
-    const std::int64_t t = std::max(now.time_since_epoch().count(), std::int64_t{0});
+    const std::int64_t t = detail::max(now.time_since_epoch().count(), std::int64_t{0});
     unsigned& mine = this_thread_stripe();
     const std::size_t stripe = mine & (stripes_ - 1);
     // Usually the bucket of the last record: found without a division (two
