@@ -104,10 +104,17 @@ inline duration clamp_ns(double ns) noexcept {
 inline duration capped_exponential(duration base, double factor, int r, duration cap) noexcept {
   if (base <= duration::zero()) return duration::zero();
   const int n = r < 1 ? 0 : r - 1;
-  // Factor 2 (the default) scales the exponent alone: the same double as
-  // the product with pow(2, n), exactly, at a tenth of pow's cost.
   const double b = static_cast<double>(base.count());
-  const double scaled = factor == 2.0 ? std::ldexp(b, n) : b * std::pow(factor, n);
+  double scaled;
+  if (factor == 2.0) {
+    // Factor 2 (the default): a product with an exact power of two, the same
+    // double as with pow(2, n), without a call into libm. base >= 1 ns, so
+    // from 2^63 on it is past any cap.
+    if (n >= 63) return cap;
+    scaled = b * static_cast<double>(std::uint64_t{1} << n);
+  } else {
+    scaled = b * std::pow(factor, n);
+  }
   // !(x < cap) also catches +inf; compare in double before converting.
   if (!(scaled < static_cast<double>(cap.count()))) return cap;
   return clamp_ns(scaled);
