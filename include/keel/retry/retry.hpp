@@ -54,6 +54,26 @@ struct retry_hooks {
 
 namespace detail {
 
+/// True when R's error values may hold an error code (and so be a
+/// cancellation, a rejection or a timeout).
+template <class R>
+inline constexpr bool result_may_hold_code = [] {
+  if constexpr (expected_like<R>) {
+    using E = error_type_t<R>;
+    return std::convertible_to<const E&, std::error_code> || std::is_error_code_enum_v<E>;
+  } else {
+    return false;
+  }
+}();
+
+/// True when `o` is the callable's result (a value or an error value) of a
+/// type that cannot hold an error code: never a cancellation, a rejection nor
+/// a timeout, which a retry then need not look for.
+template <class R>
+bool is_codeless_result(const outcome<R>& o) noexcept {
+  return !result_may_hold_code<R> && o.has_result();
+}
+
 /// keel::is_cancellation, without its error-category comparison for an error
 /// value whose code is empty (an error type that is not an error code), which
 /// can never be a cancellation.
@@ -309,7 +329,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   template <class R>
   retry_decision decide(outcome<R>& o, retry_call& call, const context& ctx) const {
     if (call.over_) return retry_decision::stop();
-    const retry_decision d = decide_now(o, call, ctx);
+    const retry_decision d = decide_now<false>(o, call, ctx);
     call.waiting_ = d.again();
     call.over_ = !d.again();
     return d;
@@ -379,17 +399,34 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   }
 
   // The synchronous driver. `o` is the failure of attempt 1; on return it
-  // holds what the caller gets. `next` comes by value (detail::pass_next):
-  // the fast path keeps it in registers.
+  // holds what the caller gets. `next` comes by value (detail::pass_next).
+  // Out of line, with every decision inlined into it: one call per failed
+  // call, and the success path in run() stays a call and a test.
   template <class R, class Next>
-  void retry_until_done(outcome<R>& o, Next next, context& ctx, retry_call& call) const {
-    while (decide_and_wait(o, call, ctx)) {
+  KEEL_DETAIL_NOINLINE void retry_until_done(outcome<R>& o, Next next, context& ctx,
+                                             retry_call& call) const {
+    // One loop for both kinds of retry, so that `next` is called from one
+    // place here (a second copy of the loop stops GCC inlining a pipeline's
+    // inner layers into run()); a plain retry's decisions skip the budget
+    // and the clock.
+    while (plain_ ? decide_and_wait<true>(o, call, ctx) : decide_and_wait<false>(o, call, ctx)) {
       ctx.set_attempt(call.attempt_);
       o = next(ctx);
       if (!handles(o)) {
         note_success(true, call, ctx);  // succeeded(call), knowing the call was retried
         return;
       }
+    }
+  }
+
+  // The budget, or null where the caller knows there is none (Plain: no
+  // budget and no max_elapsed, which is what plain_ says).
+  template <bool Plain>
+  retry_budget* budget_if() const noexcept {
+    if constexpr (Plain) {
+      return nullptr;
+    } else {
+      return budget_;
     }
   }
 
@@ -406,25 +443,29 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
     if (budget_ != nullptr) budget_->record_success(retried, call.last_retry_after_timeout_);
   }
 
-  // decide()'s rules, inlined into decide() and into the synchronous driver's step.
-  template <class R>
+  // decide()'s rules, inlined into decide() and into the synchronous driver's
+  // step. Plain: only when plain_ (no budget, no max_elapsed).
+  template <bool Plain, class R>
   [[gnu::always_inline]] retry_decision decide_now(outcome<R>& o, retry_call& call,
                                                    const context& ctx) const {
+    retry_budget* const budget = budget_if<Plain>();
     const int attempt = call.attempt_;
-    if (detail::is_cancelled_failure(o)) return aborted(o, attempt, give_up_reason::cancelled, ctx);
+    const bool codeless = detail::is_codeless_result(o);
+    if (!codeless && detail::is_cancelled_failure(o))
+      return aborted(o, attempt, give_up_reason::cancelled, ctx);
     if (detail::ask_user_predicate(hooks_.abort_on, o))
       return aborted(o, attempt, give_up_reason::abort_predicate, ctx);
-    if (!options_.retry_rejections && detail::ask_user_predicate(on::rejection, o)) {
+    if (!options_.retry_rejections && !codeless && detail::ask_user_predicate(on::rejection, o)) {
       return aborted(o, attempt, give_up_reason::rejection, ctx);
     }
     // Only a budget cares whether it was a timeout; don't pay a look otherwise.
-    const bool timed_out = budget_ != nullptr && detail::is_timeout(o);
+    const bool timed_out = budget != nullptr && !codeless && detail::is_timeout(o);
     // A failure that is not retried feeds the budget here; one that is, below,
     // in the same write as the retry's token.
     if (attempt >= options_.max_attempts)
-      return exhausted(o, attempt, give_up_reason::max_attempts, ctx);
+      return exhausted<Plain>(o, attempt, give_up_reason::max_attempts, ctx);
     if (ctx.stop_requested()) {
-      if (budget_ != nullptr) budget_->record_failure();
+      if (budget != nullptr) budget->record_failure();
       return cancel(o, attempt, ctx);
     }
 
@@ -437,7 +478,7 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
                                 false);
     } else {
       const std::optional<duration> chosen = user_delay(attempt, o);
-      if (!chosen) return exhausted(o, attempt, give_up_reason::delay_function, ctx);
+      if (!chosen) return exhausted<Plain>(o, attempt, give_up_reason::delay_function, ctx);
       d = retry_decision::after(*chosen > duration::zero() ? *chosen : duration::zero(), false);
     }
     // Only keel failures, exceptions and an extractor can carry a hint; testing
@@ -450,19 +491,19 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
       }
     }
 
-    if (call.timed_) {
+    if (!Plain && call.timed_) {
       const duration elapsed = detail::time_until(call.start_, env_.now());
       if (detail::saturating_add(elapsed, d.delay()) >= options_.max_elapsed) {
-        return exhausted(o, attempt, give_up_reason::max_elapsed, ctx);
+        return exhausted<Plain>(o, attempt, give_up_reason::max_elapsed, ctx);
       }
     }
     // remaining() reads the clock of whoever set the deadline, which is the
     // right one even when that policy's environment differs from ours.
     if (ctx.has_deadline() && d.delay() >= ctx.remaining()) {
-      return exhausted(o, attempt, give_up_reason::deadline, ctx);
+      return exhausted<Plain>(o, attempt, give_up_reason::deadline, ctx);
     }
-    if (budget_ != nullptr) {
-      if (!budget_->record_failure_and_acquire(timed_out)) {
+    if (budget != nullptr) {
+      if (!budget->record_failure_and_acquire(timed_out)) {
         if constexpr (observes<Listener, retry_budget_exhausted>) {
           report<retry_budget_exhausted>(listener_, [&] {
             return retry_budget_exhausted{attempt, o.describe(), source_of(name_, ctx)};
@@ -484,11 +525,11 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
   }
 
   // One step of the synchronous driver: decide(), then the wait it asks for.
-  // True: try again. Kept apart from the loop (as one call) so that the loop
-  // stays small enough to inline into run().
-  template <class R>
-  bool decide_and_wait(outcome<R>& o, retry_call& call, const context& ctx) const {
-    const retry_decision d = decide_now(o, call, ctx);
+  // True: try again.
+  template <bool Plain, class R>
+  [[gnu::always_inline]] bool decide_and_wait(outcome<R>& o, retry_call& call,
+                                              const context& ctx) const {
+    const retry_decision d = decide_now<Plain>(o, call, ctx);
     if (!d) return false;
     if (!env_.sleep_for(d.delay(), ctx.stop_token())) [[unlikely]] {
       cancel(o, call.attempt_ - 1, ctx);  // interrupted(), without the step API's checks
@@ -518,10 +559,10 @@ class retry : public executable<retry<Handles, Listener, Env, Hooks>> {
 
   // A failure that ends the call: the budget hears of it (a retried one pays
   // it with the retry's token, in record_failure_and_acquire).
-  template <class R>
+  template <bool Plain, class R>
   retry_decision exhausted(const outcome<R>& o, int attempts, give_up_reason reason,
                            const context& ctx) const {
-    if (budget_ != nullptr) budget_->record_failure();
+    if (retry_budget* b = budget_if<Plain>()) b->record_failure();
     if constexpr (observes<Listener, retries_exhausted>) {
       report<retries_exhausted>(listener_, [&] {
         return retries_exhausted{attempts, reason, o.describe(), source_of(name_, ctx)};
