@@ -19,6 +19,26 @@ namespace keel {
 
 namespace detail {
 
+/// True when R's error values may hold an error code (and so be a
+/// cancellation, a rejection or a timeout).
+template <class R>
+inline constexpr bool result_may_hold_code = [] {
+  if constexpr (expected_like<R>) {
+    using E = error_type_t<R>;
+    return std::convertible_to<const E&, std::error_code> || std::is_error_code_enum_v<E>;
+  } else {
+    return false;
+  }
+}();
+
+/// True when `o` is the callable's result (a value or an error value) of a
+/// type that cannot hold an error code: never a cancellation, a rejection nor
+/// a timeout, which a policy then need not look for.
+template <class R>
+bool is_codeless_result(const outcome<R>& o) noexcept {
+  return !result_may_hold_code<R> && o.has_result();
+}
+
 template <class R>
 bool is_cancellation_unguarded(const outcome<R>& o) {
   if (o.has_keel_error()) {
@@ -65,6 +85,7 @@ bool is_rejection_unguarded(const outcome<R>& o) {
 /// against a dependency's health.
 template <class R>
 bool is_cancellation(const outcome<R>& o) noexcept {
+  if (detail::is_codeless_result(o)) return false;  // no look at an exception that is not there
   // Comparing another category's code runs its equivalent(): user code. One
   // that throws leaves the outcome a plain failure.
   return call_or(false, [&] { return detail::is_cancellation_unguarded(o); });

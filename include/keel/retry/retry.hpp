@@ -54,26 +54,6 @@ struct retry_hooks {
 
 namespace detail {
 
-/// True when R's error values may hold an error code (and so be a
-/// cancellation, a rejection or a timeout).
-template <class R>
-inline constexpr bool result_may_hold_code = [] {
-  if constexpr (expected_like<R>) {
-    using E = error_type_t<R>;
-    return std::convertible_to<const E&, std::error_code> || std::is_error_code_enum_v<E>;
-  } else {
-    return false;
-  }
-}();
-
-/// True when `o` is the callable's result (a value or an error value) of a
-/// type that cannot hold an error code: never a cancellation, a rejection nor
-/// a timeout, which a retry then need not look for.
-template <class R>
-bool is_codeless_result(const outcome<R>& o) noexcept {
-  return !result_may_hold_code<R> && o.has_result();
-}
-
 /// keel::is_cancellation, without its error-category comparison for an error
 /// value whose code is empty (an error type that is not an error code), which
 /// can never be a cancellation.
