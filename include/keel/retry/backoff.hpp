@@ -164,22 +164,29 @@ class backoff {
   template <random_source Random>
   duration next(int r, backoff_state& state, const Random& random) const {
     if (r < 1) r = 1;
+    // The three formulas with proportional jitter share one call of it.
+    duration d{};
+    double jitter = 0.0;
     switch (formula_.index()) {
       case 0: {
         const auto& b = *std::get_if<constant_backoff>(&formula_);
-        return detail::proportional_jitter(b.delay, b.jitter, random);
+        d = b.delay;
+        jitter = b.jitter;
+        break;
       }
       case 1: {
         const auto& b = *std::get_if<linear_backoff>(&formula_);
-        duration d = detail::saturating_add(
-            b.initial, detail::saturating_mul(b.increment, static_cast<double>(r - 1)));
+        d = detail::saturating_add(b.initial,
+                                   detail::saturating_mul(b.increment, static_cast<double>(r - 1)));
         if (d > b.max_delay) d = b.max_delay;
-        return detail::proportional_jitter(d, b.jitter, random);
+        jitter = b.jitter;
+        break;
       }
       case 2: {
         const auto& b = *std::get_if<exponential_backoff>(&formula_);
-        return detail::proportional_jitter(
-            detail::capped_exponential(b.initial, b.factor, r, b.max_delay), b.jitter, random);
+        d = detail::capped_exponential(b.initial, b.factor, r, b.max_delay);
+        jitter = b.jitter;
+        break;
       }
       case 3: {  // AWS full jitter: U(0, expo)
         const auto& b = *std::get_if<full_jitter_backoff>(&formula_);
@@ -193,15 +200,15 @@ class backoff {
         const duration top = detail::capped_exponential(b.base, b.factor, r, b.max_delay);
         const double half = static_cast<double>(top.count()) / 2.0;
         // Rounding in double can land just outside [top/2, top]: clamp back.
-        const duration d = detail::clamp_ns(half + random.uniform() * half);
-        return detail::min(detail::max(d, top / 2), top);
+        const duration drawn = detail::clamp_ns(half + random.uniform() * half);
+        return detail::min(detail::max(drawn, top / 2), top);
       }
       case 5: {  // AWS decorrelated jitter: min(cap, U(base, 3·prev)), prev0 = base
         const auto& b = *std::get_if<decorrelated_jitter_backoff>(&formula_);
         const duration prev = state.previous > duration::zero() ? state.previous : b.base;
         const double lo = static_cast<double>(b.base.count());
         const double hi = 3.0 * static_cast<double>(prev.count());
-        duration d = detail::clamp_ns(lo + random.uniform() * (hi - lo));
+        d = detail::clamp_ns(lo + random.uniform() * (hi - lo));
         // A base near duration::max() rounds down in double: never go below it.
         if (d < b.base) d = b.base;
         if (d > b.max_delay) d = b.max_delay;
@@ -220,11 +227,12 @@ class backoff {
         }
         const double intrinsic = next - state.previous_v2;
         state.previous_v2 = next;
-        duration d = detail::clamp_ns(intrinsic * rp_scaling * static_cast<double>(b.base.count()));
+        d = detail::clamp_ns(intrinsic * rp_scaling * static_cast<double>(b.base.count()));
         if (d > b.max_delay) d = b.max_delay;
         return d;
       }
     }
+    return detail::proportional_jitter(d, jitter, random);
   }
 
  private:
