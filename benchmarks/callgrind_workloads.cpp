@@ -23,6 +23,7 @@
 #include <cstring>
 #include <functional>
 
+#include <keel/core/coarse_clock.hpp>
 #include <keel/keel.hpp>
 
 #include "workload_support.hpp"
@@ -147,6 +148,37 @@ bool keel_cg_hand_written_breaker(int n) {
   return true;
 }
 
+// The floors of the clock-bound rules on the coarse clock, as in
+// bench_circuit_breaker.cpp: the hand-written breaker plus the clock reads the
+// rule needs (one for a time window, two to time a call).
+template <int Reads>
+bool hand_written_breaker_reading_coarse_clock(int n) {
+  static keel_bench::minimal_breaker breaker;
+  const keel::coarse_steady_clock clock;
+  int x = 0;
+  for (int i = 0; i < n; ++i) {
+    if (breaker.allow()) {
+      keel::time_point start{};
+      if constexpr (Reads == 2) start = clock.now();
+      x = keel_bench::work(x);
+      keel::time_point end = clock.now();
+      keep(start);
+      keep(end);
+      breaker.on_success();
+    }
+    keep(x);
+  }
+  return true;
+}
+
+bool keel_cg_hand_written_breaker_one_coarse_read(int n) {
+  return hand_written_breaker_reading_coarse_clock<1>(n);
+}
+
+bool keel_cg_hand_written_breaker_two_coarse_reads(int n) {
+  return hand_written_breaker_reading_coarse_clock<2>(n);
+}
+
 bool keel_cg_hand_written_retry_fail_then_succeed(int n) {
   int k = 0;
   for (int i = 0; i < n; ++i) {
@@ -191,6 +223,23 @@ bool keel_cg_breaker_ratio_time(int n) {
   static const keel::circuit_breaker b{{.trip = keel::failure_ratio_time{}}};
   success_calls(b, n);
   return true;
+}
+
+bool keel_cg_breaker_ratio_time_coarse(int n) {
+  static const auto b =
+      keel::circuit_breaker{{.trip = keel::failure_ratio_time{}}}.with_environment(
+          keel::coarse_environment{});
+  success_calls(b, n);
+  return b.state() == keel::circuit_state::closed;
+}
+
+// A count window with a slow-call rule: two clock reads per call, to time it.
+bool keel_cg_breaker_slow_call_coarse(int n) {
+  static const auto b = keel::circuit_breaker{{.trip = keel::failure_ratio_count{},
+                                               .slow_calls = keel::slow_call_ratio{}}}
+                            .with_environment(keel::coarse_environment{});
+  success_calls(b, n);
+  return b.state() == keel::circuit_state::closed;
 }
 
 bool keel_cg_breaker_failure_as_value(int n) {
@@ -317,6 +366,10 @@ constexpr workload workloads[] = {
     {"breaker_in_period", keel_cg_breaker_in_period},
     {"breaker_ratio_count", keel_cg_breaker_ratio_count},
     {"breaker_ratio_time", keel_cg_breaker_ratio_time},
+    {"hand_written_breaker_one_coarse_read", keel_cg_hand_written_breaker_one_coarse_read},
+    {"breaker_ratio_time_coarse", keel_cg_breaker_ratio_time_coarse},
+    {"hand_written_breaker_two_coarse_reads", keel_cg_hand_written_breaker_two_coarse_reads},
+    {"breaker_slow_call_coarse", keel_cg_breaker_slow_call_coarse},
     {"breaker_failure_as_value", keel_cg_breaker_failure_as_value},
     {"breaker_open_rejection", keel_cg_breaker_open_rejection},
     {"retry", keel_cg_retry},
