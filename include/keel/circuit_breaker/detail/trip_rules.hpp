@@ -128,7 +128,7 @@ struct ratio_time_rule {
   window_counts counts(std::uint32_t, time_point now) const noexcept { return window.counts(now); }
   template <class Now>
   void record_success(Now& now) noexcept {
-    window.record(static_cast<time_point>(now()), false, false);
+    window.record_success(static_cast<time_point>(now()));
   }
   template <class Now>
   trip_verdict record(bool failed, bool slow, bool judge, Now& now) {

@@ -277,10 +277,13 @@ class count_window {
   std::atomic<std::int32_t> slow_count_{0};
 };
 
+/// The most stripes a striped structure gets.
+inline constexpr unsigned max_stripes = 8;
+
 /// How many stripes a striped structure gets: one per hardware thread, at
-/// most 8, a power of two.
+/// most max_stripes, a power of two.
 inline std::size_t stripe_count() noexcept {
-  return std::bit_ceil(detail::clamp(std::thread::hardware_concurrency(), 1u, 8u));
+  return std::bit_ceil(detail::clamp(std::thread::hardware_concurrency(), 1u, max_stripes));
 }
 
 /// Who the calling thread is, set on its first call. `id` is the address of
@@ -288,21 +291,29 @@ inline std::size_t stripe_count() noexcept {
 /// where each shared library has its own copy of this inline function and of
 /// its statics (built with -fvisibility=hidden). `spread` numbers the threads
 /// 1, 2, 3... to spread them over stripes; each such copy counts on its own,
-/// so it only picks a stripe, never decides who writes one.
+/// so it only picks a stripe, never decides who writes one. `stripe` is the
+/// thread's stripe hint (see this_thread_stripe), kept here so that a time
+/// window finds both with one thread-local access.
 struct thread_identity {
   std::uint64_t id = 0;
   unsigned spread = 0;
+  unsigned stripe = 0;
 };
 
-inline const thread_identity& this_thread_identity() noexcept {
+/// this_thread_identity(), writable: only this_thread_stripe() writes (its hint).
+inline thread_identity& this_thread_record() noexcept {
   static std::atomic<unsigned> next{1};
   thread_local thread_identity mine;  // constant-initialized: no TLS guard per call
   if (mine.id == 0) [[unlikely]] {
     mine.id = reinterpret_cast<std::uintptr_t>(&mine);
     mine.spread = next.fetch_add(1, std::memory_order_relaxed);
+    // The stripe hint's range (see next_stripe_hint).
+    mine.stripe = (mine.spread & 0xffu) | 0x100u;
   }
   return mine;
 }
+
+inline const thread_identity& this_thread_identity() noexcept { return this_thread_record(); }
 
 /// A counter that many threads add to and few read, exact and without a
 /// locked instruction on the common path: the first thread to add through a
@@ -371,12 +382,7 @@ constexpr unsigned next_stripe_hint(unsigned hint) noexcept {
 /// stripe count: the thread's spread at first, and moved on when the thread
 /// finds another one writing the same stripe (Java's LongAdder does the
 /// same), so that threads running together settle on different stripes.
-inline unsigned& this_thread_stripe() noexcept {
-  thread_local unsigned mine = 0;  // constant-initialized: no TLS guard per call
-  if (mine == 0) [[unlikely]]
-    mine = (this_thread_identity().spread & 0xffu) | 0x100u;
-  return mine;
-}
+inline unsigned& this_thread_stripe() noexcept { return this_thread_record().stripe; }
 
 /// failure_ratio_time: `buckets` buckets of period / buckets each. Bucket k
 /// covers [k len, (k + 1) len) of the clock and lives in slot k % buckets; the
@@ -387,16 +393,24 @@ inline unsigned& this_thread_stripe() noexcept {
 /// clears it), once per bucket length.
 ///
 /// Every call writes its bucket's counters, so the ring is striped: each
-/// thread writes the ring of its own stripe (one stripe per hardware thread,
-/// at most 8; see this_thread_stripe), and a decision sums the stripes. Sums
+/// thread writes the rings of its own stripe (one stripe per hardware thread,
+/// at most 8; see this_thread_stripe), and a decision sums the rings. Sums
 /// do not depend on order, so the window holds exactly what one ring would;
 /// two threads on different stripes never write the same cache line.
 ///
+/// A stripe has two rings. The first thread to record through a stripe owns
+/// it (as in owned_counter) and is the only one to claim or count in its
+/// owned ring: it counts with a plain load and store, no locked instruction.
+/// Any other thread on that stripe counts in its shared ring, with
+/// read-modify-writes. (reset() only marks slots unused; the counts of a slot
+/// are zeroed by whoever claims it, in the owned ring its owner.)
+///
 /// A slot's counts and their sums are 64-bit: no call rate can wrap them
 /// within a window (the sums saturate all the same). Exact at rest: every
-/// count is a read-modify-write after the acquire load that found the
-/// bucket. Only a record delayed by the whole period, past the reuse of its
-/// slot for a newer bucket, would land in that newer bucket.
+/// count of a shared ring is a read-modify-write after the acquire load that
+/// found the bucket, and every count of an owned ring has one writer. Only a
+/// record delayed by the whole period, past the reuse of its slot for a newer
+/// bucket by another thread, would land in that newer bucket.
 class time_window {
  public:
   friend struct window_test_access;
@@ -406,29 +420,64 @@ class time_window {
     len_ = period.count() / buckets;
     stripes_ = stripe_count();
     current_.store(0, std::memory_order_relaxed);
-    stride_ = n_ + (n_ & 1);  // the same bucket of two stripes lies >= 64 bytes apart
-    slots_ = std::make_unique<slot[]>(std::size_t{stripes_} * stride_);
+    stride_ = n_ + (n_ & 1);  // the same bucket of two rings lies >= 64 bytes apart
+    slots_ = std::make_unique<slot[]>(2 * std::size_t{stripes_} * stride_);
   }
 
-  void record(time_point now, bool failed, bool slow) noexcept {
+  /// Records a success: when the calling thread owns its stripe and the
+  /// bucket is the last record's, a few loads and one plain store, else
+  /// record(now, false, false). Out of line: inlined, it grew the closed path
+  /// of every breaker (whatever its rule) and moved GCC's inlining around it.
+  KEEL_DETAIL_NOINLINE void record_success(time_point now) noexcept {
+    const std::int64_t t = now.time_since_epoch().count();
+    const thread_identity& me = this_thread_identity();
+    const std::size_t stripe = me.stripe & (stripes_ - 1);
+    if (owners_[stripe].load(std::memory_order_relaxed) == me.id) {
+      slot& s = slots_[stripe * stride_ + current_.load(std::memory_order_relaxed)];
+      const std::int64_t b = s.bucket.load(std::memory_order_acquire);
+      // As find(), for t < 0 too: no bucket b >= 0 holds it.
+      if (b >= 0 && t >= b * len_ && t - b * len_ < len_) [[likely]] {
+        add_owned(s.calls);
+        return;
+      }
+    }
+    record(now, false, false);
+  }
+
+  // Out of line: record_success's tail, and the failure path's.
+  KEEL_DETAIL_NOINLINE void record(time_point now, bool failed, bool slow) noexcept {
     const std::int64_t t = detail::max(now.time_since_epoch().count(), std::int64_t{0});
     unsigned& mine = this_thread_stripe();
     const std::size_t stripe = mine & (stripes_ - 1);
-    // Usually the bucket of the last record: found without a division (two
-    // 64-bit divisions cost more than the rest of the call together).
-    slot* s = &slots_[stripe * stride_ + current_.load(std::memory_order_relaxed)];
-    const std::int64_t b = s->bucket.load(std::memory_order_acquire);  // < 0: unused, clearing
-    // b * len_ <= the time b was computed from: no overflow.
-    if (b < 0 || t < b * len_ || t - b * len_ >= len_) {
-      s = claim(stripe, t / len_);
-      if (s == nullptr) return;  // this result is older than the window: it has expired
+    const std::uint64_t me = this_thread_identity().id;
+    std::uint64_t owner = owners_[stripe].load(std::memory_order_relaxed);
+    if (owner == 0 &&
+        owners_[stripe].compare_exchange_strong(owner, me, std::memory_order_relaxed)) {
+      owner = me;
     }
-    // A CAS that fails means another thread wrote this stripe meanwhile:
-    // count with fetch_add and move to the next stripe for later calls.
+    if (owner == me) [[likely]] {
+      slot* s = find(stripe, t);
+      if (s == nullptr) return;  // this result is older than the window: it has expired
+      add_owned(s->calls);
+      if (failed) add_owned(s->failures);
+      if (slow) add_owned(s->slow);
+      return;
+    }
+    slot* s = find(stripes_ + stripe, t);
+    if (s == nullptr) return;
+    // A CAS that fails means another thread wrote this ring meanwhile: count
+    // with fetch_add and move to the next stripe for later calls. Either
+    // way, a stripe nobody owns yet is taken by the next call.
     std::uint64_t calls = s->calls.load(std::memory_order_relaxed);
     if (!s->calls.compare_exchange_strong(calls, calls + 1, std::memory_order_relaxed)) {
       s->calls.fetch_add(1, std::memory_order_relaxed);
       mine = next_stripe_hint(mine);
+    }
+    for (unsigned i = 0; i < stripes_; ++i) {
+      if (owners_[i].load(std::memory_order_relaxed) == 0) {
+        mine = 0x100u | i;  // a hint (see next_stripe_hint) whose stripe is i
+        break;
+      }
     }
     if (failed) s->failures.fetch_add(1, std::memory_order_relaxed);
     if (slow) s->slow.fetch_add(1, std::memory_order_relaxed);
@@ -439,7 +488,7 @@ class time_window {
   window_counts counts(time_point now) const noexcept {
     const std::int64_t k = bucket_of(now);
     window_counts c;
-    for (std::size_t i = 0, end = std::size_t{stripes_} * stride_; i < end; ++i) {
+    for (std::size_t i = 0, end = slot_count(); i < end; ++i) {
       const slot& s = slots_[i];
       const std::int64_t b = s.bucket.load(std::memory_order_acquire);
       // b < 0: unused, or being cleared (its counts are stale).
@@ -454,7 +503,7 @@ class time_window {
 
   /// Forgets every bucket (a bucket being cleared by a recorder is left to it).
   void reset() noexcept {
-    for (std::size_t i = 0, end = std::size_t{stripes_} * stride_; i < end; ++i) {
+    for (std::size_t i = 0, end = slot_count(); i < end; ++i) {
       std::int64_t current = slots_[i].bucket.load(std::memory_order_relaxed);
       while (current != clearing &&
              !slots_[i].bucket.compare_exchange_weak(current, unused, std::memory_order_relaxed)) {
@@ -476,16 +525,36 @@ class time_window {
   };
   static_assert(sizeof(slot) == 32);
 
+  // Every ring: the owned ring of each stripe, then the shared one of each.
+  std::size_t slot_count() const noexcept { return 2 * std::size_t{stripes_} * stride_; }
+
+  // A count only its ring's owner writes: no read-modify-write needed.
+  static void add_owned(std::atomic<std::uint64_t>& c) noexcept {
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+
   std::int64_t bucket_of(time_point now) const noexcept {
     const std::int64_t t = now.time_since_epoch().count();
     return t < 0 ? 0 : t / len_;
   }
 
-  // The slot of bucket k in `stripe`, holding k once this returns (cleared if
-  // it held an older bucket); null when it already holds a newer one.
-  slot* claim(std::size_t stripe, std::int64_t k) noexcept {
+  // The slot of ring `ring` holding the bucket of time t >= 0, or null when
+  // that bucket has expired. Usually the bucket of the last record: found
+  // without a division (two 64-bit divisions cost more than the rest of the
+  // call together).
+  slot* find(std::size_t ring, std::int64_t t) noexcept {
+    slot* s = &slots_[ring * stride_ + current_.load(std::memory_order_relaxed)];
+    const std::int64_t b = s->bucket.load(std::memory_order_acquire);  // < 0: unused, clearing
+    // b * len_ <= the time b was computed from: no overflow.
+    if (b < 0 || t < b * len_ || t - b * len_ >= len_) return claim(ring, t / len_);
+    return s;
+  }
+
+  // The slot of bucket k in ring `ring`, holding k once this returns (cleared
+  // if it held an older bucket); null when it already holds a newer one.
+  slot* claim(std::size_t ring, std::int64_t k) noexcept {
     const auto index = static_cast<std::uint32_t>(k % n_);  // k >= 0: exact, < n_
-    slot& s = slots_[stripe * stride_ + index];
+    slot& s = slots_[ring * stride_ + index];
     for (;;) {
       std::int64_t current = s.bucket.load(std::memory_order_acquire);
       if (current == k) break;
@@ -514,6 +583,9 @@ class time_window {
   // The slot index of the newest bucket recorded: read by every record,
   // written once per bucket length.
   std::atomic<std::uint32_t> current_{0};
+  // Who owns each stripe's owned ring (a thread_identity id; 0: nobody yet):
+  // written once per stripe, read by every record.
+  std::atomic<std::uint64_t> owners_[max_stripes] = {};
 };
 
 }  // namespace keel::detail
