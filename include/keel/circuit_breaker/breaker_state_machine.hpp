@@ -145,6 +145,28 @@ class breaker_state_machine {
            cells_.make(circuit_state::closed, word::low_bits(generation), 0);
   }
 
+  /// As success_changes_nothing, for a success that took `elapsed`, when a
+  /// slow-call rule may be set: true when the call was not slow and its
+  /// success changes nothing (the circuit still closed in `generation` with
+  /// no run of failures under way, and the rule keeps no per-success count or
+  /// its count window is full of successes). A driver may then skip record().
+  bool success_changes_nothing(std::uint64_t generation, duration elapsed) const noexcept {
+    if (!slow_enabled_) return success_changes_nothing(generation);
+    if (elapsed > cold_->slow_threshold || generation > word::gen_mask) return false;
+    if (cells_.first().word.load(std::memory_order_acquire) !=
+        cells_.make(circuit_state::closed, word::low_bits(generation), 0)) {
+      return false;
+    }
+    switch (rule_) {
+      case detail::trip_rule_kind::ratio_count:
+        return cold_->rules.ratio_count.success_changes_nothing();
+      case detail::trip_rule_kind::ratio_time:
+        return false;  // every success is counted
+      default:
+        return true;  // no per-success count, and no run (the word's payload is 0)
+    }
+  }
+
   /// Reports how an admitted call ended. `elapsed` is its duration (for slow
   /// calls), `retry_after` a hint the failure carried. Results of an earlier
   /// generation, and of rejected admissions, are ignored. Uses `a` up: a

@@ -317,8 +317,12 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
         const time_point end = env_.now();
         const call_result r = classify(o);
         p.owner_ = nullptr;
-        finish(
-            p.generation_, r, end - start, [end] { return end; }, [&o] { return o.retry_after(); });
+        if (r != call_result::success ||
+            !core_.success_changes_nothing(p.generation_, end - start)) {
+          finish(
+              p.generation_, r, end - start, [end] { return end; },
+              [&o] { return o.retry_after(); });
+        }
       } else {
         const call_result r = classify(o);
         p.owner_ = nullptr;
