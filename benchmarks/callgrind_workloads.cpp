@@ -23,7 +23,6 @@
 #include <cstring>
 #include <functional>
 
-#include <keel/core/coarse_clock.hpp>
 #include <keel/keel.hpp>
 
 #include "workload_support.hpp"
@@ -148,37 +147,6 @@ bool keel_cg_hand_written_breaker(int n) {
   return true;
 }
 
-// The floors of the clock-bound rules on the coarse clock, as in
-// bench_circuit_breaker.cpp: the hand-written breaker plus the clock reads the
-// rule needs (one for a time window, two to time a call).
-template <int Reads>
-bool hand_written_breaker_reading_coarse_clock(int n) {
-  static keel_bench::minimal_breaker breaker;
-  const keel::coarse_steady_clock clock;
-  int x = 0;
-  for (int i = 0; i < n; ++i) {
-    if (breaker.allow()) {
-      keel::time_point start{};
-      if constexpr (Reads == 2) start = clock.now();
-      x = keel_bench::work(x);
-      keel::time_point end = clock.now();
-      keep(start);
-      keep(end);
-      breaker.on_success();
-    }
-    keep(x);
-  }
-  return true;
-}
-
-bool keel_cg_hand_written_breaker_one_coarse_read(int n) {
-  return hand_written_breaker_reading_coarse_clock<1>(n);
-}
-
-bool keel_cg_hand_written_breaker_two_coarse_reads(int n) {
-  return hand_written_breaker_reading_coarse_clock<2>(n);
-}
-
 bool keel_cg_hand_written_retry_fail_then_succeed(int n) {
   int k = 0;
   for (int i = 0; i < n; ++i) {
@@ -223,23 +191,6 @@ bool keel_cg_breaker_ratio_time(int n) {
   static const keel::circuit_breaker b{{.trip = keel::failure_ratio_time{}}};
   success_calls(b, n);
   return true;
-}
-
-bool keel_cg_breaker_ratio_time_coarse(int n) {
-  static const auto b =
-      keel::circuit_breaker{{.trip = keel::failure_ratio_time{}}}.with_environment(
-          keel::coarse_environment{});
-  success_calls(b, n);
-  return b.state() == keel::circuit_state::closed;
-}
-
-// A count window with a slow-call rule: two clock reads per call, to time it.
-bool keel_cg_breaker_slow_call_coarse(int n) {
-  static const auto b = keel::circuit_breaker{{.trip = keel::failure_ratio_count{},
-                                               .slow_calls = keel::slow_call_ratio{}}}
-                            .with_environment(keel::coarse_environment{});
-  success_calls(b, n);
-  return b.state() == keel::circuit_state::closed;
 }
 
 bool keel_cg_breaker_failure_as_value(int n) {
@@ -349,6 +300,13 @@ bool keel_cg_any_pipeline(int n) {
   success_calls(p, n);
   return is_closed(breaker);
 }
+
+// In callgrind_workloads_coarse.cpp: another translation unit, so that GCC's
+// inlining of the workloads here does not depend on them.
+bool keel_cg_hand_written_breaker_one_coarse_read(int n);
+bool keel_cg_hand_written_breaker_two_coarse_reads(int n);
+bool keel_cg_breaker_ratio_time_coarse(int n);
+bool keel_cg_breaker_slow_call_coarse(int n);
 
 namespace {
 
