@@ -132,8 +132,8 @@ if [[ ${KEEL_BENCH_NO_CALLGRIND:-0} != 1 ]] && command -v valgrind >/dev/null; t
   } >>"$tmp/results.md"
 fi
 
-compile_ms() {  # best of 3: compiling a file that only includes <$1>, in ms
-  printf '#include <%s>\nint main() {}\n' "$1" >"$tmp/inc.cpp"
+compile_ms() {  # best of 3: compiling a file that only includes <$1> (or each of $@), in ms
+  { printf '#include <%s>\n' "$@"; printf 'int main() {}\n'; } >"$tmp/inc.cpp"
   local best=""
   for _ in 1 2 3; do
     local t0 t1
@@ -156,6 +156,10 @@ compile_ms() {  # best of 3: compiling a file that only includes <$1>, in ms
   for h in chrono system_error keel/core.hpp keel/circuit_breaker.hpp keel/keel.hpp; do
     echo "| <$h> | $(compile_ms "$h") |"
   done
+  # The floor for keel.hpp: the standard headers it includes, and nothing of keel's.
+  mapfile -t std_headers < <(grep -rhoE '^#include <[a-z_]+>' "$root/include/keel" --exclude-dir=testing |
+    sed -E 's/#include <(.*)>/\1/' | sort -u)
+  echo "| the ${#std_headers[@]} standard headers keel.hpp includes, alone | $(compile_ms "${std_headers[@]}") |"
   echo
   echo "## Sizes"
   echo
