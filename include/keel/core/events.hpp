@@ -31,13 +31,28 @@ typename R::type& unwrap_ref(const R& r) noexcept {
   return r.get();
 }
 
+// A listener's own handler (an on(), then a call) comes before what it may
+// refer to: one that is also shaped like a reference wrapper (derived from
+// std::reference_wrapper, say) keeps its handlers, as when only
+// std::reference_wrapper itself was unwrapped. That one's call only forwards.
+template <class L>
+inline constexpr bool is_std_reference_wrapper = !std::is_same_v<std::unwrap_reference_t<L>, L>;
 template <class L, class E>
-inline constexpr bool has_on_handler = requires(const L& l, const E& e) { unwrap_ref(l).on(e); };
+inline constexpr bool has_own_on = requires(const L& l, const E& e) { l.on(e); };
+template <class L, class E>
+inline constexpr bool has_own_call =
+    !is_std_reference_wrapper<L> && requires(const L& l, const E& e) { l(e); };
+
+template <class L, class E>
+inline constexpr bool has_on_handler =
+    has_own_on<L, E> ||
+    (!has_own_call<L, E> && requires(const L& l, const E& e) { unwrap_ref(l).on(e); });
 
 /// A listener with no on() for E that is a callable taking it: a lambda.
 template <class L, class E>
 inline constexpr bool is_callable_handler =
-    !has_on_handler<L, E> && requires(const L& l, const E& e) { unwrap_ref(l)(e); };
+    !has_on_handler<L, E> &&
+    (has_own_call<L, E> || requires(const L& l, const E& e) { unwrap_ref(l)(e); });
 
 template <class L, class E>
 inline constexpr bool has_const_handler = has_on_handler<L, E> || is_callable_handler<L, E>;
@@ -45,7 +60,11 @@ inline constexpr bool has_const_handler = has_on_handler<L, E> || is_callable_ha
 /// Calls the handler of `l` for `e`: its on(), or the callable itself.
 template <class L, class E>
 void deliver(const L& l, const E& e) {
-  if constexpr (has_on_handler<L, E>) {
+  if constexpr (has_own_on<L, E>) {
+    l.on(e);
+  } else if constexpr (has_own_call<L, E>) {
+    l(e);
+  } else if constexpr (has_on_handler<L, E>) {
     unwrap_ref(l).on(e);
   } else {
     unwrap_ref(l)(e);
@@ -62,18 +81,21 @@ struct listener_of<R> {
   using type = typename R::type;
 };
 
+template <class U, class E>
+inline constexpr bool has_non_const_handler =
+    requires(U& u, const E& e) { u.on(e); } || requires(const U& u, E& e) { u.on(e); } ||
+    requires(U& u, E& e) { u.on(e); } ||
+    requires(const U& u, E&& e) { u.on(static_cast<E&&>(e)); } ||
+    requires(U& u, E&& e) { u.on(static_cast<E&&>(e)); } || requires(U& u, const E& e) { u(e); };
+
 /// True when L (or what it refers to) has a handler for E that keel could
 /// call only on a non-const listener, or only with a non-const or rvalue
 /// event: a mistake that would otherwise silence the handler without a word.
-template <class L, class E, class U = std::remove_const_t<typename listener_of<L>::type>>
+template <class L, class E>
 inline constexpr bool has_unusable_handler =
     !has_const_handler<L, E> &&
-    (
-        requires(U & u, const E& e) { u.on(e); } || requires(const U& u, E& e) { u.on(e); } ||
-        requires(U & u, E& e) { u.on(e); } ||
-        requires(const U& u, E&& e) { u.on(static_cast<E&&>(e)); } ||
-        requires(U & u, E&& e) { u.on(static_cast<E&&>(e)); } ||
-        requires(U & u, const E& e) { u(e); });
+    (has_non_const_handler<std::remove_const_t<typename listener_of<L>::type>, E> ||
+     has_non_const_handler<std::remove_const_t<L>, E>);
 
 template <class L, class E>
 consteval bool check_listener() {

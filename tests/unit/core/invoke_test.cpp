@@ -93,3 +93,47 @@ TEST_CASE("a listener or policy behind another library's reference wrapper is sh
     CHECK_FALSE(guarded.try_execute([]() -> int { throw std::runtime_error("x"); }).has_value());
   CHECK(breaker.state() == keel::circuit_state::open);  // the pipeline fed the caller's breaker
 }
+
+namespace {
+struct tally {
+  mutable int heard = 0;
+  void on(const keel::retry_scheduled&) const { ++heard; }
+};
+/// A listener that is a reference wrapper (so shaped like one) with handlers
+/// of its own: they, not what it refers to, hear the events.
+struct own_on : std::reference_wrapper<tally> {
+  using std::reference_wrapper<tally>::reference_wrapper;
+  void on(const keel::retry_scheduled&) const { get().heard += 10; }
+};
+struct own_call : std::reference_wrapper<tally> {
+  using std::reference_wrapper<tally>::reference_wrapper;
+  void operator()(const keel::retry_scheduled&) const { get().heard += 10; }
+};
+struct wraps_lambda_like {
+  void operator()(const keel::retry_scheduled&) const { ++*count; }
+  int* count;
+};
+}  // namespace
+
+TEST_CASE("a listener shaped like a reference wrapper keeps its own handlers") {
+  // keel unwrapped std::reference_wrapper itself only; since wrappers are
+  // recognised by their shape, a wrapper-shaped listener with an on() or a
+  // call of its own had them bypassed for the referent's, silently.
+  const auto base =
+      keel::retry(keel::retry_options{.max_attempts = 3, .backoff = keel::backoff::none()});
+  const auto fail = []() -> int { throw std::runtime_error("down"); };
+  tally t;
+  (void)base.with_listener(own_on(t)).try_execute(fail);
+  CHECK(t.heard == 20);
+  tally u;
+  (void)base.with_listener(own_call(u)).try_execute(fail);
+  CHECK(u.heard == 20);
+  // std::ref still reaches the referent, for an on() and for a callable.
+  tally v;
+  (void)base.with_listener(std::ref(v)).try_execute(fail);
+  CHECK(v.heard == 2);
+  int calls = 0;
+  const wraps_lambda_like l{&calls};
+  (void)base.with_listener(std::cref(l)).try_execute(fail);
+  CHECK(calls == 2);
+}
