@@ -50,10 +50,23 @@ void fail(outlier_detector& d, std::size_t i, int times, time_point now,
   }
 }
 
+/// Options with the rate detectors only (success rate on by default) and no cap.
+outlier_detection_options rates_only() {
+  outlier_detection_options o;
+  o.consecutive_failures = 0;
+  o.max_ejection_percent = 100;
+  return o;
+}
+
 /// One interval of traffic: ok successes and bad failures on endpoint i.
 void traffic(outlier_detector& d, std::size_t i, int ok, int bad, time_point now, change_log& log) {
   for (int k = 0; k < ok; ++k) d.record(i, false, now, log.sink());
   for (int k = 0; k < bad; ++k) d.record(i, true, now, log.sink());
+}
+
+/// Endpoints 0 .. count-1 each answer `calls` successes.
+void healthy(outlier_detector& d, std::size_t count, int calls, time_point now, change_log& log) {
+  for (std::size_t i = 0; i < count; ++i) traffic(d, i, calls, 0, now, log);
 }
 }  // namespace
 
@@ -185,13 +198,10 @@ TEST_CASE("outlier: a return makes room under the cap for the next endpoint",
 
 TEST_CASE("outlier: success rate ejects the endpoint below mean - 1.9 stdev at the sweep",
           "[failover][outlier]") {
-  outlier_detection_options o;
-  o.consecutive_failures = 0;
-  o.max_ejection_percent = 100;
-  outlier_detector d(5, o);
+  outlier_detector d(5, rates_only());
   change_log log;
   // Rates 1, 1, 1, 1, 0.5: mean 0.9, stdev 0.2, threshold 0.52.
-  for (std::size_t i = 0; i < 4; ++i) traffic(d, i, 100, 0, t0 + 1s, log);
+  healthy(d, 4, 100, t0 + 1s, log);
   traffic(d, 4, 50, 50, t0 + 1s, log);
   CHECK(log.changes.empty());  // nothing before the sweep
   d.sweep(t0 + 10s - 1ns, log.sink());
@@ -204,14 +214,12 @@ TEST_CASE("outlier: success rate ejects the endpoint below mean - 1.9 stdev at t
 }
 
 TEST_CASE("outlier: success rate just above the threshold stays", "[failover][outlier]") {
-  outlier_detection_options o;
-  o.consecutive_failures = 0;
-  o.max_ejection_percent = 100;
+  auto o = rates_only();
   o.success_rate->stdev_factor = 2.0;
   outlier_detector d(5, o);
   change_log log;
   // Rates 1, 1, 1, 1, 0.5 again: threshold 0.9 - 2 * 0.2 = 0.5, and 0.5 is not below it.
-  for (std::size_t i = 0; i < 4; ++i) traffic(d, i, 100, 0, t0, log);
+  healthy(d, 4, 100, t0, log);
   traffic(d, 4, 50, 50, t0, log);
   d.sweep(t0 + 10s, log.sink());
   CHECK(log.changes.empty());
@@ -219,12 +227,9 @@ TEST_CASE("outlier: success rate just above the threshold stays", "[failover][ou
 
 TEST_CASE("outlier: success rate needs minimum_hosts endpoints with request_volume calls",
           "[failover][outlier]") {
-  outlier_detection_options o;
-  o.consecutive_failures = 0;
-  o.max_ejection_percent = 100;
-  outlier_detector d(5, o);
+  outlier_detector d(5, rates_only());
   change_log log;
-  for (std::size_t i = 0; i < 3; ++i) traffic(d, i, 100, 0, t0, log);
+  healthy(d, 3, 100, t0, log);
   traffic(d, 3, 99, 0, t0, log);  // one call short of taking part
   traffic(d, 4, 0, 100, t0, log);
   d.sweep(t0 + 10s, log.sink());
@@ -235,13 +240,10 @@ TEST_CASE(
     "outlier: an endpoint with no success is ejected however large the stdev "
     "(grpc-java #12537)",
     "[failover][outlier]") {
-  outlier_detection_options o;
-  o.consecutive_failures = 0;
-  o.max_ejection_percent = 100;
-  outlier_detector d(5, o);
+  outlier_detector d(5, rates_only());
   change_log log;
   // Rates 1, 1, 1, 0, 0: mean 0.6, stdev 0.49, threshold 0.6 - 0.93 < 0.
-  for (std::size_t i = 0; i < 3; ++i) traffic(d, i, 100, 0, t0, log);
+  healthy(d, 3, 100, t0, log);
   traffic(d, 3, 0, 100, t0, log);
   traffic(d, 4, 0, 100, t0, log);
   d.sweep(t0 + 10s, log.sink());
@@ -252,12 +254,9 @@ TEST_CASE(
 
 TEST_CASE("outlier: counts are per interval; the sweep after a quiet interval sees none",
           "[failover][outlier]") {
-  outlier_detection_options o;
-  o.consecutive_failures = 0;
-  o.max_ejection_percent = 100;
-  outlier_detector d(5, o);
+  outlier_detector d(5, rates_only());
   change_log log;
-  for (std::size_t i = 0; i < 4; ++i) traffic(d, i, 100, 0, t0, log);
+  healthy(d, 4, 100, t0, log);
   traffic(d, 4, 50, 50, t0, log);
   d.sweep(t0 + 10s, log.sink());
   REQUIRE(log.changes.size() == 1);  // endpoint 4, back at 40 s
@@ -271,14 +270,12 @@ TEST_CASE(
     "outlier: failure percentage ejects at the threshold, not below, and grows too "
     "(envoy #26758)",
     "[failover][outlier]") {
-  outlier_detection_options o;
-  o.consecutive_failures = 0;
+  auto o = rates_only();
   o.success_rate = std::nullopt;
   o.failure_percentage = keel::failure_percentage_ejection{};
-  o.max_ejection_percent = 100;
   outlier_detector d(6, o);
   change_log log;
-  for (std::size_t i = 0; i < 4; ++i) traffic(d, i, 50, 0, t0, log);
+  healthy(d, 4, 50, t0, log);
   traffic(d, 4, 15, 85, t0, log);  // 85 %: ejected
   traffic(d, 5, 16, 84, t0, log);  // 84 %: stays
   d.sweep(t0 + 10s, log.sink());
@@ -288,7 +285,7 @@ TEST_CASE(
   CHECK(log.changes[0].until == t0 + 40s);
   d.sweep(t0 + 40s, log.sink());
   REQUIRE_FALSE(d.ejected(4));
-  for (std::size_t i = 0; i < 4; ++i) traffic(d, i, 50, 0, t0 + 41s, log);
+  healthy(d, 4, 50, t0 + 41s, log);
   traffic(d, 4, 0, 50, t0 + 41s, log);
   d.sweep(t0 + 50s, log.sink());
   REQUIRE(d.ejected(4));
