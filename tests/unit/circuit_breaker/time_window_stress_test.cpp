@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <keel/circuit_breaker/breaker_core.hpp>
+#include <keel/detail/config.hpp>
 
 #include "support/catch.hpp"
 
@@ -37,11 +38,17 @@ struct made_counts {
   std::atomic<std::uint64_t> failures{0};
 };
 
+// A linear congruential step: the unsigned arithmetic wraps on purpose.
+KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint64_t lcg(std::uint64_t x, std::uint64_t a,
+                                                        std::uint64_t c) {
+  return x * a + c;
+}
+
 // Records `n` outcomes into `w`, a failure every third, at times inside the window.
 void record_into(time_window& w, made_counts& made, std::uint64_t seed, int n) {
-  std::uint64_t x = seed * 0x9e3779b97f4a7c15u + 1;
+  std::uint64_t x = lcg(seed, 0x9e3779b97f4a7c15u, 1);
   for (int i = 0; i < n; ++i) {
-    x = x * 6364136223846793005u + 1442695040888963407u;  // wraps on purpose
+    x = lcg(x, 6364136223846793005u, 1442695040888963407u);
     const std::int64_t t = t0 + static_cast<std::int64_t>((x >> 11) % period_ns);
     const bool failed = i % 3 == 0;
     // Counted before the record: `made` is an upper bound for a reader.
