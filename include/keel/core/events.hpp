@@ -8,7 +8,6 @@
 
 #include "keel/core/inspect.hpp"
 #include "keel/detail/config.hpp"
-#include "keel/detail/functional.hpp"
 
 namespace keel {
 
@@ -22,37 +21,34 @@ struct no_listener {};
 /// one does, keel ignores the exception, so a policy's state is never corrupted.
 namespace detail {
 
+// std::reference_wrapper<T>, exactly (as std::unwrap_reference says, which
+// <type_traits> gives without <functional>), is unwrapped to T&; anything
+// else, a type derived from it included, is the listener itself.
 template <class T>
-const T& unwrap_ref(const T& t) noexcept {
+inline constexpr bool is_reference_wrapper = !std::is_same_v<std::unwrap_reference_t<T>, T>;
+
+template <class T>
+using unwrapped_t =
+    std::conditional_t<is_reference_wrapper<T>, std::unwrap_reference_t<T>, const T&>;
+
+template <class T>
+unwrapped_t<T> unwrap_ref(const T& t) noexcept {
   return t;
 }
-template <reference_wrapper_like R>
-typename R::type& unwrap_ref(const R& r) noexcept {
-  return r.get();
-}
 
-// A listener's own handler (an on(), then a call) comes before what it may
-// refer to: one that is also shaped like a reference wrapper (derived from
-// std::reference_wrapper, say) keeps its handlers, as when only
-// std::reference_wrapper itself was unwrapped. That one's call only forwards.
+/// The listener a holder refers to: T for std::reference_wrapper<T>, else L.
 template <class L>
-inline constexpr bool is_std_reference_wrapper = !std::is_same_v<std::unwrap_reference_t<L>, L>;
-template <class L, class E>
-inline constexpr bool has_own_on = requires(const L& l, const E& e) { l.on(e); };
-template <class L, class E>
-inline constexpr bool has_own_call =
-    !is_std_reference_wrapper<L> && requires(const L& l, const E& e) { l(e); };
+using listener_of_t = std::remove_reference_t<std::unwrap_reference_t<L>>;
 
+// clang-format off
 template <class L, class E>
-inline constexpr bool has_on_handler =
-    has_own_on<L, E> ||
-    (!has_own_call<L, E> && requires(const L& l, const E& e) { unwrap_ref(l).on(e); });
+inline constexpr bool has_on_handler = requires(const L& l, const E& e) { unwrap_ref(l).on(e); };
 
 /// A listener with no on() for E that is a callable taking it: a lambda.
 template <class L, class E>
 inline constexpr bool is_callable_handler =
-    !has_on_handler<L, E> &&
-    (has_own_call<L, E> || requires(const L& l, const E& e) { unwrap_ref(l)(e); });
+    !has_on_handler<L, E> && requires(const L& l, const E& e) { unwrap_ref(l)(e); };
+// clang-format on
 
 template <class L, class E>
 inline constexpr bool has_const_handler = has_on_handler<L, E> || is_callable_handler<L, E>;
@@ -60,42 +56,25 @@ inline constexpr bool has_const_handler = has_on_handler<L, E> || is_callable_ha
 /// Calls the handler of `l` for `e`: its on(), or the callable itself.
 template <class L, class E>
 void deliver(const L& l, const E& e) {
-  if constexpr (has_own_on<L, E>) {
-    l.on(e);
-  } else if constexpr (has_own_call<L, E>) {
-    l(e);
-  } else if constexpr (has_on_handler<L, E>) {
+  if constexpr (has_on_handler<L, E>) {
     unwrap_ref(l).on(e);
   } else {
     unwrap_ref(l)(e);
   }
 }
 
-/// The listener a holder refers to: T for std::reference_wrapper<T>, else L.
-template <class L>
-struct listener_of {
-  using type = L;
-};
-template <reference_wrapper_like R>
-struct listener_of<R> {
-  using type = typename R::type;
-};
-
-template <class U, class E>
-inline constexpr bool has_non_const_handler =
-    requires(U& u, const E& e) { u.on(e); } || requires(const U& u, E& e) { u.on(e); } ||
-    requires(U& u, E& e) { u.on(e); } ||
-    requires(const U& u, E&& e) { u.on(static_cast<E&&>(e)); } ||
-    requires(U& u, E&& e) { u.on(static_cast<E&&>(e)); } || requires(U& u, const E& e) { u(e); };
-
 /// True when L (or what it refers to) has a handler for E that keel could
 /// call only on a non-const listener, or only with a non-const or rvalue
 /// event: a mistake that would otherwise silence the handler without a word.
-template <class L, class E>
+// clang-format off
+template <class L, class E, class U = std::remove_const_t<listener_of_t<L>>>
 inline constexpr bool has_unusable_handler =
     !has_const_handler<L, E> &&
-    (has_non_const_handler<std::remove_const_t<typename listener_of<L>::type>, E> ||
-     has_non_const_handler<std::remove_const_t<L>, E>);
+    (requires(U& u, const E& e) { u.on(e); } || requires(const U& u, E& e) { u.on(e); } ||
+     requires(U& u, E& e) { u.on(e); } ||
+     requires(const U& u, E&& e) { u.on(static_cast<E&&>(e)); } ||
+     requires(U& u, E&& e) { u.on(static_cast<E&&>(e)); } || requires(U& u, const E& e) { u(e); });
+// clang-format on
 
 template <class L, class E>
 consteval bool check_listener() {
@@ -126,14 +105,17 @@ void emit(const L& listener, const E& event) noexcept {
   }
 }
 
+/// E is heard by at least one of Ls.
+template <class E, class... Ls>
+concept heard_by_one_of = std::disjunction_v<std::bool_constant<listens_to<Ls, E>>...>;
+
 /// Several listeners as one: each event goes to every member that hears it,
 /// in order; a member whose handler throws does not keep it from the others.
 template <class... Ls>
 struct listener_set {
   std::tuple<Ls...> members;
 
-  template <class E>
-    requires(listens_to<Ls, E> || ...)
+  template <heard_by_one_of<Ls...> E>
   void on(const E& event) const noexcept {
     std::apply([&](const auto&... m) { (emit(m, event), ...); }, members);
   }

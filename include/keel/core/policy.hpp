@@ -123,14 +123,11 @@ template <class Next>
 concept cheap_next = is_keel_next<std::remove_cv_t<Next>> && std::is_trivially_copyable_v<Next> &&
                      sizeof(Next) <= 8 * sizeof(void*);
 
-/// The policy inside a holder: by value, std::reference_wrapper or a smart pointer.
+/// The policy inside a holder: by value, std::reference_wrapper (exactly, as
+/// std::unwrap_reference says) or a smart pointer.
 template <class P>
-const P& policy_of(const P& p) noexcept {
+const std::remove_reference_t<std::unwrap_reference_t<P>>& policy_of(const P& p) noexcept {
   return p;
-}
-template <reference_wrapper_like R>
-const typename R::type& policy_of(const R& p) noexcept {
-  return p.get();
 }
 template <class P>
 const P& policy_of(const std::shared_ptr<P>& p) noexcept {

@@ -2,11 +2,10 @@
 #ifndef KEEL_DETAIL_FUNCTIONAL_HPP_INCLUDED
 #define KEEL_DETAIL_FUNCTIONAL_HPP_INCLUDED
 
-// The two things keel needs from <functional>, without <functional>: that
-// header brings the searchers' containers and costs a third of keel's compile
-// time, while INVOKE is std::apply's job and a reference wrapper is a shape.
+// std::invoke without <functional>, which brings the searchers' containers
+// to every includer: INVOKE is std::apply's job. (keel recognises a
+// std::reference_wrapper through <type_traits>' std::unwrap_reference.)
 
-#include <concepts>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -23,14 +22,6 @@ constexpr decltype(auto) invoke(F&& f, A&&... a) noexcept(std::is_nothrow_invoca
     return std::forward<F>(f)(std::forward<A>(a)...);
   }
 }
-
-/// std::reference_wrapper<T>, recognised by its shape (so boost's is too):
-/// a `type`, a `get()` returning `type&`, and a conversion to `type&`.
-template <class R>
-concept reference_wrapper_like = requires(const R& r) {
-  typename R::type;
-  { r.get() } -> std::same_as<typename R::type&>;
-} && std::is_convertible_v<const R&, typename R::type&>;
 
 }  // namespace keel::detail
 

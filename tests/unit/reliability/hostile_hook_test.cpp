@@ -442,9 +442,9 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
 std::set<std::pair<std::string, std::string>> scan_headers() {
   namespace fs = std::filesystem;
   const fs::path root = fs::path(KEEL_SOURCE_DIR) / "include" / "keel";
-  // `class T`, or a constrained `concept T` / `concept<U> T`: a hook behind a
-  // concept is still a hook.
-  const std::regex template_line(R"(^\s*template <(?:class|[\w:]+(?:<[\w:, ]*>)?) (\w+)>\s*$)");
+  // `class T`, or a constrained `concept T` / `concept<U> T` / `concept<Us...> T`:
+  // a hook behind a concept is still a hook.
+  const std::regex template_line(R"(^\s*template <(?:class|[\w:]+(?:<[\w:., ]*>)?) (\w+)>\s*$)");
   std::set<std::pair<std::string, std::string>> found;
   for (const auto& entry : fs::recursive_directory_iterator(root)) {
     if (entry.path().extension() != ".hpp") continue;
