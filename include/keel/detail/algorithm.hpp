@@ -3,7 +3,7 @@
 #define KEEL_DETAIL_ALGORITHM_HPP_INCLUDED
 
 // std::min, std::max and std::clamp, the only algorithms keel uses, without
-// <algorithm> and its ranges machinery (a tenth of keel's compile time).
+// <algorithm> and its ranges machinery.
 
 namespace keel::detail {
 

@@ -71,8 +71,11 @@ using alternative_result_t = decltype(call_alternative<R>(
 /// True when an alternative yielding Ret can stand in for a primary returning R:
 /// it returns outcome<R>, or something convertible to R (void for void).
 template <class Ret, class R>
-concept stands_in_for = std::same_as<std::remove_cvref_t<Ret>, outcome<R>> ||
-                        (std::is_void_v<R> ? std::is_void_v<Ret> : std::convertible_to<Ret, R>);
+inline constexpr bool converts_to_result =
+    std::is_void_v<R> ? std::is_void_v<Ret> : std::convertible_to<Ret, R>;
+template <class Ret, class R>
+concept stands_in_for =
+    std::same_as<std::remove_cvref_t<Ret>, outcome<R>> || converts_to_result<Ret, R>;
 
 }  // namespace detail
 
