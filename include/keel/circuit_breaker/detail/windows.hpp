@@ -315,6 +315,18 @@ inline thread_identity& this_thread_record() noexcept {
 
 inline const thread_identity& this_thread_identity() noexcept { return this_thread_record(); }
 
+/// Whether thread `me` (a thread_identity id) owns the stripe whose owner is
+/// `owner`, claiming it when nobody does yet. An owner is never replaced.
+inline bool owns(std::atomic<std::uint64_t>& owner, std::uint64_t me) noexcept {
+  std::uint64_t o = owner.load(std::memory_order_relaxed);
+  return o == me || (o == 0 && owner.compare_exchange_strong(o, me, std::memory_order_relaxed));
+}
+
+/// Adds one to a count only its owner writes: a plain load and store.
+inline void add_as_owner(std::atomic<std::uint64_t>& c) noexcept {
+  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
+
 /// A counter that many threads add to and few read, exact and without a
 /// locked instruction on the common path: the first thread to add through a
 /// stripe owns it and adds with a plain load and store, which no other thread
@@ -342,12 +354,8 @@ class owned_counter {
   void add() noexcept {
     const thread_identity& me = this_thread_identity();
     stripe& s = stripes_[me.spread & mask_];
-    std::uint64_t owner = s.owner.load(std::memory_order_relaxed);
-    if (owner == 0 && s.owner.compare_exchange_strong(owner, me.id, std::memory_order_relaxed)) {
-      owner = me.id;
-    }
-    if (owner == me.id) {
-      s.count.store(s.count.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    if (owns(s.owner, me.id)) {
+      add_as_owner(s.count);
     } else {
       shared_.fetch_add(1, std::memory_order_relaxed);
     }
@@ -437,7 +445,7 @@ class time_window {
       const std::int64_t b = s.bucket.load(std::memory_order_acquire);
       // As find(), for t < 0 too: no bucket b >= 0 holds it.
       if (b >= 0 && t >= b * len_ && t - b * len_ < len_) [[likely]] {
-        add_owned(s.calls);
+        add_as_owner(s.calls);
         return;
       }
     }
@@ -449,18 +457,12 @@ class time_window {
     const std::int64_t t = detail::max(now.time_since_epoch().count(), std::int64_t{0});
     unsigned& mine = this_thread_stripe();
     const std::size_t stripe = mine & (stripes_ - 1);
-    const std::uint64_t me = this_thread_identity().id;
-    std::uint64_t owner = owners_[stripe].load(std::memory_order_relaxed);
-    if (owner == 0 &&
-        owners_[stripe].compare_exchange_strong(owner, me, std::memory_order_relaxed)) {
-      owner = me;
-    }
-    if (owner == me) [[likely]] {
+    if (owns(owners_[stripe], this_thread_identity().id)) [[likely]] {
       slot* s = find(stripe, t);
       if (s == nullptr) return;  // this result is older than the window: it has expired
-      add_owned(s->calls);
-      if (failed) add_owned(s->failures);
-      if (slow) add_owned(s->slow);
+      add_as_owner(s->calls);
+      if (failed) add_as_owner(s->failures);
+      if (slow) add_as_owner(s->slow);
       return;
     }
     slot* s = find(stripes_ + stripe, t);
@@ -527,11 +529,6 @@ class time_window {
 
   // Every ring: the owned ring of each stripe, then the shared one of each.
   std::size_t slot_count() const noexcept { return 2 * std::size_t{stripes_} * stride_; }
-
-  // A count only its ring's owner writes: no read-modify-write needed.
-  static void add_owned(std::atomic<std::uint64_t>& c) noexcept {
-    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-  }
 
   std::int64_t bucket_of(time_point now) const noexcept {
     const std::int64_t t = now.time_since_epoch().count();
