@@ -11,7 +11,6 @@
 #include <mutex>
 #include <optional>
 #include <string_view>
-#include <vector>
 
 #include "keel/core/config_error.hpp"
 #include "keel/core/time.hpp"
@@ -121,6 +120,7 @@ class outlier_detector {
       : options_((require_valid(options.validate()), options)),
         n_(endpoints),
         hosts_(std::make_unique<host[]>(endpoints)),
+        swept_(std::make_unique<counts[]>(endpoints)),
         next_sweep_(saturating_add(start, options.interval).time_since_epoch().count()) {}
 
   outlier_detector(const outlier_detector&) = delete;
@@ -156,9 +156,10 @@ class outlier_detector {
   /// max_ejection_percent * size(), or always_eject_one with none ejected.
   bool may_eject() const noexcept { return may_eject(ejected_count()); }
 
-  /// Records a call's result on endpoint i at `now`: may eject it (failures in
-  /// a row) and runs what is due. `sink(const outlier_change&)` hears each
-  /// change, under the detector's lock; an exception from it is ignored.
+  /// Records a call's result on endpoint i < size() at `now`: may eject it
+  /// (failures in a row) and runs what is due. `sink(const outlier_change&)`
+  /// hears each change under the detector's lock, so it must not call
+  /// record(), sweep(), restore() or multiplier(); an exception from it is ignored.
   template <class Sink>
   void record(std::size_t i, bool failed, time_point now, Sink&& sink) {
     host& h = hosts_[i];
@@ -306,14 +307,13 @@ class outlier_detector {
   template <class Sink>
   void sweep_locked(time_point now, std::uint64_t sweeps, Sink& sink) {
     // This interval's counts: a result added during the exchange lands in the next.
-    std::vector<counts> c(n_);
     for (std::size_t i = 0; i < n_; ++i) {
-      c[i].ok = hosts_[i].successes.exchange(0, std::memory_order_relaxed);
-      c[i].bad = hosts_[i].failures.exchange(0, std::memory_order_relaxed);
+      swept_[i].ok = hosts_[i].successes.exchange(0, std::memory_order_relaxed);
+      swept_[i].bad = hosts_[i].failures.exchange(0, std::memory_order_relaxed);
     }
-    if (options_.success_rate) success_rate_locked(*options_.success_rate, c, now, sink);
+    if (options_.success_rate) success_rate_locked(*options_.success_rate, now, sink);
     if (options_.failure_percentage)
-      failure_percentage_locked(*options_.failure_percentage, c, now, sink);
+      failure_percentage_locked(*options_.failure_percentage, now, sink);
     for (std::size_t i = 0; i < n_; ++i) {
       host& h = hosts_[i];
       if (ejected(i)) continue;
@@ -333,42 +333,44 @@ class outlier_detector {
   }
 
   template <class Sink>
-  void success_rate_locked(const success_rate_ejection& d, const std::vector<counts>& c,
-                           time_point now, Sink& sink) {
+  void success_rate_locked(const success_rate_ejection& d, time_point now, Sink& sink) {
     std::size_t hosts = 0;
     double sum = 0.0;
-    for (const counts& x : c) {
-      if (!takes_part(x, d.request_volume)) continue;
+    for (std::size_t i = 0; i < n_; ++i) {
+      if (!takes_part(swept_[i], d.request_volume)) continue;
       ++hosts;
-      sum += x.rate();
+      sum += swept_[i].rate();
     }
     if (hosts == 0 || hosts < d.minimum_hosts) return;
     const double mean = sum / static_cast<double>(hosts);
     double squares = 0.0;
-    for (const counts& x : c) {
-      if (takes_part(x, d.request_volume)) squares += (x.rate() - mean) * (x.rate() - mean);
+    for (std::size_t i = 0; i < n_; ++i) {
+      if (!takes_part(swept_[i], d.request_volume)) continue;
+      const double r = swept_[i].rate();
+      squares += (r - mean) * (r - mean);
     }
     const double threshold =
         mean - d.stdev_factor * std::sqrt(squares / static_cast<double>(hosts));
     for (std::size_t i = 0; i < n_; ++i) {
-      if (!takes_part(c[i], d.request_volume) || ejected(i)) continue;
+      const counts& c = swept_[i];
+      if (!takes_part(c, d.request_volume) || ejected(i)) continue;
       // A large stdev can put the threshold at or below 0, where no rate is:
       // an endpoint with no success among peers with some is ejected anyway.
-      if (c[i].rate() < threshold || (c[i].ok == 0 && mean > 0.0))
+      if (c.rate() < threshold || (c.ok == 0 && mean > 0.0))
         eject_locked(i, ejection_reason::success_rate, now, sink);
     }
   }
 
   template <class Sink>
-  void failure_percentage_locked(const failure_percentage_ejection& d, const std::vector<counts>& c,
-                                 time_point now, Sink& sink) {
+  void failure_percentage_locked(const failure_percentage_ejection& d, time_point now, Sink& sink) {
     std::size_t hosts = 0;
-    for (const counts& x : c) hosts += takes_part(x, d.request_volume) ? 1 : 0;
+    for (std::size_t i = 0; i < n_; ++i) hosts += takes_part(swept_[i], d.request_volume) ? 1 : 0;
     if (hosts == 0 || hosts < d.minimum_hosts) return;
     for (std::size_t i = 0; i < n_; ++i) {
-      if (!takes_part(c[i], d.request_volume) || ejected(i)) continue;
+      const counts& c = swept_[i];
+      if (!takes_part(c, d.request_volume) || ejected(i)) continue;
       // failures / volume >= threshold %, in integers (volumes stay far below 2^57).
-      if (c[i].bad * 100 >= std::uint64_t{d.threshold} * c[i].volume())
+      if (c.bad * 100 >= std::uint64_t{d.threshold} * c.volume())
         eject_locked(i, ejection_reason::failure_percentage, now, sink);
     }
   }
@@ -388,6 +390,7 @@ class outlier_detector {
   outlier_detection_options options_;
   std::size_t n_;
   std::unique_ptr<host[]> hosts_;
+  std::unique_ptr<counts[]> swept_;  // the last sweep's counts, under mutex_
   mutable std::mutex mutex_;
   std::atomic<std::size_t> ejected_count_{0};
   std::atomic<std::int64_t> next_sweep_;
