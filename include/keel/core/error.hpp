@@ -28,6 +28,7 @@ enum class errc : int {
   all_fallbacks_failed,    ///< the primary and every alternative of a fallback chain failed
   bulkhead_full,           ///< no concurrency slot was free
   rate_limited,            ///< a rate limiter refused the call
+  no_endpoint_available,   ///< a replica pool had no endpoint it could send the call to
 };
 
 /// The enumerator's name ("circuit_open"), for logs and metrics labels; "unknown" otherwise.
@@ -49,6 +50,8 @@ constexpr std::string_view to_string_view(errc e) noexcept {
       return "bulkhead_full";
     case errc::rate_limited:
       return "rate_limited";
+    case errc::no_endpoint_available:
+      return "no_endpoint_available";
   }
   return "unknown";
 }
@@ -77,6 +80,8 @@ class keel_category final : public std::error_category {
         return "bulkhead is full";
       case errc::rate_limited:
         return "rate limited";
+      case errc::no_endpoint_available:
+        return "no endpoint available";
     }
     return "unknown keel error";
   }
@@ -114,7 +119,8 @@ inline std::error_code make_error_code(errc e) noexcept {
 /// codes (see condition_category()). Policies test these, never a list of codes.
 enum class condition : int {
   /// A policy refused the call before it ran: a circuit breaker (open or
-  /// isolated), a bulkhead, a rate limiter, a retry budget. Retry does not
+  /// isolated), a bulkhead, a rate limiter, a retry budget, a replica pool
+  /// with no endpoint available. Retry does not
   /// retry these unless retry_rejections is set.
   rejected = 1,
   /// A circuit breaker refused the call: errc::circuit_open or circuit_isolated.
@@ -148,7 +154,8 @@ constexpr bool keel_code_means(errc e, condition c) noexcept {
   switch (c) {
     case condition::rejected:
       return e == errc::circuit_open || e == errc::circuit_isolated || e == errc::bulkhead_full ||
-             e == errc::rate_limited || e == errc::retry_budget_exhausted;
+             e == errc::rate_limited || e == errc::retry_budget_exhausted ||
+             e == errc::no_endpoint_available;
     case condition::circuit_rejected:
       return e == errc::circuit_open || e == errc::circuit_isolated;
     case condition::timeout:

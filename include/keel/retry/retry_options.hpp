@@ -36,9 +36,9 @@ struct retry_options {
   /// than this. Default 30 s.
   duration max_hint_delay = std::chrono::seconds(30);
 
-  /// Whether a rejection by an inner policy (circuit_open, circuit_isolated,
-  /// bulkhead_full, rate_limited, retry_budget_exhausted) is retried, after its
-  /// retry_after hint. Default false: the rejection is returned at once.
+  /// Whether a rejection by an inner policy (any code equal to
+  /// keel::condition::rejected) is retried, after its retry_after hint.
+  /// Default false: the rejection is returned at once.
   bool retry_rejections = false;
 };
 

@@ -54,7 +54,8 @@ TEST_CASE("condition: keel's codes map onto rejected, circuit_rejected, timeout,
     CHECK(make_error_code(e) == condition::rejected);
     CHECK(make_error_code(e) == condition::circuit_rejected);
   }
-  for (const errc e : {errc::bulkhead_full, errc::rate_limited, errc::retry_budget_exhausted}) {
+  for (const errc e : {errc::bulkhead_full, errc::rate_limited, errc::retry_budget_exhausted,
+                       errc::no_endpoint_available}) {
     CHECK(make_error_code(e) == condition::rejected);
     CHECK(make_error_code(e) != condition::circuit_rejected);
   }

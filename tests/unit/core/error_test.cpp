@@ -20,6 +20,7 @@ TEST_CASE("errc: every code has its own message in the keel category", "[core][e
       {keel::errc::all_fallbacks_failed, "all fallbacks failed"},
       {keel::errc::bulkhead_full, "bulkhead is full"},
       {keel::errc::rate_limited, "rate limited"},
+      {keel::errc::no_endpoint_available, "no endpoint available"},
   };
   for (const auto& [code, message] : expected) {
     const std::error_code ec = code;  // implicit: errc is an error code enum

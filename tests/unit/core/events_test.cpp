@@ -138,6 +138,7 @@ TEST_CASE("events: keel::listeners fans out in order, past a member that throws"
 TEST_CASE("events: enums name themselves", "[core][events]") {
   CHECK(keel::to_string_view(keel::errc::circuit_open) == "circuit_open");
   CHECK(keel::to_string_view(keel::errc::rate_limited) == "rate_limited");
+  CHECK(keel::to_string_view(keel::errc::no_endpoint_available) == "no_endpoint_available");
   CHECK(keel::to_string_view(static_cast<keel::errc>(99)) == "unknown");
   CHECK(keel::to_string_view(keel::condition::circuit_rejected) == "circuit_rejected");
   CHECK(keel::to_string_view(keel::failure_kind::error_value) == "error_value");
