@@ -119,6 +119,7 @@ class outlier_detector {
                             time_point start = time_point{})
       : options_((require_valid(options.validate()), options)),
         n_(endpoints),
+        population_(endpoints),
         hosts_(std::make_unique<host[]>(endpoints)),
         swept_(std::make_unique<counts[]>(endpoints)),
         next_sweep_(saturating_add(start, options.interval).time_since_epoch().count()) {}
@@ -153,7 +154,7 @@ class outlier_detector {
     return hosts_[i].multiplier;
   }
   /// Whether the cap allows one more ejection now: (ejected + 1) * 100 <=
-  /// max_ejection_percent * size(), or always_eject_one with none ejected.
+  /// max_ejection_percent * population(), or always_eject_one with none ejected.
   bool may_eject() const noexcept { return may_eject(ejected_count()); }
 
   /// Records a call's result on endpoint i < size() at `now`: may eject it
@@ -212,6 +213,29 @@ class outlier_detector {
   /// restore() with no sink.
   void restore(std::size_t i, time_point now) { restore(i, now, ignore); }
 
+  /// The number of endpoints the cap counts; size() unless set. A pool whose
+  /// slots are not all in use sets it to the endpoints it holds.
+  std::size_t population() const noexcept { return population_.load(std::memory_order_relaxed); }
+  /// Sets population() to `count` <= size().
+  void set_population(std::size_t count) noexcept {
+    population_.store(detail::min(count, n_), std::memory_order_relaxed);
+  }
+
+  /// Forgets endpoint i < size(): its counts, run and multiplier, and its
+  /// ejection if any, without telling a sink (its slot now holds another endpoint).
+  void forget(std::size_t i) {
+    std::lock_guard lock(mutex_);
+    host& h = hosts_[i];
+    if (ejected(i))
+      ejected_count_.store(ejected_count_.load(std::memory_order_relaxed) - 1,
+                           std::memory_order_relaxed);
+    h.until.store(not_ejected, std::memory_order_relaxed);
+    h.successes.store(0, std::memory_order_relaxed);
+    h.failures.store(0, std::memory_order_relaxed);
+    h.run.store(0, std::memory_order_relaxed);
+    h.multiplier = 0;
+  }
+
  private:
   static constexpr std::int64_t not_ejected = INT64_MIN;
   static constexpr std::int64_t never = INT64_MAX;
@@ -229,8 +253,9 @@ class outlier_detector {
   bool may_eject(std::size_t ejected_now) const noexcept {
     // In integers, so that the cap is exact at every size (10 % of 9 is 0).
     const std::uint64_t after = std::uint64_t{ejected_now} + 1;
-    if (after * 100 <= std::uint64_t{options_.max_ejection_percent} * n_) return true;
-    return options_.always_eject_one && ejected_now == 0 && n_ > 0;
+    const std::uint64_t n = population();
+    if (after * 100 <= std::uint64_t{options_.max_ejection_percent} * n) return true;
+    return options_.always_eject_one && ejected_now == 0 && n > 0;
   }
 
   // In unsigned arithmetic, which wraps on purpose: t - next and the grid can
@@ -389,6 +414,7 @@ class outlier_detector {
 
   outlier_detection_options options_;
   std::size_t n_;
+  std::atomic<std::size_t> population_;
   std::unique_ptr<host[]> hosts_;
   std::unique_ptr<counts[]> swept_;  // the last sweep's counts, under mutex_
   mutable std::mutex mutex_;

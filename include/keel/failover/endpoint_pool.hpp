@@ -1,0 +1,1512 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_FAILOVER_ENDPOINT_POOL_HPP_INCLUDED
+#define KEEL_FAILOVER_ENDPOINT_POOL_HPP_INCLUDED
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <stop_token>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "keel/core/classify.hpp"
+#include "keel/core/config_error.hpp"
+#include "keel/core/context.hpp"
+#include "keel/core/environment.hpp"
+#include "keel/core/error.hpp"
+#include "keel/core/events.hpp"
+#include "keel/core/fluent.hpp"
+#include "keel/core/observe.hpp"
+#include "keel/core/outcome.hpp"
+#include "keel/core/policy.hpp"
+#include "keel/core/time.hpp"
+#include "keel/detail/config.hpp"
+#include "keel/failover/outlier_detector.hpp"
+
+namespace keel {
+
+/// How a pool spreads calls over the usable endpoints of a priority level.
+enum class balance : unsigned char {
+  round_robin,   ///< in turn (weights ignored)
+  random,        ///< uniformly at random (weights ignored)
+  least_loaded,  ///< the better of `choice_count` random picks: weight / (in flight + 1)
+  peak_ewma,     ///< the better of `choice_count` random picks by Finagle's PeakEWMA cost
+  weighted,      ///< at random in proportion to weight
+};
+
+/// The enumerator's name ("round_robin"); "unknown" otherwise.
+constexpr std::string_view to_string_view(balance b) noexcept {
+  switch (b) {
+    case balance::round_robin:
+      return "round_robin";
+    case balance::random:
+      return "random";
+    case balance::least_loaded:
+      return "least_loaded";
+    case balance::peak_ewma:
+      return "peak_ewma";
+    case balance::weighted:
+      return "weighted";
+  }
+  return "unknown";
+}
+
+/// One endpoint of a pool with its weight and priority level.
+template <class E>
+struct pool_member {
+  E endpoint;                  ///< the user's description of the replica
+  std::uint32_t weight = 1;    ///< share within its level, 1..2^20. Default 1.
+  std::uint32_t priority = 0;  ///< level; 0 takes traffic first. Default 0.
+};
+
+/// Slow start (Envoy): an endpoint that (re)joins takes
+/// weight * max(min_weight_percent / 100, (t / window)^(1 / aggression)).
+struct slow_start_options {
+  duration window{};                      ///< the ramp's length; 0 turns it off. Default 0.
+  double aggression = 1.0;                ///< > 0; 1 is linear. Default 1.
+  std::uint32_t min_weight_percent = 10;  ///< the ramp's floor, 1..100. Default 10.
+};
+
+/// Active health checks: each endpoint is probed every `interval` (plus up to
+/// `jitter`), and turns unhealthy after `unhealthy_threshold` failed probes in
+/// a row and healthy after `healthy_threshold` passed ones.
+struct health_check_options {
+  duration interval = std::chrono::seconds(5);  ///< > 0. Default 5 s.
+  duration jitter{};                            ///< uniform extra per probe, >= 0. Default 0.
+  std::uint32_t unhealthy_threshold = 3;        ///< >= 1. Default 3.
+  std::uint32_t healthy_threshold = 2;          ///< >= 1. Default 2.
+  /// The interval for an endpoint that took no call since its last probe. Default 60 s.
+  duration no_traffic_interval = std::chrono::seconds(60);
+
+  /// The first invalid field, or nullopt.
+  constexpr validation_result validate() const noexcept {
+    if (interval <= duration::zero())
+      return config_problem{"health_check_options.interval", "must be > 0"};
+    if (jitter < duration::zero())
+      return config_problem{"health_check_options.jitter", "must be >= 0"};
+    if (unhealthy_threshold == 0)
+      return config_problem{"health_check_options.unhealthy_threshold", "must be >= 1"};
+    if (healthy_threshold == 0)
+      return config_problem{"health_check_options.healthy_threshold", "must be >= 1"};
+    if (no_traffic_interval <= duration::zero())
+      return config_problem{"health_check_options.no_traffic_interval", "must be > 0"};
+    return std::nullopt;
+  }
+};
+
+/// A replica pool's options. Aggregate; every field has Envoy's default where
+/// Envoy has one.
+struct endpoint_pool_options {
+  balance strategy = balance::round_robin;  ///< Default round robin.
+  std::uint32_t choice_count =
+      2;  ///< picks compared by least_loaded / peak_ewma, 2..10. Default 2.
+  duration ewma_decay = std::chrono::seconds(10);  ///< PeakEWMA's tau, > 0. Default 10 s (Finagle).
+  /// Below this percent of usable endpoints, spread over all of them; 0 turns
+  /// it off, and the pool refuses with errc::no_endpoint_available. Default 50.
+  std::uint32_t panic_threshold = 50;
+  /// A level takes min(100, usable % * overprovisioning / 100) of the traffic
+  /// left by the levels above it, in percent, >= 100. Default 140 (1.4).
+  std::uint32_t overprovisioning = 140;
+  /// Passive outlier detection; default off (as in Envoy and gRPC).
+  std::optional<outlier_detection_options> outlier_detection{};
+  /// How long an endpoint that recovered is held back before it takes calls
+  /// again (fail back); a failure during its ramp starts the wait again. Default 0.
+  duration failback_delay{};
+  slow_start_options slow_start{};  ///< Default off.
+  /// A call avoids the endpoints its earlier attempts tried (ctx.tried()),
+  /// while an untried one is usable. Default true (Envoy's previous_hosts).
+  bool avoid_tried = true;
+  /// Slots for endpoints, >= the endpoints given; 0: max(16, 2 * endpoints).
+  std::size_t capacity = 0;
+
+  /// The first invalid field, or nullopt.
+  constexpr validation_result validate() const noexcept {
+    if (choice_count < 2 || choice_count > 10)
+      return config_problem{"endpoint_pool_options.choice_count", "must be in [2, 10]"};
+    if (ewma_decay <= duration::zero())
+      return config_problem{"endpoint_pool_options.ewma_decay", "must be > 0"};
+    if (panic_threshold > 100)
+      return config_problem{"endpoint_pool_options.panic_threshold", "must be <= 100"};
+    if (overprovisioning < 100 || overprovisioning > 100000)
+      return config_problem{"endpoint_pool_options.overprovisioning", "must be in [100, 100000]"};
+    if (failback_delay < duration::zero())
+      return config_problem{"endpoint_pool_options.failback_delay", "must be >= 0"};
+    if (slow_start.window < duration::zero())
+      return config_problem{"endpoint_pool_options.slow_start.window", "must be >= 0"};
+    if (!(slow_start.aggression > 0.0 && slow_start.aggression <= 1e6))
+      return config_problem{"endpoint_pool_options.slow_start.aggression", "must be in (0, 1e6]"};
+    if (slow_start.min_weight_percent == 0 || slow_start.min_weight_percent > 100)
+      return config_problem{"endpoint_pool_options.slow_start.min_weight_percent",
+                            "must be in [1, 100]"};
+    if (outlier_detection) return outlier_detection->validate();
+    return std::nullopt;
+  }
+};
+
+// ---- Events ------------------------------------------------------------------
+
+/// Event: passive outlier detection ejected `endpoint` until `until`.
+struct endpoint_ejected {
+  std::size_t endpoint = 0;
+  ejection_reason reason{};
+  time_point until{};
+  event_source source;
+};
+
+/// Event: `endpoint` is back from an ejection (its time ended, or a probe passed).
+struct endpoint_restored {
+  std::size_t endpoint = 0;
+  event_source source;
+};
+
+/// Event: active health checks turned `endpoint` unhealthy or healthy.
+struct endpoint_health_changed {
+  std::size_t endpoint = 0;
+  bool healthy = false;
+  event_source source;
+};
+
+/// Event: traffic left priority level `from` for the lower level `to` (priorities, not indexes).
+struct pool_failover {
+  std::uint32_t from_priority = 0;
+  std::uint32_t to_priority = 0;
+  event_source source;
+};
+
+/// Event: traffic came back from priority `from` to the higher level `to`.
+struct pool_failback {
+  std::uint32_t from_priority = 0;
+  std::uint32_t to_priority = 0;
+  event_source source;
+};
+
+/// Event: fewer than panic_threshold percent of the endpoints were usable, so
+/// calls go to all of them.
+struct pool_panic_entered {
+  double usable_percent = 0;
+  event_source source;
+};
+
+/// Event: enough endpoints are usable again; health counts once more.
+struct pool_panic_left {
+  double usable_percent = 0;
+  event_source source;
+};
+
+/// What a pool knows about one endpoint slot.
+struct endpoint_status {
+  bool present = false;       ///< the slot holds an endpoint
+  bool isolated = false;      ///< taken out by hand (isolate())
+  bool ejected = false;       ///< ejected by outlier detection
+  bool check_failed = false;  ///< active health checks say unhealthy
+  bool held = false;          ///< an inner policy refused it with a retry-after not yet over
+  bool warming = false;       ///< in its failback delay or slow-start ramp
+  std::uint32_t in_flight = 0;
+  std::uint32_t weight = 0;
+  std::uint32_t priority = 0;
+  std::uint64_t ejections = 0;  ///< ejections so far
+};
+
+/// The per-endpoint layers of a pool that has none: each call goes straight
+/// to the callable.
+struct no_layers {
+  struct pass_through {
+    template <class R, class Next>
+    outcome<R> run(Next&& next, context& ctx) const {
+      return next(ctx);
+    }
+  };
+  template <class E>
+  pass_through operator()(const E&, std::size_t) const noexcept {
+    return {};
+  }
+};
+
+namespace detail {
+
+template <class E>
+struct endpoint_probe {
+  virtual ~endpoint_probe() = default;
+  virtual bool check(const E& e, std::size_t i) const = 0;
+};
+
+template <class E, class F>
+struct endpoint_probe_of final : endpoint_probe<E> {
+  explicit endpoint_probe_of(F f) : fn(std::move(f)) {}
+  bool check(const E& e, std::size_t i) const override {
+    if constexpr (std::is_invocable_v<const F&, const E&, std::size_t>) {
+      return static_cast<bool>(fn(e, i));
+    } else {
+      return static_cast<bool>(fn(e));
+    }
+  }
+  F fn;
+};
+
+/// A probe and its options, shared by a pool's rebuilt copies.
+template <class E>
+struct health_check_part {
+  std::shared_ptr<const endpoint_probe<E>> probe;
+  health_check_options options;
+  std::shared_ptr<const endpoint_probe<E>> warm_up;  // check() result ignored
+};
+
+template <class Factory, class E>
+using layers_t = std::remove_cvref_t<std::invoke_result_t<const Factory&, const E&, std::size_t>>;
+
+inline constexpr std::int64_t pool_never = INT64_MAX;
+inline constexpr std::int64_t pool_past = INT64_MIN;
+
+inline std::int64_t ticks(time_point t) noexcept { return t.time_since_epoch().count(); }
+
+/// floor(u * n) for u in [0, 1), clamped below n (a hostile random source).
+inline std::size_t index_below(double u, std::size_t n) noexcept {
+  if (!(u > 0.0)) return 0;
+  const double x = u * static_cast<double>(n);
+  if (!(x < static_cast<double>(n))) return n - 1;
+  return static_cast<std::size_t>(x);
+}
+
+}  // namespace detail
+
+template <class E, class Factory, class Listener, environment Env, class Handles>
+class endpoint_pool;
+
+namespace detail {
+struct pool_test_access;
+}
+
+/// A replica pool: each call goes to one usable endpoint of a fixed-capacity
+/// set, through that endpoint's own layers (built by `Factory` from the
+/// endpoint: a breaker, a timeout, a bulkhead), and the callable reads the
+/// endpoint as `ctx.target().get<E>()`. Picks by `balance`, skips endpoints
+/// that are isolated, ejected, failing their health checks or refused by
+/// their layers, fails over within the call when a layer refuses, spreads
+/// traffic over priority levels (active-passive) and fails back with a delay
+/// and a slow start. Thread-safe; not copyable or movable: share it with
+/// std::ref or std::shared_ptr, like a breaker.
+///
+///     keel::endpoint_pool pool(std::vector<replica>{a, b, c});
+///     auto r = pool.try_execute([](const keel::context& ctx) {
+///       return get(*ctx.target().get<replica>()); });
+template <class E, class Factory = no_layers, class Listener = no_listener,
+          environment Env = default_environment, class Handles = on::any_failure_t>
+class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env, Handles>> {
+  using layers = detail::layers_t<Factory, E>;
+  static_assert(policy_holder<layers>,
+                "keel::endpoint_pool: the factory must return a policy (or a std::ref / "
+                "std::shared_ptr to one) for each endpoint");
+
+ public:
+  using endpoint_type = E;
+
+  /// `endpoints` with weight 1 and priority 0. Throws keel::config_error for
+  /// invalid options, an empty set or a weight out of range.
+  explicit endpoint_pool(std::vector<E> endpoints, endpoint_pool_options options = {},
+                         Factory factory = Factory(), Listener listener = Listener(),
+                         Env env = Env())
+      : endpoint_pool(from_parts, members_of(std::move(endpoints)), std::move(options),
+                      std::move(factory), std::move(listener), std::move(env), Handles(),
+                      detail::health_check_part<E>{}, policy_name("endpoint_pool")) {}
+
+  /// `members` with their weights and priorities.
+  explicit endpoint_pool(std::vector<pool_member<E>> members, endpoint_pool_options options = {},
+                         Factory factory = Factory(), Listener listener = Listener(),
+                         Env env = Env())
+      : endpoint_pool(from_parts, std::move(members), std::move(options), std::move(factory),
+                      std::move(listener), std::move(env), Handles(),
+                      detail::health_check_part<E>{}, policy_name("endpoint_pool")) {}
+
+  /// For keel::rebuild: every part.
+  endpoint_pool(from_parts_t, std::vector<pool_member<E>> members, endpoint_pool_options options,
+                Factory factory, Listener listener, Env env, Handles handles,
+                detail::health_check_part<E> checks, policy_name name)
+      : options_((require_valid(options.validate()), std::move(options))),
+        factory_(std::move(factory)),
+        listener_(std::move(listener)),
+        env_(std::move(env)),
+        handles_(std::move(handles)),
+        checks_(std::move(checks)),
+        name_(name),
+        members_(std::move(members)),
+        capacity_(capacity_for(options_, members_.size())),
+        feedback_(options_.outlier_detection.has_value() ||
+                  options_.strategy == balance::peak_ewma || options_.failback_delay.count() > 0 ||
+                  options_.slow_start.window.count() > 0),
+        slots_(std::make_unique<slot[]>(capacity_)),
+        order_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)),
+        prefix_(std::make_unique<std::atomic<std::uint64_t>[]>(capacity_)),
+        level_end_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)),
+        level_priority_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)) {
+    if (checks_.probe) require_valid(checks_.options.validate());
+    check_members(members_);
+    if (options_.outlier_detection)
+      od_ = std::make_unique<outlier_detector>(capacity_, *options_.outlier_detection, env_.now());
+    const time_point now = env_.now();
+    for (std::size_t i = 0; i < members_.size(); ++i) build(i, members_[i], now);
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < members_.size(); ++i)
+      slots_[i].state.store(slot::live, std::memory_order_release);
+    publish_locked();
+  }
+
+  endpoint_pool(const endpoint_pool&) = delete;
+  endpoint_pool& operator=(const endpoint_pool&) = delete;
+
+  ~endpoint_pool() = default;
+
+  // ---- Fluent setters: each builds a new pool (fresh state) from the same parts.
+
+  /// Where events go (endpoint_ejected, endpoint_restored,
+  /// endpoint_health_changed, pool_failover, pool_failback, pool_panic_*).
+  template <class L>
+  auto with_listener(L listener) && {
+    return rebuild<endpoint_pool<E, Factory, L, Env, Handles>, &endpoint_pool::listener_>(
+        std::move(*this), std::move(listener), parts{});
+  }
+  /// The clock, sleeper and random source the pool reads.
+  template <environment V>
+  auto with_environment(V env) && {
+    return rebuild<endpoint_pool<E, Factory, Listener, V, Handles>, &endpoint_pool::env_>(
+        std::move(*this), std::move(env), parts{});
+  }
+  /// Which outcomes count as an endpoint's failures for outlier detection,
+  /// PeakEWMA and the failback ramp (keel::on:: predicates). Default: any
+  /// failure; a cancellation or a layer's rejection never counts.
+  template <class H>
+  auto handle(H handles) && {
+    return rebuild<endpoint_pool<E, Factory, Listener, Env, H>, &endpoint_pool::handles_>(
+        std::move(*this), std::move(handles), parts{});
+  }
+  /// Active health checks: `probe(endpoint)` or `probe(endpoint, index)`
+  /// returns true when the endpoint is healthy (a throw is a failed probe),
+  /// run by run_health_checks() or a keel::health_checker.
+  template <class P>
+  auto with_health_check(P probe, health_check_options options = {}) && {
+    require_valid(options.validate());
+    detail::health_check_part<E> part{
+        std::make_shared<const detail::endpoint_probe_of<E, P>>(std::move(probe)), options,
+        checks_.warm_up};
+    return rebuild<endpoint_pool, &endpoint_pool::checks_>(std::move(*this), std::move(part),
+                                                           parts{});
+  }
+  /// A hook run for each endpoint of a priority level when traffic fails over
+  /// to that level (a cold standby's warm-up); an exception from it is ignored.
+  template <class W>
+  auto on_warm_up(W hook) && {
+    auto wrapped = [h = std::move(hook)](const E& e, std::size_t i) {
+      if constexpr (std::is_invocable_v<const W&, const E&, std::size_t>) {
+        h(e, i);
+      } else {
+        h(e);
+      }
+      return true;
+    };
+    detail::health_check_part<E> part{
+        checks_.probe, checks_.options,
+        std::make_shared<const detail::endpoint_probe_of<E, decltype(wrapped)>>(
+            std::move(wrapped))};
+    return rebuild<endpoint_pool, &endpoint_pool::checks_>(std::move(*this), std::move(part),
+                                                           parts{});
+  }
+  /// Named `name` in its events' source (default "endpoint_pool").
+  auto named(std::string_view name) && {
+    return rebuild<endpoint_pool, &endpoint_pool::name_>(std::move(*this), policy_name(name),
+                                                         parts{});
+  }
+
+  // ---- The call ---------------------------------------------------------------
+
+  /// Sends the call to one endpoint; a layer's rejection moves it to another
+  /// (nothing was sent). With no usable endpoint (and no panic) the outcome is
+  /// errc::no_endpoint_available with a retry-after of the earliest recovery.
+  template <class R, class Next>
+  outcome<R> run(Next&& next, context& ctx) const {
+    if (degraded_.load(std::memory_order_relaxed) == 0) [[likely]] {
+      const std::size_t s = fast_pick(ctx);
+      if (s != none && enter(s)) [[likely]] {
+        bool moved = false;
+        outcome<R> o = call_on<R>(s, next, ctx, moved);
+        if (!moved) [[likely]]
+          return o;
+        return run_slow<R>(pass_next(next), ctx, s, std::move(o));
+      }
+    }
+    return run_slow<R>(pass_next(next), ctx, none, std::nullopt);
+  }
+
+  // ---- Reading ------------------------------------------------------------------
+
+  /// Endpoints held now.
+  std::size_t size() const noexcept { return live_.load(std::memory_order_relaxed); }
+  /// Slots: the largest index an endpoint can have, plus one.
+  std::size_t capacity() const noexcept { return capacity_; }
+  const endpoint_pool_options& options() const noexcept { return options_; }
+  /// The name set by named().
+  std::string_view name() const noexcept { return name_.view(); }
+
+  /// What the pool knows about slot i < capacity() (all false past it).
+  endpoint_status status(std::size_t i) const {
+    endpoint_status st;
+    if (i >= capacity_) return st;
+    const slot& sl = slots_[i];
+    st.present = sl.state.load(std::memory_order_acquire) == slot::live;
+    const std::uint32_t g = sl.gate.load(std::memory_order_relaxed);
+    st.isolated = (g & isolated_bit) != 0;
+    st.ejected = (g & ejected_bit) != 0;
+    st.check_failed = (g & check_bit) != 0;
+    st.held = (g & held_bit) != 0;
+    st.warming = (g & warming_bit) != 0;
+    st.in_flight = sl.in_flight.load(std::memory_order_relaxed);
+    st.weight = sl.weight.load(std::memory_order_relaxed);
+    st.priority = sl.priority.load(std::memory_order_relaxed);
+    st.ejections = sl.ejections.load(std::memory_order_relaxed);
+    return st;
+  }
+  /// The endpoint in slot i, or null when the slot is empty. Valid until a
+  /// replace() removes it; read it only while no replace() can run.
+  const E* endpoint(std::size_t i) const noexcept {
+    if (i >= capacity_ || slots_[i].state.load(std::memory_order_acquire) != slot::live)
+      return nullptr;
+    return &slots_[i].endpoint();
+  }
+  /// The layers of slot i (its breaker, say), or null when the slot is empty.
+  const layers* layers_of(std::size_t i) const noexcept {
+    if (i >= capacity_ || slots_[i].state.load(std::memory_order_acquire) != slot::live)
+      return nullptr;
+    return &slots_[i].layers_ref();
+  }
+  /// Endpoints that take calls now (none of isolated, ejected, failing checks,
+  /// held, or waiting out their failback delay).
+  std::size_t usable_count() const {
+    const time_point now = env_.now();
+    std::size_t n = 0;
+    for (std::size_t k = 0, end = live_order(); k < end; ++k) {
+      const std::uint32_t s = order_[k].load(std::memory_order_relaxed);
+      n += look_at(s, now).usable ? 1 : 0;
+    }
+    return n;
+  }
+  /// Endpoints ejected by outlier detection now.
+  std::size_t ejected_count() const noexcept { return od_ ? od_->ejected_count() : 0; }
+  /// The outlier detector, when the options turn it on.
+  const outlier_detector* detector() const noexcept { return od_.get(); }
+  /// True while the pool is in panic (spreading over every endpoint).
+  bool in_panic() const noexcept { return panic_.load(std::memory_order_relaxed); }
+  /// The priority of the highest level that takes traffic now.
+  std::uint32_t active_priority() const noexcept {
+    const std::uint32_t level = top_level_.load(std::memory_order_relaxed);
+    return level_priority_[detail::min<std::size_t>(level, capacity_ - 1)].load(
+        std::memory_order_relaxed);
+  }
+  /// The slot of the first endpoint equal to `e`, if held.
+  std::optional<std::size_t> index_of(const E& e) const {
+    static_assert(std::equality_comparable<E>, "keel::endpoint_pool::index_of: E needs ==");
+    std::lock_guard lock(mutex_);
+    for (std::size_t i = 0; i < capacity_; ++i)
+      if (slots_[i].state.load(std::memory_order_relaxed) == slot::live &&
+          slots_[i].endpoint() == e)
+        return i;
+    return std::nullopt;
+  }
+
+  // ---- Changing it at run time --------------------------------------------------
+
+  /// Takes endpoint i out of rotation until enable(i) (a drain, maintenance).
+  void isolate(std::size_t i) {
+    if (present(i)) set_bits(i, isolated_bit);
+  }
+  /// Puts an isolated endpoint i back.
+  void enable(std::size_t i) {
+    if (present(i)) clear_bits(i, isolated_bit);
+  }
+  /// Sets endpoint i's weight (1..2^20; throws config_error outside).
+  void set_weight(std::size_t i, std::uint32_t weight) {
+    check_weight(weight, "endpoint_pool.set_weight: weight");
+    std::lock_guard lock(mutex_);
+    if (!present(i)) return;
+    slots_[i].weight.store(weight, std::memory_order_relaxed);
+    publish_locked();
+  }
+  /// Replaces the endpoint set (a discovery update). An endpoint equal to one
+  /// held keeps its slot and all its state (health, ejection, in-flight count,
+  /// weight and priority taken from `members`); the others are removed once
+  /// their calls end, and new ones take free slots. Throws config_error, and
+  /// changes nothing, when the set is empty or does not fit in capacity().
+  void replace(std::vector<pool_member<E>> members) {
+    static_assert(std::equality_comparable<E>, "keel::endpoint_pool::replace: E needs ==");
+    check_members(members);
+    std::lock_guard lock(mutex_);
+    const time_point now = env_.now();
+    reclaim_locked();
+    std::vector<std::size_t> keep(members.size(), none);
+    std::vector<bool> kept(capacity_, false);
+    std::size_t fresh = 0;
+    for (std::size_t m = 0; m < members.size(); ++m) {
+      for (std::size_t s = 0; s < capacity_; ++s) {
+        if (!kept[s] && slots_[s].state.load(std::memory_order_relaxed) == slot::live &&
+            slots_[s].endpoint() == members[m].endpoint) {
+          keep[m] = s;
+          kept[s] = true;
+          break;
+        }
+      }
+      fresh += keep[m] == none ? 1 : 0;
+    }
+    std::size_t free = 0;
+    for (std::size_t s = 0; s < capacity_; ++s)
+      free += slots_[s].state.load(std::memory_order_relaxed) == slot::empty ? 1 : 0;
+    if (fresh > free)
+      require_valid(config_problem{"endpoint_pool.replace",
+                                   "more new endpoints than free slots (see capacity)"});
+    // Build the new ones first: a factory or a copy that throws leaves the
+    // pool as it was.
+    std::vector<std::size_t> place(members.size(), none);
+    struct rollback {
+      endpoint_pool* pool;
+      std::vector<std::size_t>& place;
+      ~rollback() {
+        if (pool == nullptr) return;
+        for (const std::size_t s : place)
+          if (s != none) pool->slots_[s].destroy();
+      }
+    } undo{this, place};
+    for (std::size_t m = 0, s = 0; m < members.size(); ++m) {
+      if (keep[m] != none) continue;
+      while (slots_[s].state.load(std::memory_order_relaxed) != slot::empty ||
+             slots_[s].constructed)
+        ++s;
+      build(s, members[m], now);
+      place[m] = s;
+    }
+    std::vector<pool_member<E>> given = members;  // the copy may throw; nothing changed yet
+    undo.pool = nullptr;
+    // Remove the ones that go: no new call enters them; their storage is
+    // reclaimed once their in-flight calls end.
+    for (std::size_t s = 0; s < capacity_; ++s) {
+      if (!kept[s] && slots_[s].state.load(std::memory_order_relaxed) == slot::live) {
+        slots_[s].state.store(slot::removed, std::memory_order_seq_cst);
+        drop_gate(s);
+        if (od_) od_->forget(s);  // its ejection leaves with it
+      }
+    }
+    for (std::size_t m = 0; m < members.size(); ++m) {
+      const std::size_t s = keep[m] != none ? keep[m] : place[m];
+      slot& sl = slots_[s];
+      sl.weight.store(members[m].weight, std::memory_order_relaxed);
+      sl.priority.store(members[m].priority, std::memory_order_relaxed);
+      sl.rank = m;
+      if (keep[m] == none) sl.state.store(slot::live, std::memory_order_release);
+    }
+    members_ = std::move(given);
+    publish_locked();
+    reclaim_locked();
+  }
+  /// replace() with weight 1 and priority 0 for each.
+  void replace(std::vector<E> endpoints) { replace(members_of(std::move(endpoints))); }
+
+  // ---- Active health checks -----------------------------------------------------
+
+  /// Probes every endpoint whose probe is due at `now` (the environment's
+  /// clock if not given), on the calling thread, one at a time; returns the
+  /// probes run. Without a probe (with_health_check), does nothing.
+  std::size_t run_health_checks() const { return run_health_checks(env_.now()); }
+  std::size_t run_health_checks(time_point now) const {
+    if (!checks_.probe) return 0;
+    std::lock_guard checking(check_mutex_);
+    std::size_t ran = 0;
+    const std::int64_t t = detail::ticks(now);
+    for (std::size_t s = 0; s < capacity_; ++s) {
+      slot& sl = slots_[s];
+      if (sl.state.load(std::memory_order_acquire) != slot::live) continue;
+      if (t < sl.next_check) continue;
+      ++ran;
+      const E& e = sl.endpoint();
+      const bool passed = call_or(false, [&] { return checks_.probe->check(e, s); });
+      const bool traffic = sl.traffic.exchange(false, std::memory_order_relaxed);
+      const health_check_options& ho = checks_.options;
+      const duration gap = traffic ? ho.interval : ho.no_traffic_interval;
+      const duration extra = saturating_mul(ho.jitter, clamp_unit(env_.uniform()));
+      sl.next_check = detail::ticks(saturating_add(saturating_add(now, gap), extra));
+      if (passed) {
+        sl.check_fails = 0;
+        if (sl.check_passes < UINT32_MAX) ++sl.check_passes;
+        if (sl.check_passes >= ho.healthy_threshold) {
+          if ((sl.gate.load(std::memory_order_relaxed) & check_bit) != 0) {
+            emit(listener_, endpoint_health_changed{s, true, source_of(name_.view())});
+            recover(s, check_bit, now);
+          }
+          if (od_ && od_->ejected(s)) od_->restore(s, now, sink_at(now));
+        }
+      } else {
+        sl.check_passes = 0;
+        if (sl.check_fails < UINT32_MAX) ++sl.check_fails;
+        if (sl.check_fails >= ho.unhealthy_threshold &&
+            (sl.gate.load(std::memory_order_relaxed) & check_bit) == 0) {
+          set_bits(s, check_bit);
+          emit(listener_, endpoint_health_changed{s, false, source_of(name_.view())});
+        }
+      }
+    }
+    return ran;
+  }
+  /// When the next probe is due (time_point::max() without a probe).
+  time_point next_health_check() const {
+    if (!checks_.probe) return time_point::max();
+    std::lock_guard checking(check_mutex_);
+    std::int64_t next = detail::pool_never;
+    for (std::size_t s = 0; s < capacity_; ++s)
+      if (slots_[s].state.load(std::memory_order_acquire) == slot::live)
+        next = detail::min(next, slots_[s].next_check);
+    return time_point(duration(next));
+  }
+  /// The environment's time: what run_health_checks() uses.
+  time_point now() const { return env_.now(); }
+  /// Sleeps through the environment (a health_checker's wait).
+  bool sleep_for(duration d, const std::stop_token& token) const {
+    return env_.sleep_for(d, token);
+  }
+
+ private:
+  friend struct detail::pool_test_access;
+  template <class, class, class, environment, class>
+  friend class endpoint_pool;
+
+  static constexpr std::size_t none = static_cast<std::size_t>(-1);
+  static constexpr std::uint32_t max_weight = 1u << 20;
+  // gate bits: any set puts the slot on the slow path
+  static constexpr std::uint32_t isolated_bit = 1, ejected_bit = 2, check_bit = 4, held_bit = 8,
+                                 warming_bit = 16;
+
+  struct alignas(64) slot {
+    enum : std::uint32_t { empty = 0, live = 1, removed = 2 };
+    std::atomic<std::uint32_t> state{empty};
+    std::atomic<std::uint32_t> in_flight{0};
+    std::atomic<std::uint32_t> gate{0};
+    std::atomic<std::uint32_t> weight{1};
+    std::atomic<std::uint32_t> priority{0};
+    std::atomic<bool> traffic{false};
+    std::atomic<std::int64_t> held_until{detail::pool_past};
+    std::atomic<std::int64_t> ready_at{detail::pool_past};  // failback delay end
+    std::atomic<std::int64_t> ramp_end{detail::pool_past};  // slow start end
+    std::atomic<std::uint64_t> ejections{0};
+    // PeakEWMA under a sequence lock: odd while written.
+    std::atomic<std::uint64_t> ewma_seq{0};
+    std::atomic<double> ewma_cost{0.0};
+    std::atomic<std::int64_t> ewma_stamp{0};
+    std::size_t rank = 0;                 // position in the members list, under mutex_
+    std::uint32_t check_passes = 0;       // under check_mutex_
+    std::uint32_t check_fails = 0;        // under check_mutex_
+    std::int64_t next_check = INT64_MIN;  // under check_mutex_
+    alignas(E) unsigned char e_bytes[sizeof(E)];
+    alignas(layers) unsigned char l_bytes[sizeof(layers)];
+    bool constructed = false;  // under mutex_
+
+    slot() = default;
+    slot(const slot&) = delete;
+    slot& operator=(const slot&) = delete;
+    ~slot() { destroy(); }
+
+    const E& endpoint() const noexcept {
+      return *std::launder(reinterpret_cast<const E*>(e_bytes));
+    }
+    const layers& layers_ref() const noexcept {
+      return *std::launder(reinterpret_cast<const layers*>(l_bytes));
+    }
+    void destroy() noexcept {
+      if (!constructed) return;
+      std::launder(reinterpret_cast<layers*>(l_bytes))->~layers();
+      std::launder(reinterpret_cast<E*>(e_bytes))->~E();
+      constructed = false;
+    }
+  };
+
+  static std::vector<pool_member<E>> members_of(std::vector<E> endpoints) {
+    std::vector<pool_member<E>> m;
+    m.reserve(endpoints.size());
+    for (E& e : endpoints) m.push_back(pool_member<E>{std::move(e), 1, 0});
+    return m;
+  }
+  static std::size_t capacity_for(const endpoint_pool_options& o, std::size_t n) {
+    const std::size_t c = o.capacity != 0 ? o.capacity : detail::max<std::size_t>(16, 2 * n);
+    if (c < n)
+      require_valid(
+          config_problem{"endpoint_pool_options.capacity", "must be >= the endpoints given"});
+    if (c > UINT32_MAX)
+      require_valid(config_problem{"endpoint_pool_options.capacity", "must be < 2^32"});
+    return c;
+  }
+  static void check_weight(std::uint32_t w, const char* field) {
+    if (w == 0 || w > max_weight) require_valid(config_problem{field, "must be in [1, 2^20]"});
+  }
+  static void check_members(const std::vector<pool_member<E>>& members) {
+    if (members.empty())
+      require_valid(config_problem{"endpoint_pool.endpoints", "must not be empty"});
+    for (const auto& m : members) check_weight(m.weight, "pool_member.weight");
+  }
+  static double clamp_unit(double u) noexcept { return u > 0.0 ? (u < 1.0 ? u : 1.0) : 0.0; }
+
+  // ---- Slots and layout (under mutex_) ----
+
+  // Builds slot s for `m`, not yet live.
+  void build(std::size_t s, const pool_member<E>& m, time_point now) {
+    slot& sl = slots_[s];
+    ::new (static_cast<void*>(sl.e_bytes)) E(m.endpoint);
+    struct undo {
+      slot* sl;
+      ~undo() {
+        if (sl) std::launder(reinterpret_cast<E*>(sl->e_bytes))->~E();
+      }
+    } guard{&sl};
+    // The factory's prvalue is built in place: a breaker is neither copied nor moved.
+    ::new (static_cast<void*>(sl.l_bytes)) layers(factory_(sl.endpoint(), s));
+    guard.sl = nullptr;
+    sl.constructed = true;
+    sl.in_flight.store(0, std::memory_order_relaxed);
+    sl.gate.store(0, std::memory_order_relaxed);
+    sl.weight.store(m.weight, std::memory_order_relaxed);
+    sl.priority.store(m.priority, std::memory_order_relaxed);
+    sl.traffic.store(false, std::memory_order_relaxed);
+    sl.held_until.store(detail::pool_past, std::memory_order_relaxed);
+    sl.ready_at.store(detail::pool_past, std::memory_order_relaxed);
+    sl.ramp_end.store(detail::pool_past, std::memory_order_relaxed);
+    sl.ejections.store(0, std::memory_order_relaxed);
+    sl.ewma_cost.store(0.0, std::memory_order_relaxed);
+    sl.ewma_stamp.store(detail::ticks(now), std::memory_order_relaxed);
+    sl.rank = s;
+    {
+      std::lock_guard checking(check_mutex_);
+      sl.check_passes = sl.check_fails = 0;
+      sl.next_check = detail::ticks(now);
+    }
+    if (od_) od_->forget(s);
+  }
+
+  // Frees removed slots whose calls have all ended. A caller that entered
+  // one increments in_flight before it reads the state (both seq_cst), so it
+  // either sees `removed` and backs out, or is seen here and keeps the slot.
+  void reclaim_locked() {
+    for (std::size_t s = 0; s < capacity_; ++s) {
+      slot& sl = slots_[s];
+      if (sl.state.load(std::memory_order_seq_cst) != slot::removed) continue;
+      if (sl.in_flight.load(std::memory_order_seq_cst) != 0) continue;
+      sl.destroy();
+      sl.state.store(slot::empty, std::memory_order_seq_cst);
+    }
+  }
+
+  // Sorts the live slots by (priority, rank) into order_, with each level's
+  // end, the weighted prefix sums, and the population the ejection cap counts.
+  void publish_locked() {
+    std::vector<std::uint32_t> live;
+    for (std::size_t s = 0; s < capacity_; ++s)
+      if (slots_[s].state.load(std::memory_order_relaxed) == slot::live)
+        live.push_back(static_cast<std::uint32_t>(s));
+    for (std::size_t a = 1; a < live.size(); ++a) {  // insertion sort: small, stable
+      const std::uint32_t x = live[a];
+      std::size_t b = a;
+      while (b > 0 && before(x, live[b - 1])) {
+        live[b] = live[b - 1];
+        --b;
+      }
+      live[b] = x;
+    }
+    std::size_t levels = 0;
+    std::uint64_t sum = 0;
+    for (std::size_t k = 0; k < live.size(); ++k) {
+      const slot& sl = slots_[live[k]];
+      const std::uint32_t p = sl.priority.load(std::memory_order_relaxed);
+      if (k > 0 && p != slots_[live[k - 1]].priority.load(std::memory_order_relaxed)) {
+        level_end_[levels].store(static_cast<std::uint32_t>(k), std::memory_order_relaxed);
+        ++levels;
+        sum = 0;
+      }
+      level_priority_[levels].store(p, std::memory_order_relaxed);
+      sum += sl.weight.load(std::memory_order_relaxed);
+      prefix_[k].store(sum, std::memory_order_relaxed);
+      order_[k].store(live[k], std::memory_order_relaxed);
+    }
+    level_end_[levels].store(static_cast<std::uint32_t>(live.size()), std::memory_order_relaxed);
+    levels_.store(static_cast<std::uint32_t>(levels + 1), std::memory_order_relaxed);
+    top_count_.store(level_end_[0].load(std::memory_order_relaxed), std::memory_order_release);
+    live_.store(live.size(), std::memory_order_release);
+    if (od_) od_->set_population(live.size());
+    if (top_level_.load(std::memory_order_relaxed) > levels)
+      top_level_.store(0, std::memory_order_relaxed);
+  }
+  bool before(std::uint32_t a, std::uint32_t b) const noexcept {
+    const std::uint32_t pa = slots_[a].priority.load(std::memory_order_relaxed);
+    const std::uint32_t pb = slots_[b].priority.load(std::memory_order_relaxed);
+    return pa != pb ? pa < pb : slots_[a].rank < slots_[b].rank;
+  }
+  std::size_t live_order() const noexcept {
+    return detail::min(live_.load(std::memory_order_acquire), capacity_);
+  }
+  bool present(std::size_t i) const noexcept {
+    return i < capacity_ && slots_[i].state.load(std::memory_order_acquire) == slot::live;
+  }
+
+  // ---- Gate bits: degraded_ counts the live slots with any bit set ----
+
+  void set_bits(std::size_t s, std::uint32_t bits) const {
+    std::lock_guard lock(gate_mutex_);
+    slot& sl = slots_[s];
+    if (sl.state.load(std::memory_order_relaxed) != slot::live) return;
+    const std::uint32_t old = sl.gate.fetch_or(bits, std::memory_order_relaxed);
+    if (old == 0) degraded_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void clear_bits(std::size_t s, std::uint32_t bits) const {
+    bool healed = false;
+    {
+      std::lock_guard lock(gate_mutex_);
+      slot& sl = slots_[s];
+      if (sl.state.load(std::memory_order_relaxed) != slot::live) return;
+      const std::uint32_t old = sl.gate.fetch_and(~bits, std::memory_order_relaxed);
+      if (old != 0 && (old & ~bits) == 0)
+        healed = degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
+    }
+    if (healed) settle_healthy();
+  }
+  // A slot leaving the pool takes its bits out of degraded_.
+  void drop_gate(std::size_t s) const {
+    std::lock_guard lock(gate_mutex_);
+    const std::uint32_t old = slots_[s].gate.exchange(0, std::memory_order_relaxed);
+    if (old != 0) degraded_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  // Every endpoint healthy again: the top level takes all traffic, no panic.
+  void settle_healthy() const {
+    if (panic_.exchange(false, std::memory_order_relaxed))
+      emit(listener_, pool_panic_left{100.0, source_of(name_.view())});
+    const std::uint32_t was = top_level_.exchange(0, std::memory_order_relaxed);
+    if (was != 0)
+      emit(listener_,
+           pool_failback{priority_of_level(was), priority_of_level(0), source_of(name_.view())});
+  }
+
+  // Endpoint s is usable again after `bits` kept it out: held back for the
+  // failback delay, then ramped by slow start.
+  void recover(std::size_t s, std::uint32_t bits, time_point now) const {
+    slot& sl = slots_[s];
+    if (options_.failback_delay.count() > 0 || options_.slow_start.window.count() > 0) {
+      start_warming(sl, now);
+      set_bits(s, warming_bit);
+    }
+    clear_bits(s, bits);
+  }
+  void start_warming(slot& sl, time_point now) const {
+    const time_point ready = saturating_add(now, options_.failback_delay);
+    sl.ready_at.store(detail::ticks(ready), std::memory_order_relaxed);
+    sl.ramp_end.store(detail::ticks(saturating_add(ready, options_.slow_start.window)),
+                      std::memory_order_relaxed);
+  }
+
+  // ---- Outlier sink ----
+
+  auto sink_at(time_point) const {
+    return [this](const outlier_change& c) {
+      if (c.ejected) {
+        slots_[c.endpoint].ejections.fetch_add(1, std::memory_order_relaxed);
+        set_bits(c.endpoint, ejected_bit);
+        emit(listener_, endpoint_ejected{c.endpoint, c.reason, c.until, source_of(name_.view())});
+      } else {
+        emit(listener_, endpoint_restored{c.endpoint, source_of(name_.view())});
+        recover(c.endpoint, ejected_bit, c.until);
+      }
+    };
+  }
+
+  // ---- Picking ----
+
+  bool enter(std::size_t s) const noexcept {
+    slot& sl = slots_[s];
+    sl.in_flight.fetch_add(1, std::memory_order_seq_cst);
+    if (sl.state.load(std::memory_order_seq_cst) == slot::live) [[likely]]
+      return true;
+    sl.in_flight.fetch_sub(1, std::memory_order_release);
+    return false;
+  }
+
+  std::size_t fast_pick(const context& ctx) const {
+    const std::size_t n = top_count_.load(std::memory_order_acquire);
+    if (n == 0) return none;
+    std::size_t k = 0;
+    switch (options_.strategy) {
+      case balance::round_robin:
+        k = next_turn() % n;
+        break;
+      case balance::random:
+        k = detail::index_below(env_.uniform(), n);
+        break;
+      case balance::weighted:
+        k = weighted_in_level(0, n);
+        break;
+      case balance::least_loaded:
+      case balance::peak_ewma:
+        return best_of_level(n);
+    }
+    const std::size_t s = order_[k].load(std::memory_order_relaxed);
+    if (options_.avoid_tried && ctx.tried().contains(s)) return none;  // the slow path avoids it
+    return s;
+  }
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint64_t next_turn() const noexcept {
+    return cursor_.fetch_add(1, std::memory_order_relaxed);
+  }
+  std::size_t weighted_in_level(std::size_t begin, std::size_t end) const {
+    const std::uint64_t total = prefix_[end - 1].load(std::memory_order_relaxed);
+    const double x = clamp_unit(env_.uniform()) * static_cast<double>(total);
+    for (std::size_t k = begin; k < end; ++k)
+      if (x < static_cast<double>(prefix_[k].load(std::memory_order_relaxed))) return k;
+    return end - 1;
+  }
+  // P2C over the top level when all endpoints are healthy.
+  std::size_t best_of_level(std::size_t n) const {
+    const time_point now = options_.strategy == balance::peak_ewma ? env_.now() : time_point{};
+    std::size_t best = none;
+    double best_score = 0;
+    const std::size_t picks = detail::min<std::size_t>(options_.choice_count, n);
+    std::size_t taken[10];
+    for (std::size_t c = 0; c < picks; ++c) {
+      std::size_t k = detail::index_below(env_.uniform(), n - c);
+      for (std::size_t d = 0; d < c; ++d)  // distinct picks: skip the ones taken (sorted)
+        if (k >= taken[d]) ++k;
+      insert_sorted(taken, c, k);
+      const std::size_t s = order_[k].load(std::memory_order_relaxed);
+      const double score = load_of(s, 1.0, now);
+      if (best == none || score < best_score) {
+        best = s;
+        best_score = score;
+      }
+    }
+    return best;
+  }
+  static void insert_sorted(std::size_t* a, std::size_t n, std::size_t v) noexcept {
+    std::size_t i = n;
+    while (i > 0 && a[i - 1] > v) {
+      a[i] = a[i - 1];
+      --i;
+    }
+    a[i] = v;
+  }
+  // Lower is better: in flight over weight, or PeakEWMA's cost over weight.
+  double load_of(std::size_t s, double factor, time_point now) const {
+    const slot& sl = slots_[s];
+    const double pending = sl.in_flight.load(std::memory_order_relaxed);
+    const double w = static_cast<double>(sl.weight.load(std::memory_order_relaxed)) * factor;
+    if (options_.strategy == balance::peak_ewma) {
+      const double cost = ewma_at(sl, now);
+      // Finagle: no history yet while calls are pending costs a large penalty.
+      const double c = cost == 0.0 && pending != 0.0 ? penalty + pending : cost * (pending + 1.0);
+      return c / w;
+    }
+    return (pending + 1.0) / w;
+  }
+  static constexpr double penalty = static_cast<double>(INT64_MAX >> 16);
+
+  double ewma_at(const slot& sl, time_point now) const noexcept {
+    double cost = 0;
+    std::int64_t stamp = 0;
+    for (;;) {
+      const std::uint64_t seq = sl.ewma_seq.load(std::memory_order_acquire);
+      if ((seq & 1) != 0) continue;
+      cost = sl.ewma_cost.load(std::memory_order_relaxed);
+      stamp = sl.ewma_stamp.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (sl.ewma_seq.load(std::memory_order_relaxed) == seq) break;
+    }
+    return cost * decay(stamp, now);
+  }
+  double decay(std::int64_t stamp, time_point now) const noexcept {
+    const std::int64_t t = detail::ticks(now);
+    if (t <= stamp) return 1.0;
+    const double dt = static_cast<double>(t) - static_cast<double>(stamp);
+    return std::exp(-dt / static_cast<double>(options_.ewma_decay.count()));
+  }
+  // Finagle's observe(rtt): a higher RTT replaces the cost at once; a lower
+  // one is blended in with weight 1 - exp(-dt / tau).
+  void observe_rtt(slot& sl, duration rtt, time_point now) const noexcept {
+    const double r = static_cast<double>(detail::max(rtt, duration::zero()).count());
+    std::uint64_t seq = sl.ewma_seq.load(std::memory_order_relaxed);
+    for (;;) {
+      if ((seq & 1) != 0) {
+        seq = sl.ewma_seq.load(std::memory_order_relaxed);
+        continue;
+      }
+      if (sl.ewma_seq.compare_exchange_weak(seq, seq + 1, std::memory_order_acquire,
+                                            std::memory_order_relaxed))
+        break;
+    }
+    std::atomic_thread_fence(std::memory_order_release);
+    const double cost = sl.ewma_cost.load(std::memory_order_relaxed);
+    const std::int64_t stamp = sl.ewma_stamp.load(std::memory_order_relaxed);
+    const double w = decay(stamp, now);
+    sl.ewma_cost.store(r > cost ? r : cost * w + r * (1.0 - w), std::memory_order_relaxed);
+    sl.ewma_stamp.store(detail::max(stamp, detail::ticks(now)), std::memory_order_relaxed);
+    sl.ewma_seq.store(seq + 2, std::memory_order_release);
+  }
+
+  // ---- The call on one endpoint ----
+
+  template <class R, class Next>
+  outcome<R> call_on(std::size_t s, Next& next, context& ctx, bool& moved) const {
+    slot& sl = slots_[s];
+    ctx.set_target(target(s, sl.endpoint()));
+    const time_point start = options_.strategy == balance::peak_ewma ? env_.now() : time_point{};
+    outcome<R> o = detail::policy_of(sl.layers_ref()).template run<R>(next, ctx);
+    struct leave {
+      slot& sl;
+      ~leave() { sl.in_flight.fetch_sub(1, std::memory_order_release); }
+    } left{sl};
+    if (checks_.probe) sl.traffic.store(true, std::memory_order_relaxed);
+    if (o.has_value() && !feedback_) [[likely]]
+      return o;
+    if (!o.has_value() && is_rejection(o)) {
+      // A layer refused: nothing was sent. Keep the endpoint out for the
+      // retry-after it gave, and move the call to another.
+      moved = true;
+      if (const std::optional<duration> ra =
+              call_or(std::optional<duration>(), [&] { return o.retry_after(); });
+          ra && *ra > duration::zero()) {
+        hold(s, saturating_add(env_.now(), *ra));
+      }
+      return o;
+    }
+    if (!feedback_) return o;
+    if (!o.has_value() && is_cancellation(o)) return o;
+    const bool failed = detail::ask_user_predicate(handles_, o);
+    const time_point now = env_.now();
+    if (options_.strategy == balance::peak_ewma) observe_rtt(sl, now - start, now);
+    if (od_) od_->record(s, failed, now, sink_at(now));
+    if (failed && (sl.gate.load(std::memory_order_relaxed) & warming_bit) != 0 &&
+        detail::ticks(now) < sl.ramp_end.load(std::memory_order_relaxed)) {
+      start_warming(sl, now);  // a failure during the ramp starts the wait again
+    }
+    return o;
+  }
+
+  void hold(std::size_t s, time_point until) const {
+    slot& sl = slots_[s];
+    std::int64_t cur = sl.held_until.load(std::memory_order_relaxed);
+    const std::int64_t u = detail::ticks(until);
+    while (cur < u && !sl.held_until.compare_exchange_weak(cur, u, std::memory_order_relaxed)) {
+    }
+    set_bits(s, held_bit);
+  }
+
+  // ---- The slow path: a scan of every level ----
+
+  struct look {
+    bool counts = false;  // part of its level's population (present, not isolated)
+    bool usable = false;
+    double factor = 1.0;                        // slow-start share
+    std::int64_t back_at = detail::pool_never;  // when an unusable one may return
+  };
+
+  look look_at(std::size_t s, time_point now) const {
+    look l;
+    const slot& sl = slots_[s];
+    if (sl.state.load(std::memory_order_acquire) != slot::live) return l;
+    const std::uint32_t g = sl.gate.load(std::memory_order_relaxed);
+    if ((g & isolated_bit) != 0) return l;
+    l.counts = true;
+    const std::int64_t t = detail::ticks(now);
+    if ((g & ejected_bit) != 0) {
+      if (od_) {
+        if (const auto until = od_->ejected_until(s)) l.back_at = detail::ticks(*until);
+      }
+      return l;
+    }
+    if ((g & check_bit) != 0) return l;  // back after passed probes: no time to promise
+    if ((g & held_bit) != 0) {
+      const std::int64_t u = sl.held_until.load(std::memory_order_relaxed);
+      if (t < u) {
+        l.back_at = u;
+        return l;
+      }
+    }
+    if ((g & warming_bit) != 0) {
+      const std::int64_t ready = sl.ready_at.load(std::memory_order_relaxed);
+      if (t < ready) {
+        l.back_at = ready;
+        return l;
+      }
+      const std::int64_t end = sl.ramp_end.load(std::memory_order_relaxed);
+      if (t < end) l.factor = ramp(t, ready, end);
+    }
+    l.usable = true;
+    return l;
+  }
+  double ramp(std::int64_t t, std::int64_t ready, std::int64_t end) const noexcept {
+    const double progress = (static_cast<double>(t) - static_cast<double>(ready)) /
+                            (static_cast<double>(end) - static_cast<double>(ready));
+    const double floor = options_.slow_start.min_weight_percent / 100.0;
+    const double f = std::pow(progress, 1.0 / options_.slow_start.aggression);
+    return f > floor ? f : floor;
+  }
+  // Clears the time-bound bits whose time has passed.
+  void tidy(std::size_t s, time_point now) const {
+    const slot& sl = slots_[s];
+    const std::uint32_t g = sl.gate.load(std::memory_order_relaxed);
+    const std::int64_t t = detail::ticks(now);
+    std::uint32_t done = 0;
+    if ((g & held_bit) != 0 && t >= sl.held_until.load(std::memory_order_relaxed)) done |= held_bit;
+    if ((g & warming_bit) != 0 && t >= sl.ramp_end.load(std::memory_order_relaxed))
+      done |= warming_bit;
+    if (done != 0) clear_bits(s, done);
+  }
+
+  struct choice {
+    std::size_t slot = none;
+    std::int64_t back_at = detail::pool_never;
+  };
+
+  choice choose(const context& ctx, const tried_set& local, time_point now) const {
+    if (od_) od_->sweep(now, sink_at(now));
+    const std::size_t end = live_order();
+    const std::size_t levels =
+        detail::min<std::size_t>(levels_.load(std::memory_order_relaxed), capacity_);
+    choice out;
+    for (std::size_t k = 0; k < end; ++k) tidy(order_[k].load(std::memory_order_relaxed), now);
+    // Each level's health: the usable share of its population, slow start counting partly.
+    // Per level: its health with slow start counting partly (for the
+    // shares), and its availability by count (for panic, as in Envoy).
+    double total = 0, total_available = 0;
+    std::size_t usable_all = 0, counted_all = 0;
+    double load[64];       // traffic share per level, percent; levels past 64 share the last
+    bool level_panic[64];  // fewer than panic_threshold % of the level usable
+    std::size_t counted_in[64];
+    const std::size_t nl = detail::min<std::size_t>(levels, 64);
+    std::size_t begin = 0;
+    for (std::size_t l = 0; l < nl; ++l) {
+      const std::size_t stop =
+          l + 1 == nl
+              ? end
+              : detail::min<std::size_t>(level_end_[l].load(std::memory_order_relaxed), end);
+      double healthy = 0;
+      std::size_t counted = 0, usable = 0;
+      for (std::size_t k = begin; k < stop; ++k) {
+        const look lk = look_at(order_[k].load(std::memory_order_relaxed), now);
+        counted += lk.counts ? 1 : 0;
+        usable += lk.usable ? 1 : 0;
+        if (lk.usable) healthy += lk.factor;
+        if (lk.counts && !lk.usable) out.back_at = detail::min(out.back_at, lk.back_at);
+      }
+      const double n = static_cast<double>(counted);
+      const double op = options_.overprovisioning / 100.0;
+      load[l] = counted > 0 ? detail::min(100.0, 100.0 * healthy / n * op) : 0.0;
+      total += load[l];
+      total_available +=
+          counted > 0 ? detail::min(100.0, 100.0 * static_cast<double>(usable) / n * op) : 0.0;
+      level_panic[l] =
+          counted > 0 && usable * 100 < options_.panic_threshold * std::uint64_t{counted};
+      counted_in[l] = counted;
+      usable_all += usable;
+      counted_all += counted;
+      begin = stop;
+    }
+    const double usable_percent =
+        counted_all > 0 ? 100.0 * static_cast<double>(usable_all) / static_cast<double>(counted_all)
+                        : 0.0;
+    // Envoy: while the levels together can take all traffic, panic is off;
+    // below that, a level with too few usable endpoints spreads over all of its own.
+    const bool may_panic = options_.panic_threshold > 0 && total_available < 100.0;
+    if (total <= 0.0) {
+      // Nothing usable anywhere: in panic, the first level with endpoints takes it all.
+      std::size_t first = 0;
+      while (first < nl && counted_in[first] == 0) ++first;
+      note_panic(may_panic && first < nl, usable_percent);
+      if (!may_panic || first == nl) return out;
+      const auto [pb, pe] = level_range(first, nl, end);
+      out.slot = pick_among(ctx, local, pb, pe, now, /*any_health=*/true);
+      return out;
+    }
+    // Shares: in order while the total reaches 100 %, else normalised (Envoy).
+    double left = 100.0;
+    for (std::size_t l = 0; l < nl; ++l) {
+      if (total >= 100.0) {
+        const double take = detail::min(load[l], left);
+        left -= take;
+        load[l] = take;
+      } else {
+        load[l] = load[l] * 100.0 / total;
+      }
+    }
+    std::size_t top = 0;
+    while (top + 1 < nl && load[top] <= 0.0) ++top;
+    note_top(top, now);
+    std::size_t level = top;
+    if (top + 1 < nl && load[top] < 100.0) {
+      const double x = clamp_unit(env_.uniform()) * 100.0;
+      double acc = 0;
+      level = nl - 1;
+      for (std::size_t l = 0; l < nl; ++l) {
+        acc += load[l];
+        if (load[l] > 0.0 && x < acc) {
+          level = l;
+          break;
+        }
+      }
+      while (level > 0 && load[level] <= 0.0) --level;
+    }
+    bool panic = false;
+    for (std::size_t l = 0; l < nl; ++l) panic = panic || (load[l] > 0.0 && level_panic[l]);
+    note_panic(may_panic && panic, usable_percent);
+    // The chosen level first, then the others in order, avoiding tried ones
+    // while an untried one is usable; a tried one only when none is left.
+    const auto [lb, le] = level_range(level, nl, end);
+    out.slot = pick_among(ctx, local, lb, le, now, may_panic && level_panic[level]);
+    if (out.slot != none) return out;
+    for (std::size_t l = 0; l < nl && out.slot == none; ++l) {
+      if (l == level) continue;
+      const auto [b, e] = level_range(l, nl, end);
+      out.slot = pick_among(ctx, local, b, e, now, false);
+    }
+    return out;
+  }
+  std::pair<std::size_t, std::size_t> level_range(std::size_t l, std::size_t nl,
+                                                  std::size_t end) const {
+    const std::size_t b =
+        l == 0 ? 0
+               : detail::min<std::size_t>(level_end_[l - 1].load(std::memory_order_relaxed), end);
+    const std::size_t e =
+        l + 1 == nl ? end
+                    : detail::min<std::size_t>(level_end_[l].load(std::memory_order_relaxed), end);
+    return {b, detail::max(b, e)};
+  }
+
+  // One endpoint of order_[begin, end) by the strategy: usable ones (or, in
+  // panic, any present and not isolated), untried ones first.
+  std::size_t pick_among(const context& ctx, const tried_set& local, std::size_t begin,
+                         std::size_t end, time_point now, bool any_health) const {
+    const tried_set earlier = options_.avoid_tried ? ctx.tried() : tried_set();
+    for (int pass = 0; pass < 2; ++pass) {
+      // pass 0: untried only; pass 1: tried by earlier attempts allowed
+      // (never one this run() already moved away from).
+      std::size_t n = 0;
+      double weight_sum = 0;
+      bool ramped = false;
+      for (std::size_t k = begin; k < end; ++k) {
+        const std::size_t s = order_[k].load(std::memory_order_relaxed);
+        const look lk = look_at(s, now);
+        if (!eligible(lk, s, local, earlier, pass, any_health)) continue;
+        ++n;
+        const double f = any_health ? 1.0 : lk.factor;
+        ramped = ramped || f < 1.0;
+        weight_sum += f * slots_[s].weight.load(std::memory_order_relaxed);
+      }
+      if (n == 0) continue;
+      balance how = options_.strategy;
+      if (ramped && (how == balance::round_robin || how == balance::random))
+        how = balance::weighted;               // slow start needs weights
+      if (n == 1) how = balance::round_robin;  // no draw, no turn: the only one
+      if (how == balance::least_loaded || how == balance::peak_ewma) {
+        return best_among(local, earlier, pass, any_health, begin, end, n, now);
+      }
+      std::size_t nth = 0;
+      double x = 0;
+      if (how == balance::round_robin && n > 1) nth = static_cast<std::size_t>(next_turn() % n);
+      if (how == balance::random) nth = detail::index_below(env_.uniform(), n);
+      if (how == balance::weighted) x = clamp_unit(env_.uniform()) * weight_sum;
+      std::size_t seen = 0;
+      double acc = 0;
+      std::size_t last = none;
+      for (std::size_t k = begin; k < end; ++k) {
+        const std::size_t s = order_[k].load(std::memory_order_relaxed);
+        const look lk = look_at(s, now);
+        if (!eligible(lk, s, local, earlier, pass, any_health)) continue;
+        last = s;
+        if (how == balance::weighted) {
+          acc += (any_health ? 1.0 : lk.factor) * slots_[s].weight.load(std::memory_order_relaxed);
+          if (x < acc) return s;
+        } else if (seen++ == nth) {
+          return s;
+        }
+      }
+      return last;  // the state moved under the scan: the last eligible one
+    }
+    return none;
+  }
+  static bool eligible(const look& lk, std::size_t s, const tried_set& local,
+                       const tried_set& earlier, int pass, bool any_health) noexcept {
+    if (!(any_health ? lk.counts : lk.usable)) return false;
+    if (local.contains(s)) return false;
+    return pass == 1 || !earlier.contains(s);
+  }
+  std::size_t best_among(const tried_set& local, const tried_set& earlier, int pass,
+                         bool any_health, std::size_t begin, std::size_t end, std::size_t n,
+                         time_point now) const {
+    const std::size_t picks = detail::min<std::size_t>(options_.choice_count, n);
+    std::size_t taken[10];
+    std::size_t best = none;
+    double best_score = 0;
+    for (std::size_t c = 0; c < picks; ++c) {
+      std::size_t nth = detail::index_below(env_.uniform(), n - c);
+      for (std::size_t d = 0; d < c; ++d)
+        if (nth >= taken[d]) ++nth;
+      insert_sorted(taken, c, nth);
+      std::size_t seen = 0;
+      for (std::size_t k = begin; k < end; ++k) {
+        const std::size_t s = order_[k].load(std::memory_order_relaxed);
+        const look lk = look_at(s, now);
+        if (!eligible(lk, s, local, earlier, pass, any_health)) continue;
+        if (seen++ != nth) continue;
+        const double score = load_of(s, any_health ? 1.0 : lk.factor, now);
+        if (best == none || score < best_score) {
+          best = s;
+          best_score = score;
+        }
+        break;
+      }
+    }
+    return best;
+  }
+
+  std::uint32_t priority_of_level(std::size_t level) const noexcept {
+    return level_priority_[detail::min(level, capacity_ - 1)].load(std::memory_order_relaxed);
+  }
+  void note_panic(bool panic, double usable_percent) const {
+    if (panic_.load(std::memory_order_relaxed) == panic) return;
+    if (panic_.exchange(panic, std::memory_order_relaxed) == panic) return;
+    if (panic) {
+      emit(listener_, pool_panic_entered{usable_percent, source_of(name_.view())});
+    } else {
+      emit(listener_, pool_panic_left{usable_percent, source_of(name_.view())});
+    }
+  }
+  void note_top(std::size_t top, time_point now) const {
+    const auto t = static_cast<std::uint32_t>(top);
+    if (top_level_.load(std::memory_order_relaxed) == t) return;
+    const std::uint32_t was = top_level_.exchange(t, std::memory_order_relaxed);
+    if (was == t) return;
+    if (t > was) {
+      emit(listener_,
+           pool_failover{priority_of_level(was), priority_of_level(t), source_of(name_.view())});
+      warm_up_level(top, now);
+    } else {
+      emit(listener_,
+           pool_failback{priority_of_level(was), priority_of_level(t), source_of(name_.view())});
+    }
+  }
+  // A level that starts taking traffic: its warm-up hook, and its slow start.
+  void warm_up_level(std::size_t level, time_point now) const {
+    const std::size_t end = live_order();
+    const std::size_t nl =
+        detail::min<std::size_t>(levels_.load(std::memory_order_relaxed), capacity_);
+    const auto [b, e] = level_range(detail::min(level, nl - 1), nl, end);
+    for (std::size_t k = b; k < e; ++k) {
+      const std::size_t s = order_[k].load(std::memory_order_relaxed);
+      if (!present(s)) continue;
+      if (checks_.warm_up) {
+        const E& ep = slots_[s].endpoint();
+        call_ignoring_exceptions([&] { static_cast<void>(checks_.warm_up->check(ep, s)); });
+      }
+      if (options_.slow_start.window.count() > 0) {
+        slot& sl = slots_[s];
+        sl.ready_at.store(detail::ticks(now), std::memory_order_relaxed);
+        sl.ramp_end.store(detail::ticks(saturating_add(now, options_.slow_start.window)),
+                          std::memory_order_relaxed);
+        set_bits(s, warming_bit);
+      }
+    }
+  }
+
+  template <class R, class Next>
+  KEEL_DETAIL_NOINLINE outcome<R> run_slow(Next next, context& ctx, std::size_t moved_from,
+                                           std::optional<outcome<R>> last) const {
+    tried_set local;
+    if (moved_from != none) local.insert(moved_from);
+    for (std::size_t round = 0; round <= capacity_; ++round) {
+      const time_point now = env_.now();
+      const choice c = choose(ctx, local, now);
+      if (c.slot == none) {
+        std::optional<duration> after;
+        if (c.back_at != detail::pool_never)
+          after = detail::max(time_until(now, time_point(duration(c.back_at))), duration::zero());
+        return outcome<R>::from_keel(errc::no_endpoint_available, after);
+      }
+      if (!enter(c.slot)) {
+        local.insert(c.slot);
+        continue;
+      }
+      bool moved = false;
+      outcome<R> o = call_on<R>(c.slot, next, ctx, moved);
+      if (!moved) return o;
+      local.insert(c.slot);
+      last.reset();
+      last.emplace(std::move(o));
+    }
+    if (last) return std::move(*last);
+    return outcome<R>::from_keel(errc::no_endpoint_available);
+  }
+
+  endpoint_pool_options options_;
+  [[no_unique_address]] Factory factory_;
+  [[no_unique_address]] Listener listener_;
+  [[no_unique_address]] Env env_;
+  [[no_unique_address]] Handles handles_;
+  detail::health_check_part<E> checks_;
+  policy_name name_;
+  std::vector<pool_member<E>> members_;  // as last given, under mutex_
+  std::size_t capacity_;
+  bool feedback_;  // whether a result feeds outlier detection, PeakEWMA or the failback ramp
+  std::unique_ptr<slot[]> slots_;
+  std::unique_ptr<std::atomic<std::uint32_t>[]> order_;      // live slots by (priority, rank)
+  std::unique_ptr<std::atomic<std::uint64_t>[]> prefix_;     // weight sums within each level
+  std::unique_ptr<std::atomic<std::uint32_t>[]> level_end_;  // end of level l in order_
+  std::unique_ptr<std::atomic<std::uint32_t>[]> level_priority_;
+  std::unique_ptr<outlier_detector> od_;
+  alignas(64) mutable std::atomic<std::uint64_t> cursor_{0};
+  alignas(64) mutable std::atomic<std::size_t> degraded_{0};
+  std::atomic<std::size_t> top_count_{0};
+  std::atomic<std::size_t> live_{0};
+  std::atomic<std::uint32_t> levels_{1};
+  mutable std::atomic<std::uint32_t> top_level_{0};
+  mutable std::atomic<bool> panic_{false};
+  mutable std::mutex mutex_;        // layout changes (replace, set_weight)
+  mutable std::mutex check_mutex_;  // health checks
+  mutable std::mutex gate_mutex_;   // gate bits and degraded_
+
+  using parts =
+      keel::parts<&endpoint_pool::members_, &endpoint_pool::options_, &endpoint_pool::factory_,
+                  &endpoint_pool::listener_, &endpoint_pool::env_, &endpoint_pool::handles_,
+                  &endpoint_pool::checks_, &endpoint_pool::name_>;
+};
+
+template <class E, class... Rest>
+endpoint_pool(std::vector<pool_member<E>>, Rest...) -> endpoint_pool<E>;
+
+/// Runs a pool's active health checks on a thread of its own until destroyed:
+/// each round probes what is due, then sleeps (through the pool's
+/// environment) until the next probe is due, at most `max_wait`.
+template <class Pool>
+class health_checker {
+ public:
+  explicit health_checker(const Pool& pool, duration max_wait = std::chrono::seconds(1))
+      : thread_([&pool, max_wait](std::stop_token stop) {
+          while (!stop.stop_requested()) {
+            pool.run_health_checks();
+            const duration wait = detail::min(
+                detail::max(time_until(pool.now(), pool.next_health_check()), duration(1)),
+                max_wait);
+            if (!pool.sleep_for(wait, stop)) break;
+          }
+        }) {}
+  health_checker(const health_checker&) = delete;
+  health_checker& operator=(const health_checker&) = delete;
+  ~health_checker() = default;  // std::jthread requests stop and joins
+
+ private:
+  std::jthread thread_;
+};
+
+}  // namespace keel
+
+#endif  // KEEL_FAILOVER_ENDPOINT_POOL_HPP_INCLUDED

@@ -1,0 +1,114 @@
+// SPDX-License-Identifier: BSL-1.0
+// Shared pieces of the endpoint_pool tests: a scripted random source, an
+// event log, and a way to reach the pool's cursor.
+#ifndef KEEL_TESTS_POOL_TEST_SUPPORT_HPP
+#define KEEL_TESTS_POOL_TEST_SUPPORT_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <keel/failover/endpoint_pool.hpp>
+#include <keel/testing/virtual_environment.hpp>
+
+namespace keel::detail {
+struct pool_test_access {
+  template <class Pool>
+  static void set_cursor(const Pool& p, std::uint64_t v) {
+    p.cursor_.store(v);
+  }
+  template <class Pool>
+  static std::uint64_t cursor(const Pool& p) {
+    return p.cursor_.load();
+  }
+  template <class Pool>
+  static std::size_t degraded(const Pool& p) {
+    return p.degraded_.load();
+  }
+};
+}  // namespace keel::detail
+
+namespace pool_test {
+
+/// Draws the values queued, in order, then `fallback` forever. Copies share the queue.
+class script_random {
+ public:
+  explicit script_random(double fallback = 0.0) : state_(std::make_shared<state>()) {
+    state_->fallback = fallback;
+  }
+  double uniform() const {
+    std::lock_guard lock(state_->mutex);
+    ++state_->draws;
+    if (state_->queue.empty()) return state_->fallback;
+    const double v = state_->queue.front();
+    state_->queue.pop_front();
+    return v;
+  }
+  void push(std::initializer_list<double> values) const {
+    std::lock_guard lock(state_->mutex);
+    for (double v : values) state_->queue.push_back(v);
+  }
+  void set_fallback(double v) const {
+    std::lock_guard lock(state_->mutex);
+    state_->fallback = v;
+  }
+  std::size_t draws() const {
+    std::lock_guard lock(state_->mutex);
+    return state_->draws;
+  }
+
+ private:
+  struct state {
+    std::mutex mutex;
+    std::deque<double> queue;
+    double fallback = 0.0;
+    std::size_t draws = 0;
+  };
+  std::shared_ptr<state> state_;
+};
+
+using env_t = keel::testing::basic_virtual_environment<script_random>;
+
+/// Every pool event as a line of text, in order.
+struct event_log {
+  std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
+  std::shared_ptr<std::vector<std::string>> lines = std::make_shared<std::vector<std::string>>();
+
+  void add(std::string s) const {
+    std::lock_guard lock(*mutex);
+    lines->push_back(std::move(s));
+  }
+  std::vector<std::string> take() const {
+    std::lock_guard lock(*mutex);
+    std::vector<std::string> out;
+    out.swap(*lines);
+    return out;
+  }
+  void on(const keel::endpoint_ejected& e) const {
+    add("ejected " + std::to_string(e.endpoint) + " " +
+        std::string(keel::to_string_view(e.reason)) + " until " +
+        std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(e.until.time_since_epoch())
+                .count()));
+  }
+  void on(const keel::endpoint_restored& e) const { add("restored " + std::to_string(e.endpoint)); }
+  void on(const keel::endpoint_health_changed& e) const {
+    add(std::string(e.healthy ? "healthy " : "unhealthy ") + std::to_string(e.endpoint));
+  }
+  void on(const keel::pool_failover& e) const {
+    add("failover " + std::to_string(e.from_priority) + "->" + std::to_string(e.to_priority));
+  }
+  void on(const keel::pool_failback& e) const {
+    add("failback " + std::to_string(e.from_priority) + "->" + std::to_string(e.to_priority));
+  }
+  void on(const keel::pool_panic_entered&) const { add("panic entered"); }
+  void on(const keel::pool_panic_left&) const { add("panic left"); }
+};
+
+}  // namespace pool_test
+
+#endif  // KEEL_TESTS_POOL_TEST_SUPPORT_HPP
