@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: BSL-1.0
+// endpoint_pool under threads (run under TSan in CI): calls, ejections,
+// isolation, weight changes and replacements at once, with the invariants
+// checked while they run: never more ejected than the cap, never more calls
+// in flight than threads, every call counted once on an endpoint it could
+// read, and every count back to zero at the end.
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <keel/failover/endpoint_pool.hpp>
+#include <keel/testing/virtual_environment.hpp>
+
+#include "pool_test_support.hpp"
+#include "support/catch.hpp"
+
+using namespace std::chrono_literals;
+using keel::detail::pool_test_access;
+
+namespace {
+
+struct cap_watch {
+  std::atomic<int>* ejections;
+  void on(const keel::endpoint_ejected&) const { ejections->fetch_add(1); }
+};
+
+// The test's own generator: per thread, deterministic per seed.
+struct lcg {
+  std::uint64_t s;
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint32_t next() {
+    s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return static_cast<std::uint32_t>(s >> 33);
+  }
+};
+
+void stress(keel::balance strategy) {
+  keel::testing::virtual_environment env;
+  keel::outlier_detection_options od;
+  od.consecutive_failures = 2;
+  od.success_rate = std::nullopt;
+  od.max_ejection_percent = 50;  // at most 3 of 6
+  od.base_ejection_time = 5ms;
+  od.interval = 10ms;
+  std::atomic<int> ejections{0};
+  const std::vector<std::string> first{"e0", "e1", "e2", "e3", "e4", "e5"};
+  const std::vector<std::string> second{"e0", "e1", "e2", "e3", "e4", "e6"};
+  keel::endpoint_pool_options o;
+  o.strategy = strategy;
+  o.outlier_detection = od;
+  o.capacity = 8;
+  keel::endpoint_pool pool(first, o, keel::no_layers(), cap_watch{&ejections}, env);
+
+  constexpr int threads = 4;
+  constexpr int calls = 20000;
+  std::atomic<std::uint64_t> reached[8] = {};
+  std::atomic<std::uint64_t> refused{0}, unreadable{0}, wrong_slot{0};
+  std::atomic<int> over_cap{0}, over_flight{0};
+  std::atomic<int> running{threads};
+
+  std::thread watcher([&] {
+    while (running.load() > 0) {
+      if (pool.ejected_count() > 3) over_cap.fetch_add(1);
+      std::uint32_t flying = 0;
+      for (std::size_t i = 0; i < pool.capacity(); ++i) flying += pool.status(i).in_flight;
+      // A caller may hold a slot's count for a moment while it backs out of a removed one.
+      if (flying > 2 * threads) over_flight.fetch_add(1);
+      std::this_thread::yield();
+    }
+  });
+  std::thread mutator([&] {
+    lcg r{99};
+    int round = 0;
+    while (running.load() > 0) {
+      const std::size_t k = r.next() % 8;
+      switch (round++ % 4) {
+        case 0:
+          pool.isolate(k);
+          break;
+        case 1:
+          pool.enable(k);
+          break;
+        case 2:
+          pool.set_weight(k, 1 + r.next() % 5);
+          break;
+        case 3:
+          pool.replace((round / 4) % 2 == 0 ? second : first);
+          break;
+      }
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      lcg r{static_cast<std::uint64_t>(t) + 1};
+      for (int i = 0; i < calls; ++i) {
+        const bool fail = r.next() % 5 == 0;
+        const auto out = pool.try_execute([&](const keel::context& ctx) {
+          const std::string* e = ctx.target().get<std::string>();
+          const std::size_t slot = ctx.target().index();
+          if (e == nullptr || slot >= 8) {
+            unreadable.fetch_add(1);
+            return 0;
+          }
+          reached[slot].fetch_add(1);
+          // The slot's endpoint is the one the callable reads, for the whole call.
+          if (e->size() != 2 || (*e)[0] != 'e') wrong_slot.fetch_add(1);
+          if (fail || *e == "e1") throw std::runtime_error("fails");
+          return 1;
+        });
+        if (out.has_keel_error() && out.keel_error().code == keel::errc::no_endpoint_available)
+          refused.fetch_add(1);
+        if (i % 50 == 0) env.advance(1ms);
+      }
+      running.fetch_sub(1);
+    });
+  }
+  for (auto& w : workers) w.join();
+  mutator.join();
+  watcher.join();
+
+  CHECK(over_cap.load() == 0);
+  CHECK(over_flight.load() == 0);
+  CHECK(unreadable.load() == 0);
+  CHECK(wrong_slot.load() == 0);
+  CHECK(ejections.load() > 0);
+  std::uint64_t total = 0;
+  for (auto& n : reached) total += n.load();
+  // Every call either reached exactly one endpoint or was refused (moves
+  // happen only on a layer's rejection, and there are no layers here).
+  CHECK(total + refused.load() == std::uint64_t{threads} * calls);
+  for (std::size_t i = 0; i < pool.capacity(); ++i) CHECK(pool.status(i).in_flight == 0);
+
+  // Quiet again: every endpoint enabled, every ejection over, one call to
+  // sweep: nothing is left degraded.
+  for (std::size_t i = 0; i < pool.capacity(); ++i) pool.enable(i);
+  env.advance(1h);
+  for (int i = 0; i < 8; ++i) pool.try_execute([] { return 1; });
+  std::size_t marked = 0;
+  for (std::size_t i = 0; i < pool.capacity(); ++i) {
+    const auto st = pool.status(i);
+    marked += st.present && (st.isolated || st.ejected || st.held || st.warming) ? 1 : 0;
+  }
+  CHECK(marked == 0);
+  CHECK(pool_test_access::degraded(pool) == 0);
+  CHECK(pool.ejected_count() == 0);
+  CHECK(pool.size() == 6);
+}
+
+}  // namespace
+
+TEST_CASE("endpoint_pool stress: least loaded, with ejections, isolation and replacements",
+          "[failover][pool][stress]") {
+  stress(keel::balance::least_loaded);
+}
+
+TEST_CASE("endpoint_pool stress: round robin", "[failover][pool][stress]") {
+  stress(keel::balance::round_robin);
+}
+
+TEST_CASE("endpoint_pool stress: PeakEWMA", "[failover][pool][stress]") {
+  stress(keel::balance::peak_ewma);
+}
