@@ -432,10 +432,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
     if (degraded_.load(std::memory_order_relaxed) == 0) [[likely]] {
-      const std::size_t s = fast_pick(ctx);
+      time_point now{};  // read by PeakEWMA's pick, and the start of the call it times
+      const std::size_t s = fast_pick(ctx, now);
       if (s != none && enter(s)) [[likely]] {
         bool moved = false;
-        outcome<R> o = call_on<R>(s, next, ctx, moved);
+        outcome<R> o = call_on<R>(s, next, ctx, now, moved);
         if (!moved) [[likely]]
           return o;
         return run_slow<R>(pass_next(next), ctx, s, std::move(o));
@@ -540,11 +541,15 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   /// Replaces the endpoint set (a discovery update). An endpoint equal to one
   /// held keeps its slot and all its state (health, ejection, in-flight count,
   /// weight and priority taken from `members`); the others are removed once
-  /// their calls end, and new ones take free slots. Throws config_error, and
-  /// changes nothing, when the set is empty or does not fit in capacity().
-  void replace(std::vector<pool_member<E>> members) {
+  /// their calls end, and new ones take free slots. Returns false, changing
+  /// nothing, when the new ones do not fit now (a removed endpoint keeps its
+  /// slot while its calls run: try again). Throws config_error, changing
+  /// nothing, when the set is empty, larger than capacity() or has a bad weight.
+  [[nodiscard]] bool replace(std::vector<pool_member<E>> members) {
     static_assert(std::equality_comparable<E>, "keel::endpoint_pool::replace: E needs ==");
     check_members(members);
+    if (members.size() > capacity_)
+      require_valid(config_problem{"endpoint_pool.replace", "more endpoints than capacity"});
     std::lock_guard lock(mutex_);
     const time_point now = env_.now();
     reclaim_locked();
@@ -565,9 +570,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     std::size_t free = 0;
     for (std::size_t s = 0; s < capacity_; ++s)
       free += slots_[s].state.load(std::memory_order_relaxed) == slot::empty ? 1 : 0;
-    if (fresh > free)
-      require_valid(config_problem{"endpoint_pool.replace",
-                                   "more new endpoints than free slots (see capacity)"});
+    if (fresh > free) return false;
     // Build the new ones first: a factory or a copy that throws leaves the
     // pool as it was.
     std::vector<std::size_t> place(members.size(), none);
@@ -610,9 +613,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     members_ = std::move(given);
     publish_locked();
     reclaim_locked();
+    return true;
   }
   /// replace() with weight 1 and priority 0 for each.
-  void replace(std::vector<E> endpoints) { replace(members_of(std::move(endpoints))); }
+  [[nodiscard]] bool replace(std::vector<E> endpoints) {
+    return replace(members_of(std::move(endpoints)));
+  }
 
   // ---- Active health checks -----------------------------------------------------
 
@@ -935,7 +941,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     return false;
   }
 
-  std::size_t fast_pick(const context& ctx) const {
+  std::size_t fast_pick(const context& ctx, time_point& now) const {
     const std::size_t n = top_count_.load(std::memory_order_acquire);
     if (n == 0) return none;
     std::size_t k = 0;
@@ -951,7 +957,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         break;
       case balance::least_loaded:
       case balance::peak_ewma:
-        return best_of_level(n);
+        return best_of_level(ctx, n, now);
     }
     const std::size_t s = order_[k].load(std::memory_order_relaxed);
     if (options_.avoid_tried && ctx.tried().contains(s)) return none;  // the slow path avoids it
@@ -968,8 +974,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     return end - 1;
   }
   // P2C over the top level when all endpoints are healthy.
-  std::size_t best_of_level(std::size_t n) const {
-    const time_point now = options_.strategy == balance::peak_ewma ? env_.now() : time_point{};
+  std::size_t best_of_level(const context& ctx, std::size_t n, time_point& now) const {
+    if (options_.strategy == balance::peak_ewma) now = env_.now();
     std::size_t best = none;
     double best_score = 0;
     const std::size_t picks = detail::min<std::size_t>(options_.choice_count, n);
@@ -986,6 +992,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         best_score = score;
       }
     }
+    if (options_.avoid_tried && ctx.tried().contains(best)) return none;  // the slow path avoids it
     return best;
   }
   static void insert_sorted(std::size_t* a, std::size_t n, std::size_t v) noexcept {
@@ -1056,10 +1063,9 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // ---- The call on one endpoint ----
 
   template <class R, class Next>
-  outcome<R> call_on(std::size_t s, Next& next, context& ctx, bool& moved) const {
+  outcome<R> call_on(std::size_t s, Next& next, context& ctx, time_point start, bool& moved) const {
     slot& sl = slots_[s];
     ctx.set_target(target(s, sl.endpoint()));
-    const time_point start = options_.strategy == balance::peak_ewma ? env_.now() : time_point{};
     outcome<R> o = detail::policy_of(sl.layers_ref()).template run<R>(next, ctx);
     struct leave {
       slot& sl;
@@ -1437,7 +1443,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         continue;
       }
       bool moved = false;
-      outcome<R> o = call_on<R>(c.slot, next, ctx, moved);
+      outcome<R> o = call_on<R>(c.slot, next, ctx, now, moved);
       if (!moved) return o;
       local.insert(c.slot);
       last.reset();

@@ -61,6 +61,7 @@ void stress(keel::balance strategy) {
   std::atomic<std::uint64_t> refused{0}, unreadable{0}, wrong_slot{0};
   std::atomic<int> over_cap{0}, over_flight{0};
   std::atomic<int> running{threads};
+  int replaced = 0;
 
   std::thread watcher([&] {
     while (running.load() > 0) {
@@ -88,7 +89,8 @@ void stress(keel::balance strategy) {
           pool.set_weight(k, 1 + r.next() % 5);
           break;
         case 3:
-          pool.replace((round / 4) % 2 == 0 ? second : first);
+          // False while a removed endpoint's slot is still held by its calls.
+          replaced += pool.replace((round / 4) % 2 == 0 ? second : first) ? 1 : 0;
           break;
       }
       std::this_thread::yield();
@@ -129,6 +131,7 @@ void stress(keel::balance strategy) {
   CHECK(unreadable.load() == 0);
   CHECK(wrong_slot.load() == 0);
   CHECK(ejections.load() > 0);
+  CHECK(replaced > 0);
   std::uint64_t total = 0;
   for (auto& n : reached) total += n.load();
   // Every call either reached exactly one endpoint or was refused (moves

@@ -525,7 +525,7 @@ TEST_CASE("endpoint_pool: replace keeps the state of endpoints that stay",
     return 0;
   });
   REQUIRE(pool.status(1).ejected);
-  pool.replace(strings{"b", "d"});
+  REQUIRE(pool.replace(strings{"b", "d"}));
   CHECK(pool.size() == 2);
   CHECK(pool.index_of("b") == std::size_t{1});
   CHECK(pool.index_of("d") == std::size_t{3});  // the free slot; a's and c's are freed after
@@ -538,7 +538,7 @@ TEST_CASE("endpoint_pool: replace keeps the state of endpoints that stay",
   SECTION("an endpoint removed during its call stays valid until the call ends") {
     std::string after;
     pool.execute([&](const keel::context& ctx) {
-      pool.replace(strings{"e"});
+      CHECK(pool.replace(strings{"e"}));
       CHECK(pool.index_of("e") == std::size_t{0});
       after = name_of(ctx);  // d's slot is removed but not freed
       CHECK_FALSE(pool.status(3).present);
@@ -549,13 +549,15 @@ TEST_CASE("endpoint_pool: replace keeps the state of endpoints that stay",
     CHECK(pool.ejected_count() == 0);  // b left, with its ejection
     CHECK(reach(pool, 2) == "ee");
     // d's call ended: its slot is free again, and the last new endpoint takes it.
-    pool.replace(strings{"e", "f", "g", "h"});
+    CHECK(pool.replace(strings{"e", "f", "g", "h"}));
     CHECK(pool.index_of("f") == std::size_t{1});
     CHECK(pool.index_of("g") == std::size_t{2});
     CHECK(pool.index_of("h") == std::size_t{3});
   }
   SECTION("more than the capacity: config_error, nothing changed") {
-    CHECK_THROWS_AS(pool.replace(strings{"w", "x", "y"}), keel::config_error);
+    // Three new endpoints, two free slots: not now.
+    CHECK_FALSE(pool.replace(strings{"w", "x", "y"}));
+    CHECK_THROWS_AS(pool.replace(strings{"s", "t", "u", "v", "w"}), keel::config_error);
     CHECK_THROWS_AS(pool.replace(strings{}), keel::config_error);
     CHECK(pool.size() == 2);
     CHECK(pool.index_of("d") == std::size_t{3});
@@ -570,7 +572,7 @@ TEST_CASE("endpoint_pool: a factory that throws leaves the pool as it was",
   };
   CHECK_THROWS_AS(keel::endpoint_pool(strings{"a", "boom"}, {}, factory), std::runtime_error);
   keel::endpoint_pool pool(strings{"a", "b"}, {}, factory);
-  CHECK_THROWS_AS(pool.replace(strings{"a", "c", "boom"}), std::runtime_error);
+  CHECK_THROWS_AS(static_cast<void>(pool.replace(strings{"a", "c", "boom"})), std::runtime_error);
   CHECK(pool.size() == 2);
   CHECK(pool.index_of("b") == std::size_t{1});
   CHECK_FALSE(pool.index_of("c").has_value());
