@@ -8,7 +8,7 @@
 #   tests/unit/<area>/**/*_test.cpp -> executable + ctest test keel_<area>_tests
 #   tests/noexcept/*_test.cpp       -> keel_noexcept_tests (-fno-exceptions)
 #   tests/shared_libs/              -> keel_shared_libs_tests (two hidden-visibility libraries)
-#   tests/real/redis_failover_test.cpp -> keel_real_redis_failover (needs hiredis; skips without redis-server)
+#   tests/real/redis_failover_test.cpp -> keel_real_redis (needs hiredis; skips without redis-server)
 #   include/keel/**/*.hpp           -> keel_header_check (each header alone, twice)
 #   examples/NN_name.cpp            -> keel_example_NN_name, ctest example_NN_name
 #   benchmarks/bench_name.cpp       -> keel_bench_name, ctest bench_smoke_name
@@ -174,7 +174,7 @@ if(keel_unit_tests)
 endif()
 
 # ---- Real parts: tests/real/, against real servers on loopback ----------------
-# keel_real_redis_failover: a leader_follower over a real redis-server primary
+# keel_real_redis: a leader_follower over a real redis-server primary
 # and replica, built only when hiredis is found (pkg-config hiredis; Debian's
 # libhiredis-dev). The test starts the servers itself and exits 77 (skipped)
 # when there is no redis-server on PATH.
@@ -185,11 +185,11 @@ if(keel_unit_tests)
     pkg_check_modules(keel_hiredis QUIET IMPORTED_TARGET hiredis)
   endif()
   if(TARGET PkgConfig::keel_hiredis)
-    add_executable(keel_real_redis_failover "${PROJECT_SOURCE_DIR}/tests/real/redis_failover_test.cpp")
-    target_link_libraries(keel_real_redis_failover PRIVATE keel::keel PkgConfig::keel_hiredis)
-    keel_dev_target(keel_real_redis_failover)
-    add_test(NAME keel_real_redis_failover COMMAND keel_real_redis_failover)
-    set_tests_properties(keel_real_redis_failover PROPERTIES LABELS "real;redis"
+    add_executable(keel_real_redis "${PROJECT_SOURCE_DIR}/tests/real/redis_failover_test.cpp")
+    target_link_libraries(keel_real_redis PRIVATE keel::keel PkgConfig::keel_hiredis)
+    keel_dev_target(keel_real_redis)
+    add_test(NAME keel_real_redis COMMAND keel_real_redis)
+    set_tests_properties(keel_real_redis PROPERTIES LABELS "real;redis"
                                                               SKIP_RETURN_CODE 77 TIMEOUT 120)
   else()
     message(STATUS "keel: hiredis not found (apt-get install libhiredis-dev): "

@@ -522,7 +522,7 @@ TEST_CASE("leader_follower: the wait honours the deadline and the stop token",
       keel::leader_follower<node>(nodes(1)).with_signal(answer_signal{}).with_environment(env);
   SECTION("a deadline before the wait ends: the last failure, no wait") {
     keel::context ctx;
-    ctx.tighten_deadline(env.now() + 10ms, env);
+    ctx.tighten_deadline(env.now() + 10ms, env.clock());
     CHECK(lf.try_execute(ctx, c.callable()).has_exception());
     CHECK(c.take() == V{0});
     CHECK(env.sleeps().empty());
