@@ -307,6 +307,9 @@ bool keel_cg_hand_written_breaker_one_coarse_read(int n);
 bool keel_cg_hand_written_breaker_two_coarse_reads(int n);
 bool keel_cg_breaker_ratio_time_coarse(int n);
 bool keel_cg_breaker_slow_call_coarse(int n);
+// In callgrind_workloads_failover.cpp, for the same reason.
+bool keel_cg_hand_written_leader(int n);
+bool keel_cg_leader_follower(int n);
 
 namespace {
 
@@ -344,6 +347,8 @@ constexpr workload workloads[] = {
     {"pipeline_open_rejection", keel_cg_pipeline_open_rejection},
     {"pipeline_fail_then_succeed", keel_cg_pipeline_fail_then_succeed},
     {"any_pipeline", keel_cg_any_pipeline},
+    {"hand_written_leader", keel_cg_hand_written_leader},
+    {"leader_follower", keel_cg_leader_follower},
 };
 
 bool run(const workload& w, int n) {

@@ -8,6 +8,7 @@
 #   tests/unit/<area>/**/*_test.cpp -> executable + ctest test keel_<area>_tests
 #   tests/noexcept/*_test.cpp       -> keel_noexcept_tests (-fno-exceptions)
 #   tests/shared_libs/              -> keel_shared_libs_tests (two hidden-visibility libraries)
+#   tests/real/redis_failover_test.cpp -> keel_real_redis (needs hiredis; skips without redis-server)
 #   include/keel/**/*.hpp           -> keel_header_check (each header alone, twice)
 #   examples/NN_name.cpp            -> keel_example_NN_name, ctest example_NN_name
 #   benchmarks/bench_name.cpp       -> keel_bench_name, ctest bench_smoke_name
@@ -170,6 +171,30 @@ if(keel_unit_tests)
   keel_dev_target(keel_shared_libs_tests)
   add_test(NAME keel_shared_libs_tests COMMAND keel_shared_libs_tests)
   set_tests_properties(keel_shared_libs_tests PROPERTIES LABELS "unit;shared_libs")
+endif()
+
+# ---- Real parts: tests/real/, against real servers on loopback ----------------
+# keel_real_redis: a leader_follower over a real redis-server primary
+# and replica, built only when hiredis is found (pkg-config hiredis; Debian's
+# libhiredis-dev). The test starts the servers itself and exits 77 (skipped)
+# when there is no redis-server on PATH.
+
+if(keel_unit_tests)
+  find_package(PkgConfig QUIET)
+  if(PkgConfig_FOUND)
+    pkg_check_modules(keel_hiredis QUIET IMPORTED_TARGET hiredis)
+  endif()
+  if(TARGET PkgConfig::keel_hiredis)
+    add_executable(keel_real_redis "${PROJECT_SOURCE_DIR}/tests/real/redis_failover_test.cpp")
+    target_link_libraries(keel_real_redis PRIVATE keel::keel PkgConfig::keel_hiredis)
+    keel_dev_target(keel_real_redis)
+    add_test(NAME keel_real_redis COMMAND keel_real_redis)
+    set_tests_properties(keel_real_redis PROPERTIES LABELS "real;redis"
+                                                              SKIP_RETURN_CODE 77 TIMEOUT 120)
+  else()
+    message(STATUS "keel: hiredis not found (apt-get install libhiredis-dev): "
+                   "the Redis failover test is not built")
+  endif()
 endif()
 
 # ---- Compile-fail tests: tests/compile_fail/*.cpp -----------------------------
@@ -418,7 +443,8 @@ if(keel_benchmarks)
   # prove each still measures what it says.
   find_package(Threads REQUIRED)
   add_executable(keel_callgrind_workloads "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads.cpp"
-                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_coarse.cpp")
+                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_coarse.cpp"
+                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_failover.cpp")
   target_link_libraries(keel_callgrind_workloads PRIVATE keel::keel Threads::Threads)
   target_include_directories(keel_callgrind_workloads PRIVATE "${PROJECT_SOURCE_DIR}/benchmarks")
   keel_dev_target(keel_callgrind_workloads)

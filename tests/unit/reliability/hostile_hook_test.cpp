@@ -10,6 +10,7 @@
 // row of the table or of the list of entities that are not user hooks. A hook
 // added later without a row fails it.
 #include <chrono>
+#include <cstddef>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include <keel/circuit_breaker.hpp>
+#include <keel/failover/leader_follower.hpp>
 #include <keel/fallback.hpp>
 #include <keel/pipeline.hpp>
 #include <keel/retry.hpp>
@@ -292,6 +294,70 @@ const std::vector<hook_row>& hook_table() {
          auto served = no_escape([&] { return p.try_execute(fails); });
          CHECK(served.value() == 7);  // serving failed: the next alternative
        }},
+      // ---- leader_follower ---------------------------------------------------
+      {"failover/leader_follower.hpp", "with_signal",
+       [] {  // an extractor that throws means "no signal": the failure is returned
+         auto lf = keel::leader_follower<int>({10, 11}).with_signal(
+             [](const outcome<int>&, std::size_t) -> keel::leader_signal { throw hook_error(); });
+         std::vector<std::size_t> reached;
+         auto o = no_escape([&] {
+           return lf.try_execute([&](const keel::context& ctx) -> int {
+             reached.push_back(ctx.target().index());
+             throw keel::error(std::make_error_code(std::errc::permission_denied),
+                               keel::hint{.leader = keel::leader_hint{1, 1}});
+           });
+         });
+         CHECK(o.has_exception());
+         CHECK(reached == std::vector<std::size_t>{0});
+         CHECK(lf.leader() == 0);
+       }},
+      {"failover/leader_follower.hpp", "failover_on",
+       [] {  // a throwing failover_on matches: an idempotent call moves on; at most once does not
+         auto lf = keel::leader_follower<int>({10, 11}).failover_on(throwing_predicate{});
+         std::vector<std::size_t> reached;
+         const auto call = [&](const keel::context& ctx) -> int {
+           reached.push_back(ctx.target().index());
+           if (ctx.target().index() == 0) throw std::runtime_error("down");
+           return 1;
+         };
+         CHECK(no_escape([&] { return lf.try_execute(call); }).value() == 1);
+         CHECK(reached == std::vector<std::size_t>{0, 1});
+         REQUIRE(lf.set_leader(0));
+         reached.clear();
+         CHECK(no_escape([&] { return lf.at_most_once().try_execute(call); }).has_exception());
+         CHECK(reached == std::vector<std::size_t>{0});
+       }},
+      {"failover/leader_follower.hpp", "not_sent",
+       [] {  // a throwing not_sent cannot prove the call was not delivered: never re-sent
+         auto lf = keel::leader_follower<int>({10, 11})
+                       .failover_on(keel::on::any_failure)
+                       .not_sent(throwing_predicate{});
+         std::vector<std::size_t> reached;
+         auto o = no_escape([&] {
+           return lf.at_most_once().try_execute([&](const keel::context& ctx) -> int {
+             reached.push_back(ctx.target().index());
+             throw std::runtime_error("down");
+           });
+         });
+         CHECK(o.has_exception());
+         CHECK(reached == std::vector<std::size_t>{0});
+       }},
+      {"failover/leader_follower.hpp", "with_listener",
+       [] {  // a throwing listener is ignored: the redirect is still followed and cached
+         throwing_listener l;
+         auto lf = keel::leader_follower<int>({10, 11}).with_listener(l);
+         auto o = no_escape([&] {
+           return lf.try_execute([&](const keel::context& ctx) -> int {
+             if (ctx.target().index() == 0)
+               throw keel::error(std::make_error_code(std::errc::permission_denied),
+                                 keel::hint{.leader = keel::leader_hint{1, 3}});
+             return 1;
+           });
+         });
+         CHECK(o.value() == 1);
+         CHECK(lf.leader() == 1);
+         CHECK(*l.heard == 2);  // leader_changed and redirected
+       }},
       // ---- keel::listeners: a member that throws ---------------------------
       {"core/events.hpp", "on",
        [] {
@@ -415,6 +481,7 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
       {{"circuit_breaker/circuit_breaker.hpp", "with_environment"}, "an environment, see above"},
       {{"fallback/last_known_good.hpp", "with_environment"}, "an environment, see above"},
       {{"retry/retry.hpp", "with_environment"}, "an environment, see above"},
+      {{"failover/leader_follower.hpp", "with_environment"}, "an environment, see above"},
       {{"timeout/timeout.hpp", "with_environment"}, "an environment, see above"},
       {{"core/context.hpp", "set_user_value"},
        "a trivially copyable value, copied bytewise: no user code runs"},
