@@ -310,6 +310,13 @@ bool keel_cg_breaker_slow_call_coarse(int n);
 // In callgrind_workloads_failover.cpp, for the same reason.
 bool keel_cg_hand_written_leader(int n);
 bool keel_cg_leader_follower(int n);
+// In callgrind_workloads_pool.cpp: the replica pool and its floors.
+bool keel_cg_hand_written_rr_breaker(int n);
+bool keel_cg_pool_rr_breaker(int n);
+bool keel_cg_hand_written_p2c(int n);
+bool keel_cg_pool_least_loaded(int n);
+bool keel_cg_hand_written_peak_ewma(int n);
+bool keel_cg_pool_peak_ewma(int n);
 
 namespace {
 
@@ -349,6 +356,12 @@ constexpr workload workloads[] = {
     {"any_pipeline", keel_cg_any_pipeline},
     {"hand_written_leader", keel_cg_hand_written_leader},
     {"leader_follower", keel_cg_leader_follower},
+    {"hand_written_rr_breaker", keel_cg_hand_written_rr_breaker},
+    {"pool_rr_breaker", keel_cg_pool_rr_breaker},
+    {"hand_written_p2c", keel_cg_hand_written_p2c},
+    {"pool_least_loaded", keel_cg_pool_least_loaded},
+    {"hand_written_peak_ewma", keel_cg_hand_written_peak_ewma},
+    {"pool_peak_ewma", keel_cg_pool_peak_ewma},
 };
 
 bool run(const workload& w, int n) {

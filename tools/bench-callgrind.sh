@@ -32,7 +32,8 @@ if [[ -z $bin ]]; then
   # shellcheck disable=SC2086
   "${CXX:-g++}" -std=c++20 ${CXXFLAGS:--O2 -DNDEBUG} -I"${KEEL_INCLUDE:-$root/include}" \
     "$root/benchmarks/callgrind_workloads.cpp" "$root/benchmarks/callgrind_workloads_coarse.cpp" \
-    "$root/benchmarks/callgrind_workloads_failover.cpp" -o "$bin" -pthread
+    "$root/benchmarks/callgrind_workloads_failover.cpp" "$root/benchmarks/callgrind_workloads_pool.cpp" \
+    -I"$root/benchmarks" -o "$bin" -pthread
 fi
 
 run_once() {  # instructions executed inside keel_cg_<name>, for $2 calls

@@ -234,6 +234,10 @@ class context {
 
   /// The endpoints this call has tried so far, across its retries (indexes).
   tried_set tried() const noexcept { return (used_ & tried_bit) != 0 ? tried_.value : tried_set(); }
+  /// True when endpoint `index` is in tried(): one test when nothing was tried.
+  bool was_tried(std::size_t index) const noexcept {
+    return (used_ & tried_bit) != 0 && tried_.value.contains(index);
+  }
 
   /// The operation's name, for metrics and logs ("" unless set): at most
   /// short_name::capacity bytes (cut at a UTF-8 boundary), kept inside the context.

@@ -342,6 +342,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         feedback_(options_.outlier_detection.has_value() ||
                   options_.strategy == balance::peak_ewma || options_.failback_delay.count() > 0 ||
                   options_.slow_start.window.count() > 0),
+        probing_(checks_.probe != nullptr),
+        two_least_loaded_(options_.strategy == balance::least_loaded && options_.choice_count == 2),
         slots_(std::make_unique<slot[]>(capacity_)),
         order_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)),
         prefix_(std::make_unique<std::atomic<std::uint64_t>[]>(capacity_)),
@@ -433,14 +435,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   outcome<R> run(Next&& next, context& ctx) const {
     if (degraded_.load(std::memory_order_relaxed) == 0) [[likely]] {
       time_point now{};  // read by PeakEWMA's pick, and the start of the call it times
-      const std::size_t s = fast_pick(ctx, now);
-      if (s != none && enter(s)) [[likely]] {
-        bool moved = false;
-        outcome<R> o = call_on<R>(s, next, ctx, now, moved);
-        if (!moved) [[likely]]
-          return o;
-        return run_slow<R>(pass_next(next), ctx, s, std::move(o));
-      }
+      const std::size_t s = options_.strategy == balance::round_robin ? next_in_turn(ctx)
+                            : two_least_loaded_                       ? less_loaded_of_two(ctx)
+                                                                      : fast_pick(ctx, now);
+      bool moved = false;  // the fast path hands a moved call to the slow one itself
+      if (s != none && enter(s)) [[likely]]
+        return call_on<R, true>(s, next, ctx, now, moved);
     }
     return run_slow<R>(pass_next(next), ctx, none, std::nullopt);
   }
@@ -843,7 +843,9 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     }
     level_end_[levels].store(static_cast<std::uint32_t>(live.size()), std::memory_order_relaxed);
     levels_.store(static_cast<std::uint32_t>(levels + 1), std::memory_order_relaxed);
-    top_count_.store(level_end_[0].load(std::memory_order_relaxed), std::memory_order_release);
+    const std::uint32_t top = level_end_[0].load(std::memory_order_relaxed);
+    top_m_.store(fastmod_multiplier(top), std::memory_order_relaxed);
+    top_count_.store(top, std::memory_order_release);
     live_.store(live.size(), std::memory_order_release);
     if (od_) od_->set_population(live.size());
     if (top_level_.load(std::memory_order_relaxed) > levels)
@@ -941,14 +943,38 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     return false;
   }
 
+  // Round robin over the top level while every endpoint is healthy: the
+  // cursor's turn modulo the level's size by multiplication (Lemire's fastmod),
+  // not a division.
+  std::size_t next_in_turn(const context& ctx) const noexcept {
+    const std::uint64_t m = top_m_.load(std::memory_order_relaxed);
+    const std::uint32_t n = static_cast<std::uint32_t>(top_count_.load(std::memory_order_relaxed));
+    const std::size_t k = fastmod(next_turn(), m, n);
+    const std::size_t s = order_[k].load(std::memory_order_relaxed);
+    if (options_.avoid_tried && ctx.was_tried(s)) [[unlikely]]
+      return none;  // the slow path avoids it
+    return s;
+  }
+  // c % n for n = the divisor of m = UINT64_MAX / n + 1 (n >= 1): the high
+  // half of (m * c mod 2^64) * n, by 32-bit parts. Always < n, even when m
+  // and n come from two different layouts during a change.
+  static KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::size_t fastmod(std::uint32_t c, std::uint64_t m,
+                                                                   std::uint32_t n) noexcept {
+    const std::uint64_t low = m * c;
+    const std::uint64_t hi = (low >> 32) * n + (((low & 0xffffffffu) * n) >> 32);
+    return static_cast<std::size_t>(hi >> 32);
+  }
+  static std::uint64_t fastmod_multiplier(std::uint32_t n) noexcept {
+    return n == 0 ? 0 : UINT64_MAX / n + 1;
+  }
+
   std::size_t fast_pick(const context& ctx, time_point& now) const {
     const std::size_t n = top_count_.load(std::memory_order_acquire);
     if (n == 0) return none;
     std::size_t k = 0;
     switch (options_.strategy) {
       case balance::round_robin:
-        k = next_turn() % n;
-        break;
+        return next_in_turn(ctx);
       case balance::random:
         k = detail::index_below(env_.uniform(), n);
         break;
@@ -960,10 +986,10 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         return best_of_level(ctx, n, now);
     }
     const std::size_t s = order_[k].load(std::memory_order_relaxed);
-    if (options_.avoid_tried && ctx.tried().contains(s)) return none;  // the slow path avoids it
+    if (options_.avoid_tried && ctx.was_tried(s)) return none;  // the slow path avoids it
     return s;
   }
-  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint64_t next_turn() const noexcept {
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint32_t next_turn() const noexcept {
     return cursor_.fetch_add(1, std::memory_order_relaxed);
   }
   std::size_t weighted_in_level(std::size_t begin, std::size_t end) const {
@@ -974,6 +1000,31 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     return end - 1;
   }
   // P2C over the top level when all endpoints are healthy.
+  // Least loaded of two, the usual case, in integers:
+  // (pending_b + 1) / w_b < (pending_a + 1) / w_a.
+  std::size_t less_loaded_of_two(const context& ctx) const {
+    const std::size_t n = top_count_.load(std::memory_order_acquire);
+    if (n < 2) return fast_pick_any(ctx);
+    const std::size_t a = detail::index_below(env_.uniform(), n);
+    std::size_t b = detail::index_below(env_.uniform(), n - 1);
+    b += b >= a ? 1 : 0;
+    const std::uint32_t ia = order_[a].load(std::memory_order_relaxed);
+    const std::uint32_t ib = order_[b].load(std::memory_order_relaxed);
+    const slot* const all = slots_.get();
+    const std::uint64_t la =
+        (std::uint64_t{all[ia].in_flight.load(std::memory_order_relaxed)} + 1) *
+        all[ib].weight.load(std::memory_order_relaxed);
+    const std::uint64_t lb =
+        (std::uint64_t{all[ib].in_flight.load(std::memory_order_relaxed)} + 1) *
+        all[ia].weight.load(std::memory_order_relaxed);
+    const std::size_t best = lb < la ? ib : ia;
+    if (options_.avoid_tried && ctx.was_tried(best)) return none;  // the slow path avoids it
+    return best;
+  }
+  KEEL_DETAIL_NOINLINE std::size_t fast_pick_any(const context& ctx) const {
+    time_point ignored{};
+    return fast_pick(ctx, ignored);
+  }
   std::size_t best_of_level(const context& ctx, std::size_t n, time_point& now) const {
     if (options_.strategy == balance::peak_ewma) now = env_.now();
     std::size_t best = none;
@@ -992,7 +1043,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         best_score = score;
       }
     }
-    if (options_.avoid_tried && ctx.tried().contains(best)) return none;  // the slow path avoids it
+    if (options_.avoid_tried && ctx.was_tried(best)) return none;  // the slow path avoids it
     return best;
   }
   static void insert_sorted(std::size_t* a, std::size_t n, std::size_t v) noexcept {
@@ -1062,31 +1113,52 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
 
   // ---- The call on one endpoint ----
 
-  template <class R, class Next>
+  // The call on endpoint s, entered. On a layer's rejection (nothing was
+  // sent) the call moves: from the fast path to the slow one (Fast), or back
+  // to the slow path's loop through `moved`.
+  template <class R, bool Fast, class Next>
   outcome<R> call_on(std::size_t s, Next& next, context& ctx, time_point start, bool& moved) const {
     slot& sl = slots_[s];
     ctx.set_target(target(s, sl.endpoint()));
-    outcome<R> o = detail::policy_of(sl.layers_ref()).template run<R>(next, ctx);
     struct leave {
-      slot& sl;
-      ~leave() { sl.in_flight.fetch_sub(1, std::memory_order_release); }
-    } left{sl};
-    if (checks_.probe) sl.traffic.store(true, std::memory_order_relaxed);
+      slot* sl;
+      void now() noexcept {
+        sl->in_flight.fetch_sub(1, std::memory_order_release);
+        sl = nullptr;
+      }
+      ~leave() {
+        if (sl != nullptr) now();
+      }
+    } left{&sl};
+    outcome<R> o = detail::policy_of(sl.layers_ref()).template run<R>(next, ctx);
+    if (probing_) sl.traffic.store(true, std::memory_order_relaxed);
     if (o.has_value() && !feedback_) [[likely]]
       return o;
     if (!o.has_value() && is_rejection(o)) {
       // A layer refused: nothing was sent. Keep the endpoint out for the
       // retry-after it gave, and move the call to another.
-      moved = true;
+      left.now();
       if (const std::optional<duration> ra =
               call_or(std::optional<duration>(), [&] { return o.retry_after(); });
           ra && *ra > duration::zero()) {
         hold(s, saturating_add(env_.now(), *ra));
       }
-      return o;
+      if constexpr (Fast) {
+        return run_slow<R>(pass_next(next), ctx, s, std::move(o));
+      } else {
+        moved = true;
+        return o;
+      }
     }
-    if (!feedback_) return o;
-    if (!o.has_value() && is_cancellation(o)) return o;
+    if (feedback_) learn(s, o, start);
+    return o;
+  }
+
+  // What a result tells the pool: outlier detection, PeakEWMA, the failback ramp.
+  template <class R>
+  void learn(std::size_t s, const outcome<R>& o, time_point start) const {
+    if (!o.has_value() && is_cancellation(o)) return;
+    slot& sl = slots_[s];
     const bool failed = detail::ask_user_predicate(handles_, o);
     const time_point now = env_.now();
     if (options_.strategy == balance::peak_ewma) observe_rtt(sl, now - start, now);
@@ -1095,7 +1167,6 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         detail::ticks(now) < sl.ramp_end.load(std::memory_order_relaxed)) {
       start_warming(sl, now);  // a failure during the ramp starts the wait again
     }
-    return o;
   }
 
   void hold(std::size_t s, time_point until) const {
@@ -1443,7 +1514,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         continue;
       }
       bool moved = false;
-      outcome<R> o = call_on<R>(c.slot, next, ctx, now, moved);
+      outcome<R> o = call_on<R, false>(c.slot, next, ctx, now, moved);
       if (!moved) return o;
       local.insert(c.slot);
       last.reset();
@@ -1463,15 +1534,18 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::vector<pool_member<E>> members_;  // as last given, under mutex_
   std::size_t capacity_;
   bool feedback_;  // whether a result feeds outlier detection, PeakEWMA or the failback ramp
+  bool probing_;   // whether active health checks run (they want to know of traffic)
+  bool two_least_loaded_;  // least_loaded with choice_count 2: the integer fast path
   std::unique_ptr<slot[]> slots_;
   std::unique_ptr<std::atomic<std::uint32_t>[]> order_;      // live slots by (priority, rank)
   std::unique_ptr<std::atomic<std::uint64_t>[]> prefix_;     // weight sums within each level
   std::unique_ptr<std::atomic<std::uint32_t>[]> level_end_;  // end of level l in order_
   std::unique_ptr<std::atomic<std::uint32_t>[]> level_priority_;
   std::unique_ptr<outlier_detector> od_;
-  alignas(64) mutable std::atomic<std::uint64_t> cursor_{0};
+  alignas(64) mutable std::atomic<std::uint32_t> cursor_{0};
   alignas(64) mutable std::atomic<std::size_t> degraded_{0};
   std::atomic<std::size_t> top_count_{0};
+  std::atomic<std::uint64_t> top_m_{0};  // fastmod_multiplier(top_count_)
   std::atomic<std::size_t> live_{0};
   std::atomic<std::uint32_t> levels_{1};
   mutable std::atomic<std::uint32_t> top_level_{0};

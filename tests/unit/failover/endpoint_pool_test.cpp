@@ -76,12 +76,26 @@ TEST_CASE("endpoint_pool: round robin in order, the callable sees the endpoint",
   CHECK(pool.execute([] { return 5; }) == 5);
 }
 
-TEST_CASE("endpoint_pool: the round-robin cursor wraps at 2^64", "[failover][pool][wrap]") {
+TEST_CASE("endpoint_pool: the round-robin cursor wraps at 2^32", "[failover][pool][wrap]") {
   keel::endpoint_pool pool(strings{"a", "b", "c"});
-  pool_test_access::set_cursor(pool, UINT64_MAX - 1);
-  // (2^64 - 2) % 3 == 2, (2^64 - 1) % 3 == 0, then 0, 1: one turn repeats at the wrap.
+  pool_test_access::set_cursor(pool, UINT32_MAX - 1);
+  // (2^32 - 2) % 3 == 2, (2^32 - 1) % 3 == 0, then 0, 1: one turn repeats at the wrap.
   CHECK(reach(pool, 4) == "caab");
   CHECK(pool_test_access::cursor(pool) == 2);
+  // fastmod is exact for every turn and size: checked against % at the edges.
+  for (const std::uint32_t size : {1u, 2u, 3u, 7u, 10u, 128u, 1000u}) {
+    keel::endpoint_pool_options o;
+    o.capacity = size;
+    std::vector<std::string> names;
+    for (std::uint32_t i = 0; i < size; ++i) names.push_back(std::to_string(i));
+    keel::endpoint_pool sized(names, o);
+    for (const std::uint32_t turn : {0u, 1u, size - 1, size, UINT32_MAX - 1, UINT32_MAX}) {
+      pool_test_access::set_cursor(sized, turn);
+      const auto reached =
+          sized.execute([](const keel::context& ctx) { return ctx.target().index(); });
+      CHECK(reached == turn % size);
+    }
+  }
 }
 
 TEST_CASE("endpoint_pool: random and weighted picks follow the random source exactly",

@@ -18,11 +18,11 @@
 namespace keel::detail {
 struct pool_test_access {
   template <class Pool>
-  static void set_cursor(const Pool& p, std::uint64_t v) {
+  static void set_cursor(const Pool& p, std::uint32_t v) {
     p.cursor_.store(v);
   }
   template <class Pool>
-  static std::uint64_t cursor(const Pool& p) {
+  static std::uint32_t cursor(const Pool& p) {
     return p.cursor_.load();
   }
   template <class Pool>
