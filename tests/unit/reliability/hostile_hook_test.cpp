@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <keel/circuit_breaker.hpp>
+#include <keel/failover/endpoint_pool.hpp>
 #include <keel/failover/leader_follower.hpp>
 #include <keel/fallback.hpp>
 #include <keel/pipeline.hpp>
@@ -358,6 +359,59 @@ const std::vector<hook_row>& hook_table() {
          CHECK(lf.leader() == 1);
          CHECK(*l.heard == 2);  // leader_changed and redirected
        }},
+      // ---- endpoint_pool -------------------------------------------------------
+      {"failover/endpoint_pool.hpp", "handle",
+       [] {  // a throwing predicate matches: the result counts as a failure (ejects at 1)
+         keel::outlier_detection_options od;
+         od.consecutive_failures = 1;
+         od.success_rate = std::nullopt;
+         od.max_ejection_percent = 100;
+         auto pool = keel::endpoint_pool<int>({10, 11}, {.outlier_detection = od})
+                         .handle(throwing_predicate{});
+         CHECK(no_escape([&] { return pool.try_execute([] { return 1; }); }).value() == 1);
+         CHECK(pool.status(0).ejected);
+       }},
+      {"failover/endpoint_pool.hpp", "with_listener",
+       [] {  // a throwing listener is ignored: the ejection happens and holds
+         throwing_listener l;
+         keel::outlier_detection_options od;
+         od.consecutive_failures = 1;
+         od.success_rate = std::nullopt;
+         od.max_ejection_percent = 100;
+         auto pool = keel::endpoint_pool<int>({10, 11}, {.outlier_detection = od}).with_listener(l);
+         CHECK(no_escape([&] { return pool.try_execute(fails); }).has_exception());
+         CHECK(pool.status(0).ejected);
+         CHECK(*l.heard == 1);
+         CHECK(no_escape([&] {
+                 return pool.try_execute(
+                     [](const keel::context& ctx) { return *ctx.target().get<int>(); });
+               }).value() == 11);
+       }},
+      {"failover/endpoint_pool.hpp", "with_health_check",
+       [] {  // a probe that throws is a failed probe
+         auto pool = keel::endpoint_pool<int>({10, 11}).with_health_check(
+             [](const int&) -> bool { throw hook_error(); }, {.unhealthy_threshold = 1});
+         CHECK(pool.run_health_checks() == 2);
+         CHECK(pool.status(0).check_failed);
+         CHECK(pool.status(1).check_failed);
+       }},
+      {"failover/endpoint_pool.hpp", "on_warm_up",
+       [] {  // a warm-up hook that throws is ignored: the failover happens
+         std::vector<keel::pool_member<int>> members{{10, 1, 0}, {11, 1, 1}};
+         int warmed = 0;
+         auto pool =
+             keel::endpoint_pool<int>(members, {.panic_threshold = 0}).on_warm_up([&](const int&) {
+               ++warmed;
+               throw hook_error();
+             });
+         pool.isolate(0);
+         auto o = no_escape([&] {
+           return pool.try_execute(
+               [](const keel::context& ctx) { return *ctx.target().get<int>(); });
+         });
+         CHECK(o.value() == 11);
+         CHECK(warmed == 1);
+       }},
       // ---- keel::listeners: a member that throws ---------------------------
       {"core/events.hpp", "on",
        [] {
@@ -482,6 +536,7 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
       {{"fallback/last_known_good.hpp", "with_environment"}, "an environment, see above"},
       {{"retry/retry.hpp", "with_environment"}, "an environment, see above"},
       {{"failover/leader_follower.hpp", "with_environment"}, "an environment, see above"},
+      {{"failover/endpoint_pool.hpp", "with_environment"}, "an environment, see above"},
       {{"timeout/timeout.hpp", "with_environment"}, "an environment, see above"},
       {{"core/context.hpp", "set_user_value"},
        "a trivially copyable value, copied bytewise: no user code runs"},
