@@ -442,6 +442,12 @@ if(keel_examples)
                       WORKING_DIRECTORY "${PROJECT_BINARY_DIR}"
                       COMMENT "Running the keel demo")
   endif()
+  # The failover demo, the same way: it writes its chart, failover.svg, there.
+  if(TARGET keel_example_10_failover_demo)
+    add_custom_target(keel_run_failover_demo COMMAND keel_example_10_failover_demo USES_TERMINAL
+                      WORKING_DIRECTORY "${PROJECT_BINARY_DIR}"
+                      COMMENT "Running the keel failover demo")
+  endif()
 endif()
 
 # ---- Benchmarks: benchmarks/bench_name.cpp, callgrind_workloads.cpp ---------
