@@ -11,6 +11,7 @@
 // moves the virtual clock by the real time it took.
 #include <httplib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <csignal>
@@ -19,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -242,7 +244,7 @@ class cluster {
 
   /// GET /who on the context's replica; the socket's timeouts are what is
   /// left of the attempt's deadline, plus `grace` (so the deadline passes
-  /// first when a replica hangs). The virtual clock moves by the time taken.
+  /// first when a replica hangs).
   template <class Guarded>
   request_result request(const Guarded& guarded, keel::duration grace = 0ms) const {
     request_result r;
