@@ -8,6 +8,7 @@
 #   tests/unit/<area>/**/*_test.cpp -> executable + ctest test keel_<area>_tests
 #   tests/noexcept/*_test.cpp       -> keel_noexcept_tests (-fno-exceptions)
 #   tests/shared_libs/              -> keel_shared_libs_tests (two hidden-visibility libraries)
+#   tests/real/<name>_test.cpp      -> keel_real_<name> (real servers on loopback; http_*: cpp-httplib)
 #   tests/real/redis_failover_test.cpp -> keel_real_redis (needs hiredis; skips without redis-server)
 #   include/keel/**/*.hpp           -> keel_header_check (each header alone, twice)
 #   examples/NN_name.cpp            -> keel_example_NN_name, ctest example_NN_name
@@ -333,6 +334,58 @@ if(keel_unit_tests AND KEEL_BUILD_PACKAGE_TESTS AND PROJECT_IS_TOP_LEVEL)
   keel_add_package_test(fetch_content)
 endif()
 
+# ---- cpp-httplib: the HTTP example and the real-parts tests -----------------
+# Upstream's CMake package, or Debian's compiled library (libcpp-httplib-dev,
+# found by pkg-config). Without it the HTTP example is a stub and the HTTP
+# real-parts tests are not built.
+
+if(keel_examples OR keel_unit_tests)
+  find_package(httplib CONFIG QUIET)
+  if(TARGET httplib::httplib)
+    set(keel_httplib httplib::httplib)
+  else()
+    find_package(PkgConfig QUIET)
+    if(PkgConfig_FOUND)
+      pkg_check_modules(keel_httplib_pc QUIET IMPORTED_TARGET cpp-httplib)
+    endif()
+    if(TARGET PkgConfig::keel_httplib_pc)
+      set(keel_httplib PkgConfig::keel_httplib_pc)
+    endif()
+  endif()
+endif()
+
+# ---- Real-parts tests: tests/real/<name>_test.cpp -> keel_real_<name> -------
+# keel against real servers on loopback, started and stopped by the test
+# (ctest label "real"). A test named http_* needs cpp-httplib and is built
+# only when it is found.
+
+if(keel_unit_tests)
+  file(GLOB keel_real_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/tests/real/*_test.cpp")
+  list(SORT keel_real_sources)
+  foreach(src IN LISTS keel_real_sources)
+    get_filename_component(stem "${src}" NAME_WE)
+    string(REGEX REPLACE "_test$" "" name "${stem}")
+    if(name MATCHES "^redis_")  # keel_real_redis, above: its own main and hiredis
+      continue()
+    endif()
+    if(name MATCHES "^http_" AND NOT keel_httplib)
+      message(STATUS "keel: cpp-httplib not found; keel_real_${name} skipped "
+                     "(apt-get install libcpp-httplib-dev)")
+      continue()
+    endif()
+    set(tgt keel_real_${name})
+    add_executable(${tgt} "${src}")
+    find_package(Threads REQUIRED)
+    target_link_libraries(${tgt} PRIVATE keel_test_main keel_test_support Threads::Threads)
+    if(name MATCHES "^http_")
+      target_link_libraries(${tgt} PRIVATE ${keel_httplib})
+    endif()
+    keel_dev_target(${tgt})
+    add_test(NAME ${tgt} COMMAND ${tgt})
+    set_tests_properties(${tgt} PROPERTIES LABELS "real" TIMEOUT 120)
+  endforeach()
+endif()
+
 # ---- Examples: examples/NN_name.cpp -----------------------------------------
 
 if(keel_examples)
@@ -354,21 +407,6 @@ if(keel_examples)
 endif()
 
 if(keel_examples)
-
-  # cpp-httplib for the HTTP example: upstream's CMake package, or Debian's compiled
-  # library (libcpp-httplib-dev, found by pkg-config). Without it the example is a stub.
-  find_package(httplib CONFIG QUIET)
-  if(TARGET httplib::httplib)
-    set(keel_httplib httplib::httplib)
-  else()
-    find_package(PkgConfig QUIET)
-    if(PkgConfig_FOUND)
-      pkg_check_modules(keel_httplib_pc QUIET IMPORTED_TARGET cpp-httplib)
-    endif()
-    if(TARGET PkgConfig::keel_httplib_pc)
-      set(keel_httplib PkgConfig::keel_httplib_pc)
-    endif()
-  endif()
 
   file(GLOB keel_example_sources CONFIGURE_DEPENDS "${PROJECT_SOURCE_DIR}/examples/[0-9][0-9]_*.cpp")
   list(SORT keel_example_sources)
@@ -431,6 +469,12 @@ if(keel_examples)
     add_custom_target(keel_run_demo COMMAND keel_example_${KEEL_DEMO_EXAMPLE} USES_TERMINAL
                       WORKING_DIRECTORY "${PROJECT_BINARY_DIR}"
                       COMMENT "Running the keel demo")
+  endif()
+  # The failover demo, the same way: it writes its chart, failover.svg, there.
+  if(TARGET keel_example_10_failover_demo)
+    add_custom_target(keel_run_failover_demo COMMAND keel_example_10_failover_demo USES_TERMINAL
+                      WORKING_DIRECTORY "${PROJECT_BINARY_DIR}"
+                      COMMENT "Running the keel failover demo")
   endif()
 endif()
 
