@@ -379,6 +379,20 @@ int main() {
   const auto switch_over = [&](redisContext* old_primary, redisContext* new_primary, int new_port) {
     const reply w = command(old_primary, {"WAIT", "1", "2000"});
     if (!w || w->type != REDIS_REPLY_INTEGER || w->integer < 1) return false;
+    // WAIT counts a replica's acknowledgement, not its dataset: also wait
+    // until the replica has no sync under way and holds what the primary holds.
+    const auto dbsize = [](redisContext* conn) {
+      const reply r = command(conn, {"DBSIZE"});
+      return r && r->type == REDIS_REPLY_INTEGER ? r->integer : -1;
+    };
+    if (!poll_until(
+            [&] {
+              return info_field(new_primary, "master_sync_in_progress") == "0" &&
+                     info_field(new_primary, "master_link_status") == "up" &&
+                     dbsize(new_primary) == dbsize(old_primary);
+            },
+            5s))
+      return false;
     if (!ok_reply(command(new_primary, {"REPLICAOF", "NO", "ONE"}))) return false;
     return replicate(old_primary, new_primary, new_port);
   };
