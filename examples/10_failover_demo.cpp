@@ -109,7 +109,6 @@ struct world {
   std::vector<attempt> attempts;
   std::vector<request> requests;
   std::vector<std::string> diary;         // the pool's and the breakers' events, with their times
-  std::vector<std::size_t> this_request;  // the replicas the current request tried
 
   keel::duration now() const { return env.elapsed(); }
 
@@ -117,7 +116,6 @@ struct world {
   std::string call(const keel::context& ctx) {
     const replica& r = *ctx.target().get<replica>();
     attempts.push_back({now(), r.index});
-    this_request.push_back(r.index);
     if (!alive(r.index, now())) {
       env.advance(1ms);
       throw std::runtime_error("connection refused");
@@ -168,7 +166,6 @@ template <class Guarded, class Before>
 void replay(world& w, const Guarded& guarded, Before before) {
   while (w.now() < scenario_length) {
     before();
-    w.this_request.clear();
     const keel::duration began = w.now();
     const auto answer = guarded.try_execute([&](const keel::context& ctx) { return w.call(ctx); });
     w.requests.push_back({began, w.now(), answer.has_value()});
@@ -194,22 +191,6 @@ struct breaker_diary {
 using breaker_t = keel::circuit_breaker<keel::on::any_failure_t, breaker_diary,
                                         keel::testing::virtual_environment>;
 
-/// WORKAROUND (a defect of endpoint_pool): with least_loaded and peak_ewma, while no endpoint
-/// is degraded, the pool's fast path picks without avoid_tried, so a retry can go back to the
-/// replica that just failed it (a replica refusing connections in 1 ms is PeakEWMA's
-/// cheapest). This layer refuses, as a rejection (nothing sent), a replica the request already
-/// tried; the pool then moves the call to an untried one, as avoid_tried promises.
-struct refuse_tried {
-  world* w;
-  template <class R, class Next>
-  keel::outcome<R> run(Next&& next, keel::context& ctx) const {
-    const std::vector<std::size_t>& tried = w->this_request;
-    if (std::find(tried.begin(), tried.end(), ctx.target().index()) != tried.end())
-      return keel::outcome<R>::from_keel(keel::errc::no_endpoint_available);
-    return next(ctx);
-  }
-};
-
 /// Per replica: a breaker (5 failures in a row open it for 5 s: the backstop when the ejection
 /// cap lets outlier detection eject no more) and a 1 s attempt timeout, both on the world's
 /// clock. A pipeline never holds a breaker by value: it gets a std::shared_ptr.
@@ -217,7 +198,6 @@ struct breaker_and_timeout {
   world* w;
   auto operator()(const replica&, std::size_t i) const {
     return keel::pipeline(
-        refuse_tried{w},
         std::make_shared<breaker_t>(
             keel::circuit_breaker_options{.trip = keel::consecutive_failures{.threshold = 5},
                                           .open_duration = 5s},

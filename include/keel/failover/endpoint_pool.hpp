@@ -84,7 +84,8 @@ struct health_check_options {
   duration jitter{};                            ///< uniform extra per probe, >= 0. Default 0.
   std::uint32_t unhealthy_threshold = 3;        ///< >= 1. Default 3.
   std::uint32_t healthy_threshold = 2;          ///< >= 1. Default 2.
-  /// The interval for an endpoint that took no call since its last probe. Default 60 s.
+  /// The interval while the pool takes no calls, for an endpoint not kept out
+  /// (an unhealthy one is probed every `interval`). Default 60 s (Envoy).
   duration no_traffic_interval = std::chrono::seconds(60);
 
   /// The first invalid field, or nullopt.
@@ -631,6 +632,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     std::lock_guard checking(check_mutex_);
     std::size_t ran = 0;
     const std::int64_t t = detail::ticks(now);
+    // As in Envoy, no_traffic_interval is for a pool that takes no calls: with
+    // any traffic, and for an endpoint kept out (it cannot take any), interval.
+    bool busy = false;
+    for (std::size_t s = 0; s < capacity_ && !busy; ++s)
+      busy = slots_[s].state.load(std::memory_order_acquire) == slot::live &&
+             slots_[s].traffic.load(std::memory_order_relaxed);
     for (std::size_t s = 0; s < capacity_; ++s) {
       slot& sl = slots_[s];
       if (sl.state.load(std::memory_order_acquire) != slot::live) continue;
@@ -638,9 +645,10 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       ++ran;
       const E& e = sl.endpoint();
       const bool passed = call_or(false, [&] { return checks_.probe->check(e, s); });
-      const bool traffic = sl.traffic.exchange(false, std::memory_order_relaxed);
+      sl.traffic.store(false, std::memory_order_relaxed);
       const health_check_options& ho = checks_.options;
-      const duration gap = traffic ? ho.interval : ho.no_traffic_interval;
+      const bool kept_out = sl.gate.load(std::memory_order_relaxed) != 0;
+      const duration gap = busy || kept_out ? ho.interval : ho.no_traffic_interval;
       const duration extra = saturating_mul(ho.jitter, clamp_unit(env_.uniform()));
       sl.next_check = detail::ticks(saturating_add(saturating_add(now, gap), extra));
       if (passed) {

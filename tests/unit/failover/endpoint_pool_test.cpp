@@ -506,6 +506,11 @@ TEST_CASE("endpoint_pool: active health checks: thresholds, intervals, jitter, t
   pool.run_health_checks();
   CHECK(log.take() == strings{"unhealthy 0"});
   CHECK(pool.usable_count() == 0);
+  // Kept out, they take no calls, and are probed every interval all the same.
+  CHECK(pool.next_health_check() == keel::time_point(38000ms));
+  env.advance(2500ms);
+  pool.run_health_checks();
+  CHECK(pool.next_health_check() == keel::time_point(40500ms));
 }
 
 TEST_CASE("endpoint_pool: a passed probe returns an ejected endpoint", "[failover][pool][health]") {
