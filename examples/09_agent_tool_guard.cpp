@@ -222,7 +222,7 @@ int main() {
                        answers.serve(question, staleness), friendly),
         answers.record(question), primary_retry, std::ref(primary_pool));
     return chain.try_execute([&](const keel::context& ctx) {
-      return primary[ctx.target().index()](*ctx.target().get<deployment>(), question);
+      return primary.at(ctx.target().index())(*ctx.target().get<deployment>(), question);
     });
   };
 
