@@ -108,7 +108,7 @@ struct world {
   keel::testing::seeded_random jitter{7};
   std::vector<attempt> attempts;
   std::vector<request> requests;
-  std::vector<std::string> diary;         // the pool's and the breakers' events, with their times
+  std::vector<std::string> diary;  // the pool's and the breakers' events, with their times
 
   keel::duration now() const { return env.elapsed(); }
 
