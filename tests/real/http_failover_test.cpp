@@ -35,6 +35,7 @@
 #include <keel/timeout.hpp>
 
 #include "support/catch.hpp"
+#include "support/pool_event_log.hpp"
 
 using namespace std::chrono_literals;
 
@@ -132,48 +133,7 @@ class replica {
   std::thread thread_;
 };
 
-/// Every pool event as a line of text, and the ejections' ends.
-struct event_log {
-  struct state {
-    std::mutex mutex;
-    std::vector<std::string> lines;
-    std::vector<keel::time_point> ejected_until;
-  };
-  std::shared_ptr<state> s = std::make_shared<state>();
-
-  void add(std::string line) const {
-    std::lock_guard lock(s->mutex);
-    s->lines.push_back(std::move(line));
-  }
-  std::vector<std::string> take() const {
-    std::lock_guard lock(s->mutex);
-    return std::exchange(s->lines, {});
-  }
-  keel::time_point last_until() const {
-    std::lock_guard lock(s->mutex);
-    return s->ejected_until.empty() ? keel::time_point{} : s->ejected_until.back();
-  }
-  void on(const keel::endpoint_ejected& e) const {
-    {
-      std::lock_guard lock(s->mutex);
-      s->ejected_until.push_back(e.until);
-    }
-    add("ejected " + std::to_string(e.endpoint) + " " +
-        std::string(keel::to_string_view(e.reason)));
-  }
-  void on(const keel::endpoint_restored& e) const { add("restored " + std::to_string(e.endpoint)); }
-  void on(const keel::endpoint_health_changed& e) const {
-    add(std::string(e.healthy ? "healthy " : "unhealthy ") + std::to_string(e.endpoint));
-  }
-  void on(const keel::pool_failover& e) const {
-    add("failover " + std::to_string(e.from_priority) + "->" + std::to_string(e.to_priority));
-  }
-  void on(const keel::pool_failback& e) const {
-    add("failback " + std::to_string(e.from_priority) + "->" + std::to_string(e.to_priority));
-  }
-  void on(const keel::pool_panic_entered&) const { add("panic entered"); }
-  void on(const keel::pool_panic_left&) const { add("panic left"); }
-};
+using event_log = keel_test::event_log;
 
 using breaker_t = keel::circuit_breaker<keel::on::any_failure_t, keel::no_listener, env_t>;
 

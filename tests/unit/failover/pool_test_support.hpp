@@ -15,6 +15,8 @@
 #include <keel/failover/endpoint_pool.hpp>
 #include <keel/testing/virtual_environment.hpp>
 
+#include "support/pool_event_log.hpp"
+
 namespace keel::detail {
 struct pool_test_access {
   template <class Pool>
@@ -73,41 +75,7 @@ class script_random {
 
 using env_t = keel::testing::basic_virtual_environment<script_random>;
 
-/// Every pool event as a line of text, in order.
-struct event_log {
-  std::shared_ptr<std::mutex> mutex = std::make_shared<std::mutex>();
-  std::shared_ptr<std::vector<std::string>> lines = std::make_shared<std::vector<std::string>>();
-
-  void add(std::string s) const {
-    std::lock_guard lock(*mutex);
-    lines->push_back(std::move(s));
-  }
-  std::vector<std::string> take() const {
-    std::lock_guard lock(*mutex);
-    std::vector<std::string> out;
-    out.swap(*lines);
-    return out;
-  }
-  void on(const keel::endpoint_ejected& e) const {
-    add("ejected " + std::to_string(e.endpoint) + " " +
-        std::string(keel::to_string_view(e.reason)) + " until " +
-        std::to_string(
-            std::chrono::duration_cast<std::chrono::milliseconds>(e.until.time_since_epoch())
-                .count()));
-  }
-  void on(const keel::endpoint_restored& e) const { add("restored " + std::to_string(e.endpoint)); }
-  void on(const keel::endpoint_health_changed& e) const {
-    add(std::string(e.healthy ? "healthy " : "unhealthy ") + std::to_string(e.endpoint));
-  }
-  void on(const keel::pool_failover& e) const {
-    add("failover " + std::to_string(e.from_priority) + "->" + std::to_string(e.to_priority));
-  }
-  void on(const keel::pool_failback& e) const {
-    add("failback " + std::to_string(e.from_priority) + "->" + std::to_string(e.to_priority));
-  }
-  void on(const keel::pool_panic_entered&) const { add("panic entered"); }
-  void on(const keel::pool_panic_left&) const { add("panic left"); }
-};
+using event_log = keel_test::event_log;
 
 }  // namespace pool_test
 
