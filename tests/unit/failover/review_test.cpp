@@ -138,15 +138,15 @@ struct refuse_at_slot {
 TEST_CASE("R1: replace() destroys the endpoint a running health probe is reading",
           "[.][review14][pool][health][lifetime]") {
   std::atomic<bool> in_probe{false}, release{false}, alive_after{true};
-  auto pool = keel::endpoint_pool(tracked_list({"a", "b"}))
-                  .with_health_check([&](const tracked& e) {
-                    if (e.name != "a") return true;
-                    in_probe.store(true);
-                    while (!release.load()) std::this_thread::yield();
-                    // replace() has returned meanwhile: is `e` still an object?
-                    alive_after.store(is_live(&e));
-                    return true;
-                  });
+  auto pool =
+      keel::endpoint_pool(tracked_list({"a", "b"})).with_health_check([&](const tracked& e) {
+        if (e.name != "a") return true;
+        in_probe.store(true);
+        while (!release.load()) std::this_thread::yield();
+        // replace() has returned meanwhile: is `e` still an object?
+        alive_after.store(is_live(&e));
+        return true;
+      });
   std::thread checker([&] { pool.run_health_checks(); });
   while (!in_probe.load()) std::this_thread::yield();
   // Drops a (no new endpoint: replace() never touches check_mutex_).
@@ -368,9 +368,9 @@ TEST_CASE("R9: a cold standby takes traffic without its warm-up hook",
   env_t env(random);
   std::vector<std::string> warmed;
   auto pool =
-      keel::endpoint_pool(std::vector<keel::pool_member<std::string>>{
-                              {"a", 1, 0}, {"b", 1, 0}, {"c", 1, 1}},
-                          {}, keel::no_layers(), keel::no_listener(), env)
+      keel::endpoint_pool(
+          std::vector<keel::pool_member<std::string>>{{"a", 1, 0}, {"b", 1, 0}, {"c", 1, 1}}, {},
+          keel::no_layers(), keel::no_listener(), env)
           .with_health_check([](const std::string& e) { return e != "a"; },
                              {.unhealthy_threshold = 1})
           .on_warm_up([&](const std::string& e) { warmed.push_back(e); });
@@ -398,7 +398,7 @@ TEST_CASE("R10: 65 priority levels: panic over a lumped level sends calls to a s
   for (int i = 0; i < 4; ++i)
     seen += pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).value() + " ";
   // Envoy: level 64 is 100 % healthy, no panic, it takes all the traffic.
-  CHECK(seen == "p64 p64 p64 p64 ");  // FAILS: p63 (unhealthy) takes half
+  CHECK(seen == "p64 p64 p64 p64 ");    // FAILS: p63 (unhealthy) takes half
   CHECK(pool.active_priority() == 64);  // FAILS: 63
 }
 
@@ -410,9 +410,10 @@ TEST_CASE("R11: leader_follower with 300 members never waits", "[.][review14][le
   using fixed_env = keel::testing::basic_virtual_environment<keel::testing::fixed_random>;
   const fixed_env env(keel::testing::fixed_random(0.5));
   std::vector<int> members(300);
-  auto lf = keel::leader_follower<int>(members, {.max_redirects = 400, .require_leader = false})
-                .with_signal([](const keel::outcome<int>&) { return keel::leader_signal::not_leader(); })
-                .with_environment(env);
+  auto lf =
+      keel::leader_follower<int>(members, {.max_redirects = 400, .require_leader = false})
+          .with_signal([](const keel::outcome<int>&) { return keel::leader_signal::not_leader(); })
+          .with_environment(env);
   int calls = 0;
   const auto o = lf.try_execute([&](const keel::context&) -> int {
     ++calls;
@@ -434,7 +435,8 @@ TEST_CASE("R12: leader_follower's backoff trusts the random source",
   for (const double u : {1e9, std::nan("")}) {
     const fixed_env env(keel::testing::fixed_random{u});
     auto lf = keel::leader_follower<int>(std::vector<int>{0}, {.max_redirects = 1})
-                  .with_signal([](const keel::outcome<int>&) { return keel::leader_signal::not_leader(); })
+                  .with_signal(
+                      [](const keel::outcome<int>&) { return keel::leader_signal::not_leader(); })
                   .with_environment(env);
     lf.try_execute([](const keel::context&) -> int { throw std::runtime_error("no"); });
     const auto sleeps = env.sleeps();
@@ -442,4 +444,91 @@ TEST_CASE("R12: leader_follower's backoff trusts the random source",
     CHECK(sleeps[0] <= 27500us);  // FAILS for 1e9: 25 ms * (1 + 0.1 * (2e9 - 1))
     CHECK(sleeps[0] >= 22500us);  // FAILS for NaN: a zero wait
   }
+}
+
+// ---------------------------------------------------------------------------
+// 13. build() stores in_flight = 0 over a stale caller's enter(): replays
+//     the interleaving [caller: in_flight.fetch_add(1) on a stale index s]
+//     [replace(): build(s) ... in_flight.store(0) ... state = live]
+//     [caller: state load sees live, runs, leaves: fetch_sub]. The count
+//     wraps to 2^32 - 1, so the slot is never reclaimed once removed.
+// ---------------------------------------------------------------------------
+TEST_CASE("R13: a stale enter() racing build() wraps in_flight and leaks the slot",
+          "[.][review14][pool][race][replace]") {
+  struct state {
+    const void* pool = nullptr;
+    std::function<void(std::size_t)> up;
+  };
+  auto st = std::make_shared<state>();
+  const auto factory = [st](const std::string& e, std::size_t s) {
+    // The stale caller's fetch_add lands while the slot is being built.
+    if (e == "y" && st->up) st->up(s);
+    return keel::no_layers::pass_through{};
+  };
+  keel::endpoint_pool pool(strings{"a", "b", "x"}, {.capacity = 3}, factory);
+  // A caller read order_ -> slot 2 (x) and stalls; x leaves and its slot is freed.
+  REQUIRE(pool.replace(strings{"a", "b"}));
+  REQUIRE_FALSE(pool.status(2).present);
+  st->up = [&pool](std::size_t s) { pool_test_access::in_flight_up(pool, s); };
+  REQUIRE(pool.replace(strings{"a", "b", "y"}));  // y is built in slot 2
+  REQUIRE(pool.index_of("y") == std::size_t{2});
+  // The caller resumes: enter() reads state == live, runs its call, leaves.
+  pool_test_access::in_flight_down(pool, 2);
+  CHECK(pool.status(2).in_flight == 0);  // FAILS: 4294967295
+  // Consequence: y, removed, is never reclaimed; its slot is lost for good.
+  st->up = nullptr;
+  REQUIRE(pool.replace(strings{"a", "b"}));
+  CHECK(pool.replace(strings{"a", "b", "z"}));  // FAILS: no free slot, forever
+}
+
+// ---------------------------------------------------------------------------
+// 1 (ASan). The same as R1 with a heap-allocated endpoint: under the asan
+// preset this is a heap-use-after-free report. Run it alone.
+// ---------------------------------------------------------------------------
+TEST_CASE("R1-asan: the health probe reads a freed endpoint", "[.][review14-asan]") {
+  std::atomic<bool> in_probe{false}, release{false};
+  std::atomic<std::size_t> seen{0};
+  // Two left after the replace: a top level of one trips finding R14 first.
+  const std::string long_a(64, 'a'), long_b(64, 'b'), long_c(64, 'c');
+  auto pool =
+      keel::endpoint_pool(strings{long_a, long_b, long_c})
+          .with_health_check([&](const std::string& e) {
+            if (e[0] != 'a') return true;
+            in_probe.store(true);
+            while (!release.load()) std::this_thread::yield();
+            seen.store(e == long_a ? 1 : 2);  // reads the freed buffer (memcmp: instrumented)
+            return true;
+          });
+  std::thread checker([&] { pool.run_health_checks(); });
+  while (!in_probe.load()) std::this_thread::yield();
+  REQUIRE(pool.replace(strings{long_b, long_c}));
+  release.store(true);
+  checker.join();
+  CHECK(seen.load() == 1);
+}
+
+// 7 (ASan): a target kept from a call, read after replace().
+TEST_CASE("R7-asan: a kept target reads a freed endpoint", "[.][review14-asan]") {
+  const std::string long_a(64, 'a'), long_b(64, 'b'), long_c(64, 'c');
+  keel::endpoint_pool pool(strings{long_a, long_b, long_c});
+  keel::target kept;
+  pool.execute([&](const keel::context& ctx) {
+    kept = ctx.target();
+    return 0;
+  });
+  REQUIRE(pool.replace(strings{long_b, long_c}));
+  CHECK(*kept.get<std::string>() == long_a);  // heap-use-after-free under ASan
+}
+
+// ---------------------------------------------------------------------------
+// 14. fastmod_multiplier(1) wraps (UINT64_MAX / 1 + 1) without
+//     KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP: under the project's own asan
+//     preset (-fsanitize=integer, -fno-sanitize-recover=all) every pool whose
+//     top level has one endpoint aborts, the existing suite included.
+//     Passes in ordinary builds; run under build/asan.
+// ---------------------------------------------------------------------------
+TEST_CASE("R14: a pool whose top level holds one endpoint (asan preset: aborts)",
+          "[.][review14-asan]") {
+  keel::endpoint_pool pool(std::vector<keel::pool_member<std::string>>{{"a", 1, 0}, {"b", 1, 1}});
+  CHECK(pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).value() == "a");
 }
