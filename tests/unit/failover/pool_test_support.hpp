@@ -31,6 +31,15 @@ struct pool_test_access {
   static std::size_t degraded(const Pool& p) {
     return p.degraded_.load();
   }
+  // review14: one half of enter()/leave() on slot s, to replay an interleaving.
+  template <class Pool>
+  static void in_flight_up(const Pool& p, std::size_t s) {
+    p.slots_[s].in_flight.fetch_add(1, std::memory_order_seq_cst);
+  }
+  template <class Pool>
+  static void in_flight_down(const Pool& p, std::size_t s) {
+    p.slots_[s].in_flight.fetch_sub(1, std::memory_order_release);
+  }
 };
 }  // namespace keel::detail
 
