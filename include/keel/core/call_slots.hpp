@@ -56,8 +56,9 @@ class target {
   /// An empty target.
   constexpr target() noexcept = default;
 
-  /// Endpoint `index` of a pool, `endpoint` itself. Not owned: the pool
-  /// holds its endpoints for as long as it lives.
+  /// Endpoint `index` of a pool, `endpoint` itself. Not owned: valid for the
+  /// whole call that received it, and after it while the pool holds that
+  /// endpoint (a pool's replace() may remove it).
   template <class E>
   constexpr target(std::size_t index, const E& endpoint) noexcept
       : endpoint_(&endpoint), key_(detail::type_key_of<E>), index_(index) {}

@@ -29,6 +29,7 @@
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"
+#include "keel/detail/algorithm.hpp"
 #include "keel/detail/config.hpp"
 #include "keel/failover/outlier_detector.hpp"
 
@@ -276,6 +277,29 @@ inline std::size_t index_below(double u, std::size_t n) noexcept {
   if (!(x < static_cast<double>(n))) return n - 1;
   return static_cast<std::size_t>(x);
 }
+
+/// The slots one call moved away from within an attempt (each refused it):
+/// exact for any index, up to `room` of them.
+class moved_set {
+ public:
+  static constexpr std::size_t room = 16;
+  bool contains(std::size_t s) const noexcept {
+    for (std::size_t i = 0; i < n_; ++i)
+      if (items_[i] == s) return true;
+    return false;
+  }
+  /// False when full (and `s` not already in).
+  bool insert(std::size_t s) noexcept {
+    if (contains(s)) return true;
+    if (n_ == room) return false;
+    items_[n_++] = s;
+    return true;
+  }
+
+ private:
+  std::size_t items_[room] = {};
+  std::size_t n_ = 0;
+};
 
 }  // namespace detail
 
@@ -551,7 +575,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     check_members(members);
     if (members.size() > capacity_)
       require_valid(config_problem{"endpoint_pool.replace", "more endpoints than capacity"});
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     const time_point now = env_.now();
     reclaim_locked();
     std::vector<std::size_t> keep(members.size(), none);
@@ -568,10 +592,18 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       }
       fresh += keep[m] == none ? 1 : 0;
     }
-    std::size_t free = 0;
-    for (std::size_t s = 0; s < capacity_; ++s)
-      free += slots_[s].state.load(std::memory_order_relaxed) == slot::empty ? 1 : 0;
-    if (fresh > free) return false;
+    std::size_t free = 0, draining = 0;
+    for (std::size_t s = 0; s < capacity_; ++s) {
+      const std::uint32_t st = slots_[s].state.load(std::memory_order_relaxed);
+      free += st == slot::empty ? 1 : 0;
+      draining += st == slot::removed ? 1 : 0;
+    }
+    // The new ones need slots of their own while the ones that leave drain.
+    if (fresh > free + draining)
+      require_valid(config_problem{"endpoint_pool.replace",
+                                   "capacity must hold the endpoints that stay, those that leave "
+                                   "(until their calls end) and the new ones"});
+    if (fresh > free) return false;  // slots still held by calls to endpoints removed before
     // Build the new ones first: a factory or a copy that throws leaves the
     // pool as it was.
     std::vector<std::size_t> place(members.size(), none);
@@ -596,10 +628,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     undo.pool = nullptr;
     // Remove the ones that go: no new call enters them; their storage is
     // reclaimed once their in-flight calls end.
+    bool healed = false;
     for (std::size_t s = 0; s < capacity_; ++s) {
       if (!kept[s] && slots_[s].state.load(std::memory_order_relaxed) == slot::live) {
         slots_[s].state.store(slot::removed, std::memory_order_seq_cst);
-        drop_gate(s);
+        healed = drop_gate(s) || healed;
         if (od_) od_->forget(s);  // its ejection leaves with it
       }
     }
@@ -614,6 +647,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     members_ = std::move(given);
     publish_locked();
     reclaim_locked();
+    lock.unlock();
+    if (healed) settle_healthy();  // the sick ones left: every endpoint is healthy
     return true;
   }
   /// replace() with weight 1 and priority 0 for each.
@@ -629,46 +664,64 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::size_t run_health_checks() const { return run_health_checks(env_.now()); }
   std::size_t run_health_checks(time_point now) const {
     if (!checks_.probe) return 0;
-    std::lock_guard checking(check_mutex_);
+    // What the probes decided is told after the lock: a listener may call the pool.
+    struct verdict {
+      std::size_t slot;
+      bool healthy;   // turned healthy (else unhealthy)
+      bool restores;  // also ends an ejection
+    };
+    std::vector<verdict> verdicts;
+    verdicts.reserve(capacity_);  // before anything changes: a bad_alloc changes nothing
     std::size_t ran = 0;
-    const std::int64_t t = detail::ticks(now);
-    // As in Envoy, no_traffic_interval is for a pool that takes no calls: with
-    // any traffic, and for an endpoint kept out (it cannot take any), interval.
-    bool busy = false;
-    for (std::size_t s = 0; s < capacity_ && !busy; ++s)
-      busy = slots_[s].state.load(std::memory_order_acquire) == slot::live &&
-             slots_[s].traffic.load(std::memory_order_relaxed);
-    for (std::size_t s = 0; s < capacity_; ++s) {
-      slot& sl = slots_[s];
-      if (sl.state.load(std::memory_order_acquire) != slot::live) continue;
-      if (t < sl.next_check) continue;
-      ++ran;
-      const E& e = sl.endpoint();
-      const bool passed = call_or(false, [&] { return checks_.probe->check(e, s); });
-      sl.traffic.store(false, std::memory_order_relaxed);
-      const health_check_options& ho = checks_.options;
-      const bool kept_out = sl.gate.load(std::memory_order_relaxed) != 0;
-      const duration gap = busy || kept_out ? ho.interval : ho.no_traffic_interval;
-      const duration extra = saturating_mul(ho.jitter, clamp_unit(env_.uniform()));
-      sl.next_check = detail::ticks(saturating_add(saturating_add(now, gap), extra));
-      if (passed) {
-        sl.check_fails = 0;
-        if (sl.check_passes < UINT32_MAX) ++sl.check_passes;
-        if (sl.check_passes >= ho.healthy_threshold) {
-          if ((sl.gate.load(std::memory_order_relaxed) & check_bit) != 0) {
-            emit(listener_, endpoint_health_changed{s, true, source_of(name_.view())});
-            recover(s, check_bit, now);
-          }
-          if (od_ && od_->ejected(s)) od_->restore(s, now, sink_at(now));
+    {
+      std::lock_guard checking(check_mutex_);
+      const std::int64_t t = detail::ticks(now);
+      // As in Envoy, no_traffic_interval is for a pool that takes no calls: with
+      // any traffic, and for an endpoint kept out (it cannot take any), interval.
+      bool busy = false;
+      for (std::size_t s = 0; s < capacity_ && !busy; ++s)
+        busy = slots_[s].state.load(std::memory_order_acquire) == slot::live &&
+               slots_[s].traffic.load(std::memory_order_relaxed);
+      for (std::size_t s = 0; s < capacity_; ++s) {
+        slot& sl = slots_[s];
+        if (sl.state.load(std::memory_order_acquire) != slot::live || t < sl.next_check) continue;
+        if (!enter(s)) continue;  // pinned: a replace() cannot free it during the probe
+        const bool passed = probe(s);
+        ++ran;
+        sl.traffic.store(false, std::memory_order_relaxed);
+        const health_check_options& ho = checks_.options;
+        const bool kept_out = sl.gate.load(std::memory_order_relaxed) != 0;
+        const duration gap = busy || kept_out ? ho.interval : ho.no_traffic_interval;
+        const duration extra = saturating_mul(ho.jitter, clamp_unit(env_.uniform()));
+        sl.next_check = detail::ticks(saturating_add(saturating_add(now, gap), extra));
+        if (passed) {
+          sl.check_fails = 0;
+          if (sl.check_passes < UINT32_MAX) ++sl.check_passes;
+          const bool failing = (sl.gate.load(std::memory_order_relaxed) & check_bit) != 0;
+          const bool ejected = od_ && od_->ejected(s);
+          if (sl.check_passes >= ho.healthy_threshold && (failing || ejected))
+            verdicts.push_back({s, true, ejected});
+        } else {
+          sl.check_passes = 0;
+          if (sl.check_fails < UINT32_MAX) ++sl.check_fails;
+          if (sl.check_fails >= ho.unhealthy_threshold && set_bits(s, check_bit))
+            verdicts.push_back({s, false, false});
         }
-      } else {
-        sl.check_passes = 0;
-        if (sl.check_fails < UINT32_MAX) ++sl.check_fails;
-        if (sl.check_fails >= ho.unhealthy_threshold &&
-            (sl.gate.load(std::memory_order_relaxed) & check_bit) == 0) {
-          set_bits(s, check_bit);
-          emit(listener_, endpoint_health_changed{s, false, source_of(name_.view())});
-        }
+      }
+    }
+    for (const verdict& v : verdicts) {
+      if (!v.healthy) {
+        emit(listener_, endpoint_health_changed{v.slot, false, source_of(name_.view())});
+        continue;
+      }
+      if ((slots_[v.slot].gate.load(std::memory_order_relaxed) & check_bit) != 0) {
+        emit(listener_, endpoint_health_changed{v.slot, true, source_of(name_.view())});
+        recover(v.slot, check_bit, now);
+      }
+      if (v.restores && od_) {
+        bool changed = false;
+        od_->restore(v.slot, now, noted(changed));
+        if (changed) reconcile(now);
       }
     }
     return ran;
@@ -697,6 +750,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
 
   static constexpr std::size_t none = static_cast<std::size_t>(-1);
   static constexpr std::uint32_t max_weight = 1u << 20;
+  static constexpr std::size_t max_levels = 64;  // the slow path's per-level arrays
   // gate bits: any set puts the slot on the slow path
   static constexpr std::uint32_t isolated_bit = 1, ejected_bit = 2, check_bit = 4, held_bit = 8,
                                  warming_bit = 16;
@@ -709,6 +763,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     std::atomic<std::uint32_t> weight{1};
     std::atomic<std::uint32_t> priority{0};
     std::atomic<bool> traffic{false};
+    std::atomic<bool> warmed{false};  // a standby's warm-up hook ran since the last failback
     std::atomic<std::int64_t> held_until{detail::pool_past};
     std::atomic<std::int64_t> ready_at{detail::pool_past};  // failback delay end
     std::atomic<std::int64_t> ramp_end{detail::pool_past};  // slow start end
@@ -765,7 +820,15 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   static void check_members(const std::vector<pool_member<E>>& members) {
     if (members.empty())
       require_valid(config_problem{"endpoint_pool.endpoints", "must not be empty"});
-    for (const auto& m : members) check_weight(m.weight, "pool_member.weight");
+    std::vector<std::uint32_t> priorities;
+    for (const auto& m : members) {
+      check_weight(m.weight, "pool_member.weight");
+      bool seen = false;
+      for (const std::uint32_t p : priorities) seen = seen || p == m.priority;
+      if (!seen) priorities.push_back(m.priority);
+    }
+    if (priorities.size() > max_levels)
+      require_valid(config_problem{"pool_member.priority", "at most 64 distinct priorities"});
   }
   static double clamp_unit(double u) noexcept { return u > 0.0 ? (u < 1.0 ? u : 1.0) : 0.0; }
 
@@ -785,11 +848,13 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     ::new (static_cast<void*>(sl.l_bytes)) layers(factory_(sl.endpoint(), s));
     guard.sl = nullptr;
     sl.constructed = true;
-    sl.in_flight.store(0, std::memory_order_relaxed);
+    // in_flight is left alone: a caller holding a stale index may be between
+    // its increment and its back-out, and the two must balance.
     sl.gate.store(0, std::memory_order_relaxed);
     sl.weight.store(m.weight, std::memory_order_relaxed);
     sl.priority.store(m.priority, std::memory_order_relaxed);
     sl.traffic.store(false, std::memory_order_relaxed);
+    sl.warmed.store(false, std::memory_order_relaxed);
     sl.held_until.store(detail::pool_past, std::memory_order_relaxed);
     sl.ready_at.store(detail::pool_past, std::memory_order_relaxed);
     sl.ramp_end.store(detail::pool_past, std::memory_order_relaxed);
@@ -813,6 +878,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       slot& sl = slots_[s];
       if (sl.state.load(std::memory_order_seq_cst) != slot::removed) continue;
       if (sl.in_flight.load(std::memory_order_seq_cst) != 0) continue;
+      if (od_) od_->forget(s);  // a result its last call recorded goes too
       sl.destroy();
       sl.state.store(slot::empty, std::memory_order_seq_cst);
     }
@@ -873,36 +939,43 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
 
   // ---- Gate bits: degraded_ counts the live slots with any bit set ----
 
-  void set_bits(std::size_t s, std::uint32_t bits) const {
+  // Each returns whether it changed one of `bits` (so exactly one caller tells it).
+  bool set_bits(std::size_t s, std::uint32_t bits) const {
     std::lock_guard lock(gate_mutex_);
     slot& sl = slots_[s];
-    if (sl.state.load(std::memory_order_relaxed) != slot::live) return;
+    if (sl.state.load(std::memory_order_relaxed) != slot::live) return false;
     const std::uint32_t old = sl.gate.fetch_or(bits, std::memory_order_relaxed);
     if (old == 0) degraded_.fetch_add(1, std::memory_order_relaxed);
+    return (old & bits) != bits;
   }
-  void clear_bits(std::size_t s, std::uint32_t bits) const {
+  bool clear_bits(std::size_t s, std::uint32_t bits) const {
     bool healed = false;
+    bool changed = false;
     {
       std::lock_guard lock(gate_mutex_);
       slot& sl = slots_[s];
-      if (sl.state.load(std::memory_order_relaxed) != slot::live) return;
+      if (sl.state.load(std::memory_order_relaxed) != slot::live) return false;
       const std::uint32_t old = sl.gate.fetch_and(~bits, std::memory_order_relaxed);
+      changed = (old & bits) != 0;
       if (old != 0 && (old & ~bits) == 0)
         healed = degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
     }
     if (healed) settle_healthy();
+    return changed;
   }
-  // A slot leaving the pool takes its bits out of degraded_.
-  void drop_gate(std::size_t s) const {
+  // A slot leaving the pool takes its bits out of degraded_; true when that
+  // leaves none degraded.
+  bool drop_gate(std::size_t s) const {
     std::lock_guard lock(gate_mutex_);
     const std::uint32_t old = slots_[s].gate.exchange(0, std::memory_order_relaxed);
-    if (old != 0) degraded_.fetch_sub(1, std::memory_order_relaxed);
+    return old != 0 && degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
   }
   // Every endpoint healthy again: the top level takes all traffic, no panic.
   void settle_healthy() const {
     if (panic_.exchange(false, std::memory_order_relaxed))
       emit(listener_, pool_panic_left{100.0, source_of(name_.view())});
     const std::uint32_t was = top_level_.exchange(0, std::memory_order_relaxed);
+    if (was != 0) cool_standbys();
     if (was != 0)
       emit(listener_,
            pool_failback{priority_of_level(was), priority_of_level(0), source_of(name_.view())});
@@ -910,13 +983,13 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
 
   // Endpoint s is usable again after `bits` kept it out: held back for the
   // failback delay, then ramped by slow start.
-  void recover(std::size_t s, std::uint32_t bits, time_point now) const {
+  bool recover(std::size_t s, std::uint32_t bits, time_point now) const {
     slot& sl = slots_[s];
     if (options_.failback_delay.count() > 0 || options_.slow_start.window.count() > 0) {
       start_warming(sl, now);
       set_bits(s, warming_bit);
     }
-    clear_bits(s, bits);
+    return clear_bits(s, bits);
   }
   void start_warming(slot& sl, time_point now) const {
     const time_point ready = saturating_add(now, options_.failback_delay);
@@ -925,19 +998,30 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
                       std::memory_order_relaxed);
   }
 
-  // ---- Outlier sink ----
+  // ---- Outlier detection ----
+  // The detector tells its changes under its lock; the pool only notes that
+  // something changed there, and then brings its gate bits in line and tells
+  // its listener outside every lock, so a listener may call the pool.
 
-  auto sink_at(time_point) const {
-    return [this](const outlier_change& c) {
-      if (c.ejected) {
-        slots_[c.endpoint].ejections.fetch_add(1, std::memory_order_relaxed);
-        set_bits(c.endpoint, ejected_bit);
-        emit(listener_, endpoint_ejected{c.endpoint, c.reason, c.until, source_of(name_.view())});
-      } else {
-        emit(listener_, endpoint_restored{c.endpoint, source_of(name_.view())});
-        recover(c.endpoint, ejected_bit, c.until);
+  static auto noted(bool& changed) noexcept {
+    return [&changed](const outlier_change&) noexcept { changed = true; };
+  }
+  void reconcile(time_point now) const {
+    for (std::size_t s = 0; s < capacity_; ++s) {
+      slot& sl = slots_[s];
+      if (sl.state.load(std::memory_order_acquire) != slot::live) continue;
+      const bool out = od_->ejected(s);
+      const bool marked = (sl.gate.load(std::memory_order_relaxed) & ejected_bit) != 0;
+      if (out == marked) continue;
+      if (out) {
+        const std::optional<time_point> until = od_->ejected_until(s);
+        if (!until || !set_bits(s, ejected_bit)) continue;  // returned, or another thread told it
+        sl.ejections.fetch_add(1, std::memory_order_relaxed);
+        emit(listener_, endpoint_ejected{s, od_->last_reason(s), *until, source_of(name_.view())});
+      } else if (recover(s, ejected_bit, now)) {
+        emit(listener_, endpoint_restored{s, source_of(name_.view())});
       }
-    };
+    }
   }
 
   // ---- Picking ----
@@ -972,7 +1056,9 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     const std::uint64_t hi = (low >> 32) * n + (((low & 0xffffffffu) * n) >> 32);
     return static_cast<std::size_t>(hi >> 32);
   }
-  static std::uint64_t fastmod_multiplier(std::uint32_t n) noexcept {
+  // UINT64_MAX / 1 + 1 wraps to 0 on purpose: fastmod then gives 0, the only index.
+  static KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint64_t fastmod_multiplier(
+      std::uint32_t n) noexcept {
     return n == 0 ? 0 : UINT64_MAX / n + 1;
   }
 
@@ -1145,12 +1231,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     if (!o.has_value() && is_rejection(o)) {
       // A layer refused: nothing was sent. Keep the endpoint out for the
       // retry-after it gave, and move the call to another.
-      left.now();
       if (const std::optional<duration> ra =
               call_or(std::optional<duration>(), [&] { return o.retry_after(); });
           ra && *ra > duration::zero()) {
-        hold(s, saturating_add(env_.now(), *ra));
+        hold(s, saturating_add(env_.now(), *ra));  // while the slot is still ours
       }
+      left.now();
       if constexpr (Fast) {
         return run_slow<R>(pass_next(next), ctx, s, std::move(o));
       } else {
@@ -1167,10 +1253,16 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   void learn(std::size_t s, const outcome<R>& o, time_point start) const {
     if (!o.has_value() && is_cancellation(o)) return;
     slot& sl = slots_[s];
+    // A removed endpoint's last calls say nothing about the pool any more.
+    if (sl.state.load(std::memory_order_acquire) != slot::live) return;
     const bool failed = detail::ask_user_predicate(handles_, o);
     const time_point now = env_.now();
-    if (options_.strategy == balance::peak_ewma) observe_rtt(sl, now - start, now);
-    if (od_) od_->record(s, failed, now, sink_at(now));
+    if (options_.strategy == balance::peak_ewma) observe_rtt(sl, time_until(start, now), now);
+    if (od_) {
+      bool changed = false;
+      od_->record(s, failed, now, noted(changed));
+      if (changed) reconcile(now);
+    }
     if (failed && (sl.gate.load(std::memory_order_relaxed) & warming_bit) != 0 &&
         detail::ticks(now) < sl.ramp_end.load(std::memory_order_relaxed)) {
       start_warming(sl, now);  // a failure during the ramp starts the wait again
@@ -1253,8 +1345,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     std::int64_t back_at = detail::pool_never;
   };
 
-  choice choose(const context& ctx, const tried_set& local, time_point now) const {
-    if (od_) od_->sweep(now, sink_at(now));
+  choice choose(const context& ctx, const detail::moved_set& local, time_point now) const {
+    if (od_) {
+      bool changed = false;
+      od_->sweep(now, noted(changed));
+      if (changed) reconcile(now);
+    }
     const std::size_t end = live_order();
     const std::size_t levels =
         detail::min<std::size_t>(levels_.load(std::memory_order_relaxed), capacity_);
@@ -1265,10 +1361,10 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     // shares), and its availability by count (for panic, as in Envoy).
     double total = 0, total_available = 0;
     std::size_t usable_all = 0, counted_all = 0;
-    double load[64];       // traffic share per level, percent; levels past 64 share the last
-    bool level_panic[64];  // fewer than panic_threshold % of the level usable
-    std::size_t counted_in[64];
-    const std::size_t nl = detail::min<std::size_t>(levels, 64);
+    double load[max_levels];       // traffic share per level, percent
+    bool level_panic[max_levels];  // fewer than panic_threshold % of the level usable
+    std::size_t counted_in[max_levels];
+    const std::size_t nl = detail::min<std::size_t>(levels, max_levels);
     std::size_t begin = 0;
     for (std::size_t l = 0; l < nl; ++l) {
       const std::size_t stop =
@@ -1369,7 +1465,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
 
   // One endpoint of order_[begin, end) by the strategy: usable ones (or, in
   // panic, any present and not isolated), untried ones first.
-  std::size_t pick_among(const context& ctx, const tried_set& local, std::size_t begin,
+  std::size_t pick_among(const context& ctx, const detail::moved_set& local, std::size_t begin,
                          std::size_t end, time_point now, bool any_health) const {
     const tried_set earlier = options_.avoid_tried ? ctx.tried() : tried_set();
     for (int pass = 0; pass < 2; ++pass) {
@@ -1419,13 +1515,13 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     }
     return none;
   }
-  static bool eligible(const look& lk, std::size_t s, const tried_set& local,
+  static bool eligible(const look& lk, std::size_t s, const detail::moved_set& local,
                        const tried_set& earlier, int pass, bool any_health) noexcept {
     if (!(any_health ? lk.counts : lk.usable)) return false;
     if (local.contains(s)) return false;
     return pass == 1 || !earlier.contains(s);
   }
-  std::size_t best_among(const tried_set& local, const tried_set& earlier, int pass,
+  std::size_t best_among(const detail::moved_set& local, const tried_set& earlier, int pass,
                          bool any_health, std::size_t begin, std::size_t end, std::size_t n,
                          time_point now) const {
     const std::size_t picks = detail::min<std::size_t>(options_.choice_count, n);
@@ -1476,11 +1572,40 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
            pool_failover{priority_of_level(was), priority_of_level(t), source_of(name_.view())});
       warm_up_level(top, now);
     } else {
+      if (t == 0) cool_standbys();
       emit(listener_,
            pool_failback{priority_of_level(was), priority_of_level(t), source_of(name_.view())});
     }
   }
-  // A level that starts taking traffic: its warm-up hook, and its slow start.
+  bool probe(std::size_t s) const {
+    struct unpin {
+      slot& sl;
+      ~unpin() { sl.in_flight.fetch_sub(1, std::memory_order_release); }
+    } pinned{slots_[s]};
+    const E& e = slots_[s].endpoint();
+    return call_or(false, [&] { return checks_.probe->check(e, s); });
+  }
+
+  // A standby's first call since the last failback runs the warm-up hook
+  // first (a cold standby); the caller has entered the slot.
+  void warm_up_once(std::size_t s) const {
+    if (!checks_.warm_up) return;
+    slot& sl = slots_[s];
+    if (sl.priority.load(std::memory_order_relaxed) == priority_of_level(0)) return;
+    if (sl.warmed.load(std::memory_order_relaxed) ||
+        sl.warmed.exchange(true, std::memory_order_relaxed))
+      return;
+    const E& ep = sl.endpoint();
+    call_ignoring_exceptions([&] { static_cast<void>(checks_.warm_up->check(ep, s)); });
+  }
+  // Back on the top level: standbys are cold again.
+  void cool_standbys() const {
+    if (!checks_.warm_up) return;
+    for (std::size_t s = 0; s < capacity_; ++s)
+      slots_[s].warmed.store(false, std::memory_order_relaxed);
+  }
+
+  // A level that starts taking traffic: its slow start.
   void warm_up_level(std::size_t level, time_point now) const {
     const std::size_t end = live_order();
     const std::size_t nl =
@@ -1489,10 +1614,6 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     for (std::size_t k = b; k < e; ++k) {
       const std::size_t s = order_[k].load(std::memory_order_relaxed);
       if (!present(s)) continue;
-      if (checks_.warm_up) {
-        const E& ep = slots_[s].endpoint();
-        call_ignoring_exceptions([&] { static_cast<void>(checks_.warm_up->check(ep, s)); });
-      }
       if (options_.slow_start.window.count() > 0) {
         slot& sl = slots_[s];
         sl.ready_at.store(detail::ticks(now), std::memory_order_relaxed);
@@ -1506,9 +1627,9 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   template <class R, class Next>
   KEEL_DETAIL_NOINLINE outcome<R> run_slow(Next next, context& ctx, std::size_t moved_from,
                                            std::optional<outcome<R>> last) const {
-    tried_set local;
+    detail::moved_set local;
     if (moved_from != none) local.insert(moved_from);
-    for (std::size_t round = 0; round <= capacity_; ++round) {
+    for (;;) {
       const time_point now = env_.now();
       const choice c = choose(ctx, local, now);
       if (c.slot == none) {
@@ -1518,15 +1639,16 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         return outcome<R>::from_keel(errc::no_endpoint_available, after);
       }
       if (!enter(c.slot)) {
-        local.insert(c.slot);
-        continue;
+        if (local.insert(c.slot)) continue;
+        break;
       }
+      warm_up_once(c.slot);
       bool moved = false;
       outcome<R> o = call_on<R, false>(c.slot, next, ctx, now, moved);
       if (!moved) return o;
-      local.insert(c.slot);
       last.reset();
       last.emplace(std::move(o));
+      if (!local.insert(c.slot)) break;  // moved moved_set::room times: the last refusal
     }
     if (last) return std::move(*last);
     return outcome<R>::from_keel(errc::no_endpoint_available);

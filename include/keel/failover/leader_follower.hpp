@@ -29,6 +29,7 @@
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
 #include "keel/core/time.hpp"
+#include "keel/detail/algorithm.hpp"
 #include "keel/detail/config.hpp"
 
 namespace keel {
@@ -384,7 +385,9 @@ class leader_follower
   template <class R, class Next>
   KEEL_DETAIL_NOINLINE void follow(Next next, context& ctx, std::size_t at, outcome<R>& o,
                                    bool at_most_once) const {
-    const std::size_t quorum = size() / 2 + 1;
+    // A quorum answered, or 128 members (tried_set counts that many exactly):
+    // whichever is fewer.
+    const std::size_t quorum = detail::min(size() / 2 + 1, tried_set::exact_below);
     tried_set leaderless;  // members that answered without a leader since the last wait
     std::uint64_t seen = epoch_.load(std::memory_order_relaxed);
     std::size_t cur = at;
@@ -460,7 +463,8 @@ class leader_follower
   template <class R>
   bool back_off(outcome<R>& o, const context& ctx) const {
     if (options_.probe_backoff <= duration::zero()) return true;
-    const double u = env_.uniform();
+    const double drawn = env_.uniform();
+    const double u = drawn > 0.0 ? (drawn < 1.0 ? drawn : 1.0) : 0.0;  // NaN too: a broken source
     const duration d = saturating_mul(options_.probe_backoff, 1.0 + options_.jitter * (2 * u - 1));
     if (ctx.has_deadline() && d >= ctx.remaining()) return false;
     if (!env_.sleep_for(d, ctx.stop_token())) {

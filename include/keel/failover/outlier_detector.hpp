@@ -147,6 +147,11 @@ class outlier_detector {
   std::size_t ejected_count() const noexcept {
     return ejected_count_.load(std::memory_order_relaxed);
   }
+  /// Why endpoint i was last ejected (consecutive_failures if never).
+  ejection_reason last_reason(std::size_t i) const {
+    std::lock_guard lock(mutex_);
+    return hosts_[i].reason;
+  }
   /// The k of endpoint i's next ejection, less one: one more per ejection, one
   /// less per interval swept while it is not ejected.
   std::uint32_t multiplier(std::size_t i) const {

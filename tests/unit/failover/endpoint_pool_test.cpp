@@ -561,6 +561,8 @@ TEST_CASE("endpoint_pool: replace keeps the state of endpoints that stay",
     pool.execute([&](const keel::context& ctx) {
       CHECK(pool.replace(strings{"e"}));
       CHECK(pool.index_of("e") == std::size_t{0});
+      // Three new ones need d's slot too, held by this call: not yet.
+      CHECK_FALSE(pool.replace(strings{"e", "f", "g", "h"}));
       after = name_of(ctx);  // d's slot is removed but not freed
       CHECK_FALSE(pool.status(3).present);
       CHECK(pool.status(3).in_flight == 1);
@@ -576,8 +578,8 @@ TEST_CASE("endpoint_pool: replace keeps the state of endpoints that stay",
     CHECK(pool.index_of("h") == std::size_t{3});
   }
   SECTION("more than the capacity: config_error, nothing changed") {
-    // Three new endpoints, two free slots: not now.
-    CHECK_FALSE(pool.replace(strings{"w", "x", "y"}));
+    // Three new endpoints, two free slots and none draining: never.
+    CHECK_THROWS_AS(pool.replace(strings{"w", "x", "y"}), keel::config_error);
     CHECK_THROWS_AS(pool.replace(strings{"s", "t", "u", "v", "w"}), keel::config_error);
     CHECK_THROWS_AS(pool.replace(strings{}), keel::config_error);
     CHECK(pool.size() == 2);
