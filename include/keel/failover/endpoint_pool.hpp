@@ -686,7 +686,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         slot& sl = slots_[s];
         if (sl.state.load(std::memory_order_acquire) != slot::live || t < sl.next_check) continue;
         if (!enter(s)) continue;  // pinned: a replace() cannot free it during the probe
-        const bool passed = probe(s);
+        const bool passed = probe_one(s);
         ++ran;
         sl.traffic.store(false, std::memory_order_relaxed);
         const health_check_options& ho = checks_.options;
@@ -1577,7 +1577,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
            pool_failback{priority_of_level(was), priority_of_level(t), source_of(name_.view())});
     }
   }
-  bool probe(std::size_t s) const {
+  bool probe_one(std::size_t s) const {
     struct unpin {
       slot& sl;
       ~unpin() { sl.in_flight.fetch_sub(1, std::memory_order_release); }
