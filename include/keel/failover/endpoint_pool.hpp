@@ -628,14 +628,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     undo.pool = nullptr;
     // Remove the ones that go: no new call enters them; their storage is
     // reclaimed once their in-flight calls end.
-    bool healed = false;
-    for (std::size_t s = 0; s < capacity_; ++s) {
-      if (!kept[s] && slots_[s].state.load(std::memory_order_relaxed) == slot::live) {
-        slots_[s].state.store(slot::removed, std::memory_order_seq_cst);
-        healed = drop_gate(s) || healed;
-        if (od_) od_->forget(s);  // its ejection leaves with it
-      }
-    }
+    // The new layout first, without the ones that go, then their removal: a
+    // caller reads a layout that always holds every endpoint that stays.
+    std::vector<bool> leaving(capacity_, false);
+    for (std::size_t s = 0; s < capacity_; ++s)
+      leaving[s] = !kept[s] && slots_[s].state.load(std::memory_order_relaxed) == slot::live;
     for (std::size_t m = 0; m < members.size(); ++m) {
       const std::size_t s = keep[m] != none ? keep[m] : place[m];
       slot& sl = slots_[s];
@@ -645,7 +642,14 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       if (keep[m] == none) sl.state.store(slot::live, std::memory_order_release);
     }
     members_ = std::move(given);
-    publish_locked();
+    publish_locked(&leaving);
+    bool healed = false;
+    for (std::size_t s = 0; s < capacity_; ++s) {
+      if (!leaving[s]) continue;
+      slots_[s].state.store(slot::removed, std::memory_order_seq_cst);
+      healed = drop_gate(s) || healed;
+      if (od_) od_->forget(s);  // its ejection leaves with it
+    }
     reclaim_locked();
     lock.unlock();
     if (healed) settle_healthy();  // the sick ones left: every endpoint is healthy
@@ -886,10 +890,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
 
   // Sorts the live slots by (priority, rank) into order_, with each level's
   // end, the weighted prefix sums, and the population the ejection cap counts.
-  void publish_locked() {
+  void publish_locked(const std::vector<bool>* leaving = nullptr) {
     std::vector<std::uint32_t> live;
     for (std::size_t s = 0; s < capacity_; ++s)
-      if (slots_[s].state.load(std::memory_order_relaxed) == slot::live)
+      if (slots_[s].state.load(std::memory_order_relaxed) == slot::live &&
+          (leaving == nullptr || !(*leaving)[s]))
         live.push_back(static_cast<std::uint32_t>(s));
     for (std::size_t a = 1; a < live.size(); ++a) {  // insertion sort: small, stable
       const std::uint32_t x = live[a];
@@ -971,10 +976,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     return old != 0 && degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
   }
   // Every endpoint healthy again: the top level takes all traffic, no panic.
+  // acq_rel on panic_ and top_level_: a slow-path caller that sets one after
+  // this ran sees, through it, the heal (degraded_ at 0) and settles again.
   void settle_healthy() const {
-    if (panic_.exchange(false, std::memory_order_relaxed))
+    if (panic_.exchange(false, std::memory_order_acq_rel))
       emit(listener_, pool_panic_left{100.0, source_of(name_.view())});
-    const std::uint32_t was = top_level_.exchange(0, std::memory_order_relaxed);
+    const std::uint32_t was = top_level_.exchange(0, std::memory_order_acq_rel);
     if (was != 0) cool_standbys();
     if (was != 0)
       emit(listener_,
@@ -1010,18 +1017,48 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     for (std::size_t s = 0; s < capacity_; ++s) {
       slot& sl = slots_[s];
       if (sl.state.load(std::memory_order_acquire) != slot::live) continue;
-      const bool out = od_->ejected(s);
       const bool marked = (sl.gate.load(std::memory_order_relaxed) & ejected_bit) != 0;
-      if (out == marked) continue;
-      if (out) {
-        const std::optional<time_point> until = od_->ejected_until(s);
-        if (!until || !set_bits(s, ejected_bit)) continue;  // returned, or another thread told it
+      if (od_->ejected(s) == marked) continue;
+      const ejection_step step = follow_detector(s, now);
+      if (step == ejection_step::ejected) {
         sl.ejections.fetch_add(1, std::memory_order_relaxed);
-        emit(listener_, endpoint_ejected{s, od_->last_reason(s), *until, source_of(name_.view())});
-      } else if (recover(s, ejected_bit, now)) {
+        const time_point until = od_->ejected_until(s).value_or(now);
+        emit(listener_, endpoint_ejected{s, od_->last_reason(s), until, source_of(name_.view())});
+      } else if (step == ejection_step::restored) {
         emit(listener_, endpoint_restored{s, source_of(name_.view())});
       }
     }
+  }
+  enum class ejection_step : unsigned char { none, ejected, restored };
+  // Brings slot s's ejected bit in line with the detector, deciding under the
+  // gate's lock on a fresh read, so that a stale reconcile never undoes a
+  // newer ejection, and exactly one thread tells each change.
+  ejection_step follow_detector(std::size_t s, time_point now) const {
+    ejection_step step = ejection_step::none;
+    bool healed = false;
+    {
+      std::lock_guard lock(gate_mutex_);
+      slot& sl = slots_[s];
+      if (sl.state.load(std::memory_order_relaxed) != slot::live) return step;
+      const bool out = od_->ejected(s);
+      const std::uint32_t g = sl.gate.load(std::memory_order_relaxed);
+      if (out && (g & ejected_bit) == 0) {
+        sl.gate.store(g | ejected_bit, std::memory_order_relaxed);
+        if (g == 0) degraded_.fetch_add(1, std::memory_order_relaxed);
+        step = ejection_step::ejected;
+      } else if (!out && (g & ejected_bit) != 0) {
+        std::uint32_t after = g & ~ejected_bit;
+        if (options_.failback_delay.count() > 0 || options_.slow_start.window.count() > 0) {
+          start_warming(sl, now);
+          after |= warming_bit;
+        }
+        sl.gate.store(after, std::memory_order_relaxed);
+        if (after == 0) healed = degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
+        step = ejection_step::restored;
+      }
+    }
+    if (healed) settle_healthy();
+    return step;
   }
 
   // ---- Picking ----
@@ -1330,14 +1367,26 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   }
   // Clears the time-bound bits whose time has passed.
   void tidy(std::size_t s, time_point now) const {
-    const slot& sl = slots_[s];
-    const std::uint32_t g = sl.gate.load(std::memory_order_relaxed);
+    slot& sl = slots_[s];
+    if ((sl.gate.load(std::memory_order_relaxed) & (held_bit | warming_bit)) == 0) return;
     const std::int64_t t = detail::ticks(now);
-    std::uint32_t done = 0;
-    if ((g & held_bit) != 0 && t >= sl.held_until.load(std::memory_order_relaxed)) done |= held_bit;
-    if ((g & warming_bit) != 0 && t >= sl.ramp_end.load(std::memory_order_relaxed))
-      done |= warming_bit;
-    if (done != 0) clear_bits(s, done);
+    bool healed = false;
+    {
+      // Decided under the gate's lock: a hold() or a restarted ramp that
+      // lands meanwhile moves the time first, and is not cleared here.
+      std::lock_guard lock(gate_mutex_);
+      if (sl.state.load(std::memory_order_relaxed) != slot::live) return;
+      const std::uint32_t g = sl.gate.load(std::memory_order_relaxed);
+      std::uint32_t done = 0;
+      if ((g & held_bit) != 0 && t >= sl.held_until.load(std::memory_order_relaxed))
+        done |= held_bit;
+      if ((g & warming_bit) != 0 && t >= sl.ramp_end.load(std::memory_order_relaxed))
+        done |= warming_bit;
+      if (done == 0) return;
+      sl.gate.fetch_and(~done, std::memory_order_relaxed);
+      if ((g & ~done) == 0) healed = degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
+    }
+    if (healed) settle_healthy();
   }
 
   struct choice {
@@ -1404,6 +1453,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       std::size_t first = 0;
       while (first < nl && counted_in[first] == 0) ++first;
       note_panic(may_panic && first < nl, usable_percent);
+      settle_if_healed();
       if (!may_panic || first == nl) return out;
       const auto [pb, pe] = level_range(first, nl, end);
       out.slot = pick_among(ctx, local, pb, pe, now, /*any_health=*/true);
@@ -1440,6 +1490,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     bool panic = false;
     for (std::size_t l = 0; l < nl; ++l) panic = panic || (load[l] > 0.0 && level_panic[l]);
     note_panic(may_panic && panic, usable_percent);
+    settle_if_healed();
     // The chosen level first, then the others in order, avoiding tried ones
     // while an untried one is usable; a tried one only when none is left.
     const auto [lb, le] = level_range(level, nl, end);
@@ -1553,9 +1604,14 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::uint32_t priority_of_level(std::size_t level) const noexcept {
     return level_priority_[detail::min(level, capacity_ - 1)].load(std::memory_order_relaxed);
   }
+  // The scan behind a note may predate a heal that settled already: settle
+  // again, or the fast path would keep the note for good.
+  void settle_if_healed() const {
+    if (degraded_.load(std::memory_order_acquire) == 0) settle_healthy();
+  }
   void note_panic(bool panic, double usable_percent) const {
     if (panic_.load(std::memory_order_relaxed) == panic) return;
-    if (panic_.exchange(panic, std::memory_order_relaxed) == panic) return;
+    if (panic_.exchange(panic, std::memory_order_acq_rel) == panic) return;
     if (panic) {
       emit(listener_, pool_panic_entered{usable_percent, source_of(name_.view())});
     } else {
@@ -1565,7 +1621,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   void note_top(std::size_t top, time_point now) const {
     const auto t = static_cast<std::uint32_t>(top);
     if (top_level_.load(std::memory_order_relaxed) == t) return;
-    const std::uint32_t was = top_level_.exchange(t, std::memory_order_relaxed);
+    const std::uint32_t was = top_level_.exchange(t, std::memory_order_acq_rel);
     if (was == t) return;
     if (t > was) {
       emit(listener_,
@@ -1633,6 +1689,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       const time_point now = env_.now();
       const choice c = choose(ctx, local, now);
       if (c.slot == none) {
+        ctx.clear_target();  // no endpoint is held for what the call returns
         std::optional<duration> after;
         if (c.back_at != detail::pool_never)
           after = detail::max(time_until(now, time_point(duration(c.back_at))), duration::zero());
@@ -1650,6 +1707,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       last.emplace(std::move(o));
       if (!local.insert(c.slot)) break;  // moved moved_set::room times: the last refusal
     }
+    ctx.clear_target();
     if (last) return std::move(*last);
     return outcome<R>::from_keel(errc::no_endpoint_available);
   }

@@ -506,3 +506,40 @@ TEST_CASE("R14: a pool whose top level holds one endpoint (the asan preset check
   keel::endpoint_pool pool(std::vector<keel::pool_member<std::string>>{{"a", 1, 0}, {"b", 1, 1}});
   CHECK(pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).value() == "a");
 }
+
+// ---------------------------------------------------------------------------
+// Second review, F1: a slow-path call whose scan predates a heal noted panic
+// and a failover after the heal had settled them; the fast path never looked
+// again, so in_panic() stuck. Replayed on one thread: the failover listener
+// heals every endpoint in the middle of the call's notes.
+// ---------------------------------------------------------------------------
+TEST_CASE("R15: a heal during a slow-path call's notes settles the pool",
+          "[review14][pool][panic]") {
+  env_t env;
+  hook_listener l;
+  std::vector<bool> up{false, true, false, false};  // a (P0) and e, f (P1) fail their probes
+  auto pool = keel::endpoint_pool(
+                  std::vector<keel::pool_member<std::string>>{
+                      {"a", 1, 0}, {"d", 1, 1}, {"e", 1, 1}, {"f", 1, 1}},
+                  {}, keel::no_layers(), l, env)
+                  .with_health_check([&](const std::string&, std::size_t i) { return up[i]; },
+                                     {.interval = 1s,
+                                      .unhealthy_threshold = 1,
+                                      .healthy_threshold = 1,
+                                      .no_traffic_interval = 1s});
+  pool.run_health_checks();
+  std::vector<std::string> told;
+  *l.hook = [&](const char* what) {
+    told.emplace_back(what);
+    if (std::string(what) != "failover") return;
+    up.assign(4, true);  // everything recovers while the call is between its notes
+    env.advance(1s);
+    pool.run_health_checks();
+  };
+  // P0 has nothing usable, P1 one of three: the call fails over, and would note panic.
+  CHECK(pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).has_value());
+  CHECK_FALSE(pool.in_panic());
+  CHECK(pool.active_priority() == 0);
+  CHECK(pool_test_access::degraded(pool) == 0);
+  CHECK(pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).value() == "a");
+}
