@@ -530,9 +530,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   bool in_panic() const noexcept { return panic_.load(std::memory_order_relaxed); }
   /// The priority of the highest level that takes traffic now.
   std::uint32_t active_priority() const noexcept {
-    const std::uint32_t level = top_level_.load(std::memory_order_relaxed);
-    return level_priority_[detail::min<std::size_t>(level, capacity_ - 1)].load(
-        std::memory_order_relaxed);
+    return top_priority_.load(std::memory_order_relaxed);
   }
   /// The slot of the first endpoint equal to `e`, if held.
   std::optional<std::size_t> index_of(const E& e) const {
@@ -652,7 +650,9 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     }
     reclaim_locked();
     lock.unlock();
-    if (healed) settle_healthy();  // the sick ones left: every endpoint is healthy
+    // The sick ones left, or a healthy top level came: every call takes the
+    // fast path (the top level) from now on, so the pool says so.
+    if (healed || degraded_.load(std::memory_order_acquire) == 0) settle_healthy();
     return true;
   }
   /// replace() with weight 1 and priority 0 for each.
@@ -927,8 +927,13 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     top_count_.store(top, std::memory_order_release);
     live_.store(live.size(), std::memory_order_release);
     if (od_) od_->set_population(live.size());
-    if (top_level_.load(std::memory_order_relaxed) > levels)
-      top_level_.store(0, std::memory_order_relaxed);
+    // The active priority is kept as a priority, so a new layout does not
+    // change what it means; a first layout starts at its top.
+    if (!published_) {
+      top_priority_.store(level_priority_[0].load(std::memory_order_relaxed),
+                          std::memory_order_relaxed);
+      published_ = true;
+    }
   }
   bool before(std::uint32_t a, std::uint32_t b) const noexcept {
     const std::uint32_t pa = slots_[a].priority.load(std::memory_order_relaxed);
@@ -976,16 +981,16 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     return old != 0 && degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
   }
   // Every endpoint healthy again: the top level takes all traffic, no panic.
-  // acq_rel on panic_ and top_level_: a slow-path caller that sets one after
-  // this ran sees, through it, the heal (degraded_ at 0) and settles again.
+  // acq_rel on panic_ and top_priority_: a slow-path caller that sets one
+  // after this ran sees, through it, the heal (degraded_ at 0) and settles again.
   void settle_healthy() const {
     if (panic_.exchange(false, std::memory_order_acq_rel))
       emit(listener_, pool_panic_left{100.0, source_of(name_.view())});
-    const std::uint32_t was = top_level_.exchange(0, std::memory_order_acq_rel);
-    if (was != 0) cool_standbys();
-    if (was != 0)
-      emit(listener_,
-           pool_failback{priority_of_level(was), priority_of_level(0), source_of(name_.view())});
+    const std::uint32_t top = priority_of_level(0);
+    const std::uint32_t was = top_priority_.exchange(top, std::memory_order_acq_rel);
+    if (was <= top) return;  // no change, or a replace() removed the level it was on
+    cool_standbys();
+    emit(listener_, pool_failback{was, top, source_of(name_.view())});
   }
 
   // Endpoint s is usable again after `bits` kept it out: held back for the
@@ -1619,18 +1624,16 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     }
   }
   void note_top(std::size_t top, time_point now) const {
-    const auto t = static_cast<std::uint32_t>(top);
-    if (top_level_.load(std::memory_order_relaxed) == t) return;
-    const std::uint32_t was = top_level_.exchange(t, std::memory_order_acq_rel);
+    const std::uint32_t t = priority_of_level(top);
+    if (top_priority_.load(std::memory_order_relaxed) == t) return;
+    const std::uint32_t was = top_priority_.exchange(t, std::memory_order_acq_rel);
     if (was == t) return;
     if (t > was) {
-      emit(listener_,
-           pool_failover{priority_of_level(was), priority_of_level(t), source_of(name_.view())});
+      emit(listener_, pool_failover{was, t, source_of(name_.view())});
       warm_up_level(top, now);
     } else {
-      if (t == 0) cool_standbys();
-      emit(listener_,
-           pool_failback{priority_of_level(was), priority_of_level(t), source_of(name_.view())});
+      if (top == 0) cool_standbys();
+      emit(listener_, pool_failback{was, t, source_of(name_.view())});
     }
   }
   bool probe_one(std::size_t s) const {
@@ -1736,7 +1739,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::atomic<std::uint64_t> top_m_{0};  // fastmod_multiplier(top_count_)
   std::atomic<std::size_t> live_{0};
   std::atomic<std::uint32_t> levels_{1};
-  mutable std::atomic<std::uint32_t> top_level_{0};
+  mutable std::atomic<std::uint32_t> top_priority_{0};  // the active priority (a value)
+  bool published_ = false;                              // under mutex_
   mutable std::atomic<bool> panic_{false};
   mutable std::mutex mutex_;        // layout changes (replace, set_weight)
   mutable std::mutex check_mutex_;  // health checks

@@ -543,3 +543,30 @@ TEST_CASE("R15: a heal during a slow-path call's notes settles the pool",
   CHECK(pool_test_access::degraded(pool) == 0);
   CHECK(pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).value() == "a");
 }
+
+// Second review, F10: the active level is a priority, so a replace() that
+// changes the levels neither mislabels a fail back nor forgets one.
+TEST_CASE("R16: the active priority survives a replace() that changes the levels",
+          "[review14][pool][priority][replace]") {
+  env_t env;
+  event_log log;
+  std::vector<bool> up{false, true};
+  using member = keel::pool_member<std::string>;
+  auto pool = keel::endpoint_pool(std::vector<member>{{"a", 1, 0}, {"b", 1, 1}}, {},
+                                  keel::no_layers(), log, env)
+                  .with_health_check([&](const std::string& e) { return e != "a" || up[0]; },
+                                     {.unhealthy_threshold = 1});
+  pool.run_health_checks();
+  CHECK(pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).value() == "b");
+  CHECK(log.take() == strings{"unhealthy 0", "failover 0->1"});
+  CHECK(pool.active_priority() == 1);
+  // a leaves: priority 1 is the top now; nothing failed back.
+  REQUIRE(pool.replace(std::vector<member>{{"b", 1, 1}}));
+  CHECK(log.take().empty());
+  CHECK(pool.active_priority() == 1);
+  // A healthy priority-0 endpoint comes: traffic goes back up, and the pool says so.
+  REQUIRE(pool.replace(std::vector<member>{{"c", 1, 0}, {"b", 1, 1}}));
+  CHECK(log.take() == strings{"failback 1->0"});
+  CHECK(pool.active_priority() == 0);
+  CHECK(pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).value() == "c");
+}
