@@ -20,15 +20,15 @@
 #include "support/catch.hpp"
 
 using namespace std::chrono_literals;
+using pool_test::eject_after;
 using pool_test::env_t;
 using pool_test::event_log;
+using pool_test::name_of;
 using pool_test::script_random;
 using strings = std::vector<std::string>;
 using keel::detail::pool_test_access;
 
 namespace {
-
-const std::string& name_of(const keel::context& ctx) { return *ctx.target().get<std::string>(); }
 
 /// Calls the pool n times; returns the endpoints reached, concatenated.
 template <class Pool>
@@ -53,14 +53,6 @@ struct breaker_per_endpoint {
         .with_environment(env);
   }
 };
-
-keel::outlier_detection_options eject_after(std::uint32_t failures) {
-  keel::outlier_detection_options o;
-  o.consecutive_failures = failures;
-  o.success_rate = std::nullopt;
-  o.max_ejection_percent = 100;
-  return o;
-}
 
 }  // namespace
 

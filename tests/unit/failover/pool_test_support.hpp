@@ -86,6 +86,20 @@ using env_t = keel::testing::basic_virtual_environment<script_random>;
 
 using event_log = keel_test::event_log;
 
+/// The std::string endpoint a pool chose for this call.
+inline const std::string& name_of(const keel::context& ctx) {
+  return *ctx.target().get<std::string>();
+}
+
+/// Outlier detection by failures in a row only, with no ejection cap.
+inline keel::outlier_detection_options eject_after(std::uint32_t failures) {
+  keel::outlier_detection_options o;
+  o.consecutive_failures = failures;
+  o.success_rate = std::nullopt;
+  o.max_ejection_percent = 100;
+  return o;
+}
+
 }  // namespace pool_test
 
 #endif  // KEEL_TESTS_POOL_TEST_SUPPORT_HPP

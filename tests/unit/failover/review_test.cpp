@@ -26,8 +26,10 @@
 #include "support/catch.hpp"
 
 using namespace std::chrono_literals;
+using pool_test::eject_after;
 using pool_test::env_t;
 using pool_test::event_log;
+using pool_test::name_of;
 using pool_test::script_random;
 using strings = std::vector<std::string>;
 using keel::detail::pool_test_access;
@@ -70,16 +72,6 @@ std::vector<tracked> tracked_list(std::initializer_list<const char*> names) {
   std::vector<tracked> v;
   for (const char* n : names) v.emplace_back(n);
   return v;
-}
-
-const std::string& name_of(const keel::context& ctx) { return *ctx.target().get<std::string>(); }
-
-keel::outlier_detection_options eject_after(std::uint32_t failures) {
-  keel::outlier_detection_options o;
-  o.consecutive_failures = failures;
-  o.success_rate = std::nullopt;
-  o.max_ejection_percent = 100;
-  return o;
 }
 
 /// A listener that forwards every event to a hook set after the pool exists
