@@ -112,6 +112,10 @@ inline double unit_interval(std::uint64_t x) noexcept {
   return static_cast<double>(x >> 11) * 0x1.0p-53;
 }
 
+/// A random source's draw clamped into [0, 1]: a broken source (NaN, out of
+/// range) cannot push a policy's arithmetic out of its bounds.
+inline double clamp_draw(double u) noexcept { return u > 0.0 ? (u < 1.0 ? u : 1.0) : 0.0; }
+
 /// xoshiro256+ (Blackman and Vigna): small, fast, and good in its high bits,
 /// which are the only ones unit_interval() uses.
 class xoshiro256plus {

@@ -384,6 +384,10 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     for (std::size_t i = 0; i < members_.size(); ++i)
       slots_[i].state.store(slot::live, std::memory_order_release);
     publish_locked();
+    // The active priority is a priority, not a level index, so that a later
+    // layout does not change what it means; it starts at the top.
+    top_priority_.store(level_priority_[0].load(std::memory_order_relaxed),
+                        std::memory_order_relaxed);
   }
 
   endpoint_pool(const endpoint_pool&) = delete;
@@ -696,7 +700,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         const health_check_options& ho = checks_.options;
         const bool kept_out = sl.gate.load(std::memory_order_relaxed) != 0;
         const duration gap = busy || kept_out ? ho.interval : ho.no_traffic_interval;
-        const duration extra = saturating_mul(ho.jitter, clamp_unit(env_.uniform()));
+        const duration extra = saturating_mul(ho.jitter, detail::clamp_draw(env_.uniform()));
         sl.next_check = detail::ticks(saturating_add(saturating_add(now, gap), extra));
         if (passed) {
           sl.check_fails = 0;
@@ -834,7 +838,6 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     if (priorities.size() > max_levels)
       require_valid(config_problem{"pool_member.priority", "at most 64 distinct priorities"});
   }
-  static double clamp_unit(double u) noexcept { return u > 0.0 ? (u < 1.0 ? u : 1.0) : 0.0; }
 
   // ---- Slots and layout (under mutex_) ----
 
@@ -927,13 +930,6 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     top_count_.store(top, std::memory_order_release);
     live_.store(live.size(), std::memory_order_release);
     if (od_) od_->set_population(live.size());
-    // The active priority is kept as a priority, so a new layout does not
-    // change what it means; a first layout starts at its top.
-    if (!published_) {
-      top_priority_.store(level_priority_[0].load(std::memory_order_relaxed),
-                          std::memory_order_relaxed);
-      published_ = true;
-    }
   }
   bool before(std::uint32_t a, std::uint32_t b) const noexcept {
     const std::uint32_t pa = slots_[a].priority.load(std::memory_order_relaxed);
@@ -1130,7 +1126,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   }
   std::size_t weighted_in_level(std::size_t begin, std::size_t end) const {
     const std::uint64_t total = prefix_[end - 1].load(std::memory_order_relaxed);
-    const double x = clamp_unit(env_.uniform()) * static_cast<double>(total);
+    const double x = detail::clamp_draw(env_.uniform()) * static_cast<double>(total);
     for (std::size_t k = begin; k < end; ++k)
       if (x < static_cast<double>(prefix_[k].load(std::memory_order_relaxed))) return k;
     return end - 1;
@@ -1267,7 +1263,9 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       }
     } left{&sl};
     outcome<R> o = detail::policy_of(sl.layers_ref()).template run<R>(next, ctx);
-    if (probing_) sl.traffic.store(true, std::memory_order_relaxed);
+    // Written once per probe interval, not per call: the line is shared by every caller.
+    if (probing_ && !sl.traffic.load(std::memory_order_relaxed))
+      sl.traffic.store(true, std::memory_order_relaxed);
     if (o.has_value() && !feedback_) [[likely]]
       return o;
     if (!o.has_value() && is_rejection(o)) {
@@ -1298,6 +1296,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     // A removed endpoint's last calls say nothing about the pool any more.
     if (sl.state.load(std::memory_order_acquire) != slot::live) return;
     const bool failed = detail::ask_user_predicate(handles_, o);
+    const auto ramping = [&] {
+      return (sl.gate.load(std::memory_order_relaxed) & warming_bit) != 0;
+    };
+    // With only a failback ramp to feed, a call reads no clock unless its
+    // failure restarts one.
+    if (options_.strategy != balance::peak_ewma && !od_ && !(failed && ramping())) return;
     const time_point now = env_.now();
     if (options_.strategy == balance::peak_ewma) observe_rtt(sl, time_until(start, now), now);
     if (od_) {
@@ -1305,8 +1309,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       od_->record(s, failed, now, noted(changed));
       if (changed) reconcile(now);
     }
-    if (failed && (sl.gate.load(std::memory_order_relaxed) & warming_bit) != 0 &&
-        detail::ticks(now) < sl.ramp_end.load(std::memory_order_relaxed)) {
+    if (failed && ramping() && detail::ticks(now) < sl.ramp_end.load(std::memory_order_relaxed)) {
       start_warming(sl, now);  // a failure during the ramp starts the wait again
     }
   }
@@ -1480,7 +1483,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     note_top(top, now);
     std::size_t level = top;
     if (top + 1 < nl && load[top] < 100.0) {
-      const double x = clamp_unit(env_.uniform()) * 100.0;
+      const double x = detail::clamp_draw(env_.uniform()) * 100.0;
       double acc = 0;
       level = nl - 1;
       for (std::size_t l = 0; l < nl; ++l) {
@@ -1551,7 +1554,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       double x = 0;
       if (how == balance::round_robin && n > 1) nth = static_cast<std::size_t>(next_turn() % n);
       if (how == balance::random) nth = detail::index_below(env_.uniform(), n);
-      if (how == balance::weighted) x = clamp_unit(env_.uniform()) * weight_sum;
+      if (how == balance::weighted) x = detail::clamp_draw(env_.uniform()) * weight_sum;
       std::size_t seen = 0;
       double acc = 0;
       std::size_t last = none;
@@ -1740,7 +1743,6 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::atomic<std::size_t> live_{0};
   std::atomic<std::uint32_t> levels_{1};
   mutable std::atomic<std::uint32_t> top_priority_{0};  // the active priority (a value)
-  bool published_ = false;                              // under mutex_
   mutable std::atomic<bool> panic_{false};
   mutable std::mutex mutex_;        // layout changes (replace, set_weight)
   mutable std::mutex check_mutex_;  // health checks

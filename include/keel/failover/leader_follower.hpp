@@ -463,8 +463,7 @@ class leader_follower
   template <class R>
   bool back_off(outcome<R>& o, const context& ctx) const {
     if (options_.probe_backoff <= duration::zero()) return true;
-    const double drawn = env_.uniform();
-    const double u = drawn > 0.0 ? (drawn < 1.0 ? drawn : 1.0) : 0.0;  // NaN too: a broken source
+    const double u = detail::clamp_draw(env_.uniform());
     const duration d = saturating_mul(options_.probe_backoff, 1.0 + options_.jitter * (2 * u - 1));
     if (ctx.has_deadline() && d >= ctx.remaining()) return false;
     if (!env_.sleep_for(d, ctx.stop_token())) {
