@@ -650,7 +650,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       if (!leaving[s]) continue;
       slots_[s].state.store(slot::removed, std::memory_order_seq_cst);
       healed = drop_gate(s) || healed;
-      if (od_) od_->forget(s);  // its ejection leaves with it
+      if (od_) od_->retire(s);  // its ejection leaves with it; its late results are ignored
     }
     reclaim_locked();
     lock.unlock();
@@ -680,6 +680,15 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     };
     std::vector<verdict> verdicts;
     verdicts.reserve(capacity_);  // before anything changes: a bad_alloc changes nothing
+    // A slot with a verdict stays pinned until the verdict is carried out, so
+    // that a replace() cannot hand it to another endpoint in between.
+    struct pins {
+      const endpoint_pool* pool;
+      std::vector<verdict>& held;
+      ~pins() {
+        for (const verdict& v : held) pool->leave(v.slot);
+      }
+    } pinned{this, verdicts};
     std::size_t ran = 0;
     {
       std::lock_guard checking(check_mutex_);
@@ -692,8 +701,17 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
                slots_[s].traffic.load(std::memory_order_relaxed);
       for (std::size_t s = 0; s < capacity_; ++s) {
         slot& sl = slots_[s];
-        if (sl.state.load(std::memory_order_acquire) != slot::live || t < sl.next_check) continue;
+        if (sl.state.load(std::memory_order_acquire) != slot::live) continue;
+        sync_checks_locked(sl);
+        if (t < sl.next_check) continue;
         if (!enter(s)) continue;  // pinned: a replace() cannot free it during the probe
+        struct pin {
+          const endpoint_pool* pool;
+          std::size_t s;
+          ~pin() {
+            if (pool != nullptr) pool->leave(s);
+          }
+        } probing{this, s};
         const bool passed = probe_one(s);
         ++ran;
         sl.traffic.store(false, std::memory_order_relaxed);
@@ -707,13 +725,17 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
           if (sl.check_passes < UINT32_MAX) ++sl.check_passes;
           const bool failing = (sl.gate.load(std::memory_order_relaxed) & check_bit) != 0;
           const bool ejected = od_ && od_->ejected(s);
-          if (sl.check_passes >= ho.healthy_threshold && (failing || ejected))
-            verdicts.push_back({s, true, ejected});
+          if (sl.check_passes >= ho.healthy_threshold && (failing || ejected)) {
+            verdicts.push_back({s, true, ejected});  // reserved: cannot throw
+            probing.pool = nullptr;                  // the verdict holds the pin now
+          }
         } else {
           sl.check_passes = 0;
           if (sl.check_fails < UINT32_MAX) ++sl.check_fails;
-          if (sl.check_fails >= ho.unhealthy_threshold && set_bits(s, check_bit))
+          if (sl.check_fails >= ho.unhealthy_threshold && set_bits(s, check_bit)) {
             verdicts.push_back({s, false, false});
+            probing.pool = nullptr;
+          }
         }
       }
     }
@@ -722,10 +744,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         emit(listener_, endpoint_health_changed{v.slot, false, source_of(name_.view())});
         continue;
       }
-      if ((slots_[v.slot].gate.load(std::memory_order_relaxed) & check_bit) != 0) {
+      // Told only by the checker that cleared the bit: two checkers that
+      // both saw it pass tell it once.
+      recover(v.slot, check_bit, now, [&] {
         emit(listener_, endpoint_health_changed{v.slot, true, source_of(name_.view())});
-        recover(v.slot, check_bit, now);
-      }
+      });
       if (v.restores && od_) {
         bool changed = false;
         od_->restore(v.slot, now, noted(changed));
@@ -739,9 +762,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     if (!checks_.probe) return time_point::max();
     std::lock_guard checking(check_mutex_);
     std::int64_t next = detail::pool_never;
-    for (std::size_t s = 0; s < capacity_; ++s)
-      if (slots_[s].state.load(std::memory_order_acquire) == slot::live)
-        next = detail::min(next, slots_[s].next_check);
+    for (std::size_t s = 0; s < capacity_; ++s) {
+      if (slots_[s].state.load(std::memory_order_acquire) != slot::live) continue;
+      sync_checks_locked(slots_[s]);
+      next = detail::min(next, slots_[s].next_check);
+    }
     return time_point(duration(next));
   }
   /// The environment's time: what run_health_checks() uses.
@@ -780,10 +805,14 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     std::atomic<std::uint64_t> ewma_seq{0};
     std::atomic<double> ewma_cost{0.0};
     std::atomic<std::int64_t> ewma_stamp{0};
-    std::size_t rank = 0;                 // position in the members list, under mutex_
-    std::uint32_t check_passes = 0;       // under check_mutex_
-    std::uint32_t check_fails = 0;        // under check_mutex_
-    std::int64_t next_check = INT64_MIN;  // under check_mutex_
+    // Bumped by each build(): the checks' counts belong to one endpoint.
+    std::atomic<std::uint32_t> generation{0};
+    std::atomic<std::int64_t> built{INT64_MIN};  // when build() ran
+    std::size_t rank = 0;                        // position in the members list, under mutex_
+    std::uint32_t check_generation = 0;          // under check_mutex_
+    std::uint32_t check_passes = 0;              // under check_mutex_
+    std::uint32_t check_fails = 0;               // under check_mutex_
+    std::int64_t next_check = INT64_MIN;         // under check_mutex_
     alignas(E) unsigned char e_bytes[sizeof(E)];
     alignas(layers) unsigned char l_bytes[sizeof(layers)];
     bool constructed = false;  // under mutex_
@@ -869,11 +898,10 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     sl.ewma_cost.store(0.0, std::memory_order_relaxed);
     sl.ewma_stamp.store(detail::ticks(now), std::memory_order_relaxed);
     sl.rank = s;
-    {
-      std::lock_guard checking(check_mutex_);
-      sl.check_passes = sl.check_fails = 0;
-      sl.next_check = detail::ticks(now);
-    }
+    // The checks' counts start again at the next round (sync_checks_locked),
+    // so a round of slow probes does not hold up a replace().
+    sl.built.store(detail::ticks(now), std::memory_order_relaxed);
+    sl.generation.fetch_add(1, std::memory_order_relaxed);
     if (od_) od_->forget(s);
   }
 
@@ -991,13 +1019,28 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
 
   // Endpoint s is usable again after `bits` kept it out: held back for the
   // failback delay, then ramped by slow start.
-  bool recover(std::size_t s, std::uint32_t bits, time_point now) const {
-    slot& sl = slots_[s];
-    if (options_.failback_delay.count() > 0 || options_.slow_start.window.count() > 0) {
-      start_warming(sl, now);
-      set_bits(s, warming_bit);
+  // Returns whether it cleared one of `bits`; only then does it warm, and
+  // tell(), before a failback that follows.
+  template <class Tell>
+  bool recover(std::size_t s, std::uint32_t bits, time_point now, Tell&& tell) const {
+    bool healed = false;
+    {
+      std::lock_guard lock(gate_mutex_);
+      slot& sl = slots_[s];
+      if (sl.state.load(std::memory_order_relaxed) != slot::live) return false;
+      const std::uint32_t old = sl.gate.load(std::memory_order_relaxed);
+      if ((old & bits) == 0) return false;
+      std::uint32_t after = old & ~bits;
+      if (options_.failback_delay.count() > 0 || options_.slow_start.window.count() > 0) {
+        start_warming(sl, now);
+        after |= warming_bit;
+      }
+      sl.gate.store(after, std::memory_order_relaxed);
+      if (after == 0) healed = degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
     }
-    return clear_bits(s, bits);
+    tell();
+    if (healed) settle_healthy();
+    return true;
   }
   void start_warming(slot& sl, time_point now) const {
     const time_point ready = saturating_add(now, options_.failback_delay);
@@ -1069,8 +1112,20 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     sl.in_flight.fetch_add(1, std::memory_order_seq_cst);
     if (sl.state.load(std::memory_order_seq_cst) == slot::live) [[likely]]
       return true;
-    sl.in_flight.fetch_sub(1, std::memory_order_release);
+    leave(s);
     return false;
+  }
+  void leave(std::size_t s) const noexcept {
+    slots_[s].in_flight.fetch_sub(1, std::memory_order_release);
+  }
+  // Under check_mutex_: a slot built again since its last probe starts its
+  // checks' counts over, due at once.
+  void sync_checks_locked(slot& sl) const noexcept {
+    const std::uint32_t g = sl.generation.load(std::memory_order_relaxed);
+    if (sl.check_generation == g) return;
+    sl.check_generation = g;
+    sl.check_passes = sl.check_fails = 0;
+    sl.next_check = sl.built.load(std::memory_order_relaxed);
   }
 
   // Round robin over the top level while every endpoint is healthy: the
@@ -1640,10 +1695,6 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     }
   }
   bool probe_one(std::size_t s) const {
-    struct unpin {
-      slot& sl;
-      ~unpin() { sl.in_flight.fetch_sub(1, std::memory_order_release); }
-    } pinned{slots_[s]};
     const E& e = slots_[s].endpoint();
     return call_or(false, [&] { return checks_.probe->check(e, s); });
   }

@@ -169,6 +169,7 @@ class outlier_detector {
   template <class Sink>
   void record(std::size_t i, bool failed, time_point now, Sink&& sink) {
     host& h = hosts_[i];
+    if (h.retired.load(std::memory_order_relaxed)) return;  // a late result of one that left
     if (failed) {
       h.failures.fetch_add(1, std::memory_order_relaxed);
       const std::uint32_t run = h.run.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -228,17 +229,14 @@ class outlier_detector {
 
   /// Forgets endpoint i < size(): its counts, run and multiplier, and its
   /// ejection if any, without telling a sink (its slot now holds another endpoint).
-  void forget(std::size_t i) {
-    std::lock_guard lock(mutex_);
-    host& h = hosts_[i];
-    if (ejected(i))
-      ejected_count_.store(ejected_count_.load(std::memory_order_relaxed) - 1,
-                           std::memory_order_relaxed);
-    h.until.store(not_ejected, std::memory_order_relaxed);
-    h.successes.store(0, std::memory_order_relaxed);
-    h.failures.store(0, std::memory_order_relaxed);
-    h.run.store(0, std::memory_order_relaxed);
-    h.multiplier = 0;
+  void forget(std::size_t i) { clear(i, false); }
+  /// forget(), and ignores endpoint i's results from now until the next
+  /// forget(i): its endpoint left, and a call still running on it must not
+  /// eject it or count among its peers.
+  void retire(std::size_t i) { clear(i, true); }
+  /// Whether endpoint i was retired and not forgotten since.
+  bool retired(std::size_t i) const noexcept {
+    return hosts_[i].retired.load(std::memory_order_relaxed);
   }
 
  private:
@@ -251,9 +249,24 @@ class outlier_detector {
     std::atomic<std::uint64_t> failures{0};   // in this interval
     std::atomic<std::uint32_t> run{0};        // failures in a row
     std::atomic<std::int64_t> until{not_ejected};
-    std::uint32_t multiplier = 0;  // under mutex_
-    ejection_reason reason{};      // under mutex_
+    std::atomic<bool> retired{false};  // written under mutex_
+    std::uint32_t multiplier = 0;      // under mutex_
+    ejection_reason reason{};          // under mutex_
   };
+
+  void clear(std::size_t i, bool retire_it) {
+    std::lock_guard lock(mutex_);
+    host& h = hosts_[i];
+    if (ejected(i))
+      ejected_count_.store(ejected_count_.load(std::memory_order_relaxed) - 1,
+                           std::memory_order_relaxed);
+    h.until.store(not_ejected, std::memory_order_relaxed);
+    h.successes.store(0, std::memory_order_relaxed);
+    h.failures.store(0, std::memory_order_relaxed);
+    h.run.store(0, std::memory_order_relaxed);
+    h.multiplier = 0;
+    h.retired.store(retire_it, std::memory_order_relaxed);
+  }
 
   bool may_eject(std::size_t ejected_now) const noexcept {
     // In integers, so that the cap is exact at every size (10 % of 9 is 0).
@@ -291,9 +304,11 @@ class outlier_detector {
 
   template <class Sink>
   bool eject_locked(std::size_t i, ejection_reason why, time_point now, Sink& sink) {
+    host& h = hosts_[i];
+    // A result that passed record()'s test as retire() ran ejects nothing.
+    if (h.retired.load(std::memory_order_relaxed)) return false;
     const std::size_t count = ejected_count_.load(std::memory_order_relaxed);
     if (!may_eject(count)) return false;
-    host& h = hosts_[i];
     if (h.multiplier < UINT32_MAX) ++h.multiplier;
     h.reason = why;
     const duration cap = detail::max(options_.base_ejection_time, options_.max_ejection_time);
@@ -340,6 +355,7 @@ class outlier_detector {
     for (std::size_t i = 0; i < n_; ++i) {
       swept_[i].ok = hosts_[i].successes.exchange(0, std::memory_order_relaxed);
       swept_[i].bad = hosts_[i].failures.exchange(0, std::memory_order_relaxed);
+      if (hosts_[i].retired.load(std::memory_order_relaxed)) swept_[i] = counts{};
     }
     if (options_.success_rate) success_rate_locked(*options_.success_rate, now, sink);
     if (options_.failure_percentage)

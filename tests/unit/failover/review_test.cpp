@@ -562,3 +562,163 @@ TEST_CASE("R16: the active priority survives a replace() that changes the levels
   CHECK(pool.active_priority() == 0);
   CHECK(pool.try_execute([](const keel::context& ctx) { return name_of(ctx); }).value() == "c");
 }
+
+// ---------------------------------------------------------------------------
+// Second review, F5: a probe's verdict is carried out by the checker that
+// holds it; a second checker that also saw the endpoint pass tells nothing.
+// ---------------------------------------------------------------------------
+namespace {
+/// event_log's lines, and a hook run (once) on the first "unhealthy 0".
+struct reentrant_log {
+  event_log log;
+  std::shared_ptr<std::function<void()>> on_unhealthy_0 = std::make_shared<std::function<void()>>();
+  template <class Event>
+  void on(const Event& e) const {
+    log.on(e);
+  }
+  void on(const keel::endpoint_health_changed& e) const {
+    log.on(e);
+    if (!e.healthy && e.endpoint == 0 && *on_unhealthy_0) std::exchange(*on_unhealthy_0, {})();
+  }
+};
+}  // namespace
+
+TEST_CASE("R17: two checkers that both see an endpoint pass tell it healthy once",
+          "[review14][pool][health][listener]") {
+  env_t env;
+  reentrant_log l;
+  std::vector<bool> up{true, false};
+  auto pool = keel::endpoint_pool(strings{"a", "b"}, {}, keel::no_layers(), l, env)
+                  .with_health_check([&](const std::string&, std::size_t i) { return up[i]; },
+                                     {.interval = 1s,
+                                      .unhealthy_threshold = 1,
+                                      .healthy_threshold = 1,
+                                      .no_traffic_interval = 1s});
+  const keel::time_point t0 = env.now();
+  CHECK(pool.run_health_checks(t0) == 2);
+  CHECK(l.log.take() == strings{"unhealthy 1"});
+  up = {false, true};
+  // The first checker tells "unhealthy 0" before it carries out b's verdict;
+  // a second round, run from that event, sees b pass too and restores it.
+  std::size_t second_round = 0;
+  *l.on_unhealthy_0 = [&] { second_round = pool.run_health_checks(t0 + 2s); };
+  CHECK(pool.run_health_checks(t0 + 1s) == 2);
+  CHECK(second_round == 2);
+  const strings lines = l.log.take();
+  CHECK(std::count(lines.begin(), lines.end(), "healthy 1") == 1);
+  CHECK(std::count(lines.begin(), lines.end(), "unhealthy 0") == 1);
+  CHECK_FALSE(pool.status(1).check_failed);
+  CHECK(pool.status(0).check_failed);
+  CHECK(pool.status(0).in_flight == 0);  // every probe's pin was let go
+  CHECK(pool.status(1).in_flight == 0);
+}
+
+// ---------------------------------------------------------------------------
+// Second review, F7: a call past its endpoint's liveness test when the
+// endpoint leaves still ends after replace(): its result must not eject the
+// removed endpoint (the cap would count it until the next replace()).
+// ---------------------------------------------------------------------------
+TEST_CASE("R18: a removed endpoint's result recorded after its removal ejects nothing",
+          "[review14][pool][outlier][replace]") {
+  env_t env;
+  event_log log;
+  std::function<void()> during_verdict;
+  // Up to all of the endpoints held may be ejected: a counts as held until
+  // the next replace() would it eject itself.
+  auto pool = keel::endpoint_pool(strings{"a", "b"}, {.outlier_detection = eject_after(1)},
+                                  keel::no_layers(), log, env)
+                  .handle([&](const keel::outcome<int>& o) {
+                    // Asked after the pool saw the endpoint live, before it records.
+                    if (during_verdict) std::exchange(during_verdict, {})();
+                    return !o.has_value();
+                  });
+  during_verdict = [&] { REQUIRE(pool.replace(strings{"b"})); };
+  const auto r = pool.try_execute([](const keel::context& ctx) -> int {
+    REQUIRE(name_of(ctx) == "a");
+    throw std::runtime_error("a fails");
+  });
+  CHECK_FALSE(r.has_value());
+  CHECK_FALSE(pool.status(0).present);
+  CHECK(pool.ejected_count() == 0);
+  for (const auto& line : log.take()) CHECK(line.rfind("ejected 0", 0) != 0);
+  // The cap (all of the one endpoint held) has room for b.
+  pool.try_execute([](const keel::context&) -> int { throw std::runtime_error("b fails"); });
+  CHECK(pool.status(1).ejected);
+  // A new endpoint in a's slot starts clean and is counted again.
+  REQUIRE(pool.replace(strings{"b", "c"}));
+  CHECK(pool.status(0).present);
+  CHECK(pool.ejected_count() == 1);
+}
+
+TEST_CASE("R18b: outlier_detector ignores a retired endpoint until it is forgotten",
+          "[review14][outlier]") {
+  keel::outlier_detection_options o = eject_after(1);
+  keel::outlier_detector d(2, o);
+  const keel::time_point t{};
+  d.retire(0);
+  CHECK(d.retired(0));
+  d.record(0, true, t);
+  CHECK_FALSE(d.ejected(0));
+  CHECK(d.ejected_count() == 0);
+  d.forget(0);
+  CHECK_FALSE(d.retired(0));
+  d.record(0, true, t);
+  CHECK(d.ejected(0));
+  // Retiring an ejected endpoint frees its place under the cap.
+  d.retire(0);
+  CHECK_FALSE(d.ejected(0));
+  CHECK(d.ejected_count() == 0);
+}
+
+// ---------------------------------------------------------------------------
+// Second review, F8: replace() never waits for a round of slow probes, and an
+// endpoint built into a reused slot starts its checks' counts over.
+// ---------------------------------------------------------------------------
+TEST_CASE("R19: replace() does not wait for a slow probe; a reused slot's checks start over",
+          "[review14][pool][health][replace]") {
+  env_t env;
+  std::atomic<bool> block{false}, in_probe{false}, release{false};
+  std::atomic<int> c_probes{0};
+  auto pool = keel::endpoint_pool(strings{"a", "b"}, {.capacity = 2}, keel::no_layers(),
+                                  keel::no_listener(), env)
+                  .with_health_check(
+                      [&](const std::string& e) {
+                        if (e == "a" && block.load()) {
+                          in_probe.store(true);
+                          while (!release.load()) std::this_thread::yield();
+                        }
+                        if (e == "c") ++c_probes;
+                        return e == "a";
+                      },
+                      {.interval = 10s, .unhealthy_threshold = 2, .no_traffic_interval = 10s});
+  const keel::time_point t0 = env.now();
+  CHECK(pool.run_health_checks(t0) == 2);  // b fails once of the two it needs
+  CHECK_FALSE(pool.status(1).check_failed);
+  block.store(true);
+  REQUIRE(pool.next_health_check() == t0 + 10s);
+  std::thread checker([&] { pool.run_health_checks(t0 + 10s); });
+  while (!in_probe.load()) std::this_thread::yield();
+  // With a's probe still running: b leaves (its slot is freed at once), and c
+  // comes into that slot. Neither waits for the probe.
+  std::atomic<int> replaced{0};
+  std::thread replacer([&] {
+    replaced += pool.replace(strings{"a"}) ? 1 : 0;
+    replaced += pool.replace(strings{"a", "c"}) ? 1 : 0;
+  });
+  const auto limit = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (replaced.load() < 2 && std::chrono::steady_clock::now() < limit) std::this_thread::yield();
+  const int done_during_probe = replaced.load();
+  release.store(true);
+  checker.join();
+  replacer.join();
+  CHECK(done_during_probe == 2);
+  REQUIRE(pool.status(1).present);
+  // The round went on to c, due since it was built: its first failure is
+  // its own, not b's second.
+  CHECK(c_probes.load() == 1);
+  CHECK_FALSE(pool.status(1).check_failed);
+  CHECK(pool.next_health_check() == t0 + 20s);
+  CHECK(pool.run_health_checks(t0 + 20s) == 2);
+  CHECK(c_probes.load() == 2);
+  CHECK(pool.status(1).check_failed);
+}
