@@ -6,6 +6,7 @@
 #include "keel/any_pipeline.hpp"
 #include "keel/circuit_breaker.hpp"
 #include "keel/core.hpp"
+#include "keel/failover.hpp"
 #include "keel/fallback.hpp"
 #include "keel/pipeline.hpp"
 #include "keel/retry.hpp"
