@@ -97,17 +97,14 @@ class bulkhead : public executable<bulkhead<Listener, Env>> {
   /// `keel::bulkhead({})`: the default options.
   explicit bulkhead(detail::empty_braces) : bulkhead(bulkhead_options()) {}
 
-  /// For keel::rebuild: every part; `state` is shared when it is of this
-  /// bulkhead's type (same environment type), else a fresh bulkhead is made.
+  /// For keel::rebuild: every part; `state` is shared when it is a state of
+  /// this bulkhead's type, else (null, or another type) a fresh one is made.
   template <class State>
   bulkhead(from_parts_t, const bulkhead_options& options, Listener listener, Env env,
            policy_name name, std::shared_ptr<State> state)
       : listener_(std::move(listener)), env_(std::move(env)), name_(name) {
-    if constexpr (std::is_same_v<State, core_type>) {
-      core_ = std::move(state);
-    } else {
-      core_ = std::make_shared<core_type>(options, env_);
-    }
+    if constexpr (std::is_same_v<State, core_type>) core_ = std::move(state);
+    if (core_ == nullptr) core_ = std::make_shared<core_type>(options, env_);
   }
 
   /// The same bulkhead (sharing its permits), reporting its events
@@ -132,7 +129,9 @@ class bulkhead : public executable<bulkhead<Listener, Env>> {
   /// A new bulkhead (its own permits) with the same options, on `env`'s clock and sleeper.
   template <environment E>
   auto with_environment(E env) const {
-    return rebuild<bulkhead<Listener, E>, &bulkhead::env_>(*this, std::move(env), parts{});
+    // Not a rebuild: the state is never carried over, even to the same environment type.
+    return bulkhead<Listener, E>(from_parts, options(), listener_, std::move(env), name_,
+                                 std::shared_ptr<const void>());
   }
 
   /// Runs `next` with a permit, waiting for one if the options allow; a
