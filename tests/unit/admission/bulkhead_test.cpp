@@ -173,7 +173,8 @@ TEST_CASE("bulkhead: the permit is move-only and released exactly once (resilien
     CHECK(b.in_flight() == 2);
     c = std::move(d);  // c's permit is released, d's moves in
     CHECK(b.in_flight() == 1);
-    c = std::move(c);  // self-move keeps it
+    permit& same = c;
+    c = std::move(same);  // self-move keeps it
     CHECK(b.in_flight() == 1);
   }
   CHECK(b.in_flight() == 0);
