@@ -239,17 +239,17 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// The state machine itself, to drive by hand next to this breaker.
   breaker_state_machine& core() const noexcept { return core_; }
 
-  /// How the breaker counts an outcome: ignored (Ignores, a cancellation, or
-  /// an inner policy's rejection), failure (Handles), else success.
+  /// How the breaker counts an outcome: ignored (Ignores, or a cancellation),
+  /// failure (Handles; but an inner policy's rejection is ignored instead),
+  /// else success.
   template <class R>
   call_result classify(const outcome<R>& o) const {
     if (detail::ask_user_predicate(ignores_, o)) return call_result::ignored;
+    if (may_be_cancellation(o) && is_cancellation(o)) return call_result::ignored;
+    if (!detail::ask_user_predicate(handles_, o)) return call_result::success;
     // A rejection (a full bulkhead, a rate limit inside the breaker) never
-    // reached the dependency: it says nothing about its health.
-    if (may_be_cancellation(o) && (is_cancellation(o) || is_rejection(o))) {
-      return call_result::ignored;
-    }
-    return detail::ask_user_predicate(handles_, o) ? call_result::failure : call_result::success;
+    // reached the dependency: never a failure of it.
+    return may_be_cancellation(o) && is_rejection(o) ? call_result::ignored : call_result::failure;
   }
 
  private:
