@@ -707,3 +707,25 @@ TEST_CASE("bulkhead: many threads never exceed max_concurrent (exact counts)",
   CHECK(b.in_flight() == 0);
   CHECK(b.available() == 3);
 }
+
+TEST_CASE("bulkhead core: the largest limit, and the queue's count, at their widths",
+          "[admission][bulkhead]") {
+  keel::testing::manual_clock clock;
+  constexpr std::uint32_t most = 0xFFFF'FFFFu;
+  core_t core(waiting(most, keel::unbounded_queue, keel::duration::max()), clock);
+  auto p = core.try_acquire();
+  REQUIRE(p);
+  CHECK(core.available() == most - 1);
+  CHECK(core.limit() == most);
+  core.set_limit(1, at(0ms));  // one runs: a new call must wait
+  keel::bulkhead_waiter w;
+  REQUIRE(core.enqueue(w, at(0ms), time_point::max()).status == wait_start::queued);
+  CHECK(core.queued() == 1);
+  CHECK(core.in_flight() == 1);  // the waiter's count did not spill into the permits
+  p.release();
+  CHECK(w.granted());
+  auto e = core.finish_wait(w, time_point::max(), false);
+  CHECK(e.status == wait_end::granted);
+  CHECK(core.in_flight() == 1);
+  CHECK(core.queued() == 0);
+}
