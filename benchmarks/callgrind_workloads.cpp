@@ -317,6 +317,10 @@ bool keel_cg_hand_written_p2c(int n);
 bool keel_cg_pool_least_loaded(int n);
 bool keel_cg_hand_written_peak_ewma(int n);
 bool keel_cg_pool_peak_ewma(int n);
+// In callgrind_workloads_bulkhead.cpp: the bulkhead and its floor.
+bool keel_cg_hand_written_semaphore(int n);
+bool keel_cg_bulkhead(int n);
+bool keel_cg_bulkhead_rejection(int n);
 
 namespace {
 
@@ -362,6 +366,9 @@ constexpr workload workloads[] = {
     {"pool_least_loaded", keel_cg_pool_least_loaded},
     {"hand_written_peak_ewma", keel_cg_hand_written_peak_ewma},
     {"pool_peak_ewma", keel_cg_pool_peak_ewma},
+    {"hand_written_semaphore", keel_cg_hand_written_semaphore},
+    {"bulkhead", keel_cg_bulkhead},
+    {"bulkhead_rejection", keel_cg_bulkhead_rejection},
 };
 
 bool run(const workload& w, int n) {

@@ -240,11 +240,20 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   breaker_state_machine& core() const noexcept { return core_; }
 
   /// How the breaker counts an outcome: ignored (Ignores, or a cancellation),
-  /// failure (Handles), else success.
+  /// failure (Handles; but an inner policy's rejection is ignored instead),
+  /// else success.
   template <class R>
   call_result classify(const outcome<R>& o) const {
     if (detail::ask_user_predicate(ignores_, o)) return call_result::ignored;
-    if (may_be_cancellation(o) && is_cancellation(o)) return call_result::ignored;
+    if (may_be_cancellation(o)) {
+      if (is_cancellation(o)) return call_result::ignored;
+      // A rejection (a full bulkhead, a rate limit inside the breaker) never
+      // reached the dependency: never a failure of it.
+      if (inner_rejection(o)) {
+        return detail::ask_user_predicate(handles_, o) ? call_result::ignored
+                                                       : call_result::success;
+      }
+    }
     return detail::ask_user_predicate(handles_, o) ? call_result::failure : call_result::success;
   }
 
@@ -351,6 +360,12 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
               HintFn&& hint) const {
     if (auto t = core_.record_with(generation, r, elapsed, now, hint)) [[unlikely]]
       if constexpr (observed) emit_for(listener_, *t, source_of(name()));
+  }
+
+  // Out of line: a failure path only, kept from changing how the hot paths inline.
+  template <class R>
+  KEEL_DETAIL_NOINLINE static bool inner_rejection(const outcome<R>& o) noexcept {
+    return is_rejection(o);
   }
 
   // is_cancellation compares error codes through virtual calls; an error value

@@ -79,11 +79,14 @@ enum class event_kind : unsigned char {
   fallback_skipped,        ///< fallback: an alternative did not handle the failure
   all_fallbacks_failed,    ///< fallback: every alternative tried failed
   fallback_cancelled,      ///< fallback: a stop request ended the chain
+  bulkhead_rejected,       ///< bulkhead: a call refused (full, queue full, or its wait ran out)
+  bulkhead_queued,         ///< bulkhead: a call began to wait for a permit
+  bulkhead_granted,        ///< bulkhead: a waiting call was given a permit
 };
 
 /// Number of event kinds.
-inline constexpr std::size_t event_kind_count = 16;
-static_assert(static_cast<std::size_t>(event_kind::fallback_cancelled) + 1 == event_kind_count,
+inline constexpr std::size_t event_kind_count = 19;
+static_assert(static_cast<std::size_t>(event_kind::bulkhead_granted) + 1 == event_kind_count,
               "keel::event_kind_count must follow keel::event_kind");
 
 /// Every event kind, in order: `for (keel::event_kind k : keel::event_kinds)`.
@@ -110,7 +113,10 @@ constexpr std::string_view to_string_view(event_kind k) noexcept {
                                                                     "fallback_used",
                                                                     "fallback_skipped",
                                                                     "all_fallbacks_failed",
-                                                                    "fallback_cancelled"};
+                                                                    "fallback_cancelled",
+                                                                    "bulkhead_rejected",
+                                                                    "bulkhead_queued",
+                                                                    "bulkhead_granted"};
   const auto i = static_cast<std::size_t>(k);
   return i < event_kind_count ? names[i] : "unknown";
 }

@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include <keel/admission/bulkhead.hpp>
 #include <keel/circuit_breaker.hpp>
 #include <keel/failover/endpoint_pool.hpp>
 #include <keel/failover/leader_follower.hpp>
@@ -447,6 +448,23 @@ const std::vector<hook_row>& hook_table() {
          CHECK(o.is(errc::timeout));
          CHECK(*l.heard == 1);
        }},
+      // ---- bulkhead -----------------------------------------------------------
+      {"admission/bulkhead.hpp", "with_listener",
+       [] {  // a listener that throws hears every event; the permits stay exact
+         venv env;
+         throwing_listener l;
+         const auto b = keel::bulkhead<>({.max_concurrent = 1, .max_queue = 1, .max_wait = 5ms})
+                            .with_environment(env)
+                            .with_listener(l);
+         auto held = b.try_acquire();
+         auto o = no_escape([&] { return b.try_execute([] { return 1; }); });
+         CHECK(o.is(errc::bulkhead_full));
+         CHECK(*l.heard == 2);  // bulkhead_queued, then bulkhead_rejected
+         held.release();
+         CHECK(no_escape([&] { return b.try_execute([] { return 1; }); }).value() == 1);
+         CHECK(b.in_flight() == 0);
+         CHECK(b.queued() == 0);
+       }},
       // ---- keel::on:: predicates over user callables -------------------------
       // A part that throws makes the whole predicate a policy asks match, `!` included.
       {"core/classify.hpp", "result",
@@ -538,6 +556,7 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
       {{"failover/leader_follower.hpp", "with_environment"}, "an environment, see above"},
       {{"failover/endpoint_pool.hpp", "with_environment"}, "an environment, see above"},
       {{"timeout/timeout.hpp", "with_environment"}, "an environment, see above"},
+      {{"admission/bulkhead.hpp", "with_environment"}, "an environment, see above"},
       {{"core/context.hpp", "set_user_value"},
        "a trivially copyable value, copied bytewise: no user code runs"},
       {{"core/call_slots.hpp", "set"}, "user_slot: a trivially copyable value, copied bytewise"},
