@@ -3,6 +3,7 @@
 #define KEEL_KEEL_HPP_INCLUDED
 
 // Everything keel offers. Each header also compiles on its own.
+#include "keel/admission.hpp"
 #include "keel/any_pipeline.hpp"
 #include "keel/circuit_breaker.hpp"
 #include "keel/core.hpp"

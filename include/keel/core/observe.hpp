@@ -79,11 +79,13 @@ enum class event_kind : unsigned char {
   fallback_skipped,        ///< fallback: an alternative did not handle the failure
   all_fallbacks_failed,    ///< fallback: every alternative tried failed
   fallback_cancelled,      ///< fallback: a stop request ended the chain
+  rate_limit_rejected,     ///< rate_limiter: a call refused (no slot within its wait)
+  rate_limit_paused,       ///< rate_limiter: a Retry-After hint paused a limit
 };
 
 /// Number of event kinds.
-inline constexpr std::size_t event_kind_count = 16;
-static_assert(static_cast<std::size_t>(event_kind::fallback_cancelled) + 1 == event_kind_count,
+inline constexpr std::size_t event_kind_count = 18;
+static_assert(static_cast<std::size_t>(event_kind::rate_limit_paused) + 1 == event_kind_count,
               "keel::event_kind_count must follow keel::event_kind");
 
 /// Every event kind, in order: `for (keel::event_kind k : keel::event_kinds)`.
@@ -110,7 +112,9 @@ constexpr std::string_view to_string_view(event_kind k) noexcept {
                                                                     "fallback_used",
                                                                     "fallback_skipped",
                                                                     "all_fallbacks_failed",
-                                                                    "fallback_cancelled"};
+                                                                    "fallback_cancelled",
+                                                                    "rate_limit_rejected",
+                                                                    "rate_limit_paused"};
   const auto i = static_cast<std::size_t>(k);
   return i < event_kind_count ? names[i] : "unknown";
 }
