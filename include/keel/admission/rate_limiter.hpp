@@ -178,21 +178,27 @@ class gcra_limit {
                      need > detail::rl_add(tau_, debt_) || need == detail::rl_max)) {
       return {};  // never fits: no retry_after
     }
-    const std::int64_t paused = paused_.load(std::memory_order_relaxed);
+    // While paused, a slot is reserved as if asked for when the pause ends:
+    // the bucket does not refill for callers who wait it out.
+    const std::int64_t from = detail::rl_max_of(paused_.load(std::memory_order_relaxed), n);
     // Read before the reservation: refunds that land after it are counted as
     // possibly ahead of this slot (see refund()).
     const std::uint64_t mark = refunds_.load(std::memory_order_seq_cst) & ~std::uint64_t{1};
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
     for (;;) {
-      const std::int64_t start = detail::rl_max_of(tat, n);
+      const std::int64_t start = detail::rl_max_of(tat, from);
       const std::int64_t end = detail::rl_add(start, need);
       // An oversize cost waits for a full bucket and then owes the rest.
       const std::int64_t allowed =
-          detail::rl_max_of(oversize ? start : detail::rl_sub(end, tau_), paused);
+          detail::rl_max_of(oversize ? start : detail::rl_sub(end, tau_), from);
       const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
       if (wait > max_wait.count() || end == detail::rl_max) {
         return {false, {}, duration(wait), {}};
       }
+      // A caller who waits goes later than it asked: published before the
+      // slot is taken, so that no refund moves a slot before it (refund()).
+      if (wait > 0) [[unlikely]]
+        raise_latest_arrival(allowed);
       if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
         return {true, duration(wait), std::nullopt, {end, n, need, mark}};
@@ -202,11 +208,17 @@ class gcra_limit {
 
   /// Gives back `units` of the slot of `t` (at most what it charged) at `now`;
   /// returns the time given back. Only the part of the slot still ahead of
-  /// `now` can come back: the part behind it has been refilled by time
-  /// already, and giving it back would let more than the bound through. Later
-  /// reservations keep their slots; the time given back goes to whoever comes
-  /// next. Exact when no other refund landed since `t` was reserved, else
-  /// conservative (the slot may have moved earlier by at most those refunds).
+  /// `now` can come back (the part behind it has been refilled by time
+  /// already), and of that only what lies after the sending time of every
+  /// caller still waiting for a slot: the limit is one number, the end of the
+  /// last slot, so giving time back moves every later slot earlier, and a
+  /// waiter keeps the time it was given; a slot moved before it would be sold
+  /// twice. So a cancelled waiter with callers waiting behind it gives back
+  /// only what their own slots leave free (nothing with a burst of 1), and a
+  /// call that never left, with nobody waiting, gives back all of its slot
+  /// still ahead. The time given back goes to whoever asks next. Exact when
+  /// no other refund landed since `t` was reserved, else conservative (the
+  /// slot may have moved earlier by at most those refunds).
   /// Pass a `now` read at the refund or later, never an earlier one, and
   /// refund or settle a ticket once (keel's reservations do).
   duration refund(const rate_ticket& t, std::uint64_t units, time_point now) noexcept {
@@ -222,14 +234,26 @@ class gcra_limit {
                                                             : static_cast<std::int64_t>(moved);
     const std::int64_t end =
         detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
-    const std::int64_t d = end > n ? detail::rl_min_of(give, detail::rl_sub(end, n)) : 0;
-    if (d > 0) {
-      std::int64_t tat = tat_.load(std::memory_order_relaxed);
-      while (!tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
-                                         std::memory_order_relaxed)) {
+    // Only the part of the slot after `now` and after every caller's own
+    // sending time (a waiter's slot) comes back: every slot behind it moves
+    // earlier by that much, and none may move before the time its caller
+    // sends, or two would go in the time of one. While this lock is held the
+    // TAT only grows, so a failed exchange means a new slot: look again.
+    std::int64_t d = 0;
+    std::int64_t tat = tat_.load(std::memory_order_seq_cst);
+    for (;;) {
+      const std::int64_t floor = detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst));
+      d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
+      if (d <= 0) {
+        d = 0;
+        break;
+      }
+      if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
+                                     std::memory_order_seq_cst)) {
+        break;
       }
     }
-    refunds_.store(detail::rl_bump(r, d < 0 ? 0 : d), std::memory_order_seq_cst);
+    refunds_.store(detail::rl_bump(r, d), std::memory_order_seq_cst);
     return duration(d);
   }
 
@@ -324,6 +348,13 @@ class gcra_limit {
   const rate_limit_options& options() const noexcept { return options_; }
 
  private:
+  void raise_latest_arrival(std::int64_t t) noexcept {
+    std::int64_t l = latest_.load(std::memory_order_seq_cst);
+    while (l < t && !latest_.compare_exchange_weak(l, t, std::memory_order_seq_cst,
+                                                    std::memory_order_seq_cst)) {
+    }
+  }
+
   std::uint64_t lock_refunds() noexcept {
     std::uint64_t r = refunds_.load(std::memory_order_relaxed);
     for (unsigned spins = 0;; ++spins) {
@@ -345,6 +376,7 @@ class gcra_limit {
   std::atomic<std::int64_t> tat_{detail::rl_min};     // full bucket
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
   std::atomic<std::uint64_t> refunds_{0};             // 2 * ns refunded, low bit: lock
+  std::atomic<std::int64_t> latest_{detail::rl_min};  // the latest time a waiter sends
 };
 
 // ---- events ----------------------------------------------------------------

@@ -128,23 +128,42 @@ TEST_CASE("gcra: waits are slots reserved in arrival order", "[rate_limiter]") {
   CHECK(l.try_acquire(1, at(0s), 500ms).wait == 500ms);
 }
 
-TEST_CASE("gcra: a cancelled wait gives back its own slot; later waiters keep theirs",
+TEST_CASE("gcra: a cancelled wait gives back only what the waiters behind it leave free",
           "[rate_limiter]") {
-  gcra_limit l({.limit = 10, .period = 1s, .burst = 1});
-  REQUIRE(l.try_acquire(1, at(0s)).admitted);
-  const auto a = l.try_acquire(1, at(0s), 1s);  // slot at 100 ms
-  const auto b = l.try_acquire(1, at(0s), 1s);  // slot at 200 ms
-  REQUIRE(a.wait == 100ms);
-  REQUIRE(b.wait == 200ms);
-  // A gives up at 50 ms: its whole slot is still ahead, so all of it comes back.
-  CHECK(l.refund_all(a.ticket, at(50ms)) == 100ms);
-  // B sleeps on to 200 ms (its slot does not move); the time goes to the next
-  // caller, who gets B's old place plus nothing: 200 ms, not 300 ms.
-  const auto c = l.try_acquire(1, at(50ms), 1s);
-  CHECK(c.wait == 150ms);  // slot at 200 ms
-  // Giving back twice is the caller's mistake, but a second refund of a slot
-  // already given back cannot give more than what is still ahead of it.
-  CHECK(l.refund_all(b.ticket, at(250ms)) == 0ns);  // its slot has passed
+  SECTION("burst 1: nothing, or B and the next caller would both go at 200 ms") {
+    gcra_limit l({.limit = 10, .period = 1s, .burst = 1});
+    REQUIRE(l.try_acquire(1, at(0s)).admitted);
+    const auto a = l.try_acquire(1, at(0s), 1s);  // sends at 100 ms
+    const auto b = l.try_acquire(1, at(0s), 1s);  // sends at 200 ms
+    REQUIRE(a.wait == 100ms);
+    REQUIRE(b.wait == 200ms);
+    CHECK(l.refund_all(a.ticket, at(50ms)) == 0ns);
+    CHECK(l.try_acquire(1, at(50ms), 1s).wait == 250ms);  // at 300 ms, after B
+  }
+  SECTION("burst 3: all of it; B keeps its time, the next caller goes with B") {
+    gcra_limit l({.limit = 10, .period = 1s, .burst = 3});
+    REQUIRE(l.try_acquire(3, at(0s)).admitted);
+    const auto a = l.try_acquire(1, at(0s), 1s);  // slot [300, 400 ms], sends at 100 ms
+    const auto b = l.try_acquire(1, at(0s), 1s);  // slot [400, 500 ms], sends at 200 ms
+    REQUIRE(a.wait == 100ms);
+    REQUIRE(b.wait == 200ms);
+    CHECK(l.refund_all(a.ticket, at(50ms)) == 100ms);
+    CHECK(l.try_acquire(1, at(50ms), 1s).wait == 150ms);  // at 200 ms, with B
+    CHECK(l.try_acquire(1, at(50ms), 1s).wait == 250ms);
+  }
+  SECTION("the last waiter gives back all of its slot") {
+    gcra_limit l({.limit = 10, .period = 1s, .burst = 1});
+    REQUIRE(l.try_acquire(1, at(0s)).admitted);
+    const auto a = l.try_acquire(1, at(0s), 1s);
+    CHECK(l.refund_all(a.ticket, at(50ms)) == 100ms);
+    CHECK(l.try_acquire(1, at(50ms), 1s).wait == 50ms);  // A's own time, 100 ms
+  }
+  SECTION("a slot that has passed gives back nothing") {
+    gcra_limit l({.limit = 10, .period = 1s, .burst = 1});
+    REQUIRE(l.try_acquire(1, at(0s)).admitted);
+    const auto a = l.try_acquire(1, at(0s), 1s);
+    CHECK(l.refund_all(a.ticket, at(250ms)) == 0ns);
+  }
 }
 
 TEST_CASE("gcra: a refund gives back only the part of the slot still ahead", "[rate_limiter]") {
@@ -189,9 +208,11 @@ TEST_CASE("gcra: another refund since the reservation makes a refund conservativ
   const auto b = l.try_acquire(10, at(0s), 1h);  // [110 s, 120 s], waits 20 s
   REQUIRE(a.wait == 10s);
   REQUIRE(b.wait == 20s);
+  // A gives back what lies after B's sending time (20 s): all of it.
   CHECK(l.refund_all(a.ticket, at(1s)) == 10s);  // B's slot is now [100 s, 110 s]
   // B cannot know whether A's refund was ahead of it: it counts it as if it
-  // were, and still gets all of its slot back since even [100 s, 110 s] is ahead.
+  // were, and still gets all of its slot back since even [100 s, 110 s] is
+  // after every sending time.
   CHECK(l.refund_all(b.ticket, at(1s)) == 10s);
   CHECK(l.tat() == at(100s));
 }
