@@ -317,6 +317,11 @@ bool keel_cg_hand_written_p2c(int n);
 bool keel_cg_pool_least_loaded(int n);
 bool keel_cg_hand_written_peak_ewma(int n);
 bool keel_cg_pool_peak_ewma(int n);
+// In callgrind_workloads_rate_limiter.cpp: the rate limiter and its floor.
+bool keel_cg_hand_written_gcra(int n);
+bool keel_cg_gcra_try_acquire(int n);
+bool keel_cg_rate_limiter(int n);
+bool keel_cg_rate_limiter_reserve_settle(int n);
 
 namespace {
 
@@ -362,6 +367,10 @@ constexpr workload workloads[] = {
     {"pool_least_loaded", keel_cg_pool_least_loaded},
     {"hand_written_peak_ewma", keel_cg_hand_written_peak_ewma},
     {"pool_peak_ewma", keel_cg_pool_peak_ewma},
+    {"hand_written_gcra", keel_cg_hand_written_gcra},
+    {"gcra_try_acquire", keel_cg_gcra_try_acquire},
+    {"rate_limiter", keel_cg_rate_limiter},
+    {"rate_limiter_reserve_settle", keel_cg_rate_limiter_reserve_settle},
 };
 
 bool run(const workload& w, int n) {
