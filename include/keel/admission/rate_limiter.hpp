@@ -112,12 +112,12 @@ constexpr std::int64_t rl_min_of(std::int64_t a, std::int64_t b) noexcept { retu
 
 // The refund counter counts nanoseconds twice over (the low bit is the
 // refunders' lock) and wraps around on purpose: only differences are read.
-KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP constexpr std::uint64_t rl_since(std::uint64_t now,
-                                                                      std::uint64_t then) noexcept {
+KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP constexpr std::uint64_t rl_since(
+    std::uint64_t now, std::uint64_t then) noexcept {
   return (now - then) / 2;
 }
 KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP constexpr std::uint64_t rl_bump(std::uint64_t r,
-                                                                     std::int64_t d) noexcept {
+                                                                      std::int64_t d) noexcept {
   return r + 2 * static_cast<std::uint64_t>(d);
 }
 
@@ -125,10 +125,10 @@ KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP constexpr std::uint64_t rl_bump(std::uint6
 
 /// A slot one limit reserved for a call: what a refund or a settle needs.
 struct rate_ticket {
-  std::int64_t end = 0;        ///< the limit's theoretical arrival time after this slot (ns)
-  std::int64_t at = 0;         ///< when the slot was reserved (ns)
-  std::int64_t length = 0;     ///< the time the slot charged: cost * emission interval (ns)
-  std::uint64_t refunds = 0;   ///< the limit's refund counter when reserved
+  std::int64_t end = 0;       ///< the limit's theoretical arrival time after this slot (ns)
+  std::int64_t at = 0;        ///< when the slot was reserved (ns)
+  std::int64_t length = 0;    ///< the time the slot charged: cost * emission interval (ns)
+  std::uint64_t refunds = 0;  ///< the limit's refund counter when reserved
 };
 
 /// One limit's answer to try_acquire.
@@ -229,9 +229,9 @@ class gcra_limit {
     // The slot's end now: moved earlier by at most the refunds since it was
     // reserved, and never before its reservation time plus its length.
     const std::uint64_t moved = detail::rl_since(r, t.refunds);
-    const std::int64_t moved_ns =
-        moved > static_cast<std::uint64_t>(detail::rl_max) ? detail::rl_max
-                                                            : static_cast<std::int64_t>(moved);
+    const std::int64_t moved_ns = moved > static_cast<std::uint64_t>(detail::rl_max)
+                                      ? detail::rl_max
+                                      : static_cast<std::int64_t>(moved);
     const std::int64_t end =
         detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
     // Only the part of the slot after `now` and after every caller's own
@@ -296,7 +296,7 @@ class gcra_limit {
   /// No call goes before now + retry_after (cut to max_pause); returns true
   /// when that moved the pause later. A pause never shortens.
   bool pause(duration retry_after, time_point now) noexcept {
-    const duration d = retry_after < duration::zero() ? duration::zero()
+    const duration d = retry_after < duration::zero()     ? duration::zero()
                        : retry_after > options_.max_pause ? options_.max_pause
                                                           : retry_after;
     const std::int64_t until = detail::rl_add(now.time_since_epoch().count(), d.count());
@@ -351,7 +351,7 @@ class gcra_limit {
   void raise_latest_arrival(std::int64_t t) noexcept {
     std::int64_t l = latest_.load(std::memory_order_seq_cst);
     while (l < t && !latest_.compare_exchange_weak(l, t, std::memory_order_seq_cst,
-                                                    std::memory_order_seq_cst)) {
+                                                   std::memory_order_seq_cst)) {
     }
   }
 
@@ -512,8 +512,7 @@ duration least_max_wait(const std::array<rate_limit_options, N>& o) noexcept {
 template <std::size_t N = 1, class Cost = context_cost, class Actual = no_actual_cost,
           class HintFn = failure_hint, class Listener = no_listener,
           environment Env = default_environment>
-class rate_limiter
-    : public executable<rate_limiter<N, Cost, Actual, HintFn, Listener, Env>> {
+class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Listener, Env>> {
   static_assert(N >= 1, "keel::rate_limiter needs at least one limit");
 
  public:
@@ -678,9 +677,9 @@ class rate_limiter
 
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
-    const costs c = detail::as_costs<N>(call_or(
-        detail::as_costs<N>(bucket_costs()),
-        [&] { return detail::as_costs<N>(detail::invoke(cost_, std::as_const(ctx))); }));
+    const costs c = detail::as_costs<N>(call_or(detail::as_costs<N>(bucket_costs()), [&] {
+      return detail::as_costs<N>(detail::invoke(cost_, std::as_const(ctx)));
+    }));
     duration max_wait = max_wait_;
     if (max_wait > duration::zero() && ctx.has_deadline()) {
       const duration left = ctx.remaining();
@@ -758,14 +757,14 @@ class rate_limiter
       refund_all(tickets, N);
       return;
     }
-    const std::optional<costs> actual = call_or(std::optional<costs>(), [&]() -> std::optional<costs> {
-      auto a = detail::invoke(actual_, o);
-      if (!a) return std::nullopt;
-      return detail::as_costs<N>(*a);
-    });
-    const std::array<hint, N> hints = call_or(std::array<hint, N>{}, [&] {
-      return detail::as_hints<N>(detail::invoke(hint_, o));
-    });
+    const std::optional<costs> actual =
+        call_or(std::optional<costs>(), [&]() -> std::optional<costs> {
+          auto a = detail::invoke(actual_, o);
+          if (!a) return std::nullopt;
+          return detail::as_costs<N>(*a);
+        });
+    const std::array<hint, N> hints = call_or(
+        std::array<hint, N>{}, [&] { return detail::as_hints<N>(detail::invoke(hint_, o)); });
     bool any_hint = false;
     for (const hint& h : hints) any_hint = any_hint || h.retry_after || h.quota;
     if (!actual && !any_hint) return;
@@ -780,9 +779,8 @@ class rate_limiter
           const duration cut = ra > l.options().max_pause ? l.options().max_pause
                                : ra < duration::zero()    ? duration::zero()
                                                           : ra;
-          report<rate_limit_paused>(listener_, [&] {
-            return rate_limit_paused{k, cut, source_of(name_, ctx)};
-          });
+          report<rate_limit_paused>(
+              listener_, [&] { return rate_limit_paused{k, cut, source_of(name_, ctx)}; });
         }
       }
     }
@@ -798,10 +796,9 @@ class rate_limiter
   std::shared_ptr<detail::rate_state<N>> state_;  // copies share the limits
   policy_name name_{"rate_limiter"};
 
-  using parts =
-      keel::parts<&rate_limiter::options_, &rate_limiter::cost_, &rate_limiter::actual_,
-                  &rate_limiter::hint_, &rate_limiter::listener_, &rate_limiter::env_,
-                  &rate_limiter::state_, &rate_limiter::name_>;
+  using parts = keel::parts<&rate_limiter::options_, &rate_limiter::cost_, &rate_limiter::actual_,
+                            &rate_limiter::hint_, &rate_limiter::listener_, &rate_limiter::env_,
+                            &rate_limiter::state_, &rate_limiter::name_>;
 };
 
 // clang-format off

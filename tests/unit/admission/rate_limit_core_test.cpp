@@ -34,8 +34,7 @@ TEST_CASE("rate_limit_options: every invalid field is named", "[rate_limiter]") 
         "rate_limit_options.period");
   CHECK_FALSE(rate_limit_options{.limit = 10, .period = 10ns}.validate());
   CHECK(rate_limit_options{.max_wait = -1ns}.validate()->field == "rate_limit_options.max_wait");
-  CHECK(rate_limit_options{.max_pause = -1ns}.validate()->field ==
-        "rate_limit_options.max_pause");
+  CHECK(rate_limit_options{.max_pause = -1ns}.validate()->field == "rate_limit_options.max_pause");
   CHECK(rate_limit_options{.oversize = static_cast<keel::rate_oversize>(7)}.validate()->field ==
         "rate_limit_options.oversize");
   static_assert(!rate_limit_options{.limit = 5, .period = 1s}.validate());
@@ -83,8 +82,7 @@ TEST_CASE("gcra: burst 0 means the limit; a cost of `burst` fits only a full buc
   CHECK(l.try_acquire(60, at(60s)).admitted);
 }
 
-TEST_CASE("gcra: the emission interval rounds up, never faster than the limit",
-          "[rate_limiter]") {
+TEST_CASE("gcra: the emission interval rounds up, never faster than the limit", "[rate_limiter]") {
   gcra_limit l({.limit = 7, .period = 1s, .burst = 1});
   CHECK(l.emission_interval() == 142'857'143ns);  // 1e9 / 7 = 142857142.86
   CHECK(l.try_acquire(1, at(0s)).admitted);
@@ -92,9 +90,10 @@ TEST_CASE("gcra: the emission interval rounds up, never faster than the limit",
   CHECK(l.try_acquire(1, at(142'857'143ns)).admitted);
 }
 
-TEST_CASE("gcra: no boundary burst (resilience4j #2064): any short interval admits at most "
-          "burst + its length / T",
-          "[rate_limiter]") {
+TEST_CASE(
+    "gcra: no boundary burst (resilience4j #2064): any short interval admits at most "
+    "burst + its length / T",
+    "[rate_limiter]") {
   // A fixed window of 1 s with 10 permits admits 10 at 0.999 s and 10 more
   // at 1.000 s: 20 in a millisecond. The GCRA admits burst + 1 ms / T.
   gcra_limit l({.limit = 10, .period = 1s});
@@ -168,7 +167,7 @@ TEST_CASE("gcra: a cancelled wait gives back only what the waiters behind it lea
 
 TEST_CASE("gcra: a refund gives back only the part of the slot still ahead", "[rate_limiter]") {
   gcra_limit l({.limit = 1, .period = 1s, .burst = 10});  // T = 1 s, tau = 10 s
-  const auto r = l.try_acquire(4, at(0s));  // slot [0, 4 s]
+  const auto r = l.try_acquire(4, at(0s));                // slot [0, 4 s]
   REQUIRE(r.admitted);
   SECTION("all of it ahead") { CHECK(l.refund_all(r.ticket, at(0s)) == 4s); }
   SECTION("half of it behind") {
@@ -284,7 +283,10 @@ TEST_CASE("gcra: an oversize cost is refused with no retry_after, or admitted in
     CHECK(l.available(at(0s)) == 5);
   }
   SECTION("debt: admitted when the bucket is full, the rest owed") {
-    gcra_limit l({.limit = 10, .period = 1s, .burst = 5, .oversize = keel::rate_oversize::debt,
+    gcra_limit l({.limit = 10,
+                  .period = 1s,
+                  .burst = 5,
+                  .oversize = keel::rate_oversize::debt,
                   .max_debt = 3});
     CHECK_FALSE(l.try_acquire(9, at(0s)).retry_after);  // 4 beyond the bucket > 3 of debt
     REQUIRE(l.try_acquire(1, at(0s)).admitted);

@@ -65,14 +65,14 @@ struct sent_unit {
 /// The largest excess of units sent over any closed interval beyond
 /// burst + floor(length / t); <= 0 when the bound holds.
 std::int64_t worst_excess(std::vector<sent_unit> sent, std::uint64_t burst, std::int64_t t) {
-  std::sort(sent.begin(), sent.end(), [](const sent_unit& a, const sent_unit& b) { return a.at < b.at; });
+  std::sort(sent.begin(), sent.end(),
+            [](const sent_unit& a, const sent_unit& b) { return a.at < b.at; });
   std::int64_t worst = -1;
   for (std::size_t i = 0; i < sent.size(); ++i) {
     std::uint64_t total = 0;
     for (std::size_t j = i; j < sent.size(); ++j) {
       total += sent[j].units;
-      const std::int64_t allowed =
-          static_cast<std::int64_t>(burst) + (sent[j].at - sent[i].at) / t;
+      const std::int64_t allowed = static_cast<std::int64_t>(burst) + (sent[j].at - sent[i].at) / t;
       worst = std::max(worst, static_cast<std::int64_t>(total) - allowed);
     }
   }
@@ -111,9 +111,10 @@ TEST_CASE("gcra model: every decision equals a plain token bucket's (fuzzed)",
   }
 }
 
-TEST_CASE("gcra model: with refunds, settlements, pauses and hints, units sent stay within "
-          "burst + d / T over every interval (fuzzed)",
-          "[rate_limiter][model]") {
+TEST_CASE(
+    "gcra model: with refunds, settlements, pauses and hints, units sent stay within "
+    "burst + d / T over every interval (fuzzed)",
+    "[rate_limiter][model]") {
   for (std::uint64_t seed = 1; seed <= 200; ++seed) {
     keel_test::rng rng{seed * 7919};
     const auto limit = static_cast<std::uint64_t>(rng.in(1, 20));
@@ -136,8 +137,8 @@ TEST_CASE("gcra model: with refunds, settlements, pauses and hints, units sent s
       // Calls whose time has come go, and maybe cost less than estimated.
       for (auto it = waiting.begin(); it != waiting.end();) {
         if (it->send_at <= now) {
-          const auto actual = static_cast<std::uint64_t>(
-              rng.in(0, static_cast<std::int64_t>(it->estimate)));
+          const auto actual =
+              static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(it->estimate)));
           if (actual > 0) sent.push_back({it->send_at, actual});
           l.settle(it->ticket, it->estimate, actual, tp);
           it = waiting.erase(it);
@@ -153,8 +154,8 @@ TEST_CASE("gcra model: with refunds, settlements, pauses and hints, units sent s
         if (d.admitted) waiting.push_back({d.ticket, cost, now + d.wait.count()});
       } else if (what < 80 && !waiting.empty()) {
         // A call that never left (cancelled, or refused inside): all of it back.
-        const auto k = static_cast<std::size_t>(
-            rng.in(0, static_cast<std::int64_t>(waiting.size()) - 1));
+        const auto k =
+            static_cast<std::size_t>(rng.in(0, static_cast<std::int64_t>(waiting.size()) - 1));
         l.refund_all(waiting[k].ticket, tp);
         waiting.erase(waiting.begin() + static_cast<std::ptrdiff_t>(k));
       } else if (what < 85) {

@@ -46,8 +46,7 @@ std::int64_t worst_excess(std::vector<sent_unit> sent, std::uint64_t burst, std:
     std::uint64_t total = 0;
     for (std::size_t j = i; j < sent.size(); ++j) {
       total += sent[j].units;
-      const std::int64_t allowed =
-          static_cast<std::int64_t>(burst) + (sent[j].at - sent[i].at) / t;
+      const std::int64_t allowed = static_cast<std::int64_t>(burst) + (sent[j].at - sent[i].at) / t;
       if (static_cast<std::int64_t>(total) - allowed > worst) {
         worst = static_cast<std::int64_t>(total) - allowed;
       }
@@ -98,7 +97,8 @@ TEST_CASE("rate_limiter stress: the bound holds with waits, cancellations and se
         if (what < 2) {
           l.refund_all(d.ticket, clock.now());  // cancelled: never left
         } else if (what < 4) {
-          const auto actual = static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(cost)));
+          const auto actual =
+              static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(cost)));
           if (actual > 0) mine.push_back({(now + d.wait).time_since_epoch().count(), actual});
           l.settle(d.ticket, cost, actual, clock.now());
         } else {

@@ -29,7 +29,6 @@ using keel::errc;
 using keel::rate_limit_options;
 using venv = keel::testing::virtual_environment;
 
-
 struct http_429 : std::runtime_error, keel::hint_source {
   keel::hint h;
   explicit http_429(keel::hint hint_) : std::runtime_error("429"), h(hint_) {}
@@ -124,9 +123,8 @@ TEST_CASE("rate_limiter: the deadline bounds the wait", "[rate_limiter]") {
 TEST_CASE("rate_limiter: a stop during the wait gives the slot back; later waiters keep theirs",
           "[rate_limiter]") {
   venv env;
-  const auto limiter =
-      keel::rate_limiter({.limit = 10, .period = 1s, .burst = 1, .max_wait = 1s})
-          .with_environment(env);
+  const auto limiter = keel::rate_limiter({.limit = 10, .period = 1s, .burst = 1, .max_wait = 1s})
+                           .with_environment(env);
   REQUIRE(limiter.try_execute([] { return 0; }).has_value());
   auto later = limiter.reserve(1, 1s);  // slot at 100 ms, taken before the caller below
   REQUIRE(later.wait() == 100ms);
@@ -158,9 +156,8 @@ TEST_CASE("rate_limiter: the cost comes from the context or a cost function", "[
   CHECK(limiter.try_execute(ctx, [] { return 0; }).has_value());
   CHECK(limiter.limit().available(env.now()) == 40);
   CHECK(limiter.try_execute(ctx, [] { return 0; }).is(errc::rate_limited));
-  const auto by_fn = limiter.with_cost([](const keel::context& c) -> std::uint64_t {
-    return c.operation() == "big" ? 30 : 5;
-  });
+  const auto by_fn = limiter.with_cost(
+      [](const keel::context& c) -> std::uint64_t { return c.operation() == "big" ? 30 : 5; });
   keel::context big;
   big.set_operation("big");
   CHECK(by_fn.try_execute(big, [] { return 0; }).has_value());
@@ -183,16 +180,15 @@ TEST_CASE("rate_limiter: a cost function that throws charges the bucket", "[rate
 TEST_CASE("rate_limiter: settles the estimate to the actual cost of the outcome",
           "[rate_limiter]") {
   venv env;
-  const auto limiter =
-      keel::rate_limiter({.limit = 1000, .period = 1s, .max_debt = 500})
-          .with_environment(env)
-          .with_cost([](const keel::context&) -> std::uint64_t { return 400; })
-          .with_actual_cost([](const auto& o) -> std::optional<std::uint64_t> {
-            if constexpr (requires { o.value().total_tokens; }) {
-              if (o.has_value()) return o.value().total_tokens;
-            }
-            return std::nullopt;
-          });
+  const auto limiter = keel::rate_limiter({.limit = 1000, .period = 1s, .max_debt = 500})
+                           .with_environment(env)
+                           .with_cost([](const keel::context&) -> std::uint64_t { return 400; })
+                           .with_actual_cost([](const auto& o) -> std::optional<std::uint64_t> {
+                             if constexpr (requires { o.value().total_tokens; }) {
+                               if (o.has_value()) return o.value().total_tokens;
+                             }
+                             return std::nullopt;
+                           });
   CHECK(limiter.try_execute([] { return completion{100, 0}; }).has_value());
   CHECK(limiter.limit().available(env.now()) == 900);  // 400 charged, 300 given back
   CHECK(limiter.try_execute([] { return completion{700, 0}; }).has_value());
@@ -200,8 +196,7 @@ TEST_CASE("rate_limiter: settles the estimate to the actual cost of the outcome"
   // A failure has no usage: the estimate stands.
   env.advance(200ms);  // 200 more units
   CHECK(limiter.limit().available(env.now()) == 400);
-  CHECK(limiter.try_execute([]() -> completion { throw std::runtime_error("x"); })
-            .has_exception());
+  CHECK(limiter.try_execute([]() -> completion { throw std::runtime_error("x"); }).has_exception());
   CHECK(limiter.limit().available(env.now()) == 0);
 }
 
@@ -238,8 +233,8 @@ TEST_CASE("rate_limiter: inside a retry, each attempt is charged; a rejection is
           "[rate_limiter]") {
   venv env;
   const auto limiter = keel::rate_limiter({.limit = 3, .period = 1h}).with_environment(env);
-  const auto guarded = keel::pipeline(keel::retry({.max_attempts = 5}).with_environment(env),
-                                      limiter);
+  const auto guarded =
+      keel::pipeline(keel::retry({.max_attempts = 5}).with_environment(env), limiter);
   int calls = 0;
   const auto o = guarded.try_execute([&]() -> int {
     ++calls;
@@ -285,7 +280,8 @@ TEST_CASE("rate_limiter: a remaining-quota hint read from the result tightens th
                            .with_hint([](const auto& o) {
                              keel::hint h;
                              if constexpr (requires { o.value().remaining_tokens; }) {
-                               if (o.has_value()) h.quota = keel::quota_hint{o.value().remaining_tokens, 1min};
+                               if (o.has_value())
+                                 h.quota = keel::quota_hint{o.value().remaining_tokens, 1min};
                              }
                              return h;
                            });
@@ -311,12 +307,11 @@ TEST_CASE("rate_limits: all limits admit a call or none is charged (exact rollba
   venv env;
   const rate_limit_options rpm{.limit = 3, .period = 1min};
   const rate_limit_options tpm{.limit = 1000, .period = 1min};
-  const auto limiter = keel::rate_limits(rpm, tpm)
-                           .with_environment(env)
-                           .with_cost([](const keel::context& c) {
-                             const auto t = c.user_value<keel::rate_cost>();
-                             return std::array<std::uint64_t, 2>{1, t ? t->units : 0};
-                           });
+  const auto limiter =
+      keel::rate_limits(rpm, tpm).with_environment(env).with_cost([](const keel::context& c) {
+        const auto t = c.user_value<keel::rate_cost>();
+        return std::array<std::uint64_t, 2>{1, t ? t->units : 0};
+      });
   const auto with_tokens = [](std::uint64_t n) {
     keel::context c;
     c.set_user_value(keel::rate_cost{n});
@@ -355,7 +350,9 @@ TEST_CASE("rate_limits: a reservation settles every limit once; unsettled, the e
   }
   CHECK(limiter.limit(0).available(env.now()) == 9);
   CHECK(limiter.limit(1).available(env.now()) == 800);
-  { [[maybe_unused]] auto unsettled = limiter.reserve({1, 300}); }
+  {
+    [[maybe_unused]] auto unsettled = limiter.reserve({1, 300});
+  }
   CHECK(limiter.limit(1).available(env.now()) == 500);
   {
     auto never_left = limiter.reserve({1, 300});

@@ -417,11 +417,10 @@ const std::vector<hook_row>& hook_table() {
       {"admission/rate_limiter.hpp", "with_cost",
        [] {  // a cost function that throws charges the bucket: never less than the call costs
          venv env;
-         const auto l = keel::rate_limiter({.limit = 10, .period = std::chrono::seconds(1)})
-                            .with_environment(env)
-                            .with_cost([](const keel::context&) -> std::uint64_t {
-                              throw hook_error();
-                            });
+         const auto l =
+             keel::rate_limiter({.limit = 10, .period = std::chrono::seconds(1)})
+                 .with_environment(env)
+                 .with_cost([](const keel::context&) -> std::uint64_t { throw hook_error(); });
          auto o = no_escape([&] { return l.try_execute([] { return 1; }); });
          CHECK(o.has_value());
          CHECK(l.limit().available(env.now()) == 0);
@@ -456,8 +455,9 @@ const std::vector<hook_row>& hook_table() {
                             .with_environment(env)
                             .with_listener(t);
          CHECK(no_escape([&] { return l.try_execute([] { return 1; }); }).has_value());
-         CHECK(no_escape([&] { return l.try_execute([] { return 1; }); })
-                   .is(keel::errc::rate_limited));
+         CHECK(no_escape([&] {
+                 return l.try_execute([] { return 1; });
+               }).is(keel::errc::rate_limited));
          CHECK(*t.heard == 1);
        }},
       // ---- keel::listeners: a member that throws ---------------------------
