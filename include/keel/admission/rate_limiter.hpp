@@ -328,7 +328,8 @@ class gcra_limit {
   std::uint64_t available(time_point now) const noexcept {
     const std::int64_t n = now.time_since_epoch().count();
     if (paused_.load(std::memory_order_relaxed) > n) return 0;
-    const std::int64_t ahead = detail::rl_max_of(tat_.load(std::memory_order_relaxed), n) - n;
+    const std::int64_t ahead =
+        detail::rl_sub(detail::rl_max_of(tat_.load(std::memory_order_relaxed), n), n);
     if (ahead >= tau_) return 0;
     return static_cast<std::uint64_t>((tau_ - ahead) / interval_);
   }
