@@ -321,6 +321,11 @@ bool keel_cg_pool_peak_ewma(int n);
 bool keel_cg_hand_written_semaphore(int n);
 bool keel_cg_bulkhead(int n);
 bool keel_cg_bulkhead_rejection(int n);
+// In callgrind_workloads_rate_limiter.cpp: the rate limiter and its floor.
+bool keel_cg_hand_written_gcra(int n);
+bool keel_cg_gcra_try_acquire(int n);
+bool keel_cg_rate_limiter(int n);
+bool keel_cg_rate_limiter_reserve_settle(int n);
 
 namespace {
 
@@ -369,6 +374,10 @@ constexpr workload workloads[] = {
     {"hand_written_semaphore", keel_cg_hand_written_semaphore},
     {"bulkhead", keel_cg_bulkhead},
     {"bulkhead_rejection", keel_cg_bulkhead_rejection},
+    {"hand_written_gcra", keel_cg_hand_written_gcra},
+    {"gcra_try_acquire", keel_cg_gcra_try_acquire},
+    {"rate_limiter", keel_cg_rate_limiter},
+    {"rate_limiter_reserve_settle", keel_cg_rate_limiter_reserve_settle},
 };
 
 bool run(const workload& w, int n) {

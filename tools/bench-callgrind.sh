@@ -33,7 +33,9 @@ if [[ -z $bin ]]; then
   "${CXX:-g++}" -std=c++20 ${CXXFLAGS:--O2 -DNDEBUG} -I"${KEEL_INCLUDE:-$root/include}" \
     "$root/benchmarks/callgrind_workloads.cpp" "$root/benchmarks/callgrind_workloads_coarse.cpp" \
     "$root/benchmarks/callgrind_workloads_failover.cpp" "$root/benchmarks/callgrind_workloads_pool.cpp" \
-    "$root/benchmarks/callgrind_workloads_bulkhead.cpp" -I"$root/benchmarks" -o "$bin" -pthread
+    "$root/benchmarks/callgrind_workloads_bulkhead.cpp" \
+    "$root/benchmarks/callgrind_workloads_rate_limiter.cpp" \
+    -I"$root/benchmarks" -o "$bin" -pthread
 fi
 
 run_once() {  # instructions executed inside keel_cg_<name>, for $2 calls

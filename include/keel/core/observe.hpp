@@ -82,11 +82,13 @@ enum class event_kind : unsigned char {
   bulkhead_rejected,       ///< bulkhead: a call refused (full, queue full, or its wait ran out)
   bulkhead_queued,         ///< bulkhead: a call began to wait for a permit
   bulkhead_granted,        ///< bulkhead: a waiting call was given a permit
+  rate_limit_rejected,     ///< rate_limiter: a call refused (no slot within its wait)
+  rate_limit_paused,       ///< rate_limiter: a Retry-After hint paused a limit
 };
 
 /// Number of event kinds.
-inline constexpr std::size_t event_kind_count = 19;
-static_assert(static_cast<std::size_t>(event_kind::bulkhead_granted) + 1 == event_kind_count,
+inline constexpr std::size_t event_kind_count = 21;
+static_assert(static_cast<std::size_t>(event_kind::rate_limit_paused) + 1 == event_kind_count,
               "keel::event_kind_count must follow keel::event_kind");
 
 /// Every event kind, in order: `for (keel::event_kind k : keel::event_kinds)`.
@@ -116,7 +118,9 @@ constexpr std::string_view to_string_view(event_kind k) noexcept {
                                                                     "fallback_cancelled",
                                                                     "bulkhead_rejected",
                                                                     "bulkhead_queued",
-                                                                    "bulkhead_granted"};
+                                                                    "bulkhead_granted",
+                                                                    "rate_limit_rejected",
+                                                                    "rate_limit_paused"};
   const auto i = static_cast<std::size_t>(k);
   return i < event_kind_count ? names[i] : "unknown";
 }

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <keel/admission/bulkhead.hpp>
+#include <keel/admission/rate_limiter.hpp>
 #include <keel/circuit_breaker.hpp>
 #include <keel/failover/endpoint_pool.hpp>
 #include <keel/failover/leader_follower.hpp>
@@ -413,6 +414,53 @@ const std::vector<hook_row>& hook_table() {
          CHECK(o.value() == 11);
          CHECK(warmed == 1);
        }},
+      // ---- rate limiter -----------------------------------------------------
+      {"admission/rate_limiter.hpp", "with_cost",
+       [] {  // a cost function that throws charges the bucket: never less than the call costs
+         venv env;
+         const auto l =
+             keel::rate_limiter({.limit = 10, .period = std::chrono::seconds(1)})
+                 .with_environment(env)
+                 .with_cost([](const keel::context&) -> std::uint64_t { throw hook_error(); });
+         auto o = no_escape([&] { return l.try_execute([] { return 1; }); });
+         CHECK(o.has_value());
+         CHECK(l.limit().available(env.now()) == 0);
+       }},
+      {"admission/rate_limiter.hpp", "with_actual_cost",
+       [] {  // an actual-cost function that throws: the estimate stands
+         venv env;
+         const auto l = keel::rate_limiter({.limit = 10, .period = std::chrono::seconds(1)})
+                            .with_environment(env)
+                            .with_actual_cost([](const auto&) -> std::optional<std::uint64_t> {
+                              throw hook_error();
+                            });
+         auto o = no_escape([&] { return l.try_execute([] { return 1; }); });
+         CHECK(o.has_value());
+         CHECK(l.limit().available(env.now()) == 9);
+       }},
+      {"admission/rate_limiter.hpp", "with_hint",
+       [] {  // a hint reader that throws: no hint, no pause
+         venv env;
+         const auto l = keel::rate_limiter({.limit = 10, .period = std::chrono::seconds(1)})
+                            .with_environment(env)
+                            .with_hint([](const auto&) -> keel::hint { throw hook_error(); });
+         auto o = no_escape([&] { return l.try_execute(fails); });
+         CHECK(o.has_exception());
+         CHECK(l.limit().paused_until() < env.now());
+       }},
+      {"admission/rate_limiter.hpp", "with_listener",
+       [] {  // a listener that throws is ignored: the refusal stands
+         venv env;
+         throwing_listener t;
+         const auto l = keel::rate_limiter({.limit = 1, .period = std::chrono::seconds(1)})
+                            .with_environment(env)
+                            .with_listener(t);
+         CHECK(no_escape([&] { return l.try_execute([] { return 1; }); }).has_value());
+         CHECK(no_escape([&] {
+                 return l.try_execute([] { return 1; });
+               }).is(keel::errc::rate_limited));
+         CHECK(*t.heard == 1);
+       }},
       // ---- keel::listeners: a member that throws ---------------------------
       {"core/events.hpp", "on",
        [] {
@@ -557,6 +605,7 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
       {{"failover/endpoint_pool.hpp", "with_environment"}, "an environment, see above"},
       {{"timeout/timeout.hpp", "with_environment"}, "an environment, see above"},
       {{"admission/bulkhead.hpp", "with_environment"}, "an environment, see above"},
+      {{"admission/rate_limiter.hpp", "with_environment"}, "an environment, see above"},
       {{"core/context.hpp", "set_user_value"},
        "a trivially copyable value, copied bytewise: no user code runs"},
       {{"core/call_slots.hpp", "set"}, "user_slot: a trivially copyable value, copied bytewise"},

@@ -1,0 +1,829 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_ADMISSION_RATE_LIMITER_HPP_INCLUDED
+#define KEEL_ADMISSION_RATE_LIMITER_HPP_INCLUDED
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
+
+#include "keel/core/classify.hpp"
+#include "keel/core/config_error.hpp"
+#include "keel/core/context.hpp"
+#include "keel/core/environment.hpp"
+#include "keel/core/error.hpp"
+#include "keel/core/fluent.hpp"
+#include "keel/core/hint.hpp"
+#include "keel/core/inspect.hpp"
+#include "keel/core/observe.hpp"
+#include "keel/core/outcome.hpp"
+#include "keel/core/policy.hpp"
+#include "keel/core/time.hpp"
+#include "keel/detail/config.hpp"
+
+namespace keel {
+
+/// What a limit does with a cost larger than its burst.
+enum class rate_oversize : unsigned char {
+  /// Refused with errc::rate_limited and no retry_after: waiting never helps.
+  reject,
+  /// Admitted when the bucket is full, into debt of at most max_debt units.
+  debt,
+};
+
+/// One rate limit: `limit` units per `period`, `burst` of them at once.
+struct rate_limit_options {
+  /// Units admitted per period (requests, tokens, cents); >= 1. Default 100.
+  std::uint64_t limit = 100;
+  /// The period of `limit`; at least `limit` nanoseconds (one unit per ns at most). Default 1 s.
+  duration period = std::chrono::seconds(1);
+  /// Units that may go at once after a quiet spell (the bucket's size); 0 means `limit`. Default 0.
+  std::uint64_t burst = 0;
+  /// Longest a call waits for its slot (the context's deadline bounds it too); 0: never waits.
+  /// Default 0. With several limits, the smallest applies.
+  duration max_wait = duration::zero();
+  /// A cost above the burst: rejected (default) or admitted into debt.
+  rate_oversize oversize = rate_oversize::reject;
+  /// Units a settle above the estimate, or an oversize cost, may owe beyond an empty bucket;
+  /// the rest is forgiven. Default 0: never beyond an empty bucket.
+  std::uint64_t max_debt = 0;
+  /// Longest pause a Retry-After hint imposes (longer ones are cut). >= 0; default 60 s.
+  duration max_pause = std::chrono::seconds(60);
+
+  /// The units that may go at once: burst, or limit when burst is 0.
+  constexpr std::uint64_t bucket() const noexcept { return burst == 0 ? limit : burst; }
+
+  constexpr validation_result validate() const {
+    if (limit == 0) return config_problem{"rate_limit_options.limit", "must be >= 1"};
+    if (period <= duration::zero()) {
+      return config_problem{"rate_limit_options.period", "must be > 0"};
+    }
+    if (static_cast<std::uint64_t>(period.count()) < limit) {
+      return config_problem{"rate_limit_options.period",
+                            "must be at least `limit` nanoseconds (at most one unit per ns)"};
+    }
+    if (max_wait < duration::zero()) {
+      return config_problem{"rate_limit_options.max_wait", "must be >= 0"};
+    }
+    if (max_pause < duration::zero()) {
+      return config_problem{"rate_limit_options.max_pause", "must be >= 0"};
+    }
+    if (oversize != rate_oversize::reject && oversize != rate_oversize::debt) {
+      return config_problem{"rate_limit_options.oversize", "must be reject or debt"};
+    }
+    return std::nullopt;
+  }
+};
+
+namespace detail {
+
+inline constexpr std::int64_t rl_max = std::numeric_limits<std::int64_t>::max();
+inline constexpr std::int64_t rl_min = std::numeric_limits<std::int64_t>::min();
+
+constexpr std::int64_t rl_add(std::int64_t a, std::int64_t b) noexcept {
+  std::int64_t r{};
+  if (__builtin_add_overflow(a, b, &r)) return b > 0 ? rl_max : rl_min;
+  return r;
+}
+constexpr std::int64_t rl_sub(std::int64_t a, std::int64_t b) noexcept {
+  std::int64_t r{};
+  if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? rl_max : rl_min;
+  return r;
+}
+/// a * n for a >= 0, clamped to rl_max.
+constexpr std::int64_t rl_mul(std::int64_t a, std::uint64_t n) noexcept {
+  if (a == 0 || n == 0) return 0;
+  if (n > static_cast<std::uint64_t>(rl_max)) return rl_max;
+  std::int64_t r{};
+  if (__builtin_mul_overflow(a, static_cast<std::int64_t>(n), &r)) return rl_max;
+  return r;
+}
+constexpr std::int64_t rl_max_of(std::int64_t a, std::int64_t b) noexcept { return a < b ? b : a; }
+constexpr std::int64_t rl_min_of(std::int64_t a, std::int64_t b) noexcept { return a < b ? a : b; }
+
+// The refund counter counts nanoseconds twice over (the low bit is the
+// refunders' lock) and wraps around on purpose: only differences are read.
+KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP constexpr std::uint64_t rl_since(
+    std::uint64_t now, std::uint64_t then) noexcept {
+  return (now - then) / 2;
+}
+KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP constexpr std::uint64_t rl_bump(std::uint64_t r,
+                                                                      std::int64_t d) noexcept {
+  return r + 2 * static_cast<std::uint64_t>(d);
+}
+
+}  // namespace detail
+
+/// A slot one limit reserved for a call: what a refund or a settle needs.
+struct rate_ticket {
+  std::int64_t end = 0;       ///< the limit's theoretical arrival time after this slot (ns)
+  std::int64_t at = 0;        ///< when the slot was reserved (ns)
+  std::int64_t length = 0;    ///< the time the slot charged: cost * emission interval (ns)
+  std::uint64_t refunds = 0;  ///< the limit's refund counter when reserved
+};
+
+/// One limit's answer to try_acquire.
+struct rate_decision {
+  bool admitted = false;
+  /// Admitted: how long the caller waits before sending (its reserved slot).
+  duration wait{};
+  /// Refused: when the same cost would fit if nobody else took it; empty when it
+  /// never fits (a cost above the burst).
+  std::optional<duration> retry_after{};
+  rate_ticket ticket{};
+  explicit operator bool() const noexcept { return admitted; }
+};
+
+/// The decision core of one rate limit: GCRA (the generic cell rate
+/// algorithm) on one atomic theoretical arrival time (TAT), with the
+/// semantics of a token bucket of `bucket()` units refilled at limit/period.
+/// Never blocks, never reads a clock: every step takes `now`. Thread-safe;
+/// acquisitions are lock-free, refunds are serialized among themselves.
+///
+/// T = ceil(period / limit) ns per unit; tau = T * bucket(). A cost q is
+/// admitted at `now` iff max(TAT, now) + T*q - tau <= now (+ the wait it may
+/// take), and sets TAT to max(TAT, now) + T*q. So at most bucket() units go at
+/// once (go-redis' tau = T*burst; redis-cell's T*(burst+1) lets burst+1 go),
+/// and over any closed interval of length d at most bucket() + floor(d / T).
+class gcra_limit {
+ public:
+  /// Throws keel::config_error (aborts without exceptions) when `o` is invalid.
+  explicit gcra_limit(const rate_limit_options& o)
+      : options_((require_valid(o.validate()), o)),
+        interval_(static_cast<std::int64_t>(
+            (static_cast<std::uint64_t>(o.period.count()) + o.limit - 1) / o.limit)),
+        tau_(detail::rl_mul(interval_, o.bucket())),
+        debt_(detail::rl_mul(interval_, o.max_debt)) {}
+
+  gcra_limit(const gcra_limit&) = delete;
+  gcra_limit& operator=(const gcra_limit&) = delete;
+
+  /// Reserves `cost` units at `now` if its slot comes within `max_wait`; the
+  /// caller then waits decision.wait before sending. A refusal changes nothing.
+  // Inlined: out of line, the decision goes through memory and costs the
+  // policy's call twice the instructions of the exchange itself.
+  [[gnu::always_inline]] rate_decision try_acquire(std::uint64_t cost, time_point now,
+                                                   duration max_wait = duration::zero()) noexcept {
+    const std::int64_t n = now.time_since_epoch().count();
+    const std::int64_t need = detail::rl_mul(interval_, cost);
+    const bool oversize = need > tau_;
+    if (oversize && (options_.oversize == rate_oversize::reject ||
+                     need > detail::rl_add(tau_, debt_) || need == detail::rl_max)) {
+      return {};  // never fits: no retry_after
+    }
+    // While paused, a slot is reserved as if asked for when the pause ends:
+    // the bucket does not refill for callers who wait it out.
+    const std::int64_t from = detail::rl_max_of(paused_.load(std::memory_order_relaxed), n);
+    // Read before the reservation: refunds that land after it are counted as
+    // possibly ahead of this slot (see refund()).
+    const std::uint64_t mark = refunds_.load(std::memory_order_seq_cst) & ~std::uint64_t{1};
+    std::int64_t tat = tat_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::int64_t start = detail::rl_max_of(tat, from);
+      const std::int64_t end = detail::rl_add(start, need);
+      // An oversize cost waits for a full bucket and then owes the rest.
+      const std::int64_t allowed =
+          detail::rl_max_of(oversize ? start : detail::rl_sub(end, tau_), from);
+      const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
+      if (wait > max_wait.count() || end == detail::rl_max) {
+        return {false, {}, duration(wait), {}};
+      }
+      // A caller who waits goes later than it asked: published before the
+      // slot is taken, so that no refund moves a slot before it (refund()).
+      if (wait > 0) [[unlikely]]
+        raise_latest_arrival(allowed);
+      if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
+                                     std::memory_order_relaxed)) {
+        return {true, duration(wait), std::nullopt, {end, n, need, mark}};
+      }
+    }
+  }
+
+  /// Gives back `units` of the slot of `t` (at most what it charged) at `now`;
+  /// returns the time given back. Only the part of the slot still ahead of
+  /// `now` can come back (the part behind it has been refilled by time
+  /// already), and of that only what lies after the sending time of every
+  /// caller still waiting for a slot: the limit is one number, the end of the
+  /// last slot, so giving time back moves every later slot earlier, and a
+  /// waiter keeps the time it was given; a slot moved before it would be sold
+  /// twice. So a cancelled waiter with callers waiting behind it gives back
+  /// only what their own slots leave free (nothing with a burst of 1), and a
+  /// call that never left, with nobody waiting, gives back all of its slot
+  /// still ahead. The time given back goes to whoever asks next. Exact when
+  /// no other refund landed since `t` was reserved, else conservative (the
+  /// slot may have moved earlier by at most those refunds).
+  /// Pass a `now` read at the refund or later, never an earlier one, and
+  /// refund or settle a ticket once (keel's reservations do).
+  duration refund(const rate_ticket& t, std::uint64_t units, time_point now) noexcept {
+    const std::int64_t give = detail::rl_min_of(detail::rl_mul(interval_, units), t.length);
+    if (give <= 0) return duration::zero();
+    const std::int64_t n = now.time_since_epoch().count();
+    // A slot wholly behind `now` (or a waiter) has nothing to give back: no lock.
+    if (t.end <= detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst))) {
+      return duration::zero();
+    }
+    const std::uint64_t r = lock_refunds();
+    // The slot's end now: moved earlier by at most the refunds since it was
+    // reserved, and never before its reservation time plus its length.
+    const std::uint64_t moved = detail::rl_since(r, t.refunds);
+    const std::int64_t moved_ns = moved > static_cast<std::uint64_t>(detail::rl_max)
+                                      ? detail::rl_max
+                                      : static_cast<std::int64_t>(moved);
+    const std::int64_t end =
+        detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
+    // Only the part of the slot after `now` and after every caller's own
+    // sending time (a waiter's slot) comes back: every slot behind it moves
+    // earlier by that much, and none may move before the time its caller
+    // sends, or two would go in the time of one. While this lock is held the
+    // TAT only grows, so a failed exchange means a new slot: look again.
+    std::int64_t d = 0;
+    std::int64_t tat = tat_.load(std::memory_order_seq_cst);
+    for (;;) {
+      const std::int64_t floor = detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst));
+      d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
+      if (d <= 0) {
+        d = 0;
+        break;
+      }
+      if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
+                                     std::memory_order_seq_cst)) {
+        break;
+      }
+    }
+    refunds_.store(detail::rl_bump(r, d), std::memory_order_seq_cst);
+    return duration(d);
+  }
+
+  /// Gives back the whole slot of `t` (a call that never left); see refund().
+  duration refund_all(const rate_ticket& t, time_point now) noexcept {
+    return refund(t, std::numeric_limits<std::uint64_t>::max(), now);
+  }
+
+  /// Charges `units` more at `now` (a call that cost more than its estimate),
+  /// into debt of at most max_debt units beyond an empty bucket; the rest is
+  /// forgiven. Returns the time charged.
+  duration charge(std::uint64_t units, time_point now) noexcept {
+    const std::int64_t extra = detail::rl_mul(interval_, units);
+    if (extra <= 0) return duration::zero();
+    const std::int64_t n = now.time_since_epoch().count();
+    const std::int64_t cap = detail::rl_add(n, detail::rl_add(tau_, debt_));
+    std::int64_t tat = tat_.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::int64_t start = detail::rl_max_of(tat, n);
+      const std::int64_t end = detail::rl_min_of(detail::rl_add(start, extra), cap);
+      if (end <= tat) return duration::zero();
+      if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
+                                     std::memory_order_relaxed)) {
+        return duration(end - start);
+      }
+    }
+  }
+
+  /// Corrects the slot of `t`, charged for `estimate` units, to `actual`:
+  /// refunds the difference (see refund()) or charges it (see charge()).
+  void settle(const rate_ticket& t, std::uint64_t estimate, std::uint64_t actual,
+              time_point now) noexcept {
+    if (actual < estimate) {
+      refund(t, estimate - actual, now);
+    } else if (actual > estimate) {
+      charge(actual - estimate, now);
+    }
+  }
+
+  /// No call goes before now + retry_after (cut to max_pause); returns true
+  /// when that moved the pause later. A pause never shortens.
+  bool pause(duration retry_after, time_point now) noexcept {
+    const duration d = retry_after < duration::zero()     ? duration::zero()
+                       : retry_after > options_.max_pause ? options_.max_pause
+                                                          : retry_after;
+    const std::int64_t until = detail::rl_add(now.time_since_epoch().count(), d.count());
+    std::int64_t p = paused_.load(std::memory_order_relaxed);
+    while (p < until) {
+      if (paused_.compare_exchange_weak(p, until, std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
+
+  /// The dependency says `remaining` units are left: from `now`, at most that
+  /// many may go at once. Only ever tightens (a larger figure than the
+  /// limiter's own changes nothing).
+  void tighten(std::uint64_t remaining, time_point now) noexcept {
+    const std::int64_t allowance = detail::rl_mul(interval_, remaining);
+    if (allowance >= tau_) return;
+    const std::int64_t floor =
+        detail::rl_add(now.time_since_epoch().count(), detail::rl_sub(tau_, allowance));
+    std::int64_t tat = tat_.load(std::memory_order_relaxed);
+    while (tat < floor) {
+      if (tat_.compare_exchange_weak(tat, floor, std::memory_order_seq_cst,
+                                     std::memory_order_relaxed)) {
+        return;
+      }
+    }
+  }
+
+  /// Units that could go at once at `now` (0 while paused).
+  std::uint64_t available(time_point now) const noexcept {
+    const std::int64_t n = now.time_since_epoch().count();
+    if (paused_.load(std::memory_order_relaxed) > n) return 0;
+    const std::int64_t ahead =
+        detail::rl_sub(detail::rl_max_of(tat_.load(std::memory_order_relaxed), n), n);
+    if (ahead >= tau_) return 0;
+    return static_cast<std::uint64_t>((tau_ - ahead) / interval_);
+  }
+
+  /// The end of the current pause (in the past when not paused).
+  time_point paused_until() const noexcept {
+    return time_point(duration(paused_.load(std::memory_order_relaxed)));
+  }
+  /// The theoretical arrival time: the bucket is full from then on.
+  time_point tat() const noexcept {
+    return time_point(duration(tat_.load(std::memory_order_relaxed)));
+  }
+  /// T: the time one unit takes to refill, ceil(period / limit).
+  duration emission_interval() const noexcept { return duration(interval_); }
+  /// tau: T * bucket().
+  duration tolerance() const noexcept { return duration(tau_); }
+  const rate_limit_options& options() const noexcept { return options_; }
+
+ private:
+  void raise_latest_arrival(std::int64_t t) noexcept {
+    std::int64_t l = latest_.load(std::memory_order_seq_cst);
+    while (l < t && !latest_.compare_exchange_weak(l, t, std::memory_order_seq_cst,
+                                                   std::memory_order_seq_cst)) {
+    }
+  }
+
+  std::uint64_t lock_refunds() noexcept {
+    std::uint64_t r = refunds_.load(std::memory_order_relaxed);
+    for (unsigned spins = 0;; ++spins) {
+      if ((r & 1U) == 0 && refunds_.compare_exchange_weak(r, r | 1U, std::memory_order_seq_cst,
+                                                          std::memory_order_relaxed)) {
+        return r;
+      }
+      if ((r & 1U) != 0) {
+        if (spins > 64) std::this_thread::yield();
+        r = refunds_.load(std::memory_order_relaxed);
+      }
+    }
+  }
+
+  rate_limit_options options_;
+  std::int64_t interval_;
+  std::int64_t tau_;
+  std::int64_t debt_;
+  std::atomic<std::int64_t> tat_{detail::rl_min};     // full bucket
+  std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
+  std::atomic<std::uint64_t> refunds_{0};             // 2 * ns refunded, low bit: lock
+  std::atomic<std::int64_t> latest_{detail::rl_min};  // the latest time a waiter sends
+};
+
+// ---- events ----------------------------------------------------------------
+
+/// Event: a rate limiter refused a call.
+struct rate_limit_rejected {
+  static constexpr event_kind kind = event_kind::rate_limit_rejected;
+  std::size_t limit = 0;                  ///< which limit refused (index, 0 for a single limit)
+  std::uint64_t cost = 0;                 ///< the cost it refused
+  std::optional<duration> retry_after{};  ///< when it would fit; empty: never (oversize)
+  event_source source{};
+};
+
+/// Event: a hint (Retry-After) paused a rate limiter.
+struct rate_limit_paused {
+  static constexpr event_kind kind = event_kind::rate_limit_paused;
+  std::size_t limit = 0;  ///< which limit
+  duration pause{};       ///< for how long (after max_pause)
+  event_source source{};
+};
+
+// ---- hooks -----------------------------------------------------------------
+
+/// A call's cost as the caller states it in its context:
+/// `ctx.set_user_value(keel::rate_cost{tokens})`. The default cost function
+/// charges it to every limit (1 when the context has none).
+struct rate_cost {
+  std::uint64_t units = 1;
+};
+
+/// The default cost: the context's keel::rate_cost, else 1.
+struct context_cost {
+  std::uint64_t operator()(const context& ctx) const noexcept {
+    const std::optional<rate_cost> c = ctx.user_value<rate_cost>();
+    return c ? c->units : 1;
+  }
+};
+
+/// The default actual cost: none (the estimate stands).
+struct no_actual_cost {
+  template <class R>
+  std::optional<std::uint64_t> operator()(const outcome<R>&) const noexcept {
+    return std::nullopt;
+  }
+};
+
+/// The default hint reader: a failure's keel::hint (a thrown keel::error or
+/// other hint_source), never a rejection by a policy inside.
+struct failure_hint {
+  template <class R>
+  keel::hint operator()(const outcome<R>& o) const {
+    if (o.has_value() || o.has_keel_error()) return {};
+    return o.hint();
+  }
+};
+
+namespace detail {
+
+template <std::size_t N>
+using rate_costs = std::array<std::uint64_t, N>;
+
+/// A hook's cost (a number, or an array of N) as N costs.
+template <std::size_t N, class C>
+rate_costs<N> as_costs(const C& c) noexcept {
+  if constexpr (std::is_convertible_v<const C&, std::uint64_t>) {
+    rate_costs<N> all{};
+    for (auto& x : all) x = static_cast<std::uint64_t>(c);
+    return all;
+  } else {
+    static_assert(std::is_convertible_v<const C&, rate_costs<N>>,
+                  "keel::rate_limiter: a cost function returns a std::uint64_t, or a "
+                  "std::array<std::uint64_t, N> with one cost per limit");
+    return c;
+  }
+}
+
+/// A hook's hint (one keel::hint for every limit, or an array of N) as N hints.
+template <std::size_t N, class H>
+std::array<hint, N> as_hints(const H& h) {
+  if constexpr (std::is_convertible_v<const H&, hint>) {
+    std::array<hint, N> all{};
+    for (auto& x : all) x = h;
+    if constexpr (N > 1) {
+      // One quota cannot say which limit it is about.
+      for (auto& x : all) x.quota.reset();
+    }
+    return all;
+  } else {
+    static_assert(std::is_convertible_v<const H&, std::array<hint, N>>,
+                  "keel::rate_limiter: a hint function returns a keel::hint, or a "
+                  "std::array<keel::hint, N> with one hint per limit");
+    return h;
+  }
+}
+
+template <std::size_t N>
+struct rate_state {
+  std::array<gcra_limit, N> limits;
+};
+
+template <std::size_t N, std::size_t... I>
+std::shared_ptr<rate_state<N>> make_rate_state(const std::array<rate_limit_options, N>& o,
+                                               std::index_sequence<I...>) {
+  return std::shared_ptr<rate_state<N>>(
+      new rate_state<N>{std::array<gcra_limit, N>{gcra_limit(o[I])...}});
+}
+
+template <std::size_t N>
+duration least_max_wait(const std::array<rate_limit_options, N>& o) noexcept {
+  duration w = duration::max();
+  for (const auto& x : o) w = x.max_wait < w ? x.max_wait : w;
+  return w;
+}
+
+}  // namespace detail
+
+/// Limits the rate of calls to N limits at once (requests per minute, tokens
+/// per minute, dollars per day): a call is admitted by all or by none. Each
+/// limit is a keel::gcra_limit; a call's costs come from `Cost`
+/// (`f(const keel::context&)`, one number for every limit or an array of N),
+/// its actual costs, once known, from `Actual` (`f(const keel::outcome<R>&)`
+/// returning an optional number or array: the estimate is settled to it),
+/// and the dependency's advice from `HintFn` (Retry-After pauses every limit,
+/// a remaining quota tightens one).
+///
+/// A call whose slots come later than max_wait (and its deadline) is refused
+/// with errc::rate_limited and a retry_after; one within waits for them with
+/// the environment's sleeper, its slots reserved in arrival order (no queue).
+/// A call that never left is given its slots back: a stop during the wait
+/// (errc::cancelled), or a rejection by a policy inside (keel::is_rejection).
+///
+/// Copies share the limits' state.
+template <std::size_t N = 1, class Cost = context_cost, class Actual = no_actual_cost,
+          class HintFn = failure_hint, class Listener = no_listener,
+          environment Env = default_environment>
+class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Listener, Env>> {
+  static_assert(N >= 1, "keel::rate_limiter needs at least one limit");
+
+ public:
+  using costs = detail::rate_costs<N>;
+
+  /// One limit. Throws keel::config_error when `o` is invalid.
+  explicit rate_limiter(rate_limit_options o = {})
+    requires(N == 1)
+      : rate_limiter(std::array<rate_limit_options, 1>{o}) {}
+  /// `keel::rate_limiter({})`: the default options.
+  explicit rate_limiter(detail::empty_braces)
+    requires(N == 1)
+      : rate_limiter(rate_limit_options()) {}
+  /// N limits, all of which must admit a call.
+  explicit rate_limiter(const std::array<rate_limit_options, N>& o)
+      : options_(o),
+        max_wait_(detail::least_max_wait(o)),
+        buckets_(bucket_costs_of(o)),
+        state_(detail::make_rate_state(o, std::make_index_sequence<N>())) {}
+
+  /// For keel::rebuild: every part.
+  rate_limiter(from_parts_t, std::array<rate_limit_options, N> o, Cost cost, Actual actual,
+               HintFn hint_fn, Listener listener, Env env,
+               std::shared_ptr<detail::rate_state<N>> state, policy_name name)
+      : options_(o),
+        max_wait_(detail::least_max_wait(o)),
+        buckets_(bucket_costs_of(o)),
+        cost_(std::move(cost)),
+        actual_(std::move(actual)),
+        hint_(std::move(hint_fn)),
+        listener_(std::move(listener)),
+        env_(std::move(env)),
+        state_(std::move(state)),
+        name_(name) {}
+
+  // Fluent setters: the same limits (shared state), one part replaced.
+
+  /// The cost function: f(const keel::context&) -> std::uint64_t, or
+  /// std::array<std::uint64_t, N>. One that throws charges every limit its bucket.
+  template <class F>
+  auto with_cost(F f) const {
+    return rebuild<rate_limiter<N, F, Actual, HintFn, Listener, Env>, &rate_limiter::cost_>(
+        *this, std::move(f), parts{});
+  }
+  /// The actual-cost function: f(const keel::outcome<R>&) -> std::optional of a
+  /// std::uint64_t or of a std::array<std::uint64_t, N>; empty (or a throw):
+  /// the estimate stands.
+  template <class F>
+  auto with_actual_cost(F f) const {
+    return rebuild<rate_limiter<N, Cost, F, HintFn, Listener, Env>, &rate_limiter::actual_>(
+        *this, std::move(f), parts{});
+  }
+  /// The hint reader: f(const keel::outcome<R>&) -> keel::hint, or
+  /// std::array<keel::hint, N>; asked after every call that left. A throw: no hint.
+  template <class F>
+  auto with_hint(F f) const {
+    return rebuild<rate_limiter<N, Cost, Actual, F, Listener, Env>, &rate_limiter::hint_>(
+        *this, std::move(f), parts{});
+  }
+  /// Where events go (rate_limit_rejected, rate_limit_paused); counters stay attached.
+  template <class L>
+  auto with_listener(L l) const {
+    using slot = with_listener_t<Listener, L>;
+    return rebuild<rate_limiter<N, Cost, Actual, HintFn, slot, Env>, &rate_limiter::listener_>(
+        *this, replace_listener(listener_, std::move(l)), parts{});
+  }
+  /// Also counts its events into `c`, which must outlive every copy.
+  auto with_counters(counters& c) const {
+    using slot = with_counters_t<Listener>;
+    return rebuild<rate_limiter<N, Cost, Actual, HintFn, slot, Env>, &rate_limiter::listener_>(
+        *this, attach_counters(listener_, c), parts{});
+  }
+  /// Named `name` in its events (default "rate_limiter").
+  rate_limiter named(std::string_view name) const {
+    return rebuild<rate_limiter, &rate_limiter::name_>(*this, policy_name(name), parts{});
+  }
+  /// The clock and sleeper it uses.
+  template <environment E>
+  auto with_environment(E env) const {
+    return rebuild<rate_limiter<N, Cost, Actual, HintFn, Listener, E>, &rate_limiter::env_>(
+        *this, std::move(env), parts{});
+  }
+
+  /// A reservation of the two-step API: test it, wait wait(), send, then
+  /// settle(actual) once. Destroyed unsettled, its estimate stands; cancel()
+  /// gives its slots back (the call never left). Refers to the limiter, which
+  /// must outlive it.
+  class reservation {
+   public:
+    reservation(reservation&& other) noexcept
+        : owner_(std::exchange(other.owner_, nullptr)),
+          estimate_(other.estimate_),
+          tickets_(other.tickets_),
+          wait_(other.wait_),
+          retry_after_(other.retry_after_),
+          refused_by_(other.refused_by_) {}
+    reservation& operator=(reservation&&) = delete;
+    reservation(const reservation&) = delete;
+    reservation& operator=(const reservation&) = delete;
+    ~reservation() = default;
+
+    explicit operator bool() const noexcept { return refused_by_ == N; }
+    bool admitted() const noexcept { return refused_by_ == N; }
+    /// Admitted: how long to wait before sending.
+    duration wait() const noexcept { return wait_; }
+    /// Refused: when it would fit; empty when never (oversize).
+    std::optional<duration> retry_after() const noexcept { return retry_after_; }
+    /// Refused: the index of the limit that refused.
+    std::size_t refused_by() const noexcept { return refused_by_; }
+    /// True until settled or cancelled (false for a refusal).
+    bool pending() const noexcept { return owner_ != nullptr; }
+
+    /// Corrects every limit's charge to `actual` (at most once; later calls do nothing).
+    void settle(const costs& actual) noexcept {
+      if (const rate_limiter* l = std::exchange(owner_, nullptr)) {
+        const time_point now = l->env_.now();
+        for (std::size_t k = 0; k < N; ++k) {
+          l->state_->limits[k].settle(tickets_[k], estimate_[k], actual[k], now);
+        }
+      }
+    }
+    /// settle() with one cost for every limit.
+    void settle(std::uint64_t actual) noexcept { settle(detail::as_costs<N>(actual)); }
+    /// The call never left: every slot is given back (at most once).
+    void cancel() noexcept {
+      if (const rate_limiter* l = std::exchange(owner_, nullptr)) l->refund_all(tickets_, N);
+    }
+
+   private:
+    friend class rate_limiter;
+    reservation() = default;
+    const rate_limiter* owner_ = nullptr;
+    costs estimate_{};
+    std::array<rate_ticket, N> tickets_{};
+    duration wait_{};
+    std::optional<duration> retry_after_{};
+    std::size_t refused_by_ = N;
+  };
+
+  /// Reserves `estimate` on every limit (all or none) if the slots come
+  /// within `max_wait`; never blocks.
+  reservation reserve(const costs& estimate, duration max_wait = duration::zero()) const {
+    reservation r;
+    r.estimate_ = estimate;
+    const time_point now = env_.now();
+    for (std::size_t k = 0; k < N; ++k) {
+      const rate_decision d = state_->limits[k].try_acquire(estimate[k], now, max_wait);
+      if (!d) {
+        refund_all(r.tickets_, k);
+        r.refused_by_ = k;
+        r.retry_after_ = d.retry_after;
+        return r;
+      }
+      r.tickets_[k] = d.ticket;
+      if (d.wait > r.wait_) r.wait_ = d.wait;
+    }
+    r.owner_ = this;
+    return r;
+  }
+  /// reserve() with one cost for every limit.
+  reservation reserve(std::uint64_t estimate, duration max_wait = duration::zero()) const {
+    return reserve(detail::as_costs<N>(estimate), max_wait);
+  }
+
+  template <class R, class Next>
+  outcome<R> run(Next&& next, context& ctx) const {
+    const costs c = call_or(
+        buckets_, [&] { return detail::as_costs<N>(detail::invoke(cost_, std::as_const(ctx))); });
+    duration max_wait = max_wait_;
+    if (max_wait > duration::zero() && ctx.has_deadline()) {
+      const duration left = ctx.remaining();
+      if (left < max_wait) max_wait = left;
+    }
+    const time_point now = env_.now();
+    std::array<rate_ticket, N> tickets;
+    duration wait = duration::zero();
+    for (std::size_t k = 0; k < N; ++k) {
+      const rate_decision d = state_->limits[k].try_acquire(c[k], now, max_wait);
+      if (!d) [[unlikely]]
+        return refuse<R>(tickets, k, c[k], d.retry_after, ctx);
+      tickets[k] = d.ticket;
+      if (d.wait > wait) wait = d.wait;
+    }
+    if (wait > duration::zero()) [[unlikely]] {
+      if (!env_.sleep_for(wait, ctx.stop_token())) {
+        refund_all(tickets, N);
+        return outcome<R>::from_keel(errc::cancelled);
+      }
+    }
+    if (ctx.stop_requested()) [[unlikely]] {
+      refund_all(tickets, N);
+      return outcome<R>::from_keel(errc::cancelled);
+    }
+    outcome<R> o = next(ctx);
+    if constexpr (std::is_same_v<Actual, no_actual_cost> && std::is_same_v<HintFn, failure_hint>) {
+      if (!o.has_value()) [[unlikely]]
+        after_call(o, tickets, c, ctx);
+    } else {
+      after_call(o, tickets, c, ctx);
+    }
+    return o;
+  }
+
+  /// The limits' decision cores, to inspect or drive by hand.
+  const gcra_limit& limit(std::size_t k = 0) const noexcept { return state_->limits[k]; }
+  gcra_limit& limit(std::size_t k = 0) noexcept { return state_->limits[k]; }
+  const std::array<rate_limit_options, N>& options() const noexcept { return options_; }
+  std::string_view name() const noexcept { return name_; }
+
+ private:
+  static constexpr costs bucket_costs_of(const std::array<rate_limit_options, N>& o) noexcept {
+    costs c{};
+    for (std::size_t k = 0; k < N; ++k) c[k] = o[k].bucket();
+    return c;
+  }
+
+  // Gives back the slots of limits [0, count).
+  void refund_all(const std::array<rate_ticket, N>& tickets, std::size_t count) const noexcept {
+    if (count == 0) return;
+    const time_point now = env_.now();
+    for (std::size_t k = 0; k < count; ++k) state_->limits[k].refund_all(tickets[k], now);
+  }
+
+  template <class R>
+  KEEL_DETAIL_NOINLINE outcome<R> refuse(const std::array<rate_ticket, N>& tickets, std::size_t k,
+                                         std::uint64_t cost, std::optional<duration> retry_after,
+                                         context& ctx) const {
+    refund_all(tickets, k);
+    if constexpr (observes<Listener, rate_limit_rejected>) {
+      report<rate_limit_rejected>(listener_, [&] {
+        return rate_limit_rejected{k, cost, retry_after, source_of(name_, ctx)};
+      });
+    }
+    return outcome<R>::from_keel(errc::rate_limited, retry_after);
+  }
+
+  template <class R>
+  KEEL_DETAIL_NOINLINE void after_call(const outcome<R>& o,
+                                       const std::array<rate_ticket, N>& tickets,
+                                       const costs& estimate, context& ctx) const {
+    if (!o.has_value() && is_rejection(o)) {  // a policy inside refused: it never left
+      refund_all(tickets, N);
+      return;
+    }
+    const std::optional<costs> actual =
+        call_or(std::optional<costs>(), [&]() -> std::optional<costs> {
+          auto a = detail::invoke(actual_, o);
+          if (!a) return std::nullopt;
+          return detail::as_costs<N>(*a);
+        });
+    const std::array<hint, N> hints = call_or(
+        std::array<hint, N>{}, [&] { return detail::as_hints<N>(detail::invoke(hint_, o)); });
+    bool any_hint = false;
+    for (const hint& h : hints) any_hint = any_hint || h.retry_after || h.quota;
+    if (!actual && !any_hint) return;
+    const time_point now = env_.now();
+    for (std::size_t k = 0; k < N; ++k) {
+      gcra_limit& l = state_->limits[k];
+      if (actual) l.settle(tickets[k], estimate[k], (*actual)[k], now);
+      if (hints[k].quota) l.tighten(hints[k].quota->remaining, now);
+      if (hints[k].retry_after && l.pause(*hints[k].retry_after, now)) {
+        if constexpr (observes<Listener, rate_limit_paused>) {
+          const duration ra = *hints[k].retry_after;
+          const duration cut = ra > l.options().max_pause ? l.options().max_pause
+                               : ra < duration::zero()    ? duration::zero()
+                                                          : ra;
+          report<rate_limit_paused>(
+              listener_, [&] { return rate_limit_paused{k, cut, source_of(name_, ctx)}; });
+        }
+      }
+    }
+  }
+
+  std::array<rate_limit_options, N> options_;
+  duration max_wait_;
+  costs buckets_;  // what a call costs when the cost function throws
+  [[no_unique_address]] Cost cost_{};
+  [[no_unique_address]] Actual actual_{};
+  [[no_unique_address]] HintFn hint_{};
+  [[no_unique_address]] Listener listener_{};
+  [[no_unique_address]] Env env_{};
+  std::shared_ptr<detail::rate_state<N>> state_;  // copies share the limits
+  policy_name name_{"rate_limiter"};
+
+  using parts = keel::parts<&rate_limiter::options_, &rate_limiter::cost_, &rate_limiter::actual_,
+                            &rate_limiter::hint_, &rate_limiter::listener_, &rate_limiter::env_,
+                            &rate_limiter::state_, &rate_limiter::name_>;
+};
+
+// clang-format off
+rate_limiter() -> rate_limiter<1>;
+rate_limiter(rate_limit_options) -> rate_limiter<1>;
+template <std::size_t N>
+rate_limiter(std::array<rate_limit_options, N>) -> rate_limiter<N>;
+// clang-format on
+
+/// Several limits that must all admit a call:
+/// `keel::rate_limits(rpm, tpm)` is a keel::rate_limiter<2>.
+template <class... O>
+  requires(sizeof...(O) >= 1 && (std::same_as<O, rate_limit_options> && ...))
+rate_limiter<sizeof...(O)> rate_limits(const O&... o) {
+  return rate_limiter<sizeof...(O)>(std::array<rate_limit_options, sizeof...(O)>{o...});
+}
+
+}  // namespace keel
+
+#endif  // KEEL_ADMISSION_RATE_LIMITER_HPP_INCLUDED
