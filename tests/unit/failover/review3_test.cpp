@@ -88,7 +88,7 @@ void fiber_b() {
   f.pool->execute([&f](const keel::context& ctx) {
     f.b_endpoint = ctx.target().get<r3_tracked>();
     f.b_name = f.b_endpoint->name;
-    swapcontext(&f.b_uc, &f.a_uc);  // back to A, which returns
+    swapcontext(&f.b_uc, &f.a_uc);               // back to A, which returns
     f.b_alive_after = r3_is_live(f.b_endpoint);  // B's call is still inside it
     return 0;
   });
@@ -136,11 +136,12 @@ namespace {
 std::size_t answers_before_first_wait(std::size_t members, std::size_t first) {
   using fixed_env = keel::testing::basic_virtual_environment<keel::testing::fixed_random>;
   const fixed_env env(keel::testing::fixed_random(0.5));
-  auto lf = keel::leader_follower<std::size_t>(
-                std::vector<std::size_t>(members),
-                {.max_redirects = 1000, .require_leader = false, .initial_leader = first})
-                .with_signal([](const keel::outcome<int>&) { return keel::leader_signal::not_leader(); })
-                .with_environment(env);
+  auto lf =
+      keel::leader_follower<std::size_t>(
+          std::vector<std::size_t>(members),
+          {.max_redirects = 1000, .require_leader = false, .initial_leader = first})
+          .with_signal([](const keel::outcome<int>&) { return keel::leader_signal::not_leader(); })
+          .with_environment(env);
   std::size_t calls = 0, before = 0;
   static_cast<void>(lf.try_execute([&](const keel::context&) -> int {
     if (before == 0 && !env.sleeps().empty()) before = calls;
