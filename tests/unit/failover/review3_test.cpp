@@ -168,3 +168,37 @@ TEST_CASE("R3-L1: leader_follower waits after exactly a quorum of distinct membe
   CHECK(answers_before_first_wait(200, 128) == 101);  // 173
   CHECK(answers_before_first_wait(300, 200) == 128);  // 172
 }
+
+// ---------------------------------------------------------------------------
+// O1: docs/failover.md: "Each interval swept while the endpoint is not
+// ejected takes one off k; a quiet stretch counts as the intervals it spans."
+// An ejection that ended inside a quiet stretch is returned only after the
+// stretch's one combined sweep, which saw it still ejected: none of the
+// intervals after its end decays k, so its next ejection lasts twice as long
+// as with a call every interval.
+// ---------------------------------------------------------------------------
+TEST_CASE("R3-O1: a quiet stretch decays k for the intervals after an ejection ended in it",
+          "[review14c][outlier]") {
+  keel::outlier_detection_options o;
+  o.success_rate = std::nullopt;
+  o.max_ejection_percent = 100;
+  o.interval = 10s;
+  o.base_ejection_time = 30s;
+  const keel::time_point t0{};
+  const auto eject_at = [](keel::outlier_detector& d, keel::time_point t) {
+    for (int k = 0; k < 5; ++k) d.record(0, true, t);
+  };
+  keel::outlier_detector busy(2, o), quiet(2, o);
+  eject_at(busy, t0 + 1s);
+  eject_at(quiet, t0 + 1s);
+  REQUIRE(*busy.ejected_until(0) == t0 + 31s);
+  for (int k = 1; k <= 10; ++k) busy.sweep(t0 + k * 10s);  // a look every interval
+  quiet.sweep(t0 + 100s);                                  // one look after 10 intervals
+  CHECK_FALSE(busy.ejected(0));
+  CHECK_FALSE(quiet.ejected(0));
+  CHECK(busy.multiplier(0) == 0);
+  CHECK(quiet.multiplier(0) == busy.multiplier(0));  // 1
+  eject_at(busy, t0 + 101s);
+  eject_at(quiet, t0 + 101s);
+  CHECK(*quiet.ejected_until(0) == *busy.ejected_until(0));  // 161 s, not 131 s
+}
