@@ -3,7 +3,17 @@
 // named after the defect it shows; see the review's report for the details.
 #include <ucontext.h>
 
+#if defined(__linux__)
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
 #include <atomic>
+#include <csignal>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -202,3 +212,37 @@ TEST_CASE("R3-O1: a quiet stretch decays k for the intervals after an ejection e
   eject_at(quiet, t0 + 101s);
   CHECK(*quiet.ejected_until(0) == *busy.ejected_until(0));  // 161 s, not 131 s
 }
+
+#if defined(__linux__) && defined(SYS_membarrier)
+// ---------------------------------------------------------------------------
+// P2 (branch poolperf): docs/failover.md there: "Where membarrier is not there
+// (..., a seccomp filter that refuses it, ...) each call instead makes one
+// seq_cst exchange". The mode is decided once, at the first call; a sandbox
+// that starts after it (or a membarrier that fails with ENOMEM) makes the
+// next replace() that removes an endpoint call std::terminate(). Holds on main.
+// ---------------------------------------------------------------------------
+TEST_CASE("R3-P2: replace() survives membarrier refused after the first call",
+          "[review14c][pool][poolperf]") {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGABRT, SIG_DFL);  // the child's abort is the parent's finding, not Catch's
+    keel::endpoint_pool<std::string> pool(strings{"a", "b"});
+    static_cast<void>(pool.execute([](const keel::context&) { return 0; }));
+    sock_filter f[] = {BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+                       BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_membarrier, 0, 1),
+                       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | 1),  // EPERM
+                       BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW)};
+    sock_fprog prog{sizeof f / sizeof f[0], f};
+    if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+      ::_exit(3);
+    const bool replaced = pool.replace(strings{"a"});
+    ::_exit(replaced ? 0 : 4);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));  // poolperf: killed by SIGABRT (std::terminate)
+  CHECK(WEXITSTATUS(status) == 0);
+}
+#endif
