@@ -388,7 +388,10 @@ class leader_follower
     // A quorum answered, or 128 members (tried_set counts that many exactly):
     // whichever is fewer.
     const std::size_t quorum = detail::min(size() / 2 + 1, tried_set::exact_below);
-    tried_set leaderless;  // members that answered without a leader since the last wait
+    // Members that answered without a leader since the last wait, by index:
+    // exact for any index (a tried_set shares bits from 128), fewer than quorum.
+    std::size_t leaderless[tried_set::exact_below];
+    std::size_t answered = 0;
     std::uint64_t seen = epoch_.load(std::memory_order_relaxed);
     std::size_t cur = at;
     for (std::uint32_t moves = 0;; ++moves) {
@@ -402,10 +405,12 @@ class leader_follower
       if (s.kind == leader_signal_kind::no_leader && options_.require_leader) mark(cur);
       std::size_t to = 0;
       if (m.probe) {
-        leaderless.insert(cur);
-        if (leaderless.size() >= quorum) {
+        std::size_t k = 0;
+        while (k < answered && leaderless[k] != cur) ++k;
+        if (k == answered) leaderless[answered++] = cur;
+        if (answered >= quorum) {
           if (!back_off(o, ctx)) return;
-          leaderless.clear();
+          answered = 0;
         }
         to = next_member(cur);
       } else {

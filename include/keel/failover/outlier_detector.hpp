@@ -201,7 +201,7 @@ class outlier_detector {
       // decay); the sweeps stay on the grid start + k * interval.
       const std::uint64_t due = sweeps_due(t, next);
       next_sweep_.store(sweep_after(next, due), std::memory_order_relaxed);
-      sweep_locked(now, due, sink);
+      sweep_locked(now, next, due, sink);
     }
     // After the sweep, as in A50: an endpoint that returns now was ejected
     // during it, so its multiplier did not decay.
@@ -350,7 +350,7 @@ class outlier_detector {
   }
 
   template <class Sink>
-  void sweep_locked(time_point now, std::uint64_t sweeps, Sink& sink) {
+  void sweep_locked(time_point now, std::int64_t first, std::uint64_t sweeps, Sink& sink) {
     // This interval's counts: a result added during the exchange lands in the next.
     for (std::size_t i = 0; i < n_; ++i) {
       swept_[i].ok = hosts_[i].successes.exchange(0, std::memory_order_relaxed);
@@ -360,11 +360,28 @@ class outlier_detector {
     if (options_.success_rate) success_rate_locked(*options_.success_rate, now, sink);
     if (options_.failure_percentage)
       failure_percentage_locked(*options_.failure_percentage, now, sink);
+    const std::int64_t t = now.time_since_epoch().count();
     for (std::size_t i = 0; i < n_; ++i) {
       host& h = hosts_[i];
-      if (ejected(i)) continue;
-      h.multiplier -= static_cast<std::uint32_t>(detail::min(std::uint64_t{h.multiplier}, sweeps));
+      const std::uint64_t off =
+          ejected(i) ? ended_sweeps(h.until.load(std::memory_order_relaxed), t, first, sweeps)
+                     : sweeps;
+      h.multiplier -= static_cast<std::uint32_t>(detail::min(std::uint64_t{h.multiplier}, off));
     }
+  }
+  // Of `sweeps` sweeps due from `first`, those after the one that returns an
+  // ejection ending at `until` (it returns after this look): a quiet stretch
+  // decays k as a look at every interval would have.
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint64_t ended_sweeps(
+      std::int64_t until, std::int64_t t, std::int64_t first, std::uint64_t sweeps) const noexcept {
+    if (until > t) return 0;  // still ejected after this look
+    std::uint64_t j = 0;      // the sweep that returns it: the first at or after `until`
+    if (until > first) {
+      const auto every = static_cast<std::uint64_t>(options_.interval.count());
+      const std::uint64_t d = static_cast<std::uint64_t>(until) - static_cast<std::uint64_t>(first);
+      j = d / every + (d % every != 0 ? 1 : 0);
+    }
+    return j + 1 < sweeps ? sweeps - 1 - j : 0;
   }
 
   struct counts {
