@@ -281,8 +281,16 @@ class context {
 
   /// Sets the endpoint of this attempt (a replica pool) and marks it tried.
   void set_target(const keel::target& t) noexcept {
-    slot(target_, target_bit) = t;
-    if (t.has_value()) slot(tried_, tried_bit).insert(t.index());
+    // Built straight from t (no default first), and one store of used_: a
+    // replica pool does this on every call.
+    std::construct_at(&target_.value, t);
+    if (!t.has_value()) {
+      used_ |= target_bit;
+      return;
+    }
+    if ((used_ & tried_bit) == 0) std::construct_at(&tried_.value);
+    tried_.value.insert(t.index());
+    used_ |= target_bit | tried_bit;
   }
   /// Empties the target; the tried set keeps it.
   void clear_target() noexcept { used_ &= ~target_bit; }
