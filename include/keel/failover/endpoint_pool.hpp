@@ -1189,7 +1189,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // P2C over the top level when all endpoints are healthy.
   // Least loaded of two, the usual case, in integers:
   // (pending_b + 1) / w_b < (pending_a + 1) / w_a.
-  std::size_t less_loaded_of_two(const context& ctx) const {
+  [[gnu::always_inline]] std::size_t less_loaded_of_two(const context& ctx) const {
     const std::size_t n = top_count_.load(std::memory_order_acquire);
     if (n < 2) return fast_pick_any(ctx);
     const std::size_t a = detail::index_below(env_.uniform(), n);
