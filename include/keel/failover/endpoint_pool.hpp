@@ -1042,6 +1042,16 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     if (healed) settle_healthy();
     return true;
   }
+  // Under the gate's lock: a tidy() that saw the ramp end (its clock read
+  // after this call's) must not clear the bit over the restart.
+  void restart_ramp(std::size_t s, time_point now) const {
+    std::lock_guard lock(gate_mutex_);
+    slot& sl = slots_[s];
+    if (sl.state.load(std::memory_order_relaxed) != slot::live) return;
+    start_warming(sl, now);
+    const std::uint32_t old = sl.gate.fetch_or(warming_bit, std::memory_order_relaxed);
+    if (old == 0) degraded_.fetch_add(1, std::memory_order_relaxed);
+  }
   void start_warming(slot& sl, time_point now) const {
     const time_point ready = saturating_add(now, options_.failback_delay);
     sl.ready_at.store(detail::ticks(ready), std::memory_order_relaxed);
@@ -1364,9 +1374,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       od_->record(s, failed, now, noted(changed));
       if (changed) reconcile(now);
     }
-    if (failed && ramping() && detail::ticks(now) < sl.ramp_end.load(std::memory_order_relaxed)) {
-      start_warming(sl, now);  // a failure during the ramp starts the wait again
-    }
+    if (failed && ramping() && detail::ticks(now) < sl.ramp_end.load(std::memory_order_relaxed))
+      restart_ramp(s, now);  // a failure during the ramp starts the wait again
   }
 
   void hold(std::size_t s, time_point until) const {
