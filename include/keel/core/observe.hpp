@@ -79,11 +79,14 @@ enum class event_kind : unsigned char {
   fallback_skipped,        ///< fallback: an alternative did not handle the failure
   all_fallbacks_failed,    ///< fallback: every alternative tried failed
   fallback_cancelled,      ///< fallback: a stop request ended the chain
+  limit_changed,           ///< adaptive_limiter: a closed window changed the limit
+  limiter_rejected,        ///< adaptive_limiter: a call refused at the limit
+  throttle_rejected,       ///< adaptive_throttle: a call shed locally
 };
 
 /// Number of event kinds.
-inline constexpr std::size_t event_kind_count = 16;
-static_assert(static_cast<std::size_t>(event_kind::fallback_cancelled) + 1 == event_kind_count,
+inline constexpr std::size_t event_kind_count = 19;
+static_assert(static_cast<std::size_t>(event_kind::throttle_rejected) + 1 == event_kind_count,
               "keel::event_kind_count must follow keel::event_kind");
 
 /// Every event kind, in order: `for (keel::event_kind k : keel::event_kinds)`.
@@ -110,7 +113,10 @@ constexpr std::string_view to_string_view(event_kind k) noexcept {
                                                                     "fallback_used",
                                                                     "fallback_skipped",
                                                                     "all_fallbacks_failed",
-                                                                    "fallback_cancelled"};
+                                                                    "fallback_cancelled",
+                                                                    "limit_changed",
+                                                                    "limiter_rejected",
+                                                                    "throttle_rejected"};
   const auto i = static_cast<std::size_t>(k);
   return i < event_kind_count ? names[i] : "unknown";
 }
