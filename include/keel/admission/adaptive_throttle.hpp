@@ -176,7 +176,8 @@ class adaptive_throttle_core {
     std::uint64_t w = slot.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint32_t we = epoch_of_word(w);
-      const bool keep = distance(epoch, we) <= 0;
+      // An empty word is anyone's (at first every word reads epoch 0).
+      const bool keep = we == epoch || ((w & count_mask) != 0 && distance(epoch, we) < 0);
       const std::uint64_t next =
           keep ? w + ((w & count_mask) < count_mask ? 1 : 0) : word(epoch, 1);
       if (slot.compare_exchange_weak(w, next, std::memory_order_relaxed)) return keep ? we : epoch;
@@ -186,7 +187,7 @@ class adaptive_throttle_core {
     std::uint64_t w = slot.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint32_t we = epoch_of_word(w);
-      const std::int32_t d = distance(epoch, we);
+      const std::int32_t d = (w & count_mask) == 0 && we != epoch ? 1 : distance(epoch, we);
       if (d < 0) return;  // the bucket moved on: the request is gone too
       const std::uint64_t next =
           d == 0 ? w + ((w & count_mask) < count_mask ? 1 : 0) : word(epoch, 1);
