@@ -92,7 +92,9 @@ class limiter_sim {
   void finish(int c, keel::limiter_result r) {
     core_.finish(admitted_[static_cast<std::size_t>(c)], r, now(), [this] { return draw(); });
     if (r != keel::limiter_result::ignored) limit_at_last_sample_ = core_.limit();
-    push(now_ns_ + 1'000'000, kind::try_call, c);  // 1 ms to think
+    // 1 ms to think; 100 ms after a drop (a client that got a 503 waits a little).
+    push(now_ns_ + (r == keel::limiter_result::dropped ? 100'000'000 : 1'000'000), kind::try_call,
+         c);
   }
 
   void handle(const event& e) {
@@ -100,7 +102,7 @@ class limiter_sim {
       case kind::try_call: {
         const keel::limiter_admission a = core_.try_acquire(now());
         if (!a) {
-          push(now_ns_ + 100'000'000, kind::try_call, e.client);  // refused: back in 100 ms
+          push(now_ns_ + 250'000'000, kind::try_call, e.client);  // refused: back in 250 ms
           return;
         }
         if (a.in_flight > a.limit) bounded_ = false;
