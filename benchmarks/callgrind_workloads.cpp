@@ -317,6 +317,11 @@ bool keel_cg_hand_written_p2c(int n);
 bool keel_cg_pool_least_loaded(int n);
 bool keel_cg_hand_written_peak_ewma(int n);
 bool keel_cg_pool_peak_ewma(int n);
+// In callgrind_workloads_adaptive.cpp: the adaptive limiter, the throttle and their floors.
+bool keel_cg_hand_written_limiter(int n);
+bool keel_cg_adaptive_limiter(int n);
+bool keel_cg_hand_written_throttle(int n);
+bool keel_cg_adaptive_throttle(int n);
 
 namespace {
 
@@ -362,6 +367,10 @@ constexpr workload workloads[] = {
     {"pool_least_loaded", keel_cg_pool_least_loaded},
     {"hand_written_peak_ewma", keel_cg_hand_written_peak_ewma},
     {"pool_peak_ewma", keel_cg_pool_peak_ewma},
+    {"hand_written_limiter", keel_cg_hand_written_limiter},
+    {"adaptive_limiter", keel_cg_adaptive_limiter},
+    {"hand_written_throttle", keel_cg_hand_written_throttle},
+    {"adaptive_throttle", keel_cg_adaptive_throttle},
 };
 
 bool run(const workload& w, int n) {

@@ -489,7 +489,8 @@ if(keel_benchmarks)
   add_executable(keel_callgrind_workloads "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads.cpp"
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_coarse.cpp"
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_failover.cpp"
-                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_pool.cpp")
+                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_pool.cpp"
+                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_adaptive.cpp")
   target_link_libraries(keel_callgrind_workloads PRIVATE keel::keel Threads::Threads)
   target_include_directories(keel_callgrind_workloads PRIVATE "${PROJECT_SOURCE_DIR}/benchmarks")
   keel_dev_target(keel_callgrind_workloads)

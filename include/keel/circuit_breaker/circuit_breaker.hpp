@@ -239,17 +239,16 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// The state machine itself, to drive by hand next to this breaker.
   breaker_state_machine& core() const noexcept { return core_; }
 
-  /// How the breaker counts an outcome: ignored (Ignores, a cancellation, or a
-  /// rejection by an inner policy),
-  /// failure (Handles), else success.
+  /// How the breaker counts an outcome: ignored (Ignores, or a cancellation),
+  /// failure (Handles, unless a rejection by an inner policy: ignored), else success.
   template <class R>
   call_result classify(const outcome<R>& o) const {
     if (detail::ask_user_predicate(ignores_, o)) return call_result::ignored;
-    // A cancellation, or an inner policy's refusal (a full bulkhead, a limit):
-    // the dependency was never asked, so its health is not in question.
-    if (may_be_cancellation(o) && (is_cancellation(o) || is_rejection(o)))
-      return call_result::ignored;
-    return detail::ask_user_predicate(handles_, o) ? call_result::failure : call_result::success;
+    if (may_be_cancellation(o) && is_cancellation(o)) return call_result::ignored;
+    if (!detail::ask_user_predicate(handles_, o)) return call_result::success;
+    // A handled failure that is an inner policy's refusal (a full bulkhead, a
+    // limit, a throttle): the dependency was never asked, so it is no failure.
+    return may_be_cancellation(o) && is_rejection(o) ? call_result::ignored : call_result::failure;
   }
 
  private:

@@ -294,3 +294,14 @@ TEST_CASE(
     CHECK(sent_in_last == 1000);
   }
 }
+
+TEST_CASE("errc::throttled is a rejection with a name and a message", "[adaptive_throttle]") {
+  const std::error_code c = keel::make_error_code(keel::errc::throttled);
+  CHECK(keel::to_string_view(keel::errc::throttled) == "throttled");
+  CHECK(c == keel::condition::rejected);
+  CHECK_FALSE(c == keel::condition::circuit_rejected);
+  CHECK(c.message() == "throttled: the dependency has been refusing calls");
+  CHECK(keel::to_string_view(keel::event_kind::throttle_rejected) == "throttle_rejected");
+  CHECK(keel::to_string_view(keel::event_kind::limit_changed) == "limit_changed");
+  CHECK(keel::to_string_view(keel::event_kind::limiter_rejected) == "limiter_rejected");
+}
