@@ -246,9 +246,7 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     if (detail::ask_user_predicate(ignores_, o)) return call_result::ignored;
     if (may_be_cancellation(o) && is_cancellation(o)) return call_result::ignored;
     if (!detail::ask_user_predicate(handles_, o)) return call_result::success;
-    // A handled failure that is an inner policy's refusal (a full bulkhead, a
-    // limit, a throttle): the dependency was never asked, so it is no failure.
-    return may_be_cancellation(o) && is_rejection(o) ? call_result::ignored : call_result::failure;
+    return may_be_cancellation(o) ? classify_coded_failure(o) : call_result::failure;
   }
 
  private:
@@ -354,6 +352,14 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
               HintFn&& hint) const {
     if (auto t = core_.record_with(generation, r, elapsed, now, hint)) [[unlikely]]
       if constexpr (observed) emit_for(listener_, *t, source_of(name()));
+  }
+
+  // A handled failure that is an inner policy's refusal (a full bulkhead, a
+  // limit, a throttle) is ignored: the dependency was never asked. Out of
+  // line: the closed path's failures stay as short as before.
+  template <class R>
+  static KEEL_DETAIL_NOINLINE call_result classify_coded_failure(const outcome<R>& o) noexcept {
+    return is_rejection(o) ? call_result::ignored : call_result::failure;
   }
 
   // is_cancellation compares error codes through virtual calls; an error value
