@@ -491,7 +491,8 @@ if(keel_benchmarks)
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_failover.cpp"
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_pool.cpp"
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_bulkhead.cpp"
-                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_rate_limiter.cpp")
+                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_rate_limiter.cpp"
+                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_adaptive.cpp")
   target_link_libraries(keel_callgrind_workloads PRIVATE keel::keel Threads::Threads)
   target_include_directories(keel_callgrind_workloads PRIVATE "${PROJECT_SOURCE_DIR}/benchmarks")
   keel_dev_target(keel_callgrind_workloads)

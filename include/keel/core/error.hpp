@@ -29,6 +29,7 @@ enum class errc : int {
   bulkhead_full,           ///< no concurrency slot was free
   rate_limited,            ///< a rate limiter refused the call
   no_endpoint_available,   ///< a replica pool had no endpoint it could send the call to
+  throttled,  ///< a client-side adaptive throttle shed the call: the dependency has been refusing
 };
 
 /// The enumerator's name ("circuit_open"), for logs and metrics labels; "unknown" otherwise.
@@ -52,6 +53,8 @@ constexpr std::string_view to_string_view(errc e) noexcept {
       return "rate_limited";
     case errc::no_endpoint_available:
       return "no_endpoint_available";
+    case errc::throttled:
+      return "throttled";
   }
   return "unknown";
 }
@@ -82,6 +85,8 @@ class keel_category final : public std::error_category {
         return "rate limited";
       case errc::no_endpoint_available:
         return "no endpoint available";
+      case errc::throttled:
+        return "throttled: the dependency has been refusing calls";
     }
     return "unknown keel error";
   }
@@ -155,7 +160,7 @@ constexpr bool keel_code_means(errc e, condition c) noexcept {
     case condition::rejected:
       return e == errc::circuit_open || e == errc::circuit_isolated || e == errc::bulkhead_full ||
              e == errc::rate_limited || e == errc::retry_budget_exhausted ||
-             e == errc::no_endpoint_available;
+             e == errc::no_endpoint_available || e == errc::throttled;
     case condition::circuit_rejected:
       return e == errc::circuit_open || e == errc::circuit_isolated;
     case condition::timeout:

@@ -84,11 +84,14 @@ enum class event_kind : unsigned char {
   bulkhead_granted,        ///< bulkhead: a waiting call was given a permit
   rate_limit_rejected,     ///< rate_limiter: a call refused (no slot within its wait)
   rate_limit_paused,       ///< rate_limiter: a Retry-After hint paused a limit
+  limit_changed,           ///< adaptive_limiter: a closed window changed the limit
+  limiter_rejected,        ///< adaptive_limiter: a call refused at the limit
+  throttle_rejected,       ///< adaptive_throttle: a call shed locally
 };
 
 /// Number of event kinds.
-inline constexpr std::size_t event_kind_count = 21;
-static_assert(static_cast<std::size_t>(event_kind::rate_limit_paused) + 1 == event_kind_count,
+inline constexpr std::size_t event_kind_count = 24;
+static_assert(static_cast<std::size_t>(event_kind::throttle_rejected) + 1 == event_kind_count,
               "keel::event_kind_count must follow keel::event_kind");
 
 /// Every event kind, in order: `for (keel::event_kind k : keel::event_kinds)`.
@@ -120,7 +123,10 @@ constexpr std::string_view to_string_view(event_kind k) noexcept {
                                                                     "bulkhead_queued",
                                                                     "bulkhead_granted",
                                                                     "rate_limit_rejected",
-                                                                    "rate_limit_paused"};
+                                                                    "rate_limit_paused",
+                                                                    "limit_changed",
+                                                                    "limiter_rejected",
+                                                                    "throttle_rejected"};
   const auto i = static_cast<std::size_t>(k);
   return i < event_kind_count ? names[i] : "unknown";
 }

@@ -221,3 +221,25 @@ TEST_CASE("circuit_breaker: regression, a slow unhandled outcome's hint does not
   REQUIRE(b.state() == circuit_state::open);
   CHECK(b.metrics().retry_after == 1s);
 }
+
+// A policy inside the breaker that refuses a call (a full bulkhead, an
+// adaptive limit, a throttle) never asked the dependency: its rejection,
+// thrown-free keel failure or error value alike, is ignored, not a failure.
+TEST_CASE("circuit_breaker: an inner policy's rejection is not a dependency failure",
+          "[circuit_breaker][regression]") {
+  keel::testing::virtual_environment env;
+  auto b = make_breaker(consecutive(1, 5s), env);
+  using coded = keel_test::expected<int, std::error_code>;
+  for (const keel::errc e : {keel::errc::bulkhead_full, keel::errc::rate_limited,
+                             keel::errc::throttled, keel::errc::circuit_open}) {
+    const auto r =
+        b.try_execute([e]() -> coded { return keel_test::unexpected(keel::make_error_code(e)); });
+    CHECK(keel::is_rejection(r));
+  }
+  CHECK(b.state() == circuit_state::closed);
+  CHECK(b.metrics().failures == 0);
+  (void)b.try_execute([]() -> coded {
+    return keel_test::unexpected(std::make_error_code(std::errc::connection_refused));
+  });
+  CHECK(b.state() == circuit_state::open);  // a real failure still counts
+}

@@ -23,8 +23,7 @@
 #include <utility>
 #include <vector>
 
-#include <keel/admission/bulkhead.hpp>
-#include <keel/admission/rate_limiter.hpp>
+#include <keel/admission.hpp>
 #include <keel/circuit_breaker.hpp>
 #include <keel/failover/endpoint_pool.hpp>
 #include <keel/failover/leader_follower.hpp>
@@ -145,6 +144,65 @@ const std::vector<hook_row>& hook_table() {
          auto r = no_escape([&] { return b.try_execute([] { return 1; }); });
          CHECK(r.is(errc::circuit_open));
          CHECK(*l.heard >= 3);  // state_changed, opened, rejected
+       }},
+      // ---- admission ------------------------------------------------------------
+      {"admission/adaptive_limiter.hpp", "drop_on",
+       [] {  // a throwing drop predicate reads every outcome as a drop: the limit falls
+         venv env;
+         auto l = keel::adaptive_limiter(keel::aimd_limit({.initial_limit = 40}),
+                                         {.min_window_samples = 1})
+                      .drop_on(throwing_predicate{})
+                      .with_environment(env);
+         auto o = no_escape([&] {
+           return l.try_execute([&] {
+             env.advance(10ms);
+             return 1;
+           });
+         });
+         CHECK(o.value() == 1);
+         CHECK(l.limit() == 36);
+         CHECK(l.in_flight() == 0);
+       }},
+      {"admission/adaptive_limiter.hpp", "with_listener",
+       [] {  // a listener that throws is ignored; the slot is given back
+         venv env;
+         throwing_listener heard;
+         auto l = keel::adaptive_limiter(keel::aimd_limit({.initial_limit = 1, .min_limit = 1}),
+                                         {.min_window_samples = 1})
+                      .with_environment(env)
+                      .with_listener(heard);
+         auto o = no_escape([&] {
+           return l.try_execute([&] {
+             env.advance(10ms);
+             return l.try_execute([] { return 2; }).is(errc::bulkhead_full) ? 1 : 0;
+           });
+         });
+         CHECK(o.value() == 1);
+         CHECK(*heard.heard == 2);  // limiter_rejected, limit_changed
+         CHECK(l.limit() == 2);
+         CHECK(l.in_flight() == 0);
+       }},
+      {"admission/adaptive_throttle.hpp", "refuse_on",
+       [] {  // a throwing refusal predicate reads every outcome as a refusal
+         keel::testing::basic_virtual_environment<keel::testing::fixed_random> env(
+             keel::testing::fixed_random(0.99));
+         auto t = keel::adaptive_throttle().refuse_on(throwing_predicate{}).with_environment(env);
+         for (int i = 0; i < 3; ++i) {
+           auto o = no_escape([&] { return t.try_execute([] { return 1; }); });
+           CHECK(o.value() == 1);
+         }
+         CHECK(t.probability() == Approx(0.75));  // 3 requests, no accept: 3 / 4
+       }},
+      {"admission/adaptive_throttle.hpp", "with_listener",
+       [] {
+         keel::testing::basic_virtual_environment<keel::testing::fixed_random> env(
+             keel::testing::fixed_random(0.0));
+         throwing_listener heard;
+         auto t = keel::adaptive_throttle().with_environment(env).with_listener(heard);
+         (void)no_escape([&] { return t.try_execute(fails); });
+         auto o = no_escape([&] { return t.try_execute([] { return 1; }); });
+         CHECK(o.is(errc::throttled));
+         CHECK(*heard.heard == 1);
        }},
       {"circuit_breaker/breaker_state_machine.hpp", "try_acquire_with",
        [] {  // driven by hand: the caller's clock throws before any change of state
@@ -621,6 +679,11 @@ const std::map<std::pair<std::string, std::string>, const char*>& not_hooks() {
       {{"fallback/alternative.hpp", "make_alternative"}, "detail: wraps an alternative"},
       {{"retry/retry.hpp", "result_hint"}, "private: calls with_hint's extractor (row with_hint)"},
       {{"timeout/timeout.hpp", "with_watchdog"}, "keel::watchdog, not user code"},
+      {{"admission/adaptive_limiter.hpp", "with_environment"}, "an environment, see above"},
+      {{"admission/adaptive_throttle.hpp", "with_environment"}, "an environment, see above"},
+      {{"admission/adaptive_limiter.hpp", "inspect"},
+       "runs the caller's own function on the caller's thread, outside any call; a throw "
+       "reaches the caller and a guard frees the window"},
       {{"failover/outlier_detector.hpp", "tell"},
        "private: calls record/sweep/restore's sink, which outlier_detector_test throws from"},
   };

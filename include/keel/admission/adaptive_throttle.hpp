@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_ADMISSION_ADAPTIVE_THROTTLE_HPP_INCLUDED
+#define KEEL_ADMISSION_ADAPTIVE_THROTTLE_HPP_INCLUDED
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string_view>
+#include <utility>
+
+#include "keel/core/classify.hpp"
+#include "keel/core/config_error.hpp"
+#include "keel/core/context.hpp"
+#include "keel/core/environment.hpp"
+#include "keel/core/error.hpp"
+#include "keel/core/events.hpp"
+#include "keel/core/fluent.hpp"
+#include "keel/core/observe.hpp"
+#include "keel/core/outcome.hpp"
+#include "keel/core/policy.hpp"
+#include "keel/core/time.hpp"
+#include "keel/detail/config.hpp"
+
+namespace keel {
+
+/// Client-side adaptive throttling (the SRE book's "Handling Overload").
+/// Aggregate.
+struct adaptive_throttle_options {
+  /// Calls sent per call the dependency accepts before local shedding starts,
+  /// >= 1. Default 2 (the SRE book's K).
+  double k = 2.0;
+  /// How far back requests and accepts count. Default 2 min.
+  duration window = std::chrono::minutes(2);
+  /// Buckets the window is kept in (its resolution), 1..4096. Default 24 (5 s each).
+  std::uint32_t buckets = 24;
+  /// The highest rejection probability, in [0, 1): below 1, some calls
+  /// always go, so recovery is seen. Default 0.9 (failsafe-go's).
+  double max_rejection = 0.9;
+  constexpr validation_result validate() const {
+    if (!(k >= 1.0 && k <= 1e6))
+      return config_problem{"adaptive_throttle_options.k", "must be in [1, 1e6]"};
+    if (buckets < 1 || buckets > 4096)
+      return config_problem{"adaptive_throttle_options.buckets", "must be in [1, 4096]"};
+    if (window < duration(buckets))
+      return config_problem{"adaptive_throttle_options.window", "must be >= buckets nanoseconds"};
+    if (!(max_rejection >= 0.0 && max_rejection < 1.0))
+      return config_problem{"adaptive_throttle_options.max_rejection", "must be in [0, 1)"};
+    return std::nullopt;
+  }
+};
+
+/// What a finished call tells the throttle.
+enum class throttle_result : unsigned char {
+  accepted,  ///< the dependency took the call (a success, or a failure not counted as a refusal)
+  refused,   ///< the dependency did not accept it (overloaded, failed, timed out)
+  ignored,   ///< neither: a cancellation, an inner policy's rejection; un-counts the request
+};
+
+/// A call's admission by adaptive_throttle_core::try_acquire. Every admission,
+/// refused or not, counted one request.
+struct throttle_admission {
+  std::uint32_t epoch = 0;   ///< the bucket's epoch the request was counted in (24 bits)
+  std::uint32_t bucket = 0;  ///< the bucket's index
+  double probability = 0.0;  ///< the rejection probability it was decided under
+  bool admitted = false;
+  explicit operator bool() const noexcept { return admitted; }
+};
+
+/// Event: a call was shed locally with `probability`.
+struct throttle_rejected {
+  static constexpr event_kind kind = event_kind::throttle_rejected;
+  double probability = 0.0;
+  event_source source{};  ///< the throttle, and the call's pipeline
+};
+
+/// The decision core of keel::adaptive_throttle. Rejects a call with
+/// p = min(max_rejection, max(0, (requests - k * accepts) / (requests + 1)))
+/// over the window. p is kept in one atomic word: while it is 0 an admission
+/// decides with one relaxed load and draws no random number. p is computed
+/// again when a call is refused (locally or by the dependency), forgotten,
+/// or accepted while p > 0. Thread-safe and lock-free; never blocks.
+class adaptive_throttle_core {
+ public:
+  explicit adaptive_throttle_core(adaptive_throttle_options options = {})
+      : options_((require_valid(options.validate()), options)),
+        bucket_ns_(options.window.count() / options.buckets),
+        buckets_(std::make_unique<bucket[]>(options.buckets)) {}
+  adaptive_throttle_core(const adaptive_throttle_core&) = delete;
+  adaptive_throttle_core& operator=(const adaptive_throttle_core&) = delete;
+
+  /// Counts a request at `now` and decides it: admitted, or shed with the
+  /// current probability. `draw()` (uniform in [0, 1)) is called only when p > 0.
+  template <class Draw>
+  throttle_admission try_acquire(time_point now, Draw&& draw) {
+    throttle_admission a;
+    const std::uint32_t p = p_.load(std::memory_order_relaxed);
+    a.admitted = p == 0 || !(detail::clamp_draw(static_cast<double>(draw())) * two32 <
+                             static_cast<double>(p));
+    a.probability = static_cast<double>(p) / two32;
+    const std::uint64_t epoch = epoch_of(now);
+    a.bucket = static_cast<std::uint32_t>(epoch % options_.buckets);
+    a.epoch = count_request(buckets_[a.bucket].requests, static_cast<std::uint32_t>(epoch & mask));
+    if (!a.admitted) recompute(epoch);
+    return a;
+  }
+  throttle_admission try_acquire(time_point now, double draw) {
+    return try_acquire(now, [draw] { return draw; });
+  }
+
+  /// Finishes an admitted call. `now()` is read only when p must be computed
+  /// again (a refusal, a forgotten call, an accept while p > 0).
+  template <class NowFn>
+  void finish(const throttle_admission& a, throttle_result r, NowFn&& now) {
+    if (!a.admitted) return;
+    bucket& b = buckets_[a.bucket];
+    if (r == throttle_result::accepted) {
+      count_accept(b.accepts, a.epoch);
+      if (p_.load(std::memory_order_relaxed) == 0) return;
+    } else if (r == throttle_result::ignored) {
+      uncount(b.requests, a.epoch);
+    }
+    recompute(epoch_of(static_cast<time_point>(now())));
+  }
+  void finish(const throttle_admission& a, throttle_result r, time_point now) {
+    finish(a, r, [now] { return now; });
+  }
+
+  /// The current rejection probability.
+  double probability() const noexcept {
+    return static_cast<double>(p_.load(std::memory_order_relaxed)) / two32;
+  }
+  /// Requests and accepts in the window that ends at `now`.
+  struct window_counts {
+    std::uint64_t requests = 0;
+    std::uint64_t accepts = 0;
+  };
+  window_counts counts(time_point now) const noexcept { return sum(epoch_of(now)); }
+  const adaptive_throttle_options& options() const noexcept { return options_; }
+
+ private:
+  // A bucket's word: its epoch (24 bits, wrapping) over a 40-bit count, so a
+  // word from an older epoch is recognised and restarted in one CAS, with no
+  // separate reset that could lose a count. 2^40 calls per bucket never fill.
+  static constexpr int count_bits = 40;
+  static constexpr std::uint64_t count_mask = (std::uint64_t{1} << count_bits) - 1;
+  static constexpr std::uint64_t mask = (std::uint64_t{1} << 24) - 1;
+  static constexpr double two32 = 4294967296.0;
+  struct bucket {
+    std::atomic<std::uint64_t> requests{0};
+    std::atomic<std::uint64_t> accepts{0};
+  };
+
+  std::uint64_t epoch_of(time_point now) const noexcept {
+    const std::int64_t ns = now.time_since_epoch().count();
+    return ns <= 0 ? 0 : static_cast<std::uint64_t>(ns / bucket_ns_);
+  }
+  static std::uint32_t epoch_of_word(std::uint64_t w) noexcept {
+    return static_cast<std::uint32_t>(w >> count_bits);
+  }
+  // (a - b) in 24-bit wrapping arithmetic, as a signed distance.
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP static std::int32_t distance(std::uint32_t a,
+                                                                     std::uint32_t b) noexcept {
+    const std::uint32_t d = (a - b) & static_cast<std::uint32_t>(mask);
+    return d >= (1U << 23) ? static_cast<std::int32_t>(d) - (1 << 24)
+                           : static_cast<std::int32_t>(d);
+  }
+  static std::uint64_t word(std::uint32_t epoch, std::uint64_t count) noexcept {
+    return (static_cast<std::uint64_t>(epoch) << count_bits) | count;
+  }
+
+  // Counts into the bucket's epoch if it is this one or later (the clock went
+  // back: the count joins what is there), else restarts the bucket at `epoch`.
+  static std::uint32_t count_request(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) {
+    std::uint64_t w = slot.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint32_t we = epoch_of_word(w);
+      // An empty word is anyone's (at first every word reads epoch 0).
+      const bool keep = we == epoch || ((w & count_mask) != 0 && distance(epoch, we) < 0);
+      const std::uint64_t next =
+          keep ? w + ((w & count_mask) < count_mask ? 1 : 0) : word(epoch, 1);
+      if (slot.compare_exchange_weak(w, next, std::memory_order_relaxed)) return keep ? we : epoch;
+    }
+  }
+  static void count_accept(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) {
+    std::uint64_t w = slot.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint32_t we = epoch_of_word(w);
+      const std::int32_t d = (w & count_mask) == 0 && we != epoch ? 1 : distance(epoch, we);
+      if (d < 0) return;  // the bucket moved on: the request is gone too
+      const std::uint64_t next =
+          d == 0 ? w + ((w & count_mask) < count_mask ? 1 : 0) : word(epoch, 1);
+      if (slot.compare_exchange_weak(w, next, std::memory_order_relaxed)) return;
+    }
+  }
+  static void uncount(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) {
+    std::uint64_t w = slot.load(std::memory_order_relaxed);
+    while (epoch_of_word(w) == epoch && (w & count_mask) > 0) {
+      if (slot.compare_exchange_weak(w, w - 1, std::memory_order_relaxed)) return;
+    }
+  }
+
+  window_counts sum(std::uint64_t epoch) const noexcept {
+    const auto now24 = static_cast<std::uint32_t>(epoch & mask);
+    const auto n = static_cast<std::int32_t>(options_.buckets);
+    window_counts c;
+    for (std::uint32_t i = 0; i < options_.buckets; ++i) {
+      const std::uint64_t r = buckets_[i].requests.load(std::memory_order_relaxed);
+      const std::uint64_t a = buckets_[i].accepts.load(std::memory_order_relaxed);
+      const std::int32_t dr = distance(now24, epoch_of_word(r));
+      if (dr > -n && dr < n) c.requests += r & count_mask;
+      const std::int32_t da = distance(now24, epoch_of_word(a));
+      // An accept counts only beside its own bucket's requests.
+      if (da > -n && da < n && epoch_of_word(a) == epoch_of_word(r)) c.accepts += a & count_mask;
+    }
+    return c;
+  }
+
+  void recompute(std::uint64_t epoch) noexcept {
+    const window_counts c = sum(epoch);
+    const double requests = static_cast<double>(c.requests);
+    double p = (requests - options_.k * static_cast<double>(c.accepts)) / (requests + 1.0);
+    if (!(p > 0.0)) p = 0.0;
+    if (p > options_.max_rejection) p = options_.max_rejection;
+    p_.store(static_cast<std::uint32_t>(p * two32), std::memory_order_relaxed);
+  }
+
+  adaptive_throttle_options options_;
+  std::int64_t bucket_ns_;
+  std::unique_ptr<bucket[]> buckets_;
+  alignas(64) std::atomic<std::uint32_t> p_{0};  // p * 2^32; 0: healthy
+};
+
+/// Sheds calls locally when the dependency has been refusing them, before it
+/// has to: a call is rejected with errc::throttled (a rejection) with
+/// probability p = min(max_rejection, max(0, (requests - k * accepts) /
+/// (requests + 1))) over the last `window`. Every call is a request, shed
+/// ones included; an outcome matching `Refusals` (default: any failure) is not
+/// an accept; a cancellation or an inner policy's rejection counts as neither
+/// (its request is taken back). Copies share one state.
+///
+///     keel::adaptive_throttle throttle{};
+///     auto r = keel::pipeline(keel::retry({}), throttle).try_execute(call);
+template <class Refusals = on::any_failure_t, class Listener = no_listener,
+          environment Env = default_environment>
+class adaptive_throttle : public executable<adaptive_throttle<Refusals, Listener, Env>> {
+ public:
+  explicit adaptive_throttle(adaptive_throttle_options options = {}, Refusals refusals = Refusals(),
+                             Listener listener = Listener(), Env env = Env())
+      : refusals_(std::move(refusals)),
+        listener_(std::move(listener)),
+        env_(std::move(env)),
+        core_(std::make_shared<adaptive_throttle_core>(options)) {}
+  /// `keel::adaptive_throttle({})`: the default options.
+  explicit adaptive_throttle(detail::empty_braces)
+      : adaptive_throttle(adaptive_throttle_options()) {}
+
+  /// For keel::rebuild: every part.
+  adaptive_throttle(from_parts_t, std::shared_ptr<adaptive_throttle_core> core, Refusals refusals,
+                    Listener listener, Env env, policy_name name)
+      : refusals_(std::move(refusals)),
+        listener_(std::move(listener)),
+        env_(std::move(env)),
+        core_(std::move(core)),
+        name_(name) {}
+
+  /// Which failures mean the dependency did not accept the call (default:
+  /// any failure); other failures count as accepts.
+  template <class P>
+  auto refuse_on(P refusals) const {
+    return rebuild<adaptive_throttle<P, Listener, Env>, &adaptive_throttle::refusals_>(
+        *this, std::move(refusals), parts{});
+  }
+  /// Where events go (throttle_rejected); counters attached stay attached.
+  template <class L>
+  auto with_listener(L listener) const {
+    using slot = with_listener_t<Listener, L>;
+    return rebuild<adaptive_throttle<Refusals, slot, Env>, &adaptive_throttle::listener_>(
+        *this, replace_listener(listener_, std::move(listener)), parts{});
+  }
+  /// Also counts its events into `c`, which must outlive the throttle.
+  auto with_counters(counters& c) const {
+    using slot = with_counters_t<Listener>;
+    return rebuild<adaptive_throttle<Refusals, slot, Env>, &adaptive_throttle::listener_>(
+        *this, attach_counters(listener_, c), parts{});
+  }
+  /// Named `name` in its events (default "adaptive_throttle").
+  adaptive_throttle named(std::string_view name) const {
+    return rebuild<adaptive_throttle, &adaptive_throttle::name_>(*this, policy_name(name), parts{});
+  }
+  /// The clock and random source it reads.
+  template <environment E>
+  auto with_environment(E env) const {
+    return rebuild<adaptive_throttle<Refusals, Listener, E>, &adaptive_throttle::env_>(
+        *this, std::move(env), parts{});
+  }
+
+  template <class R, class Next>
+  outcome<R> run(Next&& next, context& ctx) const {
+    adaptive_throttle_core& core = *core_;
+    const throttle_admission a = core.try_acquire(env_.now(), [this] { return env_.uniform(); });
+    if (!a) [[unlikely]] {
+      if constexpr (observes<Listener, throttle_rejected>) {
+        const auto shed = [&] { return throttle_rejected{a.probability, source_of(name_, ctx)}; };
+        report<throttle_rejected>(listener_, shed);
+      }
+      return outcome<R>::from_keel(errc::throttled);
+    }
+    outcome<R> o = next(ctx);  // an outcome: never throws
+    core.finish(a, classify(o), [this] { return env_.now(); });
+    return o;
+  }
+
+  /// How the throttle reads an outcome.
+  template <class R>
+  throttle_result classify(const outcome<R>& o) const {
+    if (!o.has_value() && (is_cancellation(o) || is_rejection(o))) return throttle_result::ignored;
+    return detail::ask_user_predicate(refusals_, o) ? throttle_result::refused
+                                                    : throttle_result::accepted;
+  }
+
+  /// The current rejection probability.
+  double probability() const noexcept { return core_->probability(); }
+  std::string_view name() const noexcept { return name_; }
+  /// The shared decision core, to drive by hand next to this throttle.
+  adaptive_throttle_core& core() const noexcept { return *core_; }
+
+ private:
+  [[no_unique_address]] Refusals refusals_;
+  [[no_unique_address]] Listener listener_;
+  [[no_unique_address]] Env env_;
+  std::shared_ptr<adaptive_throttle_core> core_;  // copies share one state
+  policy_name name_{"adaptive_throttle"};
+
+  using parts = keel::parts<&adaptive_throttle::core_, &adaptive_throttle::refusals_,
+                            &adaptive_throttle::listener_, &adaptive_throttle::env_,
+                            &adaptive_throttle::name_>;
+
+  static_assert(detail::may_take_outcome<Refusals>(),
+                "keel::adaptive_throttle::refuse_on needs a predicate on the outcome: a keel::on:: "
+                "predicate, or a callable taking const keel::outcome<R>&");
+};
+
+// clang-format off
+adaptive_throttle() -> adaptive_throttle<>;
+adaptive_throttle(adaptive_throttle_options) -> adaptive_throttle<>;
+// clang-format on
+
+}  // namespace keel
+
+#endif  // KEEL_ADMISSION_ADAPTIVE_THROTTLE_HPP_INCLUDED
