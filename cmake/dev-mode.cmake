@@ -476,6 +476,12 @@ if(keel_examples)
                       WORKING_DIRECTORY "${PROJECT_BINARY_DIR}"
                       COMMENT "Running the keel failover demo")
   endif()
+  # The overload demo, the same way: it writes its chart, overload.svg, there.
+  if(TARGET keel_example_12_overload_demo)
+    add_custom_target(keel_run_overload_demo COMMAND keel_example_12_overload_demo USES_TERMINAL
+                      WORKING_DIRECTORY "${PROJECT_BINARY_DIR}"
+                      COMMENT "Running the keel overload demo")
+  endif()
 endif()
 
 # ---- Benchmarks: benchmarks/bench_name.cpp, callgrind_workloads.cpp ---------
