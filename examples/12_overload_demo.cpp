@@ -43,7 +43,6 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
-#include <optional>
 #include <queue>
 #include <random>
 #include <stdexcept>
