@@ -531,11 +531,16 @@ TEST_CASE("bulkhead: a stop request wakes a waiter at once", "[admission][bulkhe
   auto held = b.try_acquire();
   std::stop_source stop;
   SECTION("from another thread, while it waits") {
-    env.sleeper().on_sleep([&](keel::duration) { until([&] { return stop.stop_requested(); }); });
+    // Held until request_stop() has returned, which is after it ran the
+    // callback that stops the waiter's own wake token (stop_requested() turns
+    // true before that, and the virtual sleeper would advance in between).
+    std::atomic<bool> stopped{false};
+    env.sleeper().on_sleep([&](keel::duration) { until([&] { return stopped.load(); }); });
     std::optional<keel::outcome<int>> got;
     std::thread waiter([&] { got = b.try_execute(stop.get_token(), [] { return 1; }); });
     until([&] { return b.queued() == 1; });
     stop.request_stop();
+    stopped.store(true);
     waiter.join();
     REQUIRE(got);
     CHECK(got->is(errc::cancelled));
