@@ -322,6 +322,9 @@ class gcra_limit {
     const std::int64_t floor =
         detail::rl_add(now.time_since_epoch().count(), detail::rl_sub(tau_, allowance));
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
+    // No refund may move the schedule back before the hint's floor (a slot
+    // behind it would give back time the dependency says is gone).
+    if (tat < floor) raise_latest_arrival(floor);
     while (tat < floor) {
       if (tat_.compare_exchange_weak(tat, floor, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
@@ -383,7 +386,7 @@ class gcra_limit {
   std::atomic<std::int64_t> tat_{detail::rl_min};     // full bucket
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
   std::atomic<std::uint64_t> refunds_{0};             // 2 * ns refunded, low bit: lock
-  std::atomic<std::int64_t> latest_{detail::rl_min};  // the latest time a waiter sends
+  std::atomic<std::int64_t> latest_{detail::rl_min};  // no refund moves a slot before it
 };
 
 // ---- events ----------------------------------------------------------------
