@@ -451,7 +451,15 @@ using rate_costs = std::array<std::uint64_t, N>;
 /// A hook's cost (a number, or an array of N) as N costs.
 template <std::size_t N, class C>
 rate_costs<N> as_costs(const C& c) noexcept {
-  if constexpr (std::is_convertible_v<const C&, std::uint64_t>) {
+  if constexpr (std::is_floating_point_v<C>) {
+    // A NaN, a negative or a value past 2^64 is no cost: converting it is
+    // undefined. As the largest cost it never fits (or is charged to max_debt).
+    const std::uint64_t v = c >= C(0) && c < C(0x1p64) ? static_cast<std::uint64_t>(c)
+                                                       : std::numeric_limits<std::uint64_t>::max();
+    rate_costs<N> all{};
+    for (auto& x : all) x = v;
+    return all;
+  } else if constexpr (std::is_convertible_v<const C&, std::uint64_t>) {
     rate_costs<N> all{};
     for (auto& x : all) x = static_cast<std::uint64_t>(c);
     return all;
