@@ -204,3 +204,46 @@ TEST_CASE("review B2: a clock that throws while a call waits leaves its node in 
   held.release();  // NDEBUG: grants to the dead waiter's stack frame
   CHECK(b.in_flight() == 0);
 }
+
+TEST_CASE("review B3: a half-open probe that an inner bulkhead refused frees the probe slot",
+          "[review][bulkhead][pipeline]") {
+  venv env;
+  auto breaker = keel::circuit_breaker(
+                     {.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 1s})
+                     .with_environment(env);
+  const auto b = keel::bulkhead<>({.max_concurrent = 1}).with_environment(env);
+  const auto guarded = keel::pipeline(std::ref(breaker), b);
+  CHECK(guarded.try_execute([]() -> int { throw std::runtime_error("down"); }).has_exception());
+  REQUIRE(breaker.state() == keel::circuit_state::open);
+  env.advance(1s);
+  {
+    auto held = b.try_acquire();
+    CHECK(guarded.try_execute([] { return 1; }).is(errc::bulkhead_full));
+  }
+  CHECK(breaker.state() == keel::circuit_state::half_open);
+  CHECK(guarded.try_execute([] { return 1; }).value() == 1);
+  CHECK(breaker.state() == keel::circuit_state::closed);
+}
+
+TEST_CASE("review R8: a caller already waiting for its slot sends during a Retry-After pause",
+          "[review][rate_limiter]") {
+  venv env;
+  auto limiter =
+      keel::rate_limiter({.limit = 1, .period = 1s, .max_wait = 10s}).with_environment(env);
+  REQUIRE(limiter.try_execute([] { return 0; }).has_value());
+  bool paused = false;
+  // While this caller sleeps for its slot, another call gets a 429 with
+  // Retry-After: 30 s (as after_call does on the hint).
+  env.sleeper().on_sleep([&](duration) {
+    if (!paused) paused = limiter.limit().pause(30s, env.now());
+  });
+  time_point sent_at{};
+  CHECK(limiter
+            .try_execute([&] {
+              sent_at = env.now();
+              return 1;
+            })
+            .has_value());
+  REQUIRE(paused);
+  CHECK(sent_at >= limiter.limit().paused_until());  // sent at 1 s, into a pause until 30 s
+}
