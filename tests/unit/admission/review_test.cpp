@@ -247,3 +247,26 @@ TEST_CASE("review R8: a caller already waiting for its slot sends during a Retry
   REQUIRE(paused);
   CHECK(sent_at >= limiter.limit().paused_until());  // sent at 1 s, into a pause until 30 s
 }
+
+TEST_CASE("review R9: T rounded up to whole nanoseconds loses up to half of a fast rate",
+          "[review][rate_limiter]") {
+  // 600 million units per second (bytes, say) is valid (>= 1 ns per unit),
+  // but T = ceil(1.67 ns) = 2 ns: 500 million per second, 17 % short; at
+  // 999'999'999 per second, half.
+  gcra_limit l({.limit = 600'000'000, .period = 1s, .burst = 1});
+  CHECK(l.emission_interval() * 600'000'000 <= 1s + 1s / 100);
+}
+
+TEST_CASE("review D1: a breaker outside a rate limiter ignores its rejections untold",
+          "[review][rate_limiter][pipeline]") {
+  // docs/rate_limiter.md said it counts them as failures unless told
+  // .ignore(keel::on::rejection); the breaker ignores inner rejections itself.
+  venv env;
+  keel::circuit_breaker breaker{{.trip = keel::consecutive_failures{.threshold = 2}}};
+  const auto limiter = keel::rate_limiter({.limit = 1, .period = 1s}).with_environment(env);
+  const auto guarded = keel::pipeline(std::ref(breaker), limiter);
+  CHECK(guarded.try_execute([] { return 1; }).has_value());
+  for (int i = 0; i < 5; ++i) CHECK(guarded.try_execute([] { return 1; }).is(errc::rate_limited));
+  CHECK(breaker.state() == keel::circuit_state::closed);
+  CHECK(breaker.metrics().failures == 0);
+}
