@@ -270,3 +270,29 @@ TEST_CASE("review D1: a breaker outside a rate limiter ignores its rejections un
   CHECK(breaker.state() == keel::circuit_state::closed);
   CHECK(breaker.metrics().failures == 0);
 }
+
+TEST_CASE("review R10: a Retry-After of zero (or negative) is reported as a pause",
+          "[review][rate_limiter]") {
+  gcra_limit l({.limit = 10, .period = 1s});
+  // "returns true when that moved the pause later": nothing is paused.
+  CHECK_FALSE(l.pause(0s, at(5s)));
+  CHECK_FALSE(l.pause(-3s, at(6s)));
+}
+
+TEST_CASE(
+    "review R11: a zero estimate goes through an empty bucket (the gateways' zero-estimate burst)",
+    "[review][rate_limiter]") {
+  venv env;
+  const auto limiter = keel::rate_limiter({.limit = 10, .period = 1s}).with_environment(env);
+  auto all = limiter.reserve(10);  // the bucket is empty now
+  REQUIRE(all.admitted());
+  int admitted = 0;
+  for (int i = 0; i < 100; ++i) {
+    auto r = limiter.reserve(0);
+    if (r) {
+      ++admitted;
+      r.settle(1);  // each costs a unit after all: forgiven at the empty bucket (max_debt 0)
+    }
+  }
+  CHECK(admitted == 0);  // 100 calls at once through an empty 10/s bucket
+}
