@@ -305,6 +305,7 @@ class gcra_limit {
     const duration d = retry_after < duration::zero()     ? duration::zero()
                        : retry_after > options_.max_pause ? options_.max_pause
                                                           : retry_after;
+    if (d == duration::zero()) return false;  // "retry now" pauses nothing
     const std::int64_t until = detail::rl_add(now.time_since_epoch().count(), d.count());
     std::int64_t p = paused_.load(std::memory_order_relaxed);
     while (p < until) {
