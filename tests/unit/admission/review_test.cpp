@@ -296,3 +296,15 @@ TEST_CASE(
   }
   CHECK(admitted == 0);  // 100 calls at once through an empty 10/s bucket
 }
+
+TEST_CASE("review D2: with_environment shares the limits' TAT across two clocks",
+          "[review][rate_limiter]") {
+  // A bulkhead's with_environment makes a new bulkhead; a rate limiter's
+  // keeps the state, so times of two clocks land in one TAT.
+  const auto real = keel::rate_limiter({.limit = 1, .period = 1s, .burst = 1});
+  REQUIRE(real.try_execute([] { return 1; }).has_value());  // TAT on steady_clock
+  venv env;                                                 // virtual time 0
+  const auto v = real.with_environment(env);
+  const auto o = v.try_execute([] { return 1; });
+  CHECK(o.has_value());  // refused, retry_after = the machine's uptime
+}
