@@ -245,15 +245,17 @@ class bulkhead : public executable<bulkhead<Listener, Env>> {
       });
     }
     const std::stop_callback link(ctx.stop_token(), [&wake]() noexcept { wake->request_stop(); });
+    time_point now = start;
     for (;;) {
-      time_point now = env_.now();
-      bool broken = false;  // a sleeper that throws ends the wait as if its time were up
-      if (!w.granted() && now < until && !ctx.stop_requested()) {
+      // A sleeper or a clock that throws ends the wait as if its time were up:
+      // `w` must leave the queue before this frame does.
+      bool broken = !call_or(false, [&] { return (now = env_.now(), true); });
+      if (!broken && !w.granted() && now < until && !ctx.stop_requested()) {
         broken = !call_or(false, [&] {
           static_cast<void>(env_.sleep_for(time_until(now, until), wake->get_token()));
+          now = env_.now();
           return true;
         });
-        now = env_.now();
       }
       typename core_type::end_result e = c.finish_wait(w, now, broken || ctx.stop_requested());
       switch (e.status) {

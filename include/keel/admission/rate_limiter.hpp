@@ -305,6 +305,7 @@ class gcra_limit {
     const duration d = retry_after < duration::zero()     ? duration::zero()
                        : retry_after > options_.max_pause ? options_.max_pause
                                                           : retry_after;
+    if (d == duration::zero()) return false;  // "retry now" pauses nothing
     const std::int64_t until = detail::rl_add(now.time_since_epoch().count(), d.count());
     std::int64_t p = paused_.load(std::memory_order_relaxed);
     while (p < until) {
@@ -322,6 +323,9 @@ class gcra_limit {
     const std::int64_t floor =
         detail::rl_add(now.time_since_epoch().count(), detail::rl_sub(tau_, allowance));
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
+    // No refund may move the schedule back before the hint's floor (a slot
+    // behind it would give back time the dependency says is gone).
+    if (tat < floor) raise_latest_arrival(floor);
     while (tat < floor) {
       if (tat_.compare_exchange_weak(tat, floor, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
@@ -383,7 +387,7 @@ class gcra_limit {
   std::atomic<std::int64_t> tat_{detail::rl_min};     // full bucket
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
   std::atomic<std::uint64_t> refunds_{0};             // 2 * ns refunded, low bit: lock
-  std::atomic<std::int64_t> latest_{detail::rl_min};  // the latest time a waiter sends
+  std::atomic<std::int64_t> latest_{detail::rl_min};  // no refund moves a slot before it
 };
 
 // ---- events ----------------------------------------------------------------
@@ -448,7 +452,15 @@ using rate_costs = std::array<std::uint64_t, N>;
 /// A hook's cost (a number, or an array of N) as N costs.
 template <std::size_t N, class C>
 rate_costs<N> as_costs(const C& c) noexcept {
-  if constexpr (std::is_convertible_v<const C&, std::uint64_t>) {
+  if constexpr (std::is_floating_point_v<C>) {
+    // A NaN, a negative or a value past 2^64 is no cost: converting it is
+    // undefined. As the largest cost it never fits (or is charged to max_debt).
+    const std::uint64_t v = c >= C(0) && c < C(0x1p64) ? static_cast<std::uint64_t>(c)
+                                                       : std::numeric_limits<std::uint64_t>::max();
+    rate_costs<N> all{};
+    for (auto& x : all) x = v;
+    return all;
+  } else if constexpr (std::is_convertible_v<const C&, std::uint64_t>) {
     rate_costs<N> all{};
     for (auto& x : all) x = static_cast<std::uint64_t>(c);
     return all;
