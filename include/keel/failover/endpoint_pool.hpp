@@ -1044,7 +1044,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   }
   // Under the gate's lock: a tidy() that saw the ramp end (its clock read
   // after this call's) must not clear the bit over the restart.
-  void restart_ramp(std::size_t s, time_point now) const {
+  KEEL_DETAIL_NOINLINE void restart_ramp(std::size_t s, time_point now) const {
     std::lock_guard lock(gate_mutex_);
     slot& sl = slots_[s];
     if (sl.state.load(std::memory_order_relaxed) != slot::live) return;
