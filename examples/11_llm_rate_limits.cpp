@@ -98,6 +98,8 @@ int main() {
   keel::testing::virtual_environment env;
   provider llm(env, 60, 10'000);
 
+  // Each call is charged 1 request and an estimate of 400 tokens up front.
+  static constexpr std::array<std::uint64_t, 2> estimate{1, 400};
   // A window of N per 60 s holds at most limit + burst of a token bucket:
   // 50 + 10 requests, 8,000 + 2,000 tokens.
   const auto limiter =
@@ -106,7 +108,7 @@ int main() {
           keel::rate_limit_options{
               .limit = 8'000, .period = 1min, .burst = 2'000, .max_wait = 2min})
           .with_environment(env)
-          .with_cost([](const keel::context&) { return std::array<std::uint64_t, 2>{1, 400}; })
+          .with_cost([](const keel::context&) { return estimate; })
           .with_actual_cost([](const auto& o) -> std::optional<std::array<std::uint64_t, 2>> {
             if constexpr (requires { o.value().usage.total_tokens; }) {
               if (o.has_value())

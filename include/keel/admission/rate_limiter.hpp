@@ -537,6 +537,8 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
  public:
   using costs = detail::rate_costs<N>;
 
+  // clang-format 14 and 19 place a requires clause apart: kept as written.
+  // clang-format off
   /// One limit. Throws keel::config_error when `o` is invalid.
   explicit rate_limiter(rate_limit_options o = {})
     requires(N == 1)
@@ -545,6 +547,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   explicit rate_limiter(detail::empty_braces)
     requires(N == 1)
       : rate_limiter(rate_limit_options()) {}
+  // clang-format on
   /// N limits, all of which must admit a call.
   explicit rate_limiter(const std::array<rate_limit_options, N>& o)
       : options_(o),
@@ -798,8 +801,8 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
           const duration cut = ra > l.options().max_pause ? l.options().max_pause
                                : ra < duration::zero()    ? duration::zero()
                                                           : ra;
-          report<rate_limit_paused>(
-              listener_, [&] { return rate_limit_paused{k, cut, source_of(name_, ctx)}; });
+          const auto paused = [&] { return rate_limit_paused{k, cut, source_of(name_, ctx)}; };
+          report<rate_limit_paused>(listener_, paused);
         }
       }
     }
@@ -828,11 +831,13 @@ template <std::size_t N>
 rate_limiter(std::array<rate_limit_options, N>) -> rate_limiter<N>;
 // clang-format on
 
+// clang-format off
 /// Several limits that must all admit a call:
 /// `keel::rate_limits(rpm, tpm)` is a keel::rate_limiter<2>.
 template <class... O>
   requires(sizeof...(O) >= 1 && (std::same_as<O, rate_limit_options> && ...))
 rate_limiter<sizeof...(O)> rate_limits(const O&... o) {
+  // clang-format on
   return rate_limiter<sizeof...(O)>(std::array<rate_limit_options, sizeof...(O)>{o...});
 }
 
