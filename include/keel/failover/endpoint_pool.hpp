@@ -978,9 +978,26 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     std::lock_guard lock(gate_mutex_);
     slot& sl = slots_[s];
     if (sl.state.load(std::memory_order_relaxed) != slot::live) return false;
+    return (mark_locked(sl, bits) & bits) != bits;
+  }
+  // Under gate_mutex_: sets `bits`; the first bit makes the slot degraded.
+  // Returns the gate before.
+  std::uint32_t mark_locked(slot& sl, std::uint32_t bits) const noexcept {
     const std::uint32_t old = sl.gate.fetch_or(bits, std::memory_order_relaxed);
     if (old == 0) degraded_.fetch_add(1, std::memory_order_relaxed);
-    return (old & bits) != bits;
+    return old;
+  }
+  // Under gate_mutex_: takes `bits` off a gate `old` that holds some; the
+  // endpoint warms first when a failback delay or a slow start is set.
+  // Returns whether that leaves no slot degraded.
+  bool lift_locked(slot& sl, std::uint32_t old, std::uint32_t bits, time_point now) const {
+    std::uint32_t after = old & ~bits;
+    if (options_.failback_delay.count() > 0 || options_.slow_start.window.count() > 0) {
+      start_warming(sl, now);
+      after |= warming_bit;
+    }
+    sl.gate.store(after, std::memory_order_relaxed);
+    return after == 0 && degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
   }
   bool clear_bits(std::size_t s, std::uint32_t bits) const {
     bool healed = false;
@@ -1030,13 +1047,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       if (sl.state.load(std::memory_order_relaxed) != slot::live) return false;
       const std::uint32_t old = sl.gate.load(std::memory_order_relaxed);
       if ((old & bits) == 0) return false;
-      std::uint32_t after = old & ~bits;
-      if (options_.failback_delay.count() > 0 || options_.slow_start.window.count() > 0) {
-        start_warming(sl, now);
-        after |= warming_bit;
-      }
-      sl.gate.store(after, std::memory_order_relaxed);
-      if (after == 0) healed = degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
+      healed = lift_locked(sl, old, bits, now);
     }
     tell();
     if (healed) settle_healthy();
@@ -1049,8 +1060,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     slot& sl = slots_[s];
     if (sl.state.load(std::memory_order_relaxed) != slot::live) return;
     start_warming(sl, now);
-    const std::uint32_t old = sl.gate.fetch_or(warming_bit, std::memory_order_relaxed);
-    if (old == 0) degraded_.fetch_add(1, std::memory_order_relaxed);
+    mark_locked(sl, warming_bit);
   }
   void start_warming(slot& sl, time_point now) const {
     const time_point ready = saturating_add(now, options_.failback_delay);
@@ -1101,13 +1111,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         if (g == 0) degraded_.fetch_add(1, std::memory_order_relaxed);
         step = ejection_step::ejected;
       } else if (!out && (g & ejected_bit) != 0) {
-        std::uint32_t after = g & ~ejected_bit;
-        if (options_.failback_delay.count() > 0 || options_.slow_start.window.count() > 0) {
-          start_warming(sl, now);
-          after |= warming_bit;
-        }
-        sl.gate.store(after, std::memory_order_relaxed);
-        if (after == 0) healed = degraded_.fetch_sub(1, std::memory_order_relaxed) == 1;
+        healed = lift_locked(sl, g, ejected_bit, now);
         step = ejection_step::restored;
       }
     }
