@@ -840,7 +840,7 @@ struct run_result {
 };
 
 /// The outcomes a test call can produce, as the breaker under test classifies
-/// them: it handles every failure but `bulkhead_full` (a failure it does not
+/// them: it handles every failure but `all_fallbacks_failed` (a failure it does not
 /// handle, so a success) and ignores `rate_limited`; a cancellation is ignored.
 enum class kind : unsigned char { success, failure, unhandled, ignored, cancelled };
 
@@ -877,7 +877,7 @@ inline const char* name(kind k) {
 inline keel::errc code_of(kind k) {
   switch (k) {
     case kind::unhandled:
-      return keel::errc::bulkhead_full;
+      return keel::errc::all_fallbacks_failed;
     case kind::ignored:
       return keel::errc::rate_limited;
     case kind::cancelled:
@@ -974,11 +974,11 @@ run_result drive(Source& r, std::uint64_t seed, const keel::circuit_breaker_opti
   const std::vector<std::string> bad = invalid_fields(o);
   const keel::validation_result problem = keel::validate(o);
   out.valid_options = bad.empty();
-  // The breaker under test: it handles every failure but bulkhead_full and
+  // The breaker under test: it handles every failure but all_fallbacks_failed and
   // ignores rate_limited (see `kind`), and records its events.
   std::vector<event> seen;
   keel::testing::virtual_environment env;
-  auto handles = keel::on::any_failure && !keel::on::code(keel::errc::bulkhead_full);
+  auto handles = keel::on::any_failure && !keel::on::code(keel::errc::all_fallbacks_failed);
   auto ignores = keel::on::code(keel::errc::rate_limited);
   using breaker_t = keel::circuit_breaker<decltype(handles), recording_listener,
                                           keel::testing::virtual_environment, decltype(ignores)>;

@@ -248,11 +248,8 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
     if (may_be_cancellation(o)) {
       if (is_cancellation(o)) return call_result::ignored;
       // A rejection (a full bulkhead, a rate limit inside the breaker) never
-      // reached the dependency: never a failure of it.
-      if (inner_rejection(o)) {
-        return detail::ask_user_predicate(handles_, o) ? call_result::ignored
-                                                       : call_result::success;
-      }
+      // reached the dependency: neither a failure nor a success of it.
+      if (inner_rejection(o)) return call_result::ignored;
     }
     return detail::ask_user_predicate(handles_, o) ? call_result::failure : call_result::success;
   }

@@ -206,10 +206,11 @@ TEST_CASE("circuit_breaker: regression, a slow unhandled outcome's hint does not
            .slow_calls = keel::slow_call_ratio{.threshold = 1s, .ratio = 1.0},
            .open_duration = 1s,
            .open_duration_factor = 1.0}}
-          .handle(keel::on::any_failure && !keel::on::code(keel::errc::bulkhead_full))
+          .handle(keel::on::any_failure && !keel::on::code(keel::errc::all_fallbacks_failed))
           .with_environment(env);
   auto p = b.try_acquire();
-  p.record(keel::outcome<int>::from_keel(keel::errc::bulkhead_full, 5s), 2s);  // slow, unhandled
+  p.record(keel::outcome<int>::from_keel(keel::errc::all_fallbacks_failed, 5s),
+           2s);  // slow, unhandled
   REQUIRE(b.state() == circuit_state::open);
   CHECK(b.metrics().failures == 0);
   CHECK(b.metrics().retry_after == 1s);  // open_duration, not the 5 s hint
@@ -217,7 +218,8 @@ TEST_CASE("circuit_breaker: regression, a slow unhandled outcome's hint does not
   env.advance(1s);
   auto probe = b.try_acquire();
   REQUIRE(probe.is_probe());
-  probe.record(keel::outcome<int>::from_keel(keel::errc::bulkhead_full, 7s), 2s);  // a slow probe
+  probe.record(keel::outcome<int>::from_keel(keel::errc::all_fallbacks_failed, 7s),
+               2s);  // a slow probe
   REQUIRE(b.state() == circuit_state::open);
   CHECK(b.metrics().retry_after == 1s);
 }
