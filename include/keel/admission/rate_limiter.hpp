@@ -11,6 +11,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <string_view>
 #include <thread>
 #include <type_traits>
@@ -70,6 +71,14 @@ struct rate_limit_options {
     if (static_cast<std::uint64_t>(period.count()) < limit) {
       return config_problem{"rate_limit_options.period",
                             "must be at least `limit` nanoseconds (at most one unit per ns)"};
+    }
+    // T is whole nanoseconds, rounded up; refuse a rate it would cut by over 1 %.
+    const auto p = static_cast<std::uint64_t>(period.count());
+    const std::uint64_t t = p / limit + (p % limit != 0 ? 1 : 0);
+    if (t * limit - p > p / 100) {
+      return config_problem{"rate_limit_options.limit",
+                            "too fine for whole nanoseconds per unit: ceil(period / limit) would "
+                            "cut the rate by over 1 %; count in larger units"};
     }
     if (max_wait < duration::zero()) {
       return config_problem{"rate_limit_options.max_wait", "must be >= 0"};
@@ -169,6 +178,8 @@ class gcra_limit {
 
   /// Reserves `cost` units at `now` if its slot comes within `max_wait`; the
   /// caller then waits decision.wait before sending. A refusal changes nothing.
+  /// A cost of 0 charges nothing but needs room for one unit, so calls
+  /// estimated at 0 cannot stream through an empty bucket.
   // Inlined: out of line, the decision goes through memory and costs the
   // policy's call twice the instructions of the exchange itself.
   [[gnu::always_inline]] rate_decision try_acquire(std::uint64_t cost, time_point now,
@@ -180,27 +191,29 @@ class gcra_limit {
                      need > detail::rl_add(tau_, debt_) || need == detail::rl_max)) {
       return {};  // never fits: no retry_after
     }
+    const std::int64_t room = need == 0 ? interval_ : need;
     // While paused, a slot is reserved as if asked for when the pause ends:
     // the bucket does not refill for callers who wait it out.
     const std::int64_t from = detail::rl_max_of(paused_.load(std::memory_order_relaxed), n);
     // Read before the reservation: refunds that land after it are counted as
     // possibly ahead of this slot (see refund()).
     const std::uint64_t mark = refunds_.load(std::memory_order_seq_cst) & ~std::uint64_t{1};
+    // The latest time a caller was admitted at, published before its slot is
+    // taken: no refund moves a slot before its caller's time (refund()), even
+    // when a refunder's clock reads earlier. A racing store may keep a
+    // slightly earlier time: off by the skew of two clock reads at most.
+    if (seen_.load(std::memory_order_relaxed) < n) seen_.store(n, std::memory_order_relaxed);
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
     for (;;) {
       const std::int64_t start = detail::rl_max_of(tat, from);
       const std::int64_t end = detail::rl_add(start, need);
       // An oversize cost waits for a full bucket and then owes the rest.
-      const std::int64_t allowed =
-          detail::rl_max_of(oversize ? start : detail::rl_sub(end, tau_), from);
+      const std::int64_t allowed = detail::rl_max_of(
+          oversize ? start : detail::rl_sub(detail::rl_add(start, room), tau_), from);
       const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
       if (wait > max_wait.count() || end == detail::rl_max) {
         return {false, {}, duration(wait), {}};
       }
-      // A caller who waits goes later than it asked: published before the
-      // slot is taken, so that no refund moves a slot before it (refund()).
-      if (wait > 0) [[unlikely]]
-        raise_latest_arrival(allowed);
       if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
         return {true, duration(wait), std::nullopt, {end, n, need, mark}};
@@ -209,28 +222,27 @@ class gcra_limit {
   }
 
   /// Gives back `units` of the slot of `t` (at most what it charged) at `now`;
-  /// returns the time given back. Only the part of the slot still ahead of
-  /// `now` can come back (the part behind it has been refilled by time
-  /// already), and of that only what lies after the sending time of every
-  /// caller still waiting for a slot: the limit is one number, the end of the
-  /// last slot, so giving time back moves every later slot earlier, and a
-  /// waiter keeps the time it was given; a slot moved before it would be sold
-  /// twice. So a cancelled waiter with callers waiting behind it gives back
-  /// only what their own slots leave free (nothing with a burst of 1), and a
-  /// call that never left, with nobody waiting, gives back all of its slot
-  /// still ahead. The time given back goes to whoever asks next. Exact when
-  /// no other refund landed since `t` was reserved, else conservative (the
-  /// slot may have moved earlier by at most those refunds).
-  /// Pass a `now` read at the refund or later, never an earlier one, and
-  /// refund or settle a ticket once (keel's reservations do).
+  /// returns the time given back. The limit is one number, the end of the
+  /// last slot, so giving time back moves every later slot earlier; it comes
+  /// back only as far as no later slot moves before its caller's sending
+  /// time. So what comes back is the part of the slot after all of: `now`
+  /// (the part behind it has been refilled by time already), the latest time
+  /// a caller was admitted at, the sending time of every caller still waiting
+  /// (at most TAT - tau), a pause's end and a remaining-quota hint's floor.
+  /// A call that never left, with nobody waiting behind it, gets back all of
+  /// its slot still ahead; a cancelled waiter with callers waiting behind it
+  /// only what their slots leave free (nothing with a burst of 1). The time
+  /// given back goes to whoever asks next. Exact when no other refund landed
+  /// since `t` was reserved, else conservative (the slot may have moved
+  /// earlier by at most those refunds). Refund or settle a ticket once
+  /// (keel's reservations do).
   duration refund(const rate_ticket& t, std::uint64_t units, time_point now) noexcept {
     const std::int64_t give = detail::rl_min_of(detail::rl_mul(interval_, units), t.length);
     if (give <= 0) return duration::zero();
-    const std::int64_t n = now.time_since_epoch().count();
-    // A slot wholly behind `now` (or a waiter) has nothing to give back: no lock.
-    if (t.end <= detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst))) {
-      return duration::zero();
-    }
+    // A clock read earlier than the reservation's counts as that time.
+    const std::int64_t n = detail::rl_max_of(now.time_since_epoch().count(), t.at);
+    // A slot wholly behind `now` has nothing to give back: no lock.
+    if (t.end <= n) return duration::zero();
     const std::uint64_t r = lock_refunds();
     // The slot's end now: moved earlier by at most the refunds since it was
     // reserved, and never before its reservation time plus its length.
@@ -240,15 +252,15 @@ class gcra_limit {
                                       : static_cast<std::int64_t>(moved);
     const std::int64_t end =
         detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
-    // Only the part of the slot after `now` and after every caller's own
-    // sending time (a waiter's slot) comes back: every slot behind it moves
-    // earlier by that much, and none may move before the time its caller
-    // sends, or two would go in the time of one. While this lock is held the
-    // TAT only grows, so a failed exchange means a new slot: look again.
+    // While this lock is held the TAT only grows, so a failed exchange means
+    // a new slot: look again. The TAT is read before the floors it bounds.
     std::int64_t d = 0;
     std::int64_t tat = tat_.load(std::memory_order_seq_cst);
     for (;;) {
-      const std::int64_t floor = detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst));
+      std::int64_t floor = detail::rl_max_of(n, detail::rl_sub(tat, tau_));
+      floor = detail::rl_max_of(floor, seen_.load(std::memory_order_seq_cst));
+      floor = detail::rl_max_of(floor, held_.load(std::memory_order_seq_cst));
+      floor = detail::rl_max_of(floor, paused_.load(std::memory_order_seq_cst));
       d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
       if (d <= 0) {
         d = 0;
@@ -325,7 +337,7 @@ class gcra_limit {
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
     // No refund may move the schedule back before the hint's floor (a slot
     // behind it would give back time the dependency says is gone).
-    if (tat < floor) raise_latest_arrival(floor);
+    if (tat < floor) raise(held_, floor);
     while (tat < floor) {
       if (tat_.compare_exchange_weak(tat, floor, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
@@ -359,10 +371,10 @@ class gcra_limit {
   const rate_limit_options& options() const noexcept { return options_; }
 
  private:
-  void raise_latest_arrival(std::int64_t t) noexcept {
-    std::int64_t l = latest_.load(std::memory_order_seq_cst);
-    while (l < t && !latest_.compare_exchange_weak(l, t, std::memory_order_seq_cst,
-                                                   std::memory_order_seq_cst)) {
+  static void raise(std::atomic<std::int64_t>& a, std::int64_t t) noexcept {
+    std::int64_t l = a.load(std::memory_order_seq_cst);
+    while (l < t &&
+           !a.compare_exchange_weak(l, t, std::memory_order_seq_cst, std::memory_order_seq_cst)) {
     }
   }
 
@@ -387,7 +399,8 @@ class gcra_limit {
   std::atomic<std::int64_t> tat_{detail::rl_min};     // full bucket
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
   std::atomic<std::uint64_t> refunds_{0};             // 2 * ns refunded, low bit: lock
-  std::atomic<std::int64_t> latest_{detail::rl_min};  // no refund moves a slot before it
+  std::atomic<std::int64_t> seen_{detail::rl_min};    // the latest admission's `now`
+  std::atomic<std::int64_t> held_{detail::rl_min};    // a quota hint's floor: refunds stop there
 };
 
 // ---- events ----------------------------------------------------------------
@@ -496,6 +509,13 @@ struct rate_state {
   std::array<gcra_limit, N> limits;
 };
 
+// Gives back the slots of limits [0, count) at `now`.
+template <std::size_t N>
+void refund_all(rate_state<N>& s, const std::array<rate_ticket, N>& tickets, std::size_t count,
+                time_point now) noexcept {
+  for (std::size_t k = 0; k < count; ++k) s.limits[k].refund_all(tickets[k], now);
+}
+
 template <std::size_t N, std::size_t... I>
 std::shared_ptr<rate_state<N>> make_rate_state(const std::array<rate_limit_options, N>& o,
                                                std::index_sequence<I...>) {
@@ -526,8 +546,9 @@ duration least_max_wait(const std::array<rate_limit_options, N>& o) noexcept {
 /// the environment's sleeper, its slots reserved in arrival order (no queue).
 /// A call that never left is given its slots back: a stop during the wait
 /// (errc::cancelled), or a rejection by a policy inside (keel::is_rejection).
+/// A pause that begins during the wait is waited out within the same bound.
 ///
-/// Copies share the limits' state.
+/// Copies share the limits' state; with_environment() makes new limits.
 template <std::size_t N = 1, class Cost = context_cost, class Actual = no_actual_cost,
           class HintFn = failure_hint, class Listener = no_listener,
           environment Env = default_environment>
@@ -611,21 +632,24 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   rate_limiter named(std::string_view name) const {
     return rebuild<rate_limiter, &rate_limiter::name_>(*this, policy_name(name), parts{});
   }
-  /// The clock and sleeper it uses.
+  /// The clock and sleeper it uses. A new limiter, with limits of its own
+  /// (full buckets): times of two clocks never meet in one limit.
   template <environment E>
   auto with_environment(E env) const {
-    return rebuild<rate_limiter<N, Cost, Actual, HintFn, Listener, E>, &rate_limiter::env_>(
-        *this, std::move(env), parts{});
+    using result = rate_limiter<N, Cost, Actual, HintFn, Listener, E>;
+    return result(from_parts, options_, cost_, actual_, hint_, listener_, std::move(env),
+                  detail::make_rate_state(options_, std::make_index_sequence<N>()), name_);
   }
 
   /// A reservation of the two-step API: test it, wait wait(), send, then
   /// settle(actual) once. Destroyed unsettled, its estimate stands; cancel()
-  /// gives its slots back (the call never left). Refers to the limiter, which
-  /// must outlive it.
+  /// gives its slots back (the call never left). It shares the limits' state
+  /// (and holds a copy of the environment), so it may outlive the limiter.
   class reservation {
    public:
-    reservation(reservation&& other) noexcept
-        : owner_(std::exchange(other.owner_, nullptr)),
+    reservation(reservation&& other) noexcept(std::is_nothrow_move_constructible_v<Env>)
+        : state_(std::move(other.state_)),
+          env_(std::move(other.env_)),
           estimate_(other.estimate_),
           tickets_(other.tickets_),
           wait_(other.wait_),
@@ -645,14 +669,14 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
     /// Refused: the index of the limit that refused.
     std::size_t refused_by() const noexcept { return refused_by_; }
     /// True until settled or cancelled (false for a refusal).
-    bool pending() const noexcept { return owner_ != nullptr; }
+    bool pending() const noexcept { return state_ != nullptr; }
 
     /// Corrects every limit's charge to `actual` (at most once; later calls do nothing).
     void settle(const costs& actual) noexcept {
-      if (const rate_limiter* l = std::exchange(owner_, nullptr)) {
-        const time_point now = l->env_.now();
+      if (const std::shared_ptr<detail::rate_state<N>> s = std::move(state_)) {
+        const time_point now = env_.now();
         for (std::size_t k = 0; k < N; ++k) {
-          l->state_->limits[k].settle(tickets_[k], estimate_[k], actual[k], now);
+          s->limits[k].settle(tickets_[k], estimate_[k], actual[k], now);
         }
       }
     }
@@ -660,13 +684,16 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
     void settle(std::uint64_t actual) noexcept { settle(detail::as_costs<N>(actual)); }
     /// The call never left: every slot is given back (at most once).
     void cancel() noexcept {
-      if (const rate_limiter* l = std::exchange(owner_, nullptr)) l->refund_all(tickets_, N);
+      if (const std::shared_ptr<detail::rate_state<N>> s = std::move(state_)) {
+        detail::refund_all(*s, tickets_, N, env_.now());
+      }
     }
 
    private:
     friend class rate_limiter;
-    reservation() = default;
-    const rate_limiter* owner_ = nullptr;
+    explicit reservation(const Env& env) : env_(env) {}
+    std::shared_ptr<detail::rate_state<N>> state_;  // empty once settled, cancelled or refused
+    [[no_unique_address]] Env env_;
     costs estimate_{};
     std::array<rate_ticket, N> tickets_{};
     duration wait_{};
@@ -677,7 +704,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   /// Reserves `estimate` on every limit (all or none) if the slots come
   /// within `max_wait`; never blocks.
   reservation reserve(const costs& estimate, duration max_wait = duration::zero()) const {
-    reservation r;
+    reservation r(env_);
     r.estimate_ = estimate;
     const time_point now = env_.now();
     for (std::size_t k = 0; k < N; ++k) {
@@ -691,7 +718,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
       r.tickets_[k] = d.ticket;
       if (d.wait > r.wait_) r.wait_ = d.wait;
     }
-    r.owner_ = this;
+    r.state_ = state_;
     return r;
   }
   /// reserve() with one cost for every limit.
@@ -719,10 +746,20 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
       if (d.wait > wait) wait = d.wait;
     }
     if (wait > duration::zero()) [[unlikely]] {
-      if (!env_.sleep_for(wait, ctx.stop_token())) {
-        refund_all(tickets, N);
-        return outcome<R>::from_keel(errc::cancelled);
+      // Not ctx itself: passed out of line, the context would have to be built in full.
+      const slot_wait w =
+          wait_for_slots(tickets, saturating_add(now, max_wait), wait, ctx.stop_token());
+      if (w.refused_by < N) {
+        if constexpr (observes<Listener, rate_limit_rejected>) {
+          const auto refused = [&] {
+            return rate_limit_rejected{w.refused_by, c[w.refused_by], w.retry_after,
+                                       source_of(name_, ctx)};
+          };
+          report<rate_limit_rejected>(listener_, refused);
+        }
+        return outcome<R>::from_keel(errc::rate_limited, w.retry_after);
       }
+      if (w.cancelled) return outcome<R>::from_keel(errc::cancelled);
     }
     if (ctx.stop_requested()) [[unlikely]] {
       refund_all(tickets, N);
@@ -753,9 +790,42 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
 
   // Gives back the slots of limits [0, count).
   void refund_all(const std::array<rate_ticket, N>& tickets, std::size_t count) const noexcept {
-    if (count == 0) return;
-    const time_point now = env_.now();
-    for (std::size_t k = 0; k < count; ++k) state_->limits[k].refund_all(tickets[k], now);
+    if (count != 0) detail::refund_all(*state_, tickets, count, env_.now());
+  }
+
+  struct slot_wait {
+    bool cancelled = false;      // a stop during the wait
+    std::size_t refused_by = N;  // < N: a pause of that limit ends too late
+    duration retry_after{};      // when it ends
+  };
+
+  // Sleeps until the slots are due, then sleeps out any pause that began
+  // meanwhile (a Retry-After seen by another call) if it ends by `last`; else
+  // (or on a stop) gives the slots back. Takes copies, not references into the
+  // call's context: those would make the hot path build the context in full.
+  // NOLINTBEGIN(performance-unnecessary-value-param)
+  KEEL_DETAIL_NOINLINE slot_wait wait_for_slots(std::array<rate_ticket, N> tickets, time_point last,
+                                                duration wait, std::stop_token stop) const {
+    // NOLINTEND(performance-unnecessary-value-param)
+    for (;;) {
+      if (!env_.sleep_for(wait, stop)) {
+        refund_all(tickets, N);
+        return {true, N, {}};
+      }
+      const time_point now = env_.now();
+      std::size_t k = N;
+      for (std::size_t i = 0; i < N; ++i) {
+        const time_point until = state_->limits[i].paused_until();
+        if (until > now && (k == N || until > state_->limits[k].paused_until())) k = i;
+      }
+      if (k == N) return {};
+      const time_point until = state_->limits[k].paused_until();
+      wait = until - now;
+      if (until > last) {
+        refund_all(tickets, N);
+        return {false, k, wait};
+      }
+    }
   }
 
   template <class R>

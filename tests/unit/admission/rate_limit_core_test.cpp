@@ -319,6 +319,41 @@ TEST_CASE("gcra: a clock that jumps back admits nothing more, only later", "[rat
   CHECK(l.refund_all(r.ticket, at(1s)) == 100ms);
 }
 
+TEST_CASE("gcra: a refund on a clock behind another caller's never moves that caller's slot",
+          "[rate_limiter]") {
+  // burst 100, T = 1 s. A at 0 s; B at 50 s (the bucket refilled: B's slot
+  // starts at its own time). A refunds on a clock that reads 0.5 s.
+  gcra_limit l({.limit = 1, .period = 1s, .burst = 100});
+  const auto a = l.try_acquire(1, at(0s));
+  REQUIRE(l.try_acquire(1, at(50s)).admitted);
+  const auto tat = l.tat();
+  CHECK(l.refund_all(a.ticket, at(500ms)) == 0s);  // A's slot ended before B came
+  CHECK(l.tat() == tat);
+  // So at most 100 units go in [50 s, 50.5 s]: B and 99 more.
+  int admitted = 1;
+  for (duration t = 50s; t <= 50500ms; t += 100ms) {
+    while (l.try_acquire(1, at(t)).admitted) ++admitted;
+  }
+  CHECK(admitted == 100);
+}
+
+TEST_CASE("gcra: a cost of 0 charges nothing but needs room for one unit", "[rate_limiter]") {
+  gcra_limit l({.limit = 10, .period = 1s});  // T = 100 ms
+  const auto z = l.try_acquire(0, at(0s));
+  REQUIRE(z.admitted);
+  CHECK(l.tat() == at(0s));  // charged nothing
+  CHECK(z.ticket.length == 0);
+  REQUIRE(l.try_acquire(10, at(0s)).admitted);  // empty now
+  const auto refused = l.try_acquire(0, at(0s));
+  CHECK_FALSE(refused.admitted);
+  CHECK(*refused.retry_after == 100ms);  // when one unit fits
+  const auto waits = l.try_acquire(0, at(0s), 100ms);
+  REQUIRE(waits.admitted);
+  CHECK(waits.wait == 100ms);
+  CHECK(l.tat() == at(1s));  // still charged nothing
+  CHECK(l.try_acquire(0, at(100ms)).admitted);
+}
+
 TEST_CASE("gcra: extremes saturate and never wrap", "[rate_limiter]") {
   constexpr auto max_u = std::numeric_limits<std::uint64_t>::max();
   SECTION("a huge burst: tau saturates at duration::max()") {
