@@ -16,6 +16,7 @@
 #include <keel/admission/rate_limiter.hpp>
 
 #include "support/catch.hpp"
+#include "support/rate_bound.hpp"
 #include "support/rng.hpp"
 
 namespace {
@@ -57,27 +58,8 @@ struct bucket_model {
   }
 };
 
-struct sent_unit {
-  std::int64_t at;
-  std::uint64_t units;
-};
-
-/// The largest excess of units sent over any closed interval beyond
-/// burst + floor(length / t); <= 0 when the bound holds.
-std::int64_t worst_excess(std::vector<sent_unit> sent, std::uint64_t burst, std::int64_t t) {
-  std::sort(sent.begin(), sent.end(),
-            [](const sent_unit& a, const sent_unit& b) { return a.at < b.at; });
-  std::int64_t worst = -1;
-  for (std::size_t i = 0; i < sent.size(); ++i) {
-    std::uint64_t total = 0;
-    for (std::size_t j = i; j < sent.size(); ++j) {
-      total += sent[j].units;
-      const std::int64_t allowed = static_cast<std::int64_t>(burst) + (sent[j].at - sent[i].at) / t;
-      worst = std::max(worst, static_cast<std::int64_t>(total) - allowed);
-    }
-  }
-  return worst;
-}
+using keel_test::sent_unit;
+using keel_test::worst_excess;
 
 }  // namespace
 
