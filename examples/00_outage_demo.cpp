@@ -31,6 +31,8 @@
 #include <keel/keel.hpp>
 #include <keel/testing/virtual_environment.hpp>
 
+#include "support/panel_chart.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -181,113 +183,52 @@ struct chart_panel {
 };
 
 void write_svg(const std::string& path, const std::array<run_result, 3>& runs) {
-  std::FILE* out = std::fopen(path.c_str(), "w");
-  if (out == nullptr) throw std::runtime_error("cannot write " + path);
   const std::array<chart_panel, 3> panels{{
       {"callers answered (%)", "%", 100, 25, [](const tally& t) { return t.answered(); }},
       {"dependency calls per request", "x", 3.5, 0.5, [](const tally& t) { return t.load(); }},
       {"p99 latency (s)", "s", 2.5, 0.5,
        [](const tally& t) { return t.latency_percentile(0.99) / 1000; }},
   }};
-  constexpr double width = 900, left = 70, right = 880, first_top = 60;
-  constexpr double panel_height = 170, panel_gap = 40;
-  const double height = first_top + 3 * (panel_height + panel_gap) + 50;
   // Drawn in this order, so keel's line is on top; the wide grey one shows beneath.
   const std::array<const char*, 3> strokes{
       R"(stroke="#9a9a9a" stroke-width="6")",
       R"(stroke="#d62728" stroke-width="2.5" stroke-dasharray="7 4")",
       R"(stroke="#1f77b4" stroke-width="2.5")"};
+  const char* const fresh_look = R"(stroke="#1f77b4" stroke-width="1.5" stroke-dasharray="2 3")";
   const std::array<const char*, 5> shades{"#ffffff", "#fff4cc", "#ffd6d6", "#ffe5cc", "#e6f5e6"};
-  const auto x_at = [&](double s) { return left + (right - left) * s / seconds(scenario_length); };
-  const auto bucket_x = [&](std::size_t b) {
-    return x_at(seconds(bucket_length) * (static_cast<double>(b) + 0.5));
-  };
-
-  fmt::print(out,
-             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" "
-             "viewBox=\"0 0 {0} {1}\" font-family=\"sans-serif\" font-size=\"12\">\n"
-             "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-             "<text x=\"{2}\" y=\"24\" font-size=\"16\" font-weight=\"bold\">A dependency "
-             "outage, replayed in virtual time: {3} requests, one every 100 ms</text>\n",
-             width, height, left, request_count);
-
+  std::vector<keel_examples::chart_phase> shaded;
+  for (std::size_t p = 0; p < phases.size(); ++p) {
+    shaded.push_back({seconds(phases[p].begins),
+                      seconds(p + 1 < phases.size() ? phases[p + 1].begins : scenario_length),
+                      phases[p].name, shades[p]});
+  }
+  keel_examples::panel_chart chart(
+      path,
+      fmt::format("A dependency outage, replayed in virtual time: {} requests, one every 100 ms",
+                  request_count),
+      seconds(scenario_length), panels.size(), 170);
   for (std::size_t k = 0; k < panels.size(); ++k) {
     const chart_panel& panel = panels[k];
-    const double top = first_top + static_cast<double>(k) * (panel_height + panel_gap);
-    const double bottom = top + panel_height;
-    const auto y_at = [&](double v) {
-      return bottom - panel_height * std::min(v, panel.y_max) / panel.y_max;
-    };
-
-    // The phases, shaded and named.
-    for (std::size_t p = 0; p < phases.size(); ++p) {
-      const double x0 = x_at(seconds(phases[p].begins));
-      const double x1 =
-          x_at(p + 1 < phases.size() ? seconds(phases[p + 1].begins) : seconds(scenario_length));
-      fmt::print(out, "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", x0, top,
-                 x1 - x0, panel_height, shades[p]);
-      fmt::print(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#666\">{}</text>\n",
-                 (x0 + x1) / 2, top - 6, phases[p].name);
-    }
-    // Grid, y axis and its title.
-    for (double v = 0; v <= panel.y_max + 1e-9; v += panel.y_step) {
-      fmt::print(out,
-                 "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#ddd\"/>\n"
-                 "<text x=\"{3}\" y=\"{4}\" text-anchor=\"end\">{5:g}{6}</text>\n",
-                 left, y_at(v), right, left - 6, y_at(v) + 4, v, panel.unit);
-    }
-    fmt::print(
-        out,
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n"
-        "<text transform=\"translate(18 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
-        left, top, right - left, panel_height, (top + bottom) / 2, panel.title);
+    chart.panel(k, panel.title, panel.unit, panel.y_max, panel.y_step, shaded);
     // One line per strategy, a point per bucket.
     for (std::size_t r = 0; r < runs.size(); ++r) {
-      std::string points;
-      for (std::size_t b = 0; b < runs[r].per_bucket.size(); ++b) {
-        points +=
-            fmt::format("{:.1f},{:.1f} ", bucket_x(b), y_at(panel.value(runs[r].per_bucket[b])));
-      }
-      fmt::print(out, "<polyline points=\"{}\" fill=\"none\" {} stroke-linejoin=\"round\"/>\n",
-                 points, strokes[r]);
+      std::vector<double> values;
+      for (const tally& t : runs[r].per_bucket) values.push_back(panel.value(t));
+      chart.line(values, seconds(bucket_length),
+                 fmt::format("{} stroke-linejoin=\"round\"", strokes[r]));
     }
     if (k == 0) {  // keel's fresh answers, the rest of its answered ones being cached
-      std::string points;
-      for (std::size_t b = 0; b < runs[2].per_bucket.size(); ++b) {
-        const tally& t = runs[2].per_bucket[b];
-        points += fmt::format("{:.1f},{:.1f} ", bucket_x(b), y_at(t.percent(t.fresh)));
-      }
-      fmt::print(out,
-                 "<polyline points=\"{}\" fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.5\" "
-                 "stroke-dasharray=\"2 3\"/>\n",
-                 points);
+      std::vector<double> values;
+      for (const tally& t : runs[2].per_bucket) values.push_back(t.percent(t.fresh));
+      chart.line(values, seconds(bucket_length), fresh_look);
     }
   }
-
-  // X axis labels under the last panel, then the legend.
-  const double last_bottom = first_top + 3 * panel_height + 2 * panel_gap;
-  for (double s = 0; s <= seconds(scenario_length); s += 30) {
-    fmt::print(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x_at(s),
-               last_bottom + 16, s);
-  }
-  fmt::print(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">virtual time (s)</text>\n",
-             (left + right) / 2, last_bottom + 32);
-  const double legend_y = height - 16;
+  chart.time_axis(30);
   for (std::size_t r = 0; r < runs.size(); ++r) {
-    const double lx = left + 140 * static_cast<double>(r);
-    fmt::print(out,
-               "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" fill=\"none\" {3}/>\n"
-               "<text x=\"{4}\" y=\"{5}\">{6}</text>\n",
-               lx, legend_y, lx + 28, strokes[r], lx + 34, legend_y + 4, runs[r].name);
+    chart.legend(140 * static_cast<double>(r), strokes[r], runs[r].name);
   }
-  const double lx = left + 420;
-  fmt::print(out,
-             "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#1f77b4\" "
-             "stroke-width=\"1.5\" stroke-dasharray=\"2 3\"/>\n"
-             "<text x=\"{3}\" y=\"{4}\">keel, fresh answers only (the rest are cached)</text>\n"
-             "</svg>\n",
-             lx, legend_y, lx + 28, lx + 34, legend_y + 4);
-  std::fclose(out);
+  chart.legend(420, fresh_look, "keel, fresh answers only (the rest are cached)");
+  chart.close();
 }
 
 }  // namespace

@@ -53,6 +53,8 @@
 
 #include <keel/admission.hpp>
 
+#include "support/panel_chart.hpp"
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -357,8 +359,6 @@ int workers_at_bucket(std::size_t b) {
 template <std::size_t N>
 void write_svg(const std::string& path, const std::array<setup, N>& setups,
                const std::array<result, N>& runs) {
-  std::FILE* out = std::fopen(path.c_str(), "w");
-  if (out == nullptr) throw std::runtime_error("cannot write " + path);
   const std::array<chart_panel, 3> panels{{
       {"goodput (% of capacity)", "%", 125, 25,
        [](const bucket_stats& b, std::size_t i) {
@@ -373,80 +373,32 @@ void write_svg(const std::string& path, const std::array<setup, N>& setups,
       {"p99 latency of successes (ms)", "", 1000, 250,
        [](const bucket_stats& b, std::size_t) { return percentile(b.latencies_ms, 0.99); }},
   }};
-  constexpr double width = 900, left = 70, right = 880, first_top = 60;
-  constexpr double panel_height = 150, panel_gap = 40;
-  const double height = first_top + 3 * (panel_height + panel_gap) + 50;
-  const std::array<const char*, 5> strokes{
-      R"(stroke="#9a9a9a" stroke-width="6")",
-      R"(stroke="#d62728" stroke-width="2" stroke-dasharray="7 4")",
-      R"(stroke="#ff7f0e" stroke-width="2.5")",
-      R"(stroke="#2ca02c" stroke-width="2.5" stroke-dasharray="2 3")",
-      R"(stroke="#1f77b4" stroke-width="2.5")"};
+  const auto& strokes = keel_examples::five_lines;
   const std::array<const char*, 5> shades{"#ffffff", "#fff0e0", "#ffd6d6", "#ffe5cc", "#e6f5e6"};
-  const auto x_at = [&](double s) { return left + (right - left) * s / seconds(scenario_length); };
-  const auto bucket_x = [&](std::size_t b) {
-    return x_at(seconds(bucket_length) * (static_cast<double>(b) + 0.5));
-  };
-
-  fmt::print(out,
-             "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" "
-             "viewBox=\"0 0 {0} {1}\" font-family=\"sans-serif\" font-size=\"12\">\n"
-             "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-             "<text x=\"{2}\" y=\"24\" font-size=\"16\" font-weight=\"bold\">An overloaded "
-             "backend in virtual time: 2x, 4x, half the workers lost, back</text>\n",
-             width, height, left);
+  std::vector<keel_examples::chart_phase> shaded;
+  for (std::size_t p = 0; p < phases.size(); ++p) {
+    shaded.push_back({seconds(phases[p].begins), seconds(phase_end(p)), phases[p].name, shades[p]});
+  }
+  keel_examples::panel_chart chart(
+      path, "An overloaded backend in virtual time: 2x, 4x, half the workers lost, back",
+      seconds(scenario_length), panels.size(), 150);
   for (std::size_t k = 0; k < panels.size(); ++k) {
     const chart_panel& panel = panels[k];
-    const double top = first_top + static_cast<double>(k) * (panel_height + panel_gap);
-    const double bottom = top + panel_height;
-    const auto y_at = [&](double v) {
-      return bottom - panel_height * std::min(v, panel.y_max) / panel.y_max;
-    };
-    for (std::size_t p = 0; p < phases.size(); ++p) {
-      const double x0 = x_at(seconds(phases[p].begins));
-      const double x1 = x_at(seconds(phase_end(p)));
-      fmt::print(out, "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"{}\"/>\n", x0, top,
-                 x1 - x0, panel_height, shades[p]);
-      fmt::print(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\" fill=\"#666\">{}</text>\n",
-                 (x0 + x1) / 2, top - 6, phases[p].name);
-    }
-    for (double v = 0; v <= panel.y_max + 1e-9; v += panel.y_step) {
-      fmt::print(out,
-                 "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" stroke=\"#ddd\"/>\n"
-                 "<text x=\"{3}\" y=\"{4}\" text-anchor=\"end\">{5:g}{6}</text>\n",
-                 left, y_at(v), right, left - 6, y_at(v) + 4, v, panel.unit);
-    }
-    fmt::print(
-        out,
-        "<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#333\"/>\n"
-        "<text transform=\"translate(18 {}) rotate(-90)\" text-anchor=\"middle\">{}</text>\n",
-        left, top, right - left, panel_height, (top + bottom) / 2, panel.title);
+    chart.panel(k, panel.title, panel.unit, panel.y_max, panel.y_step, shaded);
     for (std::size_t r = 0; r < N; ++r) {
-      std::string points;
-      for (std::size_t b = 0; b < bucket_count; ++b)
-        points +=
-            fmt::format("{:.1f},{:.1f} ", bucket_x(b), y_at(panel.value(runs[r].bucket[b], b)));
-      fmt::print(out, "<polyline points=\"{}\" fill=\"none\" {} stroke-linejoin=\"round\"/>\n",
-                 points, strokes[r]);
+      std::vector<double> values;
+      for (std::size_t b = 0; b < bucket_count; ++b) {
+        values.push_back(panel.value(runs[r].bucket[b], b));
+      }
+      chart.line(values, seconds(bucket_length),
+                 fmt::format("{} stroke-linejoin=\"round\"", strokes[r]));
     }
   }
-  const double last_bottom = first_top + 3 * panel_height + 2 * panel_gap;
-  for (double s = 0; s <= seconds(scenario_length); s += 10) {
-    fmt::print(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{:g}</text>\n", x_at(s),
-               last_bottom + 16, s);
-  }
-  fmt::print(out, "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">virtual time (s)</text>\n",
-             (left + right) / 2, last_bottom + 32);
-  const double legend_y = height - 16;
+  chart.time_axis(10);
   for (std::size_t r = 0; r < N; ++r) {
-    const double lx = left + 160 * static_cast<double>(r);
-    fmt::print(out,
-               "<line x1=\"{0}\" y1=\"{1}\" x2=\"{2}\" y2=\"{1}\" fill=\"none\" {3}/>\n"
-               "<text x=\"{4}\" y=\"{5}\">{6}</text>\n",
-               lx, legend_y, lx + 28, strokes[r], lx + 34, legend_y + 4, setups[r].name);
+    chart.legend(160 * static_cast<double>(r), strokes[r], setups[r].name);
   }
-  fmt::print(out, "</svg>\n");
-  std::fclose(out);
+  chart.close();
 }
 
 }  // namespace
