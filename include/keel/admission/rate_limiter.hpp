@@ -334,10 +334,11 @@ class gcra_limit {
     if (allowance >= tau_) return;
     const std::int64_t floor =
         detail::rl_add(now.time_since_epoch().count(), detail::rl_sub(tau_, allowance));
-    std::int64_t tat = tat_.load(std::memory_order_relaxed);
     // No refund may move the schedule back before the hint's floor (a slot
-    // behind it would give back time the dependency says is gone).
-    if (tat < floor) raise(held_, floor);
+    // behind it would give back time the dependency says is gone), also when
+    // the TAT is at or past it already.
+    raise(held_, floor);
+    std::int64_t tat = tat_.load(std::memory_order_relaxed);
     while (tat < floor) {
       if (tat_.compare_exchange_weak(tat, floor, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
