@@ -138,6 +138,10 @@ struct rate_ticket {
   std::int64_t at = 0;        ///< when the slot was reserved (ns)
   std::int64_t length = 0;    ///< the time the slot charged: cost * emission interval (ns)
   std::uint64_t refunds = 0;  ///< the limit's refund counter when reserved
+  /// A caller that waits: when it sends (ns); INT64_MIN for one that did not wait.
+  std::int64_t sends = std::numeric_limits<std::int64_t>::min();
+  /// A caller that waits: the latest waiter's sending time before its own (ns).
+  std::int64_t before = std::numeric_limits<std::int64_t>::min();
 };
 
 /// One limit's answer to try_acquire.
@@ -178,20 +182,19 @@ class gcra_limit {
 
   /// Reserves `cost` units at `now` if its slot comes within `max_wait`; the
   /// caller then waits decision.wait before sending. A refusal changes nothing.
-  /// A cost of 0 charges nothing but needs room for one unit, so calls
-  /// estimated at 0 cannot stream through an empty bucket.
+  /// The smallest charge is one unit: a cost of 0 is charged as 1 (so calls
+  /// estimated at 0 cannot stream through an empty bucket; settle() corrects it).
   // Inlined: out of line, the decision goes through memory and costs the
   // policy's call twice the instructions of the exchange itself.
   [[gnu::always_inline]] rate_decision try_acquire(std::uint64_t cost, time_point now,
                                                    duration max_wait = duration::zero()) noexcept {
     const std::int64_t n = now.time_since_epoch().count();
-    const std::int64_t need = detail::rl_mul(interval_, cost);
+    const std::int64_t need = detail::rl_mul(interval_, cost == 0 ? 1 : cost);
     const bool oversize = need > tau_;
     if (oversize && (options_.oversize == rate_oversize::reject ||
                      need > detail::rl_add(tau_, debt_) || need == detail::rl_max)) {
       return {};  // never fits: no retry_after
     }
-    const std::int64_t room = need == 0 ? interval_ : need;
     // While paused, a slot is reserved as if asked for when the pause ends:
     // the bucket does not refill for callers who wait it out.
     const std::int64_t from = detail::rl_max_of(paused_.load(std::memory_order_relaxed), n);
@@ -208,15 +211,17 @@ class gcra_limit {
       const std::int64_t start = detail::rl_max_of(tat, from);
       const std::int64_t end = detail::rl_add(start, need);
       // An oversize cost waits for a full bucket and then owes the rest.
-      const std::int64_t allowed = detail::rl_max_of(
-          oversize ? start : detail::rl_sub(detail::rl_add(start, room), tau_), from);
+      const std::int64_t allowed =
+          detail::rl_max_of(oversize ? start : detail::rl_sub(end, tau_), from);
       const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
       if (wait > max_wait.count() || end == detail::rl_max) {
         return {false, {}, duration(wait), {}};
       }
+      if (wait > 0) [[unlikely]]
+        return acquire_waiting(tat, end, n, need, mark, allowed, max_wait);
       if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
-        return {true, duration(wait), std::nullopt, {end, n, need, mark}};
+        return {true, duration(0), std::nullopt, {end, n, need, mark}};
       }
     }
   }
@@ -227,15 +232,15 @@ class gcra_limit {
   /// back only as far as no later slot moves before its caller's sending
   /// time. So what comes back is the part of the slot after all of: `now`
   /// (the part behind it has been refilled by time already), the latest time
-  /// a caller was admitted at, the sending time of every caller still waiting
-  /// (at most TAT - tau), a pause's end and a remaining-quota hint's floor.
-  /// A call that never left, with nobody waiting behind it, gets back all of
-  /// its slot still ahead; a cancelled waiter with callers waiting behind it
-  /// only what their slots leave free (nothing with a burst of 1). The time
-  /// given back goes to whoever asks next. Exact when no other refund landed
-  /// since `t` was reserved, else conservative (the slot may have moved
-  /// earlier by at most those refunds). Refund or settle a ticket once
-  /// (keel's reservations do).
+  /// a caller was admitted at, the latest sending time of a caller that
+  /// waited, a pause's end and a remaining-quota hint's floor. A call that
+  /// never left, with no waiter due later, gets back all of its slot still
+  /// ahead; a waiter that gives its whole slot back, when it is the last one
+  /// and nothing was refunded since it was reserved, takes its sending time
+  /// back too (else it stays until it passes). The time given back goes to
+  /// whoever asks next. Exact when no other refund landed since `t` was
+  /// reserved, else conservative (the slot may have moved earlier by at most
+  /// those refunds). Refund or settle a ticket once (keel's reservations do).
   duration refund(const rate_ticket& t, std::uint64_t units, time_point now) noexcept {
     const std::int64_t give = detail::rl_min_of(detail::rl_mul(interval_, units), t.length);
     if (give <= 0) return duration::zero();
@@ -252,12 +257,17 @@ class gcra_limit {
                                       : static_cast<std::int64_t>(moved);
     const std::int64_t end =
         detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
+    // A waiter's own slot, whole, last, with no refund since: its sending
+    // time bounds nobody else's slot (see acquire_waiting()).
+    const bool own = t.sends != detail::rl_min && moved == 0 && give == t.length;
     // While this lock is held the TAT only grows, so a failed exchange means
-    // a new slot: look again. The TAT is read before the floors it bounds.
+    // a new slot: look again.
     std::int64_t d = 0;
     std::int64_t tat = tat_.load(std::memory_order_seq_cst);
     for (;;) {
-      std::int64_t floor = detail::rl_max_of(n, detail::rl_sub(tat, tau_));
+      std::int64_t latest = latest_.load(std::memory_order_seq_cst);
+      if (own && tat == t.end && latest == t.sends) latest = t.before;
+      std::int64_t floor = detail::rl_max_of(n, latest);
       floor = detail::rl_max_of(floor, seen_.load(std::memory_order_seq_cst));
       floor = detail::rl_max_of(floor, held_.load(std::memory_order_seq_cst));
       floor = detail::rl_max_of(floor, paused_.load(std::memory_order_seq_cst));
@@ -268,6 +278,16 @@ class gcra_limit {
       }
       if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
                                      std::memory_order_seq_cst)) {
+        // The whole slot came back: its sending time goes, unless a later
+        // waiter's replaced it. The waiters before it send by the new
+        // TAT - tau (their slots have not moved since it was reserved).
+        if (own && tat == t.end && d == give) {
+          std::int64_t expected = t.sends;
+          const std::int64_t back =
+              detail::rl_max_of(t.before, detail::rl_sub(detail::rl_sub(tat, d), tau_));
+          latest_.compare_exchange_strong(expected, back, std::memory_order_seq_cst,
+                                          std::memory_order_seq_cst);
+        }
         break;
       }
     }
@@ -301,9 +321,11 @@ class gcra_limit {
   }
 
   /// Corrects the slot of `t`, charged for `estimate` units, to `actual`:
-  /// refunds the difference (see refund()) or charges it (see charge()).
+  /// refunds the difference (see refund()) or charges it (see charge()). An
+  /// estimate of 0 was charged as 1.
   void settle(const rate_ticket& t, std::uint64_t estimate, std::uint64_t actual,
               time_point now) noexcept {
+    if (estimate == 0) estimate = 1;
     if (actual < estimate) {
       refund(t, estimate - actual, now);
     } else if (actual > estimate) {
@@ -372,11 +394,42 @@ class gcra_limit {
   const rate_limit_options& options() const noexcept { return options_; }
 
  private:
-  static void raise(std::atomic<std::int64_t>& a, std::int64_t t) noexcept {
+  // A caller that waits goes later than it asked: its sending time is
+  // published before its slot is taken, so that no refund moves a slot
+  // before it (refund()).
+  KEEL_DETAIL_NOINLINE rate_decision acquire_waiting(std::int64_t tat, std::int64_t end,
+                                                     std::int64_t n, std::int64_t need,
+                                                     std::uint64_t mark, std::int64_t allowed,
+                                                     duration max_wait) noexcept {
+    const std::int64_t before = raise(latest_, allowed);
+    for (;;) {
+      if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
+                                     std::memory_order_relaxed)) {
+        const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
+        return {true, duration(wait), std::nullopt, {end, n, need, mark, allowed, before}};
+      }
+      // Another slot came first: this one moves later.
+      const std::int64_t from = detail::rl_max_of(paused_.load(std::memory_order_relaxed), n);
+      const std::int64_t start = detail::rl_max_of(tat, from);
+      end = detail::rl_add(start, need);
+      const std::int64_t next =
+          detail::rl_max_of(need > tau_ ? start : detail::rl_sub(end, tau_), from);
+      const std::int64_t wait = next > n ? detail::rl_sub(next, n) : 0;
+      if (wait > max_wait.count() || end == detail::rl_max) {
+        return {false, {}, duration(wait), {}};
+      }
+      if (next > allowed) raise(latest_, next);
+      allowed = next;
+    }
+  }
+
+  // Raises `a` to at least `t`; returns what it held before.
+  static std::int64_t raise(std::atomic<std::int64_t>& a, std::int64_t t) noexcept {
     std::int64_t l = a.load(std::memory_order_seq_cst);
     while (l < t &&
            !a.compare_exchange_weak(l, t, std::memory_order_seq_cst, std::memory_order_seq_cst)) {
     }
+    return l;
   }
 
   std::uint64_t lock_refunds() noexcept {
@@ -401,6 +454,7 @@ class gcra_limit {
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
   std::atomic<std::uint64_t> refunds_{0};             // 2 * ns refunded, low bit: lock
   std::atomic<std::int64_t> seen_{detail::rl_min};    // the latest admission's `now`
+  std::atomic<std::int64_t> latest_{detail::rl_min};  // the latest waiter's sending time
   std::atomic<std::int64_t> held_{detail::rl_min};    // a quota hint's floor: refunds stop there
 };
 
@@ -547,7 +601,8 @@ duration least_max_wait(const std::array<rate_limit_options, N>& o) noexcept {
 /// the environment's sleeper, its slots reserved in arrival order (no queue).
 /// A call that never left is given its slots back: a stop during the wait
 /// (errc::cancelled), or a rejection by a policy inside (keel::is_rejection).
-/// A pause that begins during the wait is waited out within the same bound.
+/// A pause that begins during the wait makes the call ask again from its end,
+/// within the same bound.
 ///
 /// Copies share the limits' state; with_environment() makes new limits.
 template <std::size_t N = 1, class Cost = context_cost, class Actual = no_actual_cost,
@@ -749,7 +804,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
     if (wait > duration::zero()) [[unlikely]] {
       // Not ctx itself: passed out of line, the context would have to be built in full.
       const slot_wait w =
-          wait_for_slots(tickets, saturating_add(now, max_wait), wait, ctx.stop_token());
+          wait_for_slots(tickets, c, saturating_add(now, max_wait), wait, ctx.stop_token());
       if (w.refused_by < N) {
         if constexpr (observes<Listener, rate_limit_rejected>) {
           const auto refused = [&] {
@@ -761,6 +816,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
         return outcome<R>::from_keel(errc::rate_limited, w.retry_after);
       }
       if (w.cancelled) return outcome<R>::from_keel(errc::cancelled);
+      tickets = w.tickets;
     }
     if (ctx.stop_requested()) [[unlikely]] {
       refund_all(tickets, N);
@@ -795,36 +851,50 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   }
 
   struct slot_wait {
-    bool cancelled = false;      // a stop during the wait
-    std::size_t refused_by = N;  // < N: a pause of that limit ends too late
-    duration retry_after{};      // when it ends
+    std::array<rate_ticket, N> tickets{};  // the slots the call sends in
+    bool cancelled = false;                // a stop during the wait
+    std::size_t refused_by = N;            // < N: that limit has no slot by `last`
+    std::optional<duration> retry_after{};
   };
 
-  // Sleeps until the slots are due, then sleeps out any pause that began
-  // meanwhile (a Retry-After seen by another call) if it ends by `last`; else
-  // (or on a stop) gives the slots back. Takes copies, not references into the
-  // call's context: those would make the hot path build the context in full.
+  // Sleeps until the slots are due. A pause that began meanwhile (a
+  // Retry-After another call saw) makes them stale: they are given back and
+  // asked for again from the pause's end, all or none, if they come by
+  // `last`; else (or on a stop) the call is given back its slots. Takes
+  // copies, not references into the call's context: those would make the hot
+  // path build the context in full.
   // NOLINTBEGIN(performance-unnecessary-value-param)
-  KEEL_DETAIL_NOINLINE slot_wait wait_for_slots(std::array<rate_ticket, N> tickets, time_point last,
-                                                duration wait, std::stop_token stop) const {
+  KEEL_DETAIL_NOINLINE slot_wait wait_for_slots(std::array<rate_ticket, N> tickets, costs c,
+                                                time_point last, duration wait,
+                                                std::stop_token stop) const {
     // NOLINTEND(performance-unnecessary-value-param)
+    slot_wait w;
     for (;;) {
       if (!env_.sleep_for(wait, stop)) {
         refund_all(tickets, N);
-        return {true, N, {}};
+        w.cancelled = true;
+        return w;
       }
       const time_point now = env_.now();
-      std::size_t k = N;
-      for (std::size_t i = 0; i < N; ++i) {
-        const time_point until = state_->limits[i].paused_until();
-        if (until > now && (k == N || until > state_->limits[k].paused_until())) k = i;
+      bool paused = false;
+      for (std::size_t i = 0; i < N; ++i) paused = paused || state_->limits[i].paused_until() > now;
+      if (!paused) {
+        w.tickets = tickets;
+        return w;
       }
-      if (k == N) return {};
-      const time_point until = state_->limits[k].paused_until();
-      wait = until - now;
-      if (until > last) {
-        refund_all(tickets, N);
-        return {false, k, wait};
+      refund_all(tickets, N);
+      const duration left = last > now ? last - now : duration::zero();
+      wait = duration::zero();
+      for (std::size_t k = 0; k < N; ++k) {
+        const rate_decision d = state_->limits[k].try_acquire(c[k], now, left);
+        if (!d) {
+          refund_all(tickets, k);
+          w.refused_by = k;
+          w.retry_after = d.retry_after;
+          return w;
+        }
+        tickets[k] = d.ticket;
+        if (d.wait > wait) wait = d.wait;
       }
     }
   }

@@ -337,12 +337,14 @@ TEST_CASE("gcra: a refund on a clock behind another caller's never moves that ca
   CHECK(admitted == 100);
 }
 
-TEST_CASE("gcra: a cost of 0 charges nothing but needs room for one unit", "[rate_limiter]") {
+TEST_CASE("gcra: a cost of 0 is charged as one unit, and settled from one", "[rate_limiter]") {
   gcra_limit l({.limit = 10, .period = 1s});  // T = 100 ms
   const auto z = l.try_acquire(0, at(0s));
   REQUIRE(z.admitted);
-  CHECK(l.tat() == at(0s));  // charged nothing
-  CHECK(z.ticket.length == 0);
+  CHECK(z.ticket.length == 100'000'000);
+  CHECK(l.available(at(0s)) == 9);
+  l.settle(z.ticket, 0, 0, at(0s));  // it cost nothing after all: the unit comes back
+  CHECK(l.available(at(0s)) == 10);
   REQUIRE(l.try_acquire(10, at(0s)).admitted);  // empty now
   const auto refused = l.try_acquire(0, at(0s));
   CHECK_FALSE(refused.admitted);
@@ -350,8 +352,9 @@ TEST_CASE("gcra: a cost of 0 charges nothing but needs room for one unit", "[rat
   const auto waits = l.try_acquire(0, at(0s), 100ms);
   REQUIRE(waits.admitted);
   CHECK(waits.wait == 100ms);
-  CHECK(l.tat() == at(1s));  // still charged nothing
-  CHECK(l.try_acquire(0, at(100ms)).admitted);
+  CHECK(l.tat() == at(1100ms));
+  l.settle(waits.ticket, 0, 3, at(0s));  // it cost 3: 2 more (into no debt: forgiven)
+  CHECK(l.tat() == at(1100ms));
 }
 
 TEST_CASE("gcra: extremes saturate and never wrap", "[rate_limiter]") {
