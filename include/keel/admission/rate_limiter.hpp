@@ -418,7 +418,8 @@ class gcra_limit {
       if (wait > max_wait.count() || end == detail::rl_max) {
         return {false, {}, duration(wait), {}};
       }
-      if (next > allowed) raise(latest_, next);
+      // Also when earlier: a refund since may have taken the first one back.
+      raise(latest_, next);
       allowed = next;
     }
   }
