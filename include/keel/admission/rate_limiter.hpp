@@ -266,28 +266,30 @@ class gcra_limit {
     std::int64_t tat = tat_.load(std::memory_order_seq_cst);
     for (;;) {
       std::int64_t latest = latest_.load(std::memory_order_seq_cst);
-      if (own && tat == t.end && latest == t.sends) latest = t.before;
+      // Its sending time is taken back first, so that a waiter reserving
+      // meanwhile publishes its own after it (or this exchange fails); the
+      // waiters before it send by the new TAT - tau (their slots have not
+      // moved since it was reserved). Put back if its slot stays.
+      bool taken_back = false;
+      if (own && tat == t.end && latest == t.sends) {
+        const std::int64_t back =
+            detail::rl_max_of(t.before, detail::rl_sub(detail::rl_sub(t.end, t.length), tau_));
+        taken_back = latest_.compare_exchange_strong(latest, back, std::memory_order_seq_cst,
+                                                     std::memory_order_seq_cst);
+        if (taken_back) latest = back;
+      }
       std::int64_t floor = detail::rl_max_of(n, latest);
       floor = detail::rl_max_of(floor, seen_.load(std::memory_order_seq_cst));
       floor = detail::rl_max_of(floor, held_.load(std::memory_order_seq_cst));
       floor = detail::rl_max_of(floor, paused_.load(std::memory_order_seq_cst));
       d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
+      const bool moved_back =
+          d > 0 && tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d),
+                                              std::memory_order_seq_cst, std::memory_order_seq_cst);
+      if (taken_back && !(moved_back && d == give)) raise(latest_, t.sends);
+      if (moved_back) break;
       if (d <= 0) {
         d = 0;
-        break;
-      }
-      if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
-                                     std::memory_order_seq_cst)) {
-        // The whole slot came back: its sending time goes, unless a later
-        // waiter's replaced it. The waiters before it send by the new
-        // TAT - tau (their slots have not moved since it was reserved).
-        if (own && tat == t.end && d == give) {
-          std::int64_t expected = t.sends;
-          const std::int64_t back =
-              detail::rl_max_of(t.before, detail::rl_sub(detail::rl_sub(tat, d), tau_));
-          latest_.compare_exchange_strong(expected, back, std::memory_order_seq_cst,
-                                          std::memory_order_seq_cst);
-        }
         break;
       }
     }
