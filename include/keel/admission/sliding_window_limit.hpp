@@ -95,8 +95,9 @@ class sliding_window_limit {
         width_(o.bucket_width().count()),
         span_(static_cast<std::int64_t>(o.buckets)),
         slots_(static_cast<std::size_t>(o.buckets) + 1),
-        cap_(o.limit + o.max_debt < o.limit ? std::numeric_limits<std::uint64_t>::max()
-                                            : o.limit + o.max_debt),
+        cap_(o.max_debt > std::numeric_limits<std::uint64_t>::max() - o.limit
+                 ? std::numeric_limits<std::uint64_t>::max()
+                 : o.limit + o.max_debt),
         ring_(new std::uint64_t[static_cast<std::size_t>(o.buckets) + 1]()) {}
 
   sliding_window_limit(const sliding_window_limit&) = delete;

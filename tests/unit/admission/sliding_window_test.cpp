@@ -454,6 +454,11 @@ struct window_model {
   static std::int64_t floor_div(std::int64_t a, std::int64_t b) {
     return a / b - (a % b < 0 ? 1 : 0);
   }
+  std::uint64_t sent_between(std::int64_t a, std::int64_t b) const {
+    std::uint64_t s = 0;
+    for (const auto& u : log) s += u.at >= a && u.at <= b ? u.units : 0;
+    return s;
+  }
   std::uint64_t sent_since(std::int64_t t) const {
     std::uint64_t s = 0;
     for (const auto& u : log) s += u.at >= t ? u.units : 0;
@@ -517,8 +522,20 @@ TEST_CASE(
       if (what < 70) {
         const auto cost = static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(limit)));
         const std::int64_t max_wait = rng.chance(60) ? 0 : rng.in(0, 2 * period.count());
+        // Against an exact log of one period, before the decision: what it
+        // admits at once fits the exact window, and what it refuses (nobody
+        // ahead) is refused for units at most one bucket (and the width's
+        // rounding) older than the exact window.
+        const std::int64_t p = period.count();
+        const std::uint64_t exact = m.sent_between(now - p, now);
+        const std::uint64_t beyond =
+            m.sent_between(now - (static_cast<std::int64_t>(buckets) + 1) * w + 1, now - p - 1);
+        const bool nobody_ahead = now >= m.paused && now >= m.last_wait;
+        const std::uint64_t need = std::max<std::uint64_t>(cost, 1);
         const auto got = l.try_acquire(cost, tp, duration(max_wait));
         const auto want = m.acquire(cost, now, max_wait);
+        if (got.admitted && got.wait == 0ns) CHECK(exact + need <= limit);
+        if (!got.admitted && nobody_ahead) CHECK(exact + beyond + need > limit);
         INFO("step " << step << " cost " << cost << " now " << now);
         REQUIRE(got.admitted == want.admitted);
         if (got.admitted) {
@@ -545,9 +562,9 @@ TEST_CASE(
         }
         out.erase(out.begin() + static_cast<std::ptrdiff_t>(k));
       } else if (what < 92) {
-        const std::int64_t p = rng.in(0, 2 * w);
-        l.pause(duration(p), tp);
-        if (p > 0) m.paused = std::max(m.paused, now + p);
+        const std::int64_t pause = rng.in(0, 2 * w);
+        l.pause(duration(pause), tp);
+        if (pause > 0) m.paused = std::max(m.paused, now + pause);
       }
     }
     CHECK(most_in_a_period(m.log, period.count()) <= limit);
