@@ -15,6 +15,7 @@
 #include "keel/admission/rate_limiter.hpp"
 #include "keel/core/config_error.hpp"
 #include "keel/core/time.hpp"
+#include "keel/detail/config.hpp"
 
 namespace keel {
 
@@ -98,7 +99,9 @@ class sliding_window_limit {
         cap_(o.max_debt > std::numeric_limits<std::uint64_t>::max() - o.limit
                  ? std::numeric_limits<std::uint64_t>::max()
                  : o.limit + o.max_debt),
-        ring_(new std::uint64_t[static_cast<std::size_t>(o.buckets) + 1]()) {}
+        ring_(new std::uint64_t[static_cast<std::size_t>(o.buckets) + 1]()) {
+    head_ = slot_of(newest_);
+  }
 
   sliding_window_limit(const sliding_window_limit&) = delete;
   sliding_window_limit& operator=(const sliding_window_limit&) = delete;
@@ -108,8 +111,9 @@ class sliding_window_limit {
   /// units have left (the caller waits decision.wait). Callers go in arrival
   /// order: nobody is counted before a waiter's bucket. A cost of 0 needs room
   /// for one unit. A refusal changes nothing.
-  rate_decision try_acquire(std::uint64_t cost, time_point now,
-                            duration max_wait = duration::zero()) noexcept {
+  // Inlined, as gcra_limit's: out of line, the decision goes through memory.
+  [[gnu::always_inline]] rate_decision try_acquire(std::uint64_t cost, time_point now,
+                                                   duration max_wait = duration::zero()) noexcept {
     const std::uint64_t need = cost == 0 ? 1 : cost;
     const bool oversize = need > options_.limit;
     if (oversize && (options_.oversize == rate_oversize::reject || need > cap_)) {
@@ -122,25 +126,26 @@ class sliding_window_limit {
         detail::rl_max_of(detail::rl_max_of(n, paused_.load(std::memory_order_relaxed)), queue_);
     // A now before the newest bucket (another thread's later clock read, a
     // clock that jumped back) counts into the newest bucket.
-    const std::int64_t c = detail::rl_max_of(bucket_of(from), newest_);
-    std::int64_t k = oldest_at(c);  // the oldest bucket still counted at c
-    std::uint64_t s = window_from(k);
-    std::int64_t target = c;
-    while (oversize ? s != 0 : s > options_.limit - need) {
-      // Wait for bucket k to leave: the first bucket that no longer counts it.
-      s -= ring_[slot_of(k)];
-      target = detail::rl_add(k, detail::rl_add(span_, 1));
-      k = detail::rl_add(k, 1);
+    std::int64_t c = bucket_of(from);
+    std::uint64_t s = total_;
+    if (c <= newest_) {
+      c = newest_;
+    } else {
+      s = window_from(oldest_at(c));
     }
+    std::int64_t target = c;
+    if (oversize ? s != 0 : s > options_.limit - need) [[unlikely]]
+      target = room_after(c, need, oversize);
     const std::int64_t send = target == c ? from : start_of(target);
     const std::int64_t wait = send > n ? detail::rl_sub(send, n) : 0;
     if (wait > max_wait.count() || send == detail::rl_max) {
       return {false, {}, duration(wait), {}};
     }
-    advance(target);
-    ring_[slot_of(target)] += cost;  // at most cap_ in a window: no wrap
+    if (target != newest_) advance(target);
+    ring_[head_] += cost;  // at most cap_ in a window: no wrap
     total_ += cost;
-    if (wait > 0) queue_ = detail::rl_max_of(queue_, send);
+    if (wait > 0) [[unlikely]]
+      queue_ = detail::rl_max_of(queue_, send);
     return {true, duration(wait), std::nullopt, {target, send, 0, cost}};
   }
 
@@ -154,7 +159,9 @@ class sliding_window_limit {
     const guard g(lock_);
     const std::int64_t c = detail::rl_max_of(bucket_of(now.time_since_epoch().count()), newest_);
     if (t.end < oldest_at(c) || t.end > newest_) return 0;  // left the window
-    std::uint64_t& b = ring_[slot_of(t.end)];
+    // The slot of bucket t.end, counted back from the newest one's.
+    const auto back = static_cast<std::size_t>(newest_ - t.end);
+    std::uint64_t& b = ring_[head_ >= back ? head_ - back : head_ + slots_ - back];
     const std::uint64_t d = std::min(give, b);
     b -= d;
     total_ -= d;
@@ -172,9 +179,9 @@ class sliding_window_limit {
   std::uint64_t charge(std::uint64_t units, time_point now) noexcept {
     if (units == 0) return 0;
     const guard g(lock_);
-    const std::int64_t c = current(now);
+    advance_to(now);
     const std::uint64_t d = std::min(units, cap_ > total_ ? cap_ - total_ : 0);
-    ring_[slot_of(c)] += d;
+    ring_[head_] += d;
     total_ += d;
     return d;
   }
@@ -210,10 +217,10 @@ class sliding_window_limit {
   /// counted into the current bucket and leaves with it). Never loosens.
   void tighten(std::uint64_t remaining, time_point now) noexcept {
     const guard g(lock_);
-    const std::int64_t c = current(now);
+    advance_to(now);
     const std::uint64_t room = options_.limit > total_ ? options_.limit - total_ : 0;
     if (remaining >= room) return;
-    ring_[slot_of(c)] += room - remaining;
+    ring_[head_] += room - remaining;
     total_ += room - remaining;
   }
 
@@ -298,25 +305,40 @@ class sliding_window_limit {
     return window_from(oldest_at(detail::rl_max_of(bucket_of(n), newest_)));
   }
 
-  // The bucket a step at `now` counts into, made the newest.
-  std::int64_t current(time_point now) noexcept {
-    const std::int64_t c = detail::rl_max_of(bucket_of(now.time_since_epoch().count()), newest_);
-    advance(c);
-    return c;
+  // The first bucket after c where `need` fits: the one that no longer
+  // counts the oldest bucket whose leaving makes room.
+  KEEL_DETAIL_NOINLINE std::int64_t room_after(std::int64_t c, std::uint64_t need,
+                                               bool oversize) const noexcept {
+    std::int64_t k = oldest_at(c);
+    std::uint64_t s = window_from(k);
+    std::int64_t target = c;
+    while (oversize ? s != 0 : s > options_.limit - need) {
+      s -= ring_[slot_of(k)];
+      target = detail::rl_add(k, detail::rl_add(span_, 1));
+      k = detail::rl_add(k, 1);
+    }
+    return target;
   }
 
-  // Makes `c` (>= newest_) the newest bucket: the buckets that leave the
+  // Makes the bucket of `now` the newest, if it is later.
+  void advance_to(time_point now) noexcept {
+    const std::int64_t c = bucket_of(now.time_since_epoch().count());
+    if (c > newest_) advance(c);
+  }
+
+  // Makes `c` (> newest_) the newest bucket: the buckets that leave the
   // window are emptied for reuse.
   void advance(std::int64_t c) noexcept {
-    if (c == newest_) return;
     if (detail::rl_sub(c, newest_) > span_) {
       if (total_ != 0) std::fill(ring_.get(), ring_.get() + slots_, std::uint64_t{0});
       total_ = 0;
+      head_ = slot_of(c);
     } else {
-      for (std::int64_t j = oldest_at(newest_); j < oldest_at(c); ++j) {
-        std::uint64_t& b = ring_[slot_of(j)];
-        total_ -= b;
-        b = 0;
+      // The slot of bucket newest_ + i held bucket newest_ + i - slots_, which leaves.
+      for (std::int64_t i = newest_; i < c; ++i) {
+        head_ = head_ + 1 == slots_ ? 0 : head_ + 1;
+        total_ -= ring_[head_];
+        ring_[head_] = 0;
       }
     }
     newest_ = c;
@@ -331,6 +353,7 @@ class sliding_window_limit {
   // Guarded by lock_:
   std::int64_t newest_ = detail::rl_min;  // the newest bucket counted into
   std::uint64_t total_ = 0;               // the units of buckets newest_ - span_ .. newest_
+  std::size_t head_ = 0;                  // the slot of newest_
   std::int64_t queue_ = detail::rl_min;   // the latest send time of a waiter
   mutable std::atomic<bool> lock_{false};
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
