@@ -587,13 +587,13 @@ TEST_CASE("sliding window stress: no window ever holds more than `limit` (TSan)"
   std::latch start(threads + 1);
   std::thread watcher([&] {
     start.arrive_and_wait();
-    while (!done.load()) {
+    do {  // at least once, however the threads are scheduled
       const time_point now = clock.now();
       if (l.in_window(now) > limit) violations.fetch_add(1);
       if (l.available(now) > limit) violations.fetch_add(1);
       checks.fetch_add(1);
       std::this_thread::yield();
-    }
+    } while (!done.load());
   });
   std::vector<std::thread> pool;
   for (int i = 0; i < threads; ++i) {
