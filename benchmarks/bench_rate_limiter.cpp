@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: BSL-1.0
 // keel::rate_limiter against a hand-written GCRA (benchmarks/rate_limiter_support.hpp)
 // on 1, 2 and N threads sharing one limit: the decision core's try_acquire
-// with its clock read, a whole call through the policy, and reserve + settle.
+// with its clock read, a whole call through the policy, and reserve + settle;
+// and the sliding window's core (the same floor): try_acquire, and
+// try_acquire + a settle below the estimate, each with its clock reads.
 #include <keel/admission/rate_limiter.hpp>
+#include <keel/admission/sliding_window_limit.hpp>
 
 #include "bench_support.hpp"
 #include "rate_limiter_support.hpp"
@@ -48,6 +51,26 @@ void rate_limiter_reserve_settle(benchmark::State& state) {
   }
 }
 BENCHMARK(rate_limiter_reserve_settle)->Apply(on_1_2_n_threads);
+
+void sliding_window_try_acquire(benchmark::State& state) {
+  static keel::sliding_window_limit limit(keel_bench::fast_window);
+  const keel::steady_clock clock;
+  keel_bench::allocation_counter alloc(state);
+  for (auto _ : state) benchmark::DoNotOptimize(limit.try_acquire(1, clock.now()).admitted);
+}
+BENCHMARK(sliding_window_try_acquire)->Apply(on_1_2_n_threads);
+
+void sliding_window_acquire_settle(benchmark::State& state) {
+  static keel::sliding_window_limit limit(keel_bench::fast_window);
+  const keel::steady_clock clock;
+  keel_bench::allocation_counter alloc(state);
+  for (auto _ : state) {
+    const auto d = limit.try_acquire(4, clock.now());
+    limit.settle(d.ticket, 4, 2, clock.now());
+    benchmark::DoNotOptimize(d.admitted);
+  }
+}
+BENCHMARK(sliding_window_acquire_settle)->Apply(on_1_2_n_threads);
 
 }  // namespace
 

@@ -326,6 +326,9 @@ bool keel_cg_hand_written_gcra(int n);
 bool keel_cg_gcra_try_acquire(int n);
 bool keel_cg_rate_limiter(int n);
 bool keel_cg_rate_limiter_reserve_settle(int n);
+// In callgrind_workloads_sliding_window.cpp: the sliding window (floor: hand_written_gcra).
+bool keel_cg_sliding_window_try_acquire(int n);
+bool keel_cg_sliding_window_acquire_settle(int n);
 // In callgrind_workloads_adaptive.cpp: the adaptive limiter, the throttle and their floors.
 bool keel_cg_hand_written_limiter(int n);
 bool keel_cg_adaptive_limiter(int n);
@@ -383,6 +386,8 @@ constexpr workload workloads[] = {
     {"gcra_try_acquire", keel_cg_gcra_try_acquire},
     {"rate_limiter", keel_cg_rate_limiter},
     {"rate_limiter_reserve_settle", keel_cg_rate_limiter_reserve_settle},
+    {"sliding_window_try_acquire", keel_cg_sliding_window_try_acquire},
+    {"sliding_window_acquire_settle", keel_cg_sliding_window_acquire_settle},
     {"hand_written_limiter", keel_cg_hand_written_limiter},
     {"adaptive_limiter", keel_cg_adaptive_limiter},
     {"hand_written_throttle", keel_cg_hand_written_throttle},

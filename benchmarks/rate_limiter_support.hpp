@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: BSL-1.0
 // The floor of the rate limiter's benchmarks: the GCRA a careful programmer
 // would write by hand, one clock read and one compare-and-swap on the
-// theoretical arrival time, and nothing else (no pause, no refunds, no waits).
+// theoretical arrival time, and nothing else (no pause, no refunds, no waits);
+// it is the floor of the sliding window's rows too.
 #ifndef KEEL_BENCHMARKS_RATE_LIMITER_SUPPORT_HPP_INCLUDED
 #define KEEL_BENCHMARKS_RATE_LIMITER_SUPPORT_HPP_INCLUDED
 
@@ -10,6 +11,7 @@
 #include <cstdint>
 
 #include <keel/admission/rate_limiter.hpp>
+#include <keel/admission/sliding_window_limit.hpp>
 
 namespace keel_bench {
 
@@ -17,6 +19,11 @@ namespace keel_bench {
 /// the clock, so every row measures the admission path.
 inline constexpr keel::rate_limit_options fast_limit{
     .limit = 1'000'000'000, .period = std::chrono::seconds(1), .burst = 1'000'000'000};
+
+/// A window that never fills (2^62 units per second, 60 buckets): every row
+/// measures the admission path, crossing a bucket every 16.7 ms.
+inline constexpr keel::sliding_window_options fast_window{
+    .limit = std::uint64_t{1} << 62, .period = std::chrono::seconds(1), .buckets = 60};
 
 class hand_written_gcra {
  public:

@@ -498,6 +498,7 @@ if(keel_benchmarks)
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_pool.cpp"
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_bulkhead.cpp"
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_rate_limiter.cpp"
+                                         "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_sliding_window.cpp"
                                          "${PROJECT_SOURCE_DIR}/benchmarks/callgrind_workloads_adaptive.cpp")
   target_link_libraries(keel_callgrind_workloads PRIVATE keel::keel Threads::Threads)
   target_include_directories(keel_callgrind_workloads PRIVATE "${PROJECT_SOURCE_DIR}/benchmarks")

@@ -35,6 +35,7 @@ if [[ -z $bin ]]; then
     "$root/benchmarks/callgrind_workloads_failover.cpp" "$root/benchmarks/callgrind_workloads_pool.cpp" \
     "$root/benchmarks/callgrind_workloads_bulkhead.cpp" \
     "$root/benchmarks/callgrind_workloads_rate_limiter.cpp" \
+    "$root/benchmarks/callgrind_workloads_sliding_window.cpp" \
     "$root/benchmarks/callgrind_workloads_adaptive.cpp" \
     -I"$root/benchmarks" -o "$bin" -pthread
 fi

@@ -10,5 +10,6 @@
 #include "keel/admission/bulkhead_core.hpp"
 #include "keel/admission/limit_algorithms.hpp"
 #include "keel/admission/rate_limiter.hpp"
+#include "keel/admission/sliding_window_limit.hpp"
 
 #endif  // KEEL_ADMISSION_HPP_INCLUDED

@@ -1,0 +1,367 @@
+// SPDX-License-Identifier: BSL-1.0
+#ifndef KEEL_ADMISSION_SLIDING_WINDOW_LIMIT_HPP_INCLUDED
+#define KEEL_ADMISSION_SLIDING_WINDOW_LIMIT_HPP_INCLUDED
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "keel/admission/rate_limiter.hpp"
+#include "keel/core/config_error.hpp"
+#include "keel/core/time.hpp"
+#include "keel/detail/config.hpp"
+
+namespace keel {
+
+/// One window limit: at most `limit` units in any window of length `period`,
+/// counted in `buckets` sub-windows.
+struct sliding_window_options {
+  /// Units admitted in any window of `period` (requests, tokens); >= 1. Default 100.
+  std::uint64_t limit = 100;
+  /// The window's length; at least `buckets` nanoseconds. Default 1 s.
+  duration period = std::chrono::seconds(1);
+  /// Sub-windows the period is counted in (1..4096): more is closer to an
+  /// exact log, at one counter each. Default 60.
+  std::uint32_t buckets = 60;
+  /// Longest a call waits for room in the window; 0: never waits. Default 0.
+  duration max_wait = duration::zero();
+  /// A cost above `limit`: rejected (default) or admitted into an empty window, into debt.
+  rate_oversize oversize = rate_oversize::reject;
+  /// Units an oversize cost or a settle above the estimate may put in a
+  /// window beyond `limit`; the rest is forgiven. Default 0.
+  std::uint64_t max_debt = 0;
+  /// Longest pause a Retry-After hint imposes (longer ones are cut). >= 0; default 60 s.
+  duration max_pause = std::chrono::seconds(60);
+
+  /// The width of one bucket: ceil(period / buckets), so that `buckets` of
+  /// them cover at least a period.
+  constexpr duration bucket_width() const noexcept {
+    const auto p = static_cast<std::uint64_t>(period.count());
+    return duration(static_cast<std::int64_t>(p / buckets + (p % buckets != 0 ? 1 : 0)));
+  }
+
+  constexpr validation_result validate() const {
+    if (limit == 0) return config_problem{"sliding_window_options.limit", "must be >= 1"};
+    if (period <= duration::zero()) {
+      return config_problem{"sliding_window_options.period", "must be > 0"};
+    }
+    if (buckets == 0 || buckets > 4096) {
+      return config_problem{"sliding_window_options.buckets", "must be in 1..4096"};
+    }
+    if (period.count() < static_cast<std::int64_t>(buckets)) {
+      return config_problem{"sliding_window_options.period",
+                            "must be at least `buckets` nanoseconds (a bucket is >= 1 ns)"};
+    }
+    if (max_wait < duration::zero()) {
+      return config_problem{"sliding_window_options.max_wait", "must be >= 0"};
+    }
+    if (max_pause < duration::zero()) {
+      return config_problem{"sliding_window_options.max_pause", "must be >= 0"};
+    }
+    if (oversize != rate_oversize::reject && oversize != rate_oversize::debt) {
+      return config_problem{"sliding_window_options.oversize", "must be reject or debt"};
+    }
+    return std::nullopt;
+  }
+};
+
+/// The decision core of one window limit: at most `limit` units in any closed
+/// interval [s, s + period] of send times. Units are counted in buckets of
+/// w = ceil(period / buckets) ns (bucket k is [k*w, (k+1)*w)); a call is
+/// admitted into bucket k when the units of buckets k - buckets .. k plus its
+/// cost are at most `limit`. Every period-long interval lies within
+/// buckets + 1 buckets, hence the bound; the window it counts is between
+/// period and period + w long, so it may refuse what an exact log would admit
+/// by the units of one bucket, the oldest. Never blocks on anything but
+/// another step, never reads a clock: every step takes `now`.
+///
+/// Thread-safe: each step holds a short spin lock, allocation-free. A
+/// decision reads the window's running total and writes one bucket, the total
+/// and the newest bucket's index together; keeping them exact without a lock
+/// would take a multi-word compare-and-swap.
+///
+/// Its rate_decision's ticket means: `end` the bucket the units were counted
+/// in, `at` the send time (ns), `refunds` the units counted, `length` 0.
+class sliding_window_limit {
+ public:
+  /// Throws keel::config_error (aborts without exceptions) when `o` is invalid.
+  explicit sliding_window_limit(const sliding_window_options& o)
+      : options_((require_valid(o.validate()), o)),
+        width_(o.bucket_width().count()),
+        span_(static_cast<std::int64_t>(o.buckets)),
+        slots_(static_cast<std::size_t>(o.buckets) + 1),
+        cap_(o.max_debt > std::numeric_limits<std::uint64_t>::max() - o.limit
+                 ? std::numeric_limits<std::uint64_t>::max()
+                 : o.limit + o.max_debt),
+        ring_(new std::uint64_t[static_cast<std::size_t>(o.buckets) + 1]()) {
+    head_ = slot_of(newest_);
+  }
+
+  sliding_window_limit(const sliding_window_limit&) = delete;
+  sliding_window_limit& operator=(const sliding_window_limit&) = delete;
+
+  /// Counts `cost` units into the window if there is room for them within
+  /// `max_wait`: at once, or at the start of the first bucket where enough old
+  /// units have left (the caller waits decision.wait). Callers go in arrival
+  /// order: nobody is counted before a waiter's bucket. The smallest charge is
+  /// one unit: a cost of 0 counts as 1 (settle() corrects it). A refusal
+  /// changes nothing.
+  // Inlined, as gcra_limit's: out of line, the decision goes through memory.
+  [[gnu::always_inline]] rate_decision try_acquire(std::uint64_t cost, time_point now,
+                                                   duration max_wait = duration::zero()) noexcept {
+    const std::uint64_t need = cost == 0 ? 1 : cost;
+    const bool oversize = need > options_.limit;
+    if (oversize && (options_.oversize == rate_oversize::reject || need > cap_)) {
+      return {};  // never fits: no retry_after
+    }
+    const std::int64_t n = now.time_since_epoch().count();
+    const guard g(lock_);
+    // Not before a pause's end nor before a waiter's send time.
+    const std::int64_t from =
+        detail::rl_max_of(detail::rl_max_of(n, paused_.load(std::memory_order_relaxed)), queue_);
+    // A now before the newest bucket (another thread's later clock read, a
+    // clock that jumped back) counts into the newest bucket.
+    std::int64_t c = bucket_of(from);
+    std::uint64_t s = total_;
+    if (c <= newest_) {
+      c = newest_;
+    } else {
+      s = window_from(oldest_at(c));
+    }
+    std::int64_t target = c;
+    if (oversize ? s != 0 : s > options_.limit - need) [[unlikely]]
+      target = room_after(c, need, oversize);
+    const std::int64_t send = target == c ? from : start_of(target);
+    const std::int64_t wait = send > n ? detail::rl_sub(send, n) : 0;
+    if (wait > max_wait.count() || send == detail::rl_max) {
+      return {false, {}, duration(wait), {}};
+    }
+    if (target != newest_) advance(target);
+    ring_[head_] += need;  // at most cap_ in a window: no wrap
+    total_ += need;
+    if (wait > 0) [[unlikely]]
+      queue_ = detail::rl_max_of(queue_, send);
+    return {true, duration(wait), std::nullopt, {target, send, 0, need}};
+  }
+
+  /// Gives back up to `units` of the call of `t` (at most what it counted) if
+  /// its bucket is still in the window at `now`; returns the units given back.
+  /// For a call that never left, or a settle below the estimate: the window
+  /// then counts what was really sent. Refund or settle a ticket once.
+  std::uint64_t refund(const rate_ticket& t, std::uint64_t units, time_point now) noexcept {
+    const std::uint64_t give = std::min(units, t.refunds);
+    if (give == 0) return 0;
+    const guard g(lock_);
+    const std::int64_t c = detail::rl_max_of(bucket_of(now.time_since_epoch().count()), newest_);
+    if (t.end < oldest_at(c) || t.end > newest_) return 0;  // left the window
+    // The slot of bucket t.end, counted back from the newest one's.
+    const auto back = static_cast<std::size_t>(newest_ - t.end);
+    std::uint64_t& b = ring_[head_ >= back ? head_ - back : head_ + slots_ - back];
+    const std::uint64_t d = std::min(give, b);
+    b -= d;
+    total_ -= d;
+    return d;
+  }
+
+  /// Gives back all of the call of `t` (it never left); see refund().
+  std::uint64_t refund_all(const rate_ticket& t, time_point now) noexcept {
+    return refund(t, std::numeric_limits<std::uint64_t>::max(), now);
+  }
+
+  /// Counts `units` more into the current bucket at `now` (a call that cost
+  /// more than its estimate), up to `limit` + max_debt in the window; the rest
+  /// is forgiven. Returns the units counted.
+  std::uint64_t charge(std::uint64_t units, time_point now) noexcept {
+    if (units == 0) return 0;
+    const guard g(lock_);
+    advance_to(now);
+    const std::uint64_t d = std::min(units, cap_ > total_ ? cap_ - total_ : 0);
+    ring_[head_] += d;
+    total_ += d;
+    return d;
+  }
+
+  /// Corrects the call of `t`, counted for `estimate` units, to `actual`:
+  /// refunds the difference (see refund()) or charges it (see charge()). An
+  /// estimate of 0 was counted as 1.
+  void settle(const rate_ticket& t, std::uint64_t estimate, std::uint64_t actual,
+              time_point now) noexcept {
+    if (estimate == 0) estimate = 1;
+    if (actual < estimate) {
+      refund(t, estimate - actual, now);
+    } else if (actual > estimate) {
+      charge(actual - estimate, now);
+    }
+  }
+
+  /// No unit goes before now + retry_after (cut to max_pause); returns true
+  /// when that moved the pause later. A pause never shortens.
+  bool pause(duration retry_after, time_point now) noexcept {
+    const duration d = retry_after < duration::zero()     ? duration::zero()
+                       : retry_after > options_.max_pause ? options_.max_pause
+                                                          : retry_after;
+    if (d == duration::zero()) return false;  // "retry now" pauses nothing
+    const std::int64_t until = detail::rl_add(now.time_since_epoch().count(), d.count());
+    std::int64_t p = paused_.load(std::memory_order_relaxed);
+    while (p < until) {
+      if (paused_.compare_exchange_weak(p, until, std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
+
+  /// The dependency says only `remaining` units are left in its window: from
+  /// `now`, the room in this window is at most that (the difference is
+  /// counted into the current bucket and leaves with it). Never loosens.
+  void tighten(std::uint64_t remaining, time_point now) noexcept {
+    const guard g(lock_);
+    advance_to(now);
+    const std::uint64_t room = options_.limit > total_ ? options_.limit - total_ : 0;
+    if (remaining >= room) return;
+    ring_[head_] += room - remaining;
+    total_ += room - remaining;
+  }
+
+  /// Units that could go at once at `now` (0 while paused or behind a waiter).
+  std::uint64_t available(time_point now) const noexcept {
+    const std::int64_t n = now.time_since_epoch().count();
+    if (paused_.load(std::memory_order_relaxed) > n) return 0;
+    const guard g(lock_);
+    if (queue_ > n) return 0;
+    const std::uint64_t s = counted_at(n);
+    return options_.limit > s ? options_.limit - s : 0;
+  }
+
+  /// Units counted in the window at `now` (buckets `buckets` back through the
+  /// newest): at most `limit`, or `limit` + max_debt after debt.
+  std::uint64_t in_window(time_point now) const noexcept {
+    const guard g(lock_);
+    return counted_at(now.time_since_epoch().count());
+  }
+
+  /// The end of the current pause (in the past when not paused).
+  time_point paused_until() const noexcept {
+    return time_point(duration(paused_.load(std::memory_order_relaxed)));
+  }
+  /// w: the width of one bucket, ceil(period / buckets).
+  duration bucket_width() const noexcept { return duration(width_); }
+  /// The index of the bucket `t` falls in (floor(t / w)).
+  std::int64_t bucket_index(time_point t) const noexcept {
+    return bucket_of(t.time_since_epoch().count());
+  }
+  /// The start of bucket `k` (saturated).
+  time_point bucket_start(std::int64_t k) const noexcept {
+    return time_point(duration(start_of(k)));
+  }
+  const sliding_window_options& options() const noexcept { return options_; }
+
+ private:
+  class guard {
+   public:
+    explicit guard(std::atomic<bool>& l) noexcept : l_(l) {
+      for (unsigned spins = 0;; ++spins) {
+        if (!l_.exchange(true, std::memory_order_acquire)) return;
+        while (l_.load(std::memory_order_relaxed)) {
+          if (++spins > 64) std::this_thread::yield();
+        }
+      }
+    }
+    ~guard() { l_.store(false, std::memory_order_release); }
+    guard(const guard&) = delete;
+    guard& operator=(const guard&) = delete;
+
+   private:
+    std::atomic<bool>& l_;
+  };
+
+  std::int64_t bucket_of(std::int64_t t) const noexcept {
+    std::int64_t q = t / width_;
+    if (t % width_ < 0) --q;  // floor, for times before the epoch
+    return q;
+  }
+  std::int64_t start_of(std::int64_t k) const noexcept {
+    std::int64_t r{};
+    if (__builtin_mul_overflow(k, width_, &r)) return k > 0 ? detail::rl_max : detail::rl_min;
+    return r;
+  }
+  std::size_t slot_of(std::int64_t k) const noexcept {
+    const auto m = static_cast<std::int64_t>(slots_);
+    const std::int64_t r = k % m;
+    return static_cast<std::size_t>(r < 0 ? r + m : r);
+  }
+  std::int64_t oldest_at(std::int64_t c) const noexcept { return detail::rl_sub(c, span_); }
+
+  // The units of buckets k .. newest_ (k >= the oldest bucket counted at newest_).
+  std::uint64_t window_from(std::int64_t k) const noexcept {
+    const std::int64_t oldest = oldest_at(newest_);
+    if (k > newest_) return 0;
+    std::uint64_t s = total_;
+    for (std::int64_t j = oldest; j < k; ++j) s -= ring_[slot_of(j)];
+    return s;
+  }
+  std::uint64_t counted_at(std::int64_t n) const noexcept {
+    return window_from(oldest_at(detail::rl_max_of(bucket_of(n), newest_)));
+  }
+
+  // The first bucket after c where `need` fits: the one that no longer
+  // counts the oldest bucket whose leaving makes room.
+  KEEL_DETAIL_NOINLINE std::int64_t room_after(std::int64_t c, std::uint64_t need,
+                                               bool oversize) const noexcept {
+    std::int64_t k = oldest_at(c);
+    std::uint64_t s = window_from(k);
+    std::int64_t target = c;
+    while (oversize ? s != 0 : s > options_.limit - need) {
+      s -= ring_[slot_of(k)];
+      target = detail::rl_add(k, detail::rl_add(span_, 1));
+      k = detail::rl_add(k, 1);
+    }
+    return target;
+  }
+
+  // Makes the bucket of `now` the newest, if it is later.
+  void advance_to(time_point now) noexcept {
+    const std::int64_t c = bucket_of(now.time_since_epoch().count());
+    if (c > newest_) advance(c);
+  }
+
+  // Makes `c` (> newest_) the newest bucket: the buckets that leave the
+  // window are emptied for reuse.
+  void advance(std::int64_t c) noexcept {
+    if (detail::rl_sub(c, newest_) > span_) {
+      if (total_ != 0) std::fill(ring_.get(), ring_.get() + slots_, std::uint64_t{0});
+      total_ = 0;
+      head_ = slot_of(c);
+    } else {
+      // The slot of bucket newest_ + i held bucket newest_ + i - slots_, which leaves.
+      for (std::int64_t i = newest_; i < c; ++i) {
+        head_ = head_ + 1 == slots_ ? 0 : head_ + 1;
+        total_ -= ring_[head_];
+        ring_[head_] = 0;
+      }
+    }
+    newest_ = c;
+  }
+
+  sliding_window_options options_;
+  std::int64_t width_;  // w, ns
+  std::int64_t span_;   // buckets: the window at k counts k - span_ .. k
+  std::size_t slots_;   // span_ + 1
+  std::uint64_t cap_;   // limit + max_debt, saturated
+  std::unique_ptr<std::uint64_t[]> ring_;
+  // Guarded by lock_:
+  std::int64_t newest_ = detail::rl_min;  // the newest bucket counted into
+  std::uint64_t total_ = 0;               // the units of buckets newest_ - span_ .. newest_
+  std::size_t head_ = 0;                  // the slot of newest_
+  std::int64_t queue_ = detail::rl_min;   // the latest send time of a waiter
+  mutable std::atomic<bool> lock_{false};
+  std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
+};
+
+}  // namespace keel
+
+#endif  // KEEL_ADMISSION_SLIDING_WINDOW_LIMIT_HPP_INCLUDED
