@@ -138,10 +138,9 @@ struct rate_ticket {
   std::int64_t at = 0;        ///< when the slot was reserved (ns)
   std::int64_t length = 0;    ///< the time the slot charged: cost * emission interval (ns)
   std::uint64_t refunds = 0;  ///< the limit's refund counter when reserved
-  /// A caller that waits: when it sends (ns); INT64_MIN for one that did not wait.
+  /// A caller that waits: when it sends (ns); INT64_MIN for one that did not
+  /// wait. Such a ticket is passed to gcra_limit::done_waiting() once.
   std::int64_t sends = std::numeric_limits<std::int64_t>::min();
-  /// A caller that waits: the latest waiter's sending time before its own (ns).
-  std::int64_t before = std::numeric_limits<std::int64_t>::min();
 };
 
 /// One limit's answer to try_acquire.
@@ -169,6 +168,8 @@ struct rate_decision {
 /// and over any closed interval of length d at most bucket() + floor(d / T).
 class gcra_limit {
  public:
+  using options_type = rate_limit_options;
+
   /// Throws keel::config_error (aborts without exceptions) when `o` is invalid.
   explicit gcra_limit(const rate_limit_options& o)
       : options_((require_valid(o.validate()), o)),
@@ -232,15 +233,14 @@ class gcra_limit {
   /// back only as far as no later slot moves before its caller's sending
   /// time. So what comes back is the part of the slot after all of: `now`
   /// (the part behind it has been refilled by time already), the latest time
-  /// a caller was admitted at, the latest sending time of a caller that
-  /// waited, a pause's end and a remaining-quota hint's floor. A call that
-  /// never left, with no waiter due later, gets back all of its slot still
-  /// ahead; a waiter that gives its whole slot back, when it is the last one
-  /// and nothing was refunded since it was reserved, takes its sending time
-  /// back too (else it stays until it passes). The time given back goes to
-  /// whoever asks next. Exact when no other refund landed since `t` was
-  /// reserved, else conservative (the slot may have moved earlier by at most
-  /// those refunds). Refund or settle a ticket once (keel's reservations do).
+  /// a caller was admitted at, the latest sending time of a caller that waited
+  /// (forgotten once every waiter is done_waiting()), a pause's end and a
+  /// remaining-quota hint's floor. A call that never left, with no waiter
+  /// left, no pause and no hint, gets back all of its slot still ahead. The
+  /// time given back goes to whoever asks next. Exact when no other refund
+  /// landed since `t` was reserved, else conservative (the slot may have
+  /// moved earlier by at most those refunds). Refund or settle a ticket once
+  /// (keel's reservations do).
   duration refund(const rate_ticket& t, std::uint64_t units, time_point now) noexcept {
     const std::int64_t give = detail::rl_min_of(detail::rl_mul(interval_, units), t.length);
     if (give <= 0) return duration::zero();
@@ -249,6 +249,7 @@ class gcra_limit {
     // A slot wholly behind `now` has nothing to give back: no lock.
     if (t.end <= n) return duration::zero();
     const std::uint64_t r = lock_refunds();
+    forget_waiters();
     // The slot's end now: moved earlier by at most the refunds since it was
     // reserved, and never before its reservation time plus its length.
     const std::uint64_t moved = detail::rl_since(r, t.refunds);
@@ -257,39 +258,22 @@ class gcra_limit {
                                       : static_cast<std::int64_t>(moved);
     const std::int64_t end =
         detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
-    // A waiter's own slot, whole, last, with no refund since: its sending
-    // time bounds nobody else's slot (see acquire_waiting()).
-    const bool own = t.sends != detail::rl_min && moved == 0 && give == t.length;
     // While this lock is held the TAT only grows, so a failed exchange means
-    // a new slot: look again.
+    // a new slot: look again. The TAT is read before the floors.
     std::int64_t d = 0;
     std::int64_t tat = tat_.load(std::memory_order_seq_cst);
     for (;;) {
-      std::int64_t latest = latest_.load(std::memory_order_seq_cst);
-      // Its sending time is taken back first, so that a waiter reserving
-      // meanwhile publishes its own after it (or this exchange fails); the
-      // waiters before it send by the new TAT - tau (their slots have not
-      // moved since it was reserved). Put back if its slot stays.
-      bool taken_back = false;
-      if (own && tat == t.end && latest == t.sends) {
-        const std::int64_t back =
-            detail::rl_max_of(t.before, detail::rl_sub(detail::rl_sub(t.end, t.length), tau_));
-        taken_back = latest_.compare_exchange_strong(latest, back, std::memory_order_seq_cst,
-                                                     std::memory_order_seq_cst);
-        if (taken_back) latest = back;
-      }
-      std::int64_t floor = detail::rl_max_of(n, latest);
+      std::int64_t floor = detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst));
       floor = detail::rl_max_of(floor, seen_.load(std::memory_order_seq_cst));
       floor = detail::rl_max_of(floor, held_.load(std::memory_order_seq_cst));
       floor = detail::rl_max_of(floor, paused_.load(std::memory_order_seq_cst));
       d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
-      const bool moved_back =
-          d > 0 && tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d),
-                                              std::memory_order_seq_cst, std::memory_order_seq_cst);
-      if (taken_back && !(moved_back && d == give)) raise(latest_, t.sends);
-      if (moved_back) break;
       if (d <= 0) {
         d = 0;
+        break;
+      }
+      if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
+                                     std::memory_order_seq_cst)) {
         break;
       }
     }
@@ -332,6 +316,18 @@ class gcra_limit {
       refund(t, estimate - actual, now);
     } else if (actual > estimate) {
       charge(actual - estimate, now);
+    }
+  }
+
+  /// The caller of `t` is done waiting: it sends now, or gave up. Once every
+  /// caller that waited is done, their sending times stop holding refunds
+  /// back. Call it once per ticket that waited (`t.sends` set; others are
+  /// ignored); a waiter never reported only makes refunds conservative.
+  void done_waiting(const rate_ticket& t) noexcept {
+    if (t.sends == detail::rl_min) return;
+    std::int64_t w = waiters_.load(std::memory_order_seq_cst);
+    while (w > 0 && !waiters_.compare_exchange_weak(w, w - 1, std::memory_order_seq_cst,
+                                                    std::memory_order_seq_cst)) {
     }
   }
 
@@ -396,33 +392,47 @@ class gcra_limit {
   const rate_limit_options& options() const noexcept { return options_; }
 
  private:
-  // A caller that waits goes later than it asked: its sending time is
-  // published before its slot is taken, so that no refund moves a slot
-  // before it (refund()).
+  // A caller that waits goes later than it asked: it counts itself a waiter
+  // and publishes its sending time before its slot is taken, so that no
+  // refund moves a slot before it (refund()).
   KEEL_DETAIL_NOINLINE rate_decision acquire_waiting(std::int64_t tat, std::int64_t end,
                                                      std::int64_t n, std::int64_t need,
                                                      std::uint64_t mark, std::int64_t allowed,
                                                      duration max_wait) noexcept {
-    const std::int64_t before = raise(latest_, allowed);
+    waiters_.fetch_add(1, std::memory_order_seq_cst);
+    raise(latest_, allowed);
     for (;;) {
       if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
         const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
-        return {true, duration(wait), std::nullopt, {end, n, need, mark, allowed, before}};
+        return {true, duration(wait), std::nullopt, {end, n, need, mark, allowed}};
       }
-      // Another slot came first: this one moves later.
+      // Another slot came first: this one moves.
       const std::int64_t from = detail::rl_max_of(paused_.load(std::memory_order_relaxed), n);
       const std::int64_t start = detail::rl_max_of(tat, from);
       end = detail::rl_add(start, need);
-      const std::int64_t next =
-          detail::rl_max_of(need > tau_ ? start : detail::rl_sub(end, tau_), from);
-      const std::int64_t wait = next > n ? detail::rl_sub(next, n) : 0;
+      allowed = detail::rl_max_of(need > tau_ ? start : detail::rl_sub(end, tau_), from);
+      const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
       if (wait > max_wait.count() || end == detail::rl_max) {
+        waiters_.fetch_sub(1, std::memory_order_seq_cst);
         return {false, {}, duration(wait), {}};
       }
-      // Also when earlier: a refund since may have taken the first one back.
-      raise(latest_, next);
-      allowed = next;
+      raise(latest_, allowed);
+    }
+  }
+
+  // With no caller waiting, no sending time holds refunds back. A waiter
+  // counts itself before it publishes its time: one that came meanwhile
+  // either finds the time cleared, or is seen here and the time put back.
+  // Under the refunders' lock.
+  void forget_waiters() noexcept {
+    std::int64_t latest = latest_.load(std::memory_order_seq_cst);
+    if (latest == detail::rl_min || waiters_.load(std::memory_order_seq_cst) != 0) return;
+    const std::int64_t old = latest;
+    if (latest_.compare_exchange_strong(latest, detail::rl_min, std::memory_order_seq_cst,
+                                        std::memory_order_seq_cst) &&
+        waiters_.load(std::memory_order_seq_cst) != 0) {
+      raise(latest_, old);
     }
   }
 
@@ -458,6 +468,7 @@ class gcra_limit {
   std::atomic<std::uint64_t> refunds_{0};             // 2 * ns refunded, low bit: lock
   std::atomic<std::int64_t> seen_{detail::rl_min};    // the latest admission's `now`
   std::atomic<std::int64_t> latest_{detail::rl_min};  // the latest waiter's sending time
+  std::atomic<std::int64_t> waiters_{0};              // callers waiting, not yet done_waiting()
   std::atomic<std::int64_t> held_{detail::rl_min};    // a quota hint's floor: refunds stop there
 };
 
@@ -562,27 +573,34 @@ std::array<hint, N> as_hints(const H& h) {
   }
 }
 
-template <std::size_t N>
+template <std::size_t N, class Limit>
 struct rate_state {
-  std::array<gcra_limit, N> limits;
+  std::array<Limit, N> limits;
 };
 
 // Gives back the slots of limits [0, count) at `now`.
-template <std::size_t N>
-void refund_all(rate_state<N>& s, const std::array<rate_ticket, N>& tickets, std::size_t count,
-                time_point now) noexcept {
+template <std::size_t N, class Limit>
+void refund_all(rate_state<N, Limit>& s, const std::array<rate_ticket, N>& tickets,
+                std::size_t count, time_point now) noexcept {
   for (std::size_t k = 0; k < count; ++k) s.limits[k].refund_all(tickets[k], now);
 }
 
-template <std::size_t N, std::size_t... I>
-std::shared_ptr<rate_state<N>> make_rate_state(const std::array<rate_limit_options, N>& o,
-                                               std::index_sequence<I...>) {
-  return std::shared_ptr<rate_state<N>>(
-      new rate_state<N>{std::array<gcra_limit, N>{gcra_limit(o[I])...}});
+// The callers of the tickets of limits [0, count) are done waiting.
+template <std::size_t N, class Limit>
+void done_waiting(rate_state<N, Limit>& s, const std::array<rate_ticket, N>& tickets,
+                  std::size_t count) noexcept {
+  for (std::size_t k = 0; k < count; ++k) s.limits[k].done_waiting(tickets[k]);
 }
 
-template <std::size_t N>
-duration least_max_wait(const std::array<rate_limit_options, N>& o) noexcept {
+template <class Limit, std::size_t N, std::size_t... I>
+std::shared_ptr<rate_state<N, Limit>> make_rate_state(
+    const std::array<typename Limit::options_type, N>& o, std::index_sequence<I...>) {
+  return std::shared_ptr<rate_state<N, Limit>>(
+      new rate_state<N, Limit>{std::array<Limit, N>{Limit(o[I])...}});
+}
+
+template <class Options, std::size_t N>
+duration least_max_wait(const std::array<Options, N>& o) noexcept {
   duration w = duration::max();
   for (const auto& x : o) w = x.max_wait < w ? x.max_wait : w;
   return w;
@@ -592,7 +610,9 @@ duration least_max_wait(const std::array<rate_limit_options, N>& o) noexcept {
 
 /// Limits the rate of calls to N limits at once (requests per minute, tokens
 /// per minute, dollars per day): a call is admitted by all or by none. Each
-/// limit is a keel::gcra_limit; a call's costs come from `Cost`
+/// limit is a `Limit`: a keel::gcra_limit (default), or a
+/// keel::sliding_window_limit (<keel/admission/sliding_window_limit.hpp>);
+/// a call's costs come from `Cost`
 /// (`f(const keel::context&)`, one number for every limit or an array of N),
 /// its actual costs, once known, from `Actual` (`f(const keel::outcome<R>&)`
 /// returning an optional number or array: the estimate is settled to it),
@@ -610,35 +630,38 @@ duration least_max_wait(const std::array<rate_limit_options, N>& o) noexcept {
 /// Copies share the limits' state; with_environment() makes new limits.
 template <std::size_t N = 1, class Cost = context_cost, class Actual = no_actual_cost,
           class HintFn = failure_hint, class Listener = no_listener,
-          environment Env = default_environment>
-class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Listener, Env>> {
+          environment Env = default_environment, class Limit = gcra_limit>
+class rate_limiter
+    : public executable<rate_limiter<N, Cost, Actual, HintFn, Listener, Env, Limit>> {
   static_assert(N >= 1, "keel::rate_limiter needs at least one limit");
 
  public:
   using costs = detail::rate_costs<N>;
+  /// The options of one limit: keel::rate_limit_options for a GCRA limit.
+  using options_type = typename Limit::options_type;
 
   // clang-format 14 and 19 place a requires clause apart: kept as written.
   // clang-format off
   /// One limit. Throws keel::config_error when `o` is invalid.
-  explicit rate_limiter(rate_limit_options o = {})
+  explicit rate_limiter(options_type o = {})
     requires(N == 1)
-      : rate_limiter(std::array<rate_limit_options, 1>{o}) {}
+      : rate_limiter(std::array<options_type, 1>{o}) {}
   /// `keel::rate_limiter({})`: the default options.
   explicit rate_limiter(detail::empty_braces)
     requires(N == 1)
-      : rate_limiter(rate_limit_options()) {}
+      : rate_limiter(options_type()) {}
   // clang-format on
   /// N limits, all of which must admit a call.
-  explicit rate_limiter(const std::array<rate_limit_options, N>& o)
+  explicit rate_limiter(const std::array<options_type, N>& o)
       : options_(o),
         max_wait_(detail::least_max_wait(o)),
         buckets_(bucket_costs_of(o)),
-        state_(detail::make_rate_state(o, std::make_index_sequence<N>())) {}
+        state_(detail::make_rate_state<Limit>(o, std::make_index_sequence<N>())) {}
 
   /// For keel::rebuild: every part.
-  rate_limiter(from_parts_t, std::array<rate_limit_options, N> o, Cost cost, Actual actual,
+  rate_limiter(from_parts_t, std::array<options_type, N> o, Cost cost, Actual actual,
                HintFn hint_fn, Listener listener, Env env,
-               std::shared_ptr<detail::rate_state<N>> state, policy_name name)
+               std::shared_ptr<detail::rate_state<N, Limit>> state, policy_name name)
       : options_(o),
         max_wait_(detail::least_max_wait(o)),
         buckets_(bucket_costs_of(o)),
@@ -656,7 +679,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   /// std::array<std::uint64_t, N>. One that throws charges every limit its bucket.
   template <class F>
   auto with_cost(F f) const {
-    return rebuild<rate_limiter<N, F, Actual, HintFn, Listener, Env>, &rate_limiter::cost_>(
+    return rebuild<rate_limiter<N, F, Actual, HintFn, Listener, Env, Limit>, &rate_limiter::cost_>(
         *this, std::move(f), parts{});
   }
   /// The actual-cost function: f(const keel::outcome<R>&) -> std::optional of a
@@ -664,28 +687,29 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   /// the estimate stands.
   template <class F>
   auto with_actual_cost(F f) const {
-    return rebuild<rate_limiter<N, Cost, F, HintFn, Listener, Env>, &rate_limiter::actual_>(
+    return rebuild<rate_limiter<N, Cost, F, HintFn, Listener, Env, Limit>, &rate_limiter::actual_>(
         *this, std::move(f), parts{});
   }
   /// The hint reader: f(const keel::outcome<R>&) -> keel::hint, or
   /// std::array<keel::hint, N>; asked after every call that left. A throw: no hint.
   template <class F>
   auto with_hint(F f) const {
-    return rebuild<rate_limiter<N, Cost, Actual, F, Listener, Env>, &rate_limiter::hint_>(
+    return rebuild<rate_limiter<N, Cost, Actual, F, Listener, Env, Limit>, &rate_limiter::hint_>(
         *this, std::move(f), parts{});
   }
   /// Where events go (rate_limit_rejected, rate_limit_paused); counters stay attached.
   template <class L>
   auto with_listener(L l) const {
     using slot = with_listener_t<Listener, L>;
-    return rebuild<rate_limiter<N, Cost, Actual, HintFn, slot, Env>, &rate_limiter::listener_>(
-        *this, replace_listener(listener_, std::move(l)), parts{});
+    return rebuild<rate_limiter<N, Cost, Actual, HintFn, slot, Env, Limit>,
+                   &rate_limiter::listener_>(*this, replace_listener(listener_, std::move(l)),
+                                             parts{});
   }
   /// Also counts its events into `c`, which must outlive every copy.
   auto with_counters(counters& c) const {
     using slot = with_counters_t<Listener>;
-    return rebuild<rate_limiter<N, Cost, Actual, HintFn, slot, Env>, &rate_limiter::listener_>(
-        *this, attach_counters(listener_, c), parts{});
+    return rebuild<rate_limiter<N, Cost, Actual, HintFn, slot, Env, Limit>,
+                   &rate_limiter::listener_>(*this, attach_counters(listener_, c), parts{});
   }
   /// Named `name` in its events (default "rate_limiter").
   rate_limiter named(std::string_view name) const {
@@ -695,9 +719,9 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   /// (full buckets): times of two clocks never meet in one limit.
   template <environment E>
   auto with_environment(E env) const {
-    using result = rate_limiter<N, Cost, Actual, HintFn, Listener, E>;
+    using result = rate_limiter<N, Cost, Actual, HintFn, Listener, E, Limit>;
     return result(from_parts, options_, cost_, actual_, hint_, listener_, std::move(env),
-                  detail::make_rate_state(options_, std::make_index_sequence<N>()), name_);
+                  detail::make_rate_state<Limit>(options_, std::make_index_sequence<N>()), name_);
   }
 
   /// A reservation of the two-step API: test it, wait wait(), send, then
@@ -717,7 +741,10 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
     reservation& operator=(reservation&&) = delete;
     reservation(const reservation&) = delete;
     reservation& operator=(const reservation&) = delete;
-    ~reservation() = default;
+    /// Unsettled, its estimate stands (and its caller is done waiting).
+    ~reservation() {
+      if (state_) detail::done_waiting(*state_, tickets_, N);
+    }
 
     explicit operator bool() const noexcept { return refused_by_ == N; }
     bool admitted() const noexcept { return refused_by_ == N; }
@@ -732,7 +759,8 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
 
     /// Corrects every limit's charge to `actual` (at most once; later calls do nothing).
     void settle(const costs& actual) noexcept {
-      if (const std::shared_ptr<detail::rate_state<N>> s = std::move(state_)) {
+      if (const std::shared_ptr<detail::rate_state<N, Limit>> s = std::move(state_)) {
+        detail::done_waiting(*s, tickets_, N);
         const time_point now = env_.now();
         for (std::size_t k = 0; k < N; ++k) {
           s->limits[k].settle(tickets_[k], estimate_[k], actual[k], now);
@@ -743,7 +771,8 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
     void settle(std::uint64_t actual) noexcept { settle(detail::as_costs<N>(actual)); }
     /// The call never left: every slot is given back (at most once).
     void cancel() noexcept {
-      if (const std::shared_ptr<detail::rate_state<N>> s = std::move(state_)) {
+      if (const std::shared_ptr<detail::rate_state<N, Limit>> s = std::move(state_)) {
+        detail::done_waiting(*s, tickets_, N);
         detail::refund_all(*s, tickets_, N, env_.now());
       }
     }
@@ -751,7 +780,8 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
    private:
     friend class rate_limiter;
     explicit reservation(const Env& env) : env_(env) {}
-    std::shared_ptr<detail::rate_state<N>> state_;  // empty once settled, cancelled or refused
+    std::shared_ptr<detail::rate_state<N, Limit>>
+        state_;  // empty once settled, cancelled or refused
     [[no_unique_address]] Env env_;
     costs estimate_{};
     std::array<rate_ticket, N> tickets_{};
@@ -770,6 +800,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
       const rate_decision d = state_->limits[k].try_acquire(estimate[k], now, max_wait);
       if (!d) {
         refund_all(r.tickets_, k);
+        detail::done_waiting(*state_, r.tickets_, k);
         r.refused_by_ = k;
         r.retry_after_ = d.retry_after;
         return r;
@@ -836,13 +867,13 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   }
 
   /// The limits' decision cores, to inspect or drive by hand.
-  const gcra_limit& limit(std::size_t k = 0) const noexcept { return state_->limits[k]; }
-  gcra_limit& limit(std::size_t k = 0) noexcept { return state_->limits[k]; }
-  const std::array<rate_limit_options, N>& options() const noexcept { return options_; }
+  const Limit& limit(std::size_t k = 0) const noexcept { return state_->limits[k]; }
+  Limit& limit(std::size_t k = 0) noexcept { return state_->limits[k]; }
+  const std::array<options_type, N>& options() const noexcept { return options_; }
   std::string_view name() const noexcept { return name_; }
 
  private:
-  static constexpr costs bucket_costs_of(const std::array<rate_limit_options, N>& o) noexcept {
+  static constexpr costs bucket_costs_of(const std::array<options_type, N>& o) noexcept {
     costs c{};
     for (std::size_t k = 0; k < N; ++k) c[k] = o[k].bucket();
     return c;
@@ -874,6 +905,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
     slot_wait w;
     for (;;) {
       if (!env_.sleep_for(wait, stop)) {
+        detail::done_waiting(*state_, tickets, N);
         refund_all(tickets, N);
         w.cancelled = true;
         return w;
@@ -881,6 +913,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
       const time_point now = env_.now();
       bool paused = false;
       for (std::size_t i = 0; i < N; ++i) paused = paused || state_->limits[i].paused_until() > now;
+      detail::done_waiting(*state_, tickets, N);  // it sends now, or asks again
       if (!paused) {
         w.tickets = tickets;
         return w;
@@ -891,6 +924,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
       for (std::size_t k = 0; k < N; ++k) {
         const rate_decision d = state_->limits[k].try_acquire(c[k], now, left);
         if (!d) {
+          detail::done_waiting(*state_, tickets, k);
           refund_all(tickets, k);
           w.refused_by = k;
           w.retry_after = d.retry_after;
@@ -907,6 +941,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
                                          std::uint64_t cost, std::optional<duration> retry_after,
                                          context& ctx) const {
     refund_all(tickets, k);
+    detail::done_waiting(*state_, tickets, k);
     if constexpr (observes<Listener, rate_limit_rejected>) {
       report<rate_limit_rejected>(listener_, [&] {
         return rate_limit_rejected{k, cost, retry_after, source_of(name_, ctx)};
@@ -936,7 +971,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
     if (!actual && !any_hint) return;
     const time_point now = env_.now();
     for (std::size_t k = 0; k < N; ++k) {
-      gcra_limit& l = state_->limits[k];
+      Limit& l = state_->limits[k];
       if (actual) l.settle(tickets[k], estimate[k], (*actual)[k], now);
       if (hints[k].quota) l.tighten(hints[k].quota->remaining, now);
       if (hints[k].retry_after && l.pause(*hints[k].retry_after, now)) {
@@ -952,7 +987,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
     }
   }
 
-  std::array<rate_limit_options, N> options_;
+  std::array<options_type, N> options_;
   duration max_wait_;
   costs buckets_;  // what a call costs when the cost function throws
   [[no_unique_address]] Cost cost_{};
@@ -960,7 +995,7 @@ class rate_limiter : public executable<rate_limiter<N, Cost, Actual, HintFn, Lis
   [[no_unique_address]] HintFn hint_{};
   [[no_unique_address]] Listener listener_{};
   [[no_unique_address]] Env env_{};
-  std::shared_ptr<detail::rate_state<N>> state_;  // copies share the limits
+  std::shared_ptr<detail::rate_state<N, Limit>> state_;  // copies share the limits
   policy_name name_{"rate_limiter"};
 
   using parts = keel::parts<&rate_limiter::options_, &rate_limiter::cost_, &rate_limiter::actual_,
@@ -975,14 +1010,26 @@ template <std::size_t N>
 rate_limiter(std::array<rate_limit_options, N>) -> rate_limiter<N>;
 // clang-format on
 
+/// The decision core a limit's options make: gcra_limit for
+/// rate_limit_options (sliding_window_limit.hpp adds its own).
+template <class Options>
+struct limit_for;
+template <>
+struct limit_for<rate_limit_options> {
+  using type = gcra_limit;
+};
+
 // clang-format off
-/// Several limits that must all admit a call:
+/// Several limits that must all admit a call, all of one kind:
 /// `keel::rate_limits(rpm, tpm)` is a keel::rate_limiter<2>.
-template <class... O>
-  requires(sizeof...(O) >= 1 && (std::same_as<O, rate_limit_options> && ...))
-rate_limiter<sizeof...(O)> rate_limits(const O&... o) {
+template <class O, class... More>
+  requires((std::same_as<O, More> && ...) && requires { typename limit_for<O>::type; })
+auto rate_limits(const O& first, const More&... more) {
   // clang-format on
-  return rate_limiter<sizeof...(O)>(std::array<rate_limit_options, sizeof...(O)>{o...});
+  constexpr std::size_t n = 1 + sizeof...(More);
+  using limiter = rate_limiter<n, context_cost, no_actual_cost, failure_hint, no_listener,
+                               default_environment, typename limit_for<O>::type>;
+  return limiter(std::array<O, n>{first, more...});
 }
 
 }  // namespace keel

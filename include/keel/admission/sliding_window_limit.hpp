@@ -41,6 +41,9 @@ struct sliding_window_options {
 
   /// The width of one bucket: ceil(period / buckets), so that `buckets` of
   /// them cover at least a period.
+  /// The units that may go at once into an empty window: limit.
+  constexpr std::uint64_t bucket() const noexcept { return limit; }
+
   constexpr duration bucket_width() const noexcept {
     const auto p = static_cast<std::uint64_t>(period.count());
     return duration(static_cast<std::int64_t>(p / buckets + (p % buckets != 0 ? 1 : 0)));
@@ -90,6 +93,8 @@ struct sliding_window_options {
 /// in, `at` the send time (ns), `refunds` the units counted, `length` 0.
 class sliding_window_limit {
  public:
+  using options_type = sliding_window_options;
+
   /// Throws keel::config_error (aborts without exceptions) when `o` is invalid.
   explicit sliding_window_limit(const sliding_window_options& o)
       : options_((require_valid(o.validate()), o)),
@@ -199,6 +204,9 @@ class sliding_window_limit {
       charge(actual - estimate, now);
     }
   }
+
+  /// For keel::rate_limiter, as gcra_limit's: a window keeps no waiter's time.
+  void done_waiting(const rate_ticket&) noexcept {}
 
   /// No unit goes before now + retry_after (cut to max_pause); returns true
   /// when that moved the pause later. A pause never shortens.
@@ -361,6 +369,23 @@ class sliding_window_limit {
   mutable std::atomic<bool> lock_{false};
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
 };
+
+template <>
+struct limit_for<sliding_window_options> {
+  using type = sliding_window_limit;
+};
+
+// A keel::rate_limiter of window limits: keel::rate_limiter(sliding_window_options{...}),
+// or keel::rate_limits(window, window, ...).
+// clang-format off
+rate_limiter(sliding_window_options) -> rate_limiter<1, context_cost, no_actual_cost, failure_hint,
+                                                     no_listener, default_environment,
+                                                     sliding_window_limit>;
+template <std::size_t N>
+rate_limiter(std::array<sliding_window_options, N>)
+    -> rate_limiter<N, context_cost, no_actual_cost, failure_hint, no_listener,
+                    default_environment, sliding_window_limit>;
+// clang-format on
 
 }  // namespace keel
 

@@ -416,3 +416,27 @@ TEST_CASE("rate_limiter: a result whose copy or move throws: no escape, no leak,
   keel_test::hostile_reset(0);
   CHECK(keel_test::hostile_counters().bad_destroys == 0);
 }
+
+TEST_CASE("rate_limiter: once every waiter cancelled, a call that never left gets all back",
+          "[rate_limiter]") {
+  venv env;
+  const auto limiter =
+      keel::rate_limiter({.limit = 1, .period = 1s, .burst = 2}).with_environment(env);
+  const bool newest_first = GENERATE(true, false);
+  auto a = limiter.reserve(2);
+  auto w1 = limiter.reserve(1, 10s);
+  auto w2 = limiter.reserve(1, 10s);
+  REQUIRE(a);
+  REQUIRE(w1.wait() == 1s);
+  REQUIRE(w2.wait() == 2s);
+  if (newest_first) {
+    w2.cancel();
+    w1.cancel();
+  } else {
+    w1.cancel();
+    w2.cancel();
+  }
+  a.cancel();
+  CHECK(limiter.limit().available(env.now()) == 2);
+  CHECK(limiter.limit().tat() <= env.now());
+}

@@ -65,9 +65,10 @@ TEST_CASE(
   const auto w = l.try_acquire(3, at(0s), 10s);  // waits 3 s for its slot
   REQUIRE(w.admitted);
   REQUIRE(w.wait == 3s);
-  CHECK(l.refund_all(w.ticket, at(0s)) == 3s);  // the waiter gives up: all of it back
+  l.done_waiting(w.ticket);                     // the waiter gives up
+  CHECK(l.refund_all(w.ticket, at(0s)) == 3s);  // all of it back
   // Nobody waits now; C never left: "with nobody waiting, gives back all of
-  // its slot still ahead". It gets nothing: latest_ still holds W's time.
+  // its slot still ahead". It got nothing: latest_ still held W's time.
   CHECK(l.refund_all(c.ticket, at(0s)) == 3s);
   CHECK(l.available(at(0s)) == 3);
 }
