@@ -239,8 +239,8 @@ class circuit_breaker : public executable<circuit_breaker<Handles, Listener, Env
   /// The state machine itself, to drive by hand next to this breaker.
   breaker_state_machine& core() const noexcept { return core_; }
 
-  /// How the breaker counts an outcome: ignored (Ignores, or a cancellation),
-  /// failure (Handles; but an inner policy's rejection is ignored instead),
+  /// How the breaker counts an outcome: ignored (Ignores, a cancellation, or
+  /// an inner policy's rejection, whatever Handles says), failure (Handles),
   /// else success.
   template <class R>
   call_result classify(const outcome<R>& o) const {
