@@ -1163,13 +1163,13 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     return s;
   }
   // c % n for n = the divisor of m = UINT64_MAX / n + 1 (n >= 1): the high
-  // half of (m * c mod 2^64) * n, by 32-bit parts. Always < n, even when m
-  // and n come from two different layouts during a change.
+  // half of (m * c mod 2^64) * n, one 64 x 64 -> 128-bit multiplication.
+  // Always < n, even when m and n come from two different layouts during a change.
   static KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::size_t fastmod(std::uint32_t c, std::uint64_t m,
                                                                    std::uint32_t n) noexcept {
+    __extension__ using u128 = unsigned __int128;
     const std::uint64_t low = m * c;
-    const std::uint64_t hi = (low >> 32) * n + (((low & 0xffffffffu) * n) >> 32);
-    return static_cast<std::size_t>(hi >> 32);
+    return static_cast<std::size_t>((static_cast<u128>(low) * n) >> 64);
   }
   // UINT64_MAX / 1 + 1 wraps to 0 on purpose: fastmod then gives 0, the only index.
   static KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint64_t fastmod_multiplier(
