@@ -271,11 +271,14 @@ inline constexpr std::int64_t pool_past = INT64_MIN;
 inline std::int64_t ticks(time_point t) noexcept { return t.time_since_epoch().count(); }
 
 /// floor(u * n) for u in [0, 1), clamped below n (a hostile random source).
+/// n < 2^32 (a pool's capacity): converted through int64, neither conversion
+/// needs the fix-ups of an unsigned one.
 inline std::size_t index_below(double u, std::size_t n) noexcept {
   if (!(u > 0.0)) return 0;
-  const double x = u * static_cast<double>(n);
-  if (!(x < static_cast<double>(n))) return n - 1;
-  return static_cast<std::size_t>(x);
+  const double size = static_cast<double>(static_cast<std::int64_t>(n));
+  const double x = u * size;
+  if (!(x < size)) return n - 1;
+  return static_cast<std::size_t>(static_cast<std::int64_t>(x));
 }
 
 /// The slots one call moved away from within an attempt (each refused it):
