@@ -234,6 +234,9 @@ class context {
 
   /// The endpoints this call has tried so far, across its retries (indexes).
   tried_set tried() const noexcept {
+    // First, one test: a pool's tried().empty() then costs that much even
+    // where the compiler cannot see that the context is fresh.
+    if ((used_ & (tried_bit | target_tried_bit)) == 0) return tried_set();
     tried_set t = (used_ & tried_bit) != 0 ? tried_.value : tried_set();
     if ((used_ & target_tried_bit) != 0) t.insert(target_.value.index());
     return t;
