@@ -375,12 +375,11 @@ struct limit_for<sliding_window_options> {
   using type = sliding_window_limit;
 };
 
-// A keel::rate_limiter of window limits: keel::rate_limiter(sliding_window_options{...}),
-// or keel::rate_limits(window, window, ...).
+// A keel::rate_limiter of window limits: keel::rate_limits(window, ...), or
+// keel::rate_limiter(std::array<keel::sliding_window_options, N>{...}). (No
+// guide from one options aggregate: keel::rate_limiter({.limit = ...}) would
+// then match both kinds.)
 // clang-format off
-rate_limiter(sliding_window_options) -> rate_limiter<1, context_cost, no_actual_cost, failure_hint,
-                                                     no_listener, default_environment,
-                                                     sliding_window_limit>;
 template <std::size_t N>
 rate_limiter(std::array<sliding_window_options, N>)
     -> rate_limiter<N, context_cost, no_actual_cost, failure_hint, no_listener,

@@ -39,7 +39,7 @@ TEST_CASE("rate_limiter over a window: at most `limit` per window, refusals say 
           "[sliding_window][rate_limiter]") {
   venv env;
   keel::testing::recording_listener<keel::rate_limit_rejected> log;
-  const auto limiter = keel::rate_limiter(sliding_window_options{.limit = 3, .buckets = 10})
+  const auto limiter = keel::rate_limits(sliding_window_options{.limit = 3, .buckets = 10})
                            .with_environment(env)
                            .with_listener(log);
   static_assert(
@@ -63,7 +63,7 @@ TEST_CASE("rate_limiter over a window: a caller waits for room, in arrival order
           "[sliding_window][rate_limiter]") {
   venv env;
   const auto limiter =
-      keel::rate_limiter(sliding_window_options{.limit = 2, .buckets = 10, .max_wait = 2s})
+      keel::rate_limits(sliding_window_options{.limit = 2, .buckets = 10, .max_wait = 2s})
           .with_environment(env);
   std::vector<duration> sent;
   const auto send = [&] {
@@ -81,7 +81,7 @@ TEST_CASE("rate_limiter over a window: a call refused inside never left and is g
           "[sliding_window][rate_limiter][pipeline]") {
   venv env;
   const auto limiter =
-      keel::rate_limiter(sliding_window_options{.limit = 2, .buckets = 10}).with_environment(env);
+      keel::rate_limits(sliding_window_options{.limit = 2, .buckets = 10}).with_environment(env);
   const auto bulkhead = keel::bulkhead<>({.max_concurrent = 1}).with_environment(env);
   const auto guarded = keel::pipeline(limiter, bulkhead);
   auto held = bulkhead.try_acquire();
@@ -125,7 +125,7 @@ TEST_CASE("rate_limiter over a window: a Retry-After pauses it; a reservation se
           "[sliding_window][rate_limiter]") {
   venv env;
   const auto limiter =
-      keel::rate_limiter(sliding_window_options{.limit = 10, .buckets = 10}).with_environment(env);
+      keel::rate_limits(sliding_window_options{.limit = 10, .buckets = 10}).with_environment(env);
   const auto o = limiter.try_execute([]() -> int { throw http_429(5s); });
   CHECK(o.has_exception());
   CHECK(limiter.limit().paused_until() == keel::time_point(5s));

@@ -218,8 +218,8 @@ TEST_CASE("review4: index_below through int64 equals the unsigned conversion, be
 // The outcome "built in the caller's slot": the call that moved.
 // ---------------------------------------------------------------------------
 TEST_CASE(
-    "review4: a call moved off a refusing endpoint moves its result no more than a call "
-    "that was not",
+    "review4: a call moved off a refusing endpoint moves its result at most three times more "
+    "than a call that was not",
     "[review14d][pool][outcome]") {
   keel::endpoint_pool pool(names{"a", "b"}, {}, r4_layers{0, keel::target::none});
   const auto call = [&] {
@@ -235,7 +235,11 @@ TEST_CASE(
   pool_test_access::set_cursor(pool, 0);  // a refuses: the call moves to b
   const int moved = call();
   INFO("moves: direct " << direct << ", moved " << moved);
-  CHECK(moved <= direct + 1);
+  // The slow path's outcome is assigned into the fast path's named one (so
+  // that the common path builds its outcome in the caller's slot, moved
+  // once): a moved call pays up to three more moves of its result.
+  CHECK(direct == 1);
+  CHECK(moved <= direct + 3);
   for (std::size_t i = 0; i < pool.capacity(); ++i) CHECK(pool.status(i).in_flight == 0);
 }
 
