@@ -405,6 +405,12 @@ class gcra_limit {
       if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
         const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
+        // A refund since may have made the slot due now: then it does not
+        // wait, and the policy reports only callers that wait done.
+        if (wait == 0) {
+          waiters_.fetch_sub(1, std::memory_order_seq_cst);
+          return {true, duration(0), std::nullopt, {end, n, need, mark}};
+        }
         return {true, duration(wait), std::nullopt, {end, n, need, mark, allowed}};
       }
       // Another slot came first: this one moves.
