@@ -909,8 +909,19 @@ class rate_limiter
                                                 std::stop_token stop) const {
     // NOLINTEND(performance-unnecessary-value-param)
     slot_wait w;
+    // A clock or sleeper that throws mid-wait: the call is done waiting all
+    // the same (else the count keeps every later sending time alive).
+    struct done_on_throw {
+      detail::rate_state<N, Limit>& s;
+      const std::array<rate_ticket, N>& t;
+      bool armed = true;
+      ~done_on_throw() {
+        if (armed) detail::done_waiting(s, t, N);
+      }
+    } guard{*state_, tickets};
     for (;;) {
       if (!env_.sleep_for(wait, stop)) {
+        guard.armed = false;
         detail::done_waiting(*state_, tickets, N);
         refund_all(tickets, N);
         w.cancelled = true;
@@ -919,6 +930,7 @@ class rate_limiter
       const time_point now = env_.now();
       bool paused = false;
       for (std::size_t i = 0; i < N; ++i) paused = paused || state_->limits[i].paused_until() > now;
+      guard.armed = false;
       detail::done_waiting(*state_, tickets, N);  // it sends now, or asks again
       if (!paused) {
         w.tickets = tickets;
@@ -939,6 +951,7 @@ class rate_limiter
         tickets[k] = d.ticket;
         if (d.wait > wait) wait = d.wait;
       }
+      guard.armed = true;
     }
   }
 
