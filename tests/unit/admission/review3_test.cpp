@@ -149,7 +149,7 @@ std::uint64_t fuzz_with_done(bool behind) {
       const time_point tp{duration(now)};
       for (auto it = waiting.begin(); it != waiting.end();) {
         if (it->send_at <= now && rng.chance(70)) {
-          l.done_waiting(it->ticket);
+          l.done_waiting(it->ticket, true);
           const auto actual =
               static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(it->estimate)));
           if (actual > 0) sent.push_back({it->send_at, actual});
@@ -157,7 +157,7 @@ std::uint64_t fuzz_with_done(bool behind) {
           l.settle(it->ticket, it->estimate, actual, time_point(duration(now - b)));
           it = waiting.erase(it);
         } else if (it->send_at <= now) {
-          l.done_waiting(it->ticket);
+          l.done_waiting(it->ticket, true);
           sent.push_back({it->send_at, it->estimate});
           it = waiting.erase(it);
         } else {
@@ -236,7 +236,7 @@ TEST_CASE(
   // run(): W wakes at 1 s, is reported done and sends. A's refunder read its
   // clock at 0.5 s (cancel()/after_call read it before the lock) and was
   // preempted meanwhile. Before 20be97d latest_ (1 s) held the refund to 0.
-  l.done_waiting(w.ticket);
+  l.done_waiting(w.ticket, true);                  // it sends
   CHECK(l.refund_all(a.ticket, at(500ms)) == 0s);  // 500 ms: W's slot is now [0.5 s, 1.5 s]
   const auto z = l.try_acquire(1, at(1s), 10s);
   REQUIRE(z.admitted);
