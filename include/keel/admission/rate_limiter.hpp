@@ -319,12 +319,15 @@ class gcra_limit {
     }
   }
 
-  /// The caller of `t` is done waiting: it sends now, or gave up. Once every
-  /// caller that waited is done, their sending times stop holding refunds
-  /// back. Call it once per ticket that waited (`t.sends` set; others are
-  /// ignored); a waiter never reported only makes refunds conservative.
-  void done_waiting(const rate_ticket& t) noexcept {
+  /// The caller of `t` is done waiting: it gave up, or sends now (`sent`).
+  /// Once every caller that waited is done, their sending times stop holding
+  /// refunds back; one that sent holds them as an admission's time does (a
+  /// refunder may have read its clock before it woke). Call it once per
+  /// ticket that waited (`t.sends` set; others are ignored); a waiter never
+  /// reported only makes refunds conservative.
+  void done_waiting(const rate_ticket& t, bool sent = false) noexcept {
     if (t.sends == detail::rl_min) return;
+    if (sent) raise(seen_, t.sends);  // before the count drops: see forget_waiters()
     std::int64_t w = waiters_.load(std::memory_order_seq_cst);
     while (w > 0 && !waiters_.compare_exchange_weak(w, w - 1, std::memory_order_seq_cst,
                                                     std::memory_order_seq_cst)) {
@@ -405,6 +408,12 @@ class gcra_limit {
       if (tat_.compare_exchange_weak(tat, end, std::memory_order_seq_cst,
                                      std::memory_order_relaxed)) {
         const std::int64_t wait = allowed > n ? detail::rl_sub(allowed, n) : 0;
+        // A refund since may have made the slot due now: then it does not
+        // wait, and the policy reports only callers that wait done.
+        if (wait == 0) {
+          waiters_.fetch_sub(1, std::memory_order_seq_cst);
+          return {true, duration(0), std::nullopt, {end, n, need, mark}};
+        }
         return {true, duration(wait), std::nullopt, {end, n, need, mark, allowed}};
       }
       // Another slot came first: this one moves.
@@ -466,7 +475,7 @@ class gcra_limit {
   std::atomic<std::int64_t> tat_{detail::rl_min};     // full bucket
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
   std::atomic<std::uint64_t> refunds_{0};             // 2 * ns refunded, low bit: lock
-  std::atomic<std::int64_t> seen_{detail::rl_min};    // the latest admission's `now`
+  std::atomic<std::int64_t> seen_{detail::rl_min};    // the latest admission's `now` or send
   std::atomic<std::int64_t> latest_{detail::rl_min};  // the latest waiter's sending time
   std::atomic<std::int64_t> waiters_{0};              // callers waiting, not yet done_waiting()
   std::atomic<std::int64_t> held_{detail::rl_min};    // a quota hint's floor: refunds stop there
@@ -588,8 +597,8 @@ void refund_all(rate_state<N, Limit>& s, const std::array<rate_ticket, N>& ticke
 // The callers of the tickets of limits [0, count) are done waiting.
 template <std::size_t N, class Limit>
 void done_waiting(rate_state<N, Limit>& s, const std::array<rate_ticket, N>& tickets,
-                  std::size_t count) noexcept {
-  for (std::size_t k = 0; k < count; ++k) s.limits[k].done_waiting(tickets[k]);
+                  std::size_t count, bool sent) noexcept {
+  for (std::size_t k = 0; k < count; ++k) s.limits[k].done_waiting(tickets[k], sent);
 }
 
 template <class Limit, std::size_t N, std::size_t... I>
@@ -743,7 +752,7 @@ class rate_limiter
     reservation& operator=(const reservation&) = delete;
     /// Unsettled, its estimate stands (and its caller is done waiting).
     ~reservation() {
-      if (state_) detail::done_waiting(*state_, tickets_, N);
+      if (state_) detail::done_waiting(*state_, tickets_, N, true);
     }
 
     explicit operator bool() const noexcept { return refused_by_ == N; }
@@ -760,7 +769,7 @@ class rate_limiter
     /// Corrects every limit's charge to `actual` (at most once; later calls do nothing).
     void settle(const costs& actual) noexcept {
       if (const std::shared_ptr<detail::rate_state<N, Limit>> s = std::move(state_)) {
-        detail::done_waiting(*s, tickets_, N);
+        detail::done_waiting(*s, tickets_, N, true);
         const time_point now = env_.now();
         for (std::size_t k = 0; k < N; ++k) {
           s->limits[k].settle(tickets_[k], estimate_[k], actual[k], now);
@@ -772,7 +781,7 @@ class rate_limiter
     /// The call never left: every slot is given back (at most once).
     void cancel() noexcept {
       if (const std::shared_ptr<detail::rate_state<N, Limit>> s = std::move(state_)) {
-        detail::done_waiting(*s, tickets_, N);
+        detail::done_waiting(*s, tickets_, N, false);
         detail::refund_all(*s, tickets_, N, env_.now());
       }
     }
@@ -800,7 +809,7 @@ class rate_limiter
       const rate_decision d = state_->limits[k].try_acquire(estimate[k], now, max_wait);
       if (!d) {
         refund_all(r.tickets_, k);
-        detail::done_waiting(*state_, r.tickets_, k);
+        detail::done_waiting(*state_, r.tickets_, k, false);
         r.refused_by_ = k;
         r.retry_after_ = d.retry_after;
         return r;
@@ -903,9 +912,20 @@ class rate_limiter
                                                 std::stop_token stop) const {
     // NOLINTEND(performance-unnecessary-value-param)
     slot_wait w;
+    // A clock or sleeper that throws mid-wait: the call is done waiting all
+    // the same (else the count keeps every later sending time alive).
+    struct done_on_throw {
+      detail::rate_state<N, Limit>& s;
+      const std::array<rate_ticket, N>& t;
+      bool armed = true;
+      ~done_on_throw() {
+        if (armed) detail::done_waiting(s, t, N, false);
+      }
+    } guard{*state_, tickets};
     for (;;) {
       if (!env_.sleep_for(wait, stop)) {
-        detail::done_waiting(*state_, tickets, N);
+        guard.armed = false;
+        detail::done_waiting(*state_, tickets, N, false);
         refund_all(tickets, N);
         w.cancelled = true;
         return w;
@@ -913,7 +933,8 @@ class rate_limiter
       const time_point now = env_.now();
       bool paused = false;
       for (std::size_t i = 0; i < N; ++i) paused = paused || state_->limits[i].paused_until() > now;
-      detail::done_waiting(*state_, tickets, N);  // it sends now, or asks again
+      guard.armed = false;
+      detail::done_waiting(*state_, tickets, N, !paused);  // it sends now, or asks again
       if (!paused) {
         w.tickets = tickets;
         return w;
@@ -924,7 +945,7 @@ class rate_limiter
       for (std::size_t k = 0; k < N; ++k) {
         const rate_decision d = state_->limits[k].try_acquire(c[k], now, left);
         if (!d) {
-          detail::done_waiting(*state_, tickets, k);
+          detail::done_waiting(*state_, tickets, k, false);
           refund_all(tickets, k);
           w.refused_by = k;
           w.retry_after = d.retry_after;
@@ -933,6 +954,7 @@ class rate_limiter
         tickets[k] = d.ticket;
         if (d.wait > wait) wait = d.wait;
       }
+      guard.armed = true;
     }
   }
 
@@ -941,7 +963,7 @@ class rate_limiter
                                          std::uint64_t cost, std::optional<duration> retry_after,
                                          context& ctx) const {
     refund_all(tickets, k);
-    detail::done_waiting(*state_, tickets, k);
+    detail::done_waiting(*state_, tickets, k, false);
     if constexpr (observes<Listener, rate_limit_rejected>) {
       report<rate_limit_rejected>(listener_, [&] {
         return rate_limit_rejected{k, cost, retry_after, source_of(name_, ctx)};

@@ -206,7 +206,7 @@ class sliding_window_limit {
   }
 
   /// For keel::rate_limiter, as gcra_limit's: a window keeps no waiter's time.
-  void done_waiting(const rate_ticket&) noexcept {}
+  void done_waiting(const rate_ticket&, bool = false) noexcept {}
 
   /// No unit goes before now + retry_after (cut to max_pause); returns true
   /// when that moved the pause later. A pause never shortens.
