@@ -18,6 +18,7 @@
 #include "support/catch.hpp"
 #include "support/rate_bound.hpp"
 #include "support/rng.hpp"
+#include "support/throwing_clock_env.hpp"
 
 namespace {
 
@@ -47,17 +48,7 @@ duration d4_refund(gcra_limit& l, duration t) {
   return l.refund_all(a.ticket, at(t));
 }
 
-// A virtual environment whose clock throws after `reads` reads.
-struct throwing_clock_env {
-  venv v;
-  std::shared_ptr<std::atomic<int>> reads = std::make_shared<std::atomic<int>>(1000);
-  time_point now() const {
-    if (reads->fetch_sub(1) <= 0) throw std::runtime_error("clock");
-    return v.now();
-  }
-  bool sleep_for(duration d, const std::stop_token& t) const { return v.sleep_for(d, t); }
-  double uniform() const { return v.uniform(); }
-};
+using keel_test::throwing_clock_env;
 
 }  // namespace
 

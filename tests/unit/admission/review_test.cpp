@@ -21,6 +21,7 @@
 #include <keel/testing/virtual_environment.hpp>
 
 #include "support/catch.hpp"
+#include "support/throwing_clock_env.hpp"
 
 namespace {
 
@@ -172,17 +173,7 @@ TEST_CASE("review B1: a half-open breaker closes on a probe that an inner bulkhe
 }
 
 namespace {
-// A virtual environment whose clock throws after `reads` reads.
-struct throwing_clock_env {
-  venv v;
-  std::shared_ptr<std::atomic<int>> reads = std::make_shared<std::atomic<int>>(1000);
-  time_point now() const {
-    if (reads->fetch_sub(1) <= 0) throw std::runtime_error("clock");
-    return v.now();
-  }
-  bool sleep_for(duration d, const std::stop_token& t) const { return v.sleep_for(d, t); }
-  double uniform() const { return v.uniform(); }
-};
+using keel_test::throwing_clock_env;
 }  // namespace
 
 TEST_CASE("review B2: a clock that throws while a call waits leaves its node in the queue",
