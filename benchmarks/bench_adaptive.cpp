@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: BSL-1.0
 // keel::adaptive_limiter against a hand-written atomic in-flight limit with the
 // same two clock reads, and keel::adaptive_throttle's healthy path against one
-// relaxed load and the call, on 1, 2 and N threads sharing one policy.
+// relaxed load and the call (its decision alone) and against a hand-written
+// throttle that counts like it (a clock read and two fetch_adds), on 1, 2 and
+// N threads sharing one policy.
 #include <keel/admission.hpp>
 
 #include "adaptive_support.hpp"
@@ -51,12 +53,24 @@ void hand_written_throttle(benchmark::State& state) {
 }
 BENCHMARK(hand_written_throttle)->Apply(on_1_2_n_threads);
 
+void hand_written_counting_throttle(benchmark::State& state) {
+  static keel_bench::hand_written_counting_throttle<keel::steady_clock> floor;
+  floor_row(state, floor);
+}
+BENCHMARK(hand_written_counting_throttle)->Apply(on_1_2_n_threads);
+
 void adaptive_throttle(benchmark::State& state) {
   static const keel_bench::adaptive_throttle_t throttle;
   policy_row(state, throttle);
   if (throttle.probability() != 0.0) state.SkipWithError("the healthy path shed a call");
 }
 BENCHMARK(adaptive_throttle)->Apply(on_1_2_n_threads);
+
+void hand_written_counting_throttle_coarse(benchmark::State& state) {
+  static keel_bench::hand_written_counting_throttle<keel::coarse_steady_clock> floor;
+  floor_row(state, floor);
+}
+BENCHMARK(hand_written_counting_throttle_coarse)->Apply(on_1_2_n_threads);
 
 void adaptive_throttle_coarse(benchmark::State& state) {
   static const keel_bench::adaptive_throttle_coarse_t throttle;

@@ -333,6 +333,7 @@ bool keel_cg_sliding_window_acquire_settle(int n);
 bool keel_cg_hand_written_limiter(int n);
 bool keel_cg_adaptive_limiter(int n);
 bool keel_cg_hand_written_throttle(int n);
+bool keel_cg_hand_written_counting_throttle(int n);
 bool keel_cg_adaptive_throttle(int n);
 
 namespace {
@@ -391,6 +392,7 @@ constexpr workload workloads[] = {
     {"hand_written_limiter", keel_cg_hand_written_limiter},
     {"adaptive_limiter", keel_cg_adaptive_limiter},
     {"hand_written_throttle", keel_cg_hand_written_throttle},
+    {"hand_written_counting_throttle", keel_cg_hand_written_counting_throttle},
     {"adaptive_throttle", keel_cg_adaptive_throttle},
 };
 

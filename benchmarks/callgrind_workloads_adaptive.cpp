@@ -44,6 +44,9 @@ bool keel_cg_adaptive_limiter(int n) {
 bool keel_cg_hand_written_throttle(int n) {
   return floor_calls<keel_bench::hand_written_throttle>(n);
 }
+bool keel_cg_hand_written_counting_throttle(int n) {
+  return floor_calls<keel_bench::hand_written_counting_throttle<keel::steady_clock>>(n);
+}
 bool keel_cg_adaptive_throttle(int n) {
   static const keel_bench::adaptive_throttle_t throttle;
   return policy_calls(throttle, n) && throttle.probability() == 0.0;

@@ -4,12 +4,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string_view>
 #include <utility>
 
+#include "keel/circuit_breaker/detail/windows.hpp"
 #include "keel/core/classify.hpp"
 #include "keel/core/config_error.hpp"
 #include "keel/core/context.hpp"
@@ -81,12 +84,23 @@ struct throttle_rejected {
 /// decides with one relaxed load and draws no random number. p is computed
 /// again when a call is refused (locally or by the dependency), forgotten,
 /// or accepted while p > 0. Thread-safe and lock-free; never blocks.
+///
+/// Requests and accepts are counted per thread: the first thread through a
+/// stripe (one per hardware thread, at most 8) owns its ring of buckets and
+/// counts with a plain load and store; other threads on that stripe count in
+/// its second ring with compare-and-swap, and move to another stripe when
+/// they collide. Threads sharing a throttle share no written cache line on
+/// the healthy path, and its counts stay exact.
 class adaptive_throttle_core {
  public:
   explicit adaptive_throttle_core(adaptive_throttle_options options = {})
       : options_((require_valid(options.validate()), options)),
         bucket_ns_(options.window.count() / options.buckets),
-        buckets_(std::make_unique<bucket[]>(options.buckets)) {}
+        mask_(static_cast<std::uint32_t>(detail::stripe_count()) - 1),
+        stride_((options.buckets + 3) & ~std::uint32_t{3}),
+        storage_(std::make_unique<cell[]>(std::size_t{2} * (mask_ + 1) * stride_ + 3)),
+        cells_(line_aligned(storage_.get())),
+        forgotten_(std::make_unique<std::atomic<std::uint64_t>[]>(options.buckets)) {}
   adaptive_throttle_core(const adaptive_throttle_core&) = delete;
   adaptive_throttle_core& operator=(const adaptive_throttle_core&) = delete;
 
@@ -99,10 +113,8 @@ class adaptive_throttle_core {
     a.admitted = p == 0 || !(detail::clamp_draw(static_cast<double>(draw())) * two32 <
                              static_cast<double>(p));
     a.probability = static_cast<double>(p) / two32;
-    const std::uint64_t epoch = epoch_of(now);
-    a.bucket = static_cast<std::uint32_t>(epoch % options_.buckets);
-    a.epoch = count_request(buckets_[a.bucket].requests, static_cast<std::uint32_t>(epoch & mask));
-    if (!a.admitted) recompute(epoch);
+    count_request(now, a);
+    if (!a.admitted) recompute(epoch_of(now));
     return a;
   }
   throttle_admission try_acquire(time_point now, double draw) {
@@ -114,12 +126,11 @@ class adaptive_throttle_core {
   template <class NowFn>
   void finish(const throttle_admission& a, throttle_result r, NowFn&& now) {
     if (!a.admitted) return;
-    bucket& b = buckets_[a.bucket];
     if (r == throttle_result::accepted) {
-      count_accept(b.accepts, a.epoch);
+      count_accept(a);
       if (p_.load(std::memory_order_relaxed) == 0) return;
     } else if (r == throttle_result::ignored) {
-      uncount(b.requests, a.epoch);
+      shared_add(forgotten_[a.bucket], a.epoch);
     }
     recompute(epoch_of(static_cast<time_point>(now())));
   }
@@ -140,17 +151,34 @@ class adaptive_throttle_core {
   const adaptive_throttle_options& options() const noexcept { return options_; }
 
  private:
-  // A bucket's word: its epoch (24 bits, wrapping) over a 40-bit count, so a
-  // word from an older epoch is recognised and restarted in one CAS, with no
+  // A count's word: its epoch (24 bits, wrapping) over a 40-bit count, so a
+  // word from an older epoch is recognised and restarted in one step, with no
   // separate reset that could lose a count. 2^40 calls per bucket never fill.
   static constexpr int count_bits = 40;
   static constexpr std::uint64_t count_mask = (std::uint64_t{1} << count_bits) - 1;
   static constexpr std::uint64_t mask = (std::uint64_t{1} << 24) - 1;
   static constexpr double two32 = 4294967296.0;
-  struct bucket {
+  struct alignas(16) cell {
     std::atomic<std::uint64_t> requests{0};
     std::atomic<std::uint64_t> accepts{0};
   };
+  static_assert(sizeof(cell) == 16);
+  // Rings start on a cache line of their own: cells_ is, and stride_ is a
+  // multiple of 4 cells.
+  static cell* line_aligned(cell* p) noexcept {
+    const auto offset = reinterpret_cast<std::uintptr_t>(p) % 64;
+    return p + (offset == 0 ? 0 : (64 - offset) / sizeof(cell));
+  }
+  // A stripe's owner, and the bucket of its last request, so that the owner
+  // finds it without a division. Written by the owner only (after its claim).
+  struct alignas(64) ring {
+    std::atomic<std::uint64_t> owner{0};  // a detail::thread_identity id; 0: nobody yet
+    std::atomic<std::int64_t> start{1};   // the bucket covers [start, end): none at first
+    std::atomic<std::int64_t> end{0};
+    std::atomic<std::uint64_t> bucket{0};  // the 24-bit epoch << 32 | the index
+  };
+
+  cell& at(std::size_t r, std::uint32_t b) const noexcept { return cells_[r * stride_ + b]; }
 
   std::uint64_t epoch_of(time_point now) const noexcept {
     const std::int64_t ns = now.time_since_epoch().count();
@@ -169,52 +197,153 @@ class adaptive_throttle_core {
   static std::uint64_t word(std::uint32_t epoch, std::uint64_t count) noexcept {
     return (static_cast<std::uint64_t>(epoch) << count_bits) | count;
   }
+  static std::uint64_t plus_one(std::uint64_t w) noexcept {
+    return w + ((w & count_mask) < count_mask ? 1 : 0);
+  }
 
-  // Counts into the bucket's epoch if it is this one or later (the clock went
-  // back: the count joins what is there), else restarts the bucket at `epoch`.
-  static std::uint32_t count_request(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) {
+  // A request at `epoch` counted into word w: it joins w's epoch if that is
+  // this one or later (the clock went back), else restarts w at `epoch`.
+  // An empty word is anyone's (at first every word reads epoch 0).
+  static bool joins(std::uint64_t w, std::uint32_t epoch) noexcept {
+    const std::uint32_t we = epoch_of_word(w);
+    return we == epoch || ((w & count_mask) != 0 && distance(epoch, we) < 0);
+  }
+  // An accept or a forgotten request of `epoch` counted into word w: the
+  // next word, or w itself when w holds a later epoch (the request is gone too).
+  static std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch) noexcept {
+    const std::uint32_t we = epoch_of_word(w);
+    if (we == epoch) return plus_one(w);
+    return (w & count_mask) == 0 || distance(epoch, we) > 0 ? word(epoch, 1) : w;
+  }
+  static void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) noexcept {
     std::uint64_t w = slot.load(std::memory_order_relaxed);
     for (;;) {
-      const std::uint32_t we = epoch_of_word(w);
-      // An empty word is anyone's (at first every word reads epoch 0).
-      const bool keep = we == epoch || ((w & count_mask) != 0 && distance(epoch, we) < 0);
-      const std::uint64_t next =
-          keep ? w + ((w & count_mask) < count_mask ? 1 : 0) : word(epoch, 1);
-      if (slot.compare_exchange_weak(w, next, std::memory_order_relaxed)) return keep ? we : epoch;
+      const std::uint64_t next = counted_at(w, epoch);
+      if (next == w || slot.compare_exchange_weak(w, next, std::memory_order_relaxed)) return;
     }
   }
-  static void count_accept(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) {
+
+  // The owner's path, inlined: its ring's current bucket, one plain store.
+  void count_request(time_point now, throttle_admission& a) noexcept {
+    const std::int64_t t = now.time_since_epoch().count();
+    const detail::thread_identity& me = detail::this_thread_identity();
+    ring& g = rings_[me.stripe & mask_];
+    if (g.owner.load(std::memory_order_relaxed) == me.id &&
+        t >= g.start.load(std::memory_order_relaxed) && t < g.end.load(std::memory_order_relaxed))
+        [[likely]] {
+      count_owned(g, a);
+      return;
+    }
+    count_request_slow(now, a);
+  }
+
+  void count_owned(ring& g, throttle_admission& a) const noexcept {
+    const std::uint64_t bucket = g.bucket.load(std::memory_order_relaxed);
+    a.bucket = static_cast<std::uint32_t>(bucket);
+    const auto epoch = static_cast<std::uint32_t>(bucket >> 32);
+    std::atomic<std::uint64_t>& slot = at(static_cast<std::size_t>(&g - rings_), a.bucket).requests;
+    const std::uint64_t w = slot.load(std::memory_order_relaxed);
+    const bool join = joins(w, epoch);
+    // The owner is this ring's only writer: a plain store loses nothing.
+    slot.store(join ? plus_one(w) : word(epoch, 1), std::memory_order_relaxed);
+    a.epoch = join ? epoch_of_word(w) : epoch;
+  }
+
+  // A new bucket, a first call through the stripe, or a thread that does not own it.
+  KEEL_DETAIL_NOINLINE void count_request_slow(time_point now, throttle_admission& a) noexcept {
+    detail::thread_identity& me = detail::this_thread_record();
+    const std::uint32_t s = me.stripe & mask_;
+    ring& g = rings_[s];
+    if (detail::owns(g.owner, me.id)) {
+      locate(g, now.time_since_epoch().count());
+      count_owned(g, a);
+      return;
+    }
+    const std::uint64_t e = epoch_of(now);
+    a.bucket = static_cast<std::uint32_t>(e % options_.buckets);
+    const auto epoch = static_cast<std::uint32_t>(e & mask);
+    std::atomic<std::uint64_t>& slot = at(mask_ + 1 + s, a.bucket).requests;
     std::uint64_t w = slot.load(std::memory_order_relaxed);
+    bool collided = false;
     for (;;) {
-      const std::uint32_t we = epoch_of_word(w);
-      const std::int32_t d = (w & count_mask) == 0 && we != epoch ? 1 : distance(epoch, we);
-      if (d < 0) return;  // the bucket moved on: the request is gone too
-      const std::uint64_t next =
-          d == 0 ? w + ((w & count_mask) < count_mask ? 1 : 0) : word(epoch, 1);
-      if (slot.compare_exchange_weak(w, next, std::memory_order_relaxed)) return;
+      const bool join = joins(w, epoch);
+      if (slot.compare_exchange_weak(w, join ? plus_one(w) : word(epoch, 1),
+                                     std::memory_order_relaxed)) {
+        a.epoch = join ? epoch_of_word(w) : epoch;
+        break;
+      }
+      collided = true;
     }
+    move_on(me, collided);
   }
-  static void uncount(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) {
-    std::uint64_t w = slot.load(std::memory_order_relaxed);
-    while (epoch_of_word(w) == epoch && (w & count_mask) > 0) {
-      if (slot.compare_exchange_weak(w, w - 1, std::memory_order_relaxed)) return;
+
+  // A thread that does not own its stripe takes one nobody owns yet, or,
+  // after a collision, tries the next (Java's LongAdder does the same).
+  void move_on(detail::thread_identity& me, bool collided) const noexcept {
+    for (std::uint32_t i = 0; i <= mask_; ++i) {
+      if (rings_[i].owner.load(std::memory_order_relaxed) == 0) {
+        me.stripe = 0x100u | i;  // a hint whose stripe is i (see detail::next_stripe_hint)
+        return;
+      }
     }
+    if (collided) me.stripe = detail::next_stripe_hint(me.stripe);
+  }
+
+  // The owner's bucket of time t (once per bucket length, and for t < 0).
+  KEEL_DETAIL_NOINLINE void locate(ring& g, std::int64_t t) const noexcept {
+    const std::uint64_t e = epoch_of(time_point(duration(t)));
+    const auto start = static_cast<std::int64_t>(e) * bucket_ns_;  // <= t, or 0: no overflow
+    g.start.store(t < 0 ? 1 : start, std::memory_order_relaxed);
+    g.end.store(
+        t < 0 ? 0
+              : start + detail::min(bucket_ns_, std::numeric_limits<std::int64_t>::max() - start),
+        std::memory_order_relaxed);
+    g.bucket.store((e & mask) << 32 | e % options_.buckets, std::memory_order_relaxed);
+  }
+
+  void count_accept(const throttle_admission& a) noexcept {
+    const detail::thread_identity& me = detail::this_thread_identity();
+    const std::uint32_t s = me.stripe & mask_;
+    if (rings_[s].owner.load(std::memory_order_relaxed) == me.id) [[likely]] {
+      std::atomic<std::uint64_t>& slot = at(s, a.bucket).accepts;
+      const std::uint64_t w = slot.load(std::memory_order_relaxed);
+      slot.store(counted_at(w, a.epoch), std::memory_order_relaxed);
+      return;
+    }
+    count_accept_slow(a);
+  }
+
+  KEEL_DETAIL_NOINLINE void count_accept_slow(const throttle_admission& a) noexcept {
+    const detail::thread_identity& me = detail::this_thread_identity();
+    const std::uint32_t s = me.stripe & mask_;
+    if (detail::owns(rings_[s].owner, me.id)) {
+      std::atomic<std::uint64_t>& slot = at(s, a.bucket).accepts;
+      slot.store(counted_at(slot.load(std::memory_order_relaxed), a.epoch),
+                 std::memory_order_relaxed);
+      return;
+    }
+    shared_add(at(mask_ + 1 + s, a.bucket).accepts, a.epoch);
   }
 
   window_counts sum(std::uint64_t epoch) const noexcept {
     const auto now24 = static_cast<std::uint32_t>(epoch & mask);
     const auto n = static_cast<std::int32_t>(options_.buckets);
-    window_counts c;
-    for (std::uint32_t i = 0; i < options_.buckets; ++i) {
-      const std::uint64_t r = buckets_[i].requests.load(std::memory_order_relaxed);
-      const std::uint64_t a = buckets_[i].accepts.load(std::memory_order_relaxed);
-      const std::int32_t dr = distance(now24, epoch_of_word(r));
-      if (dr > -n && dr < n) c.requests += r & count_mask;
-      const std::int32_t da = distance(now24, epoch_of_word(a));
-      // An accept counts only beside its own bucket's requests.
-      if (da > -n && da < n && epoch_of_word(a) == epoch_of_word(r)) c.accepts += a & count_mask;
+    const auto counted = [&](std::uint64_t w) -> std::uint64_t {
+      const std::int32_t d = distance(now24, epoch_of_word(w));
+      return d > -n && d < n ? w & count_mask : 0;
+    };
+    std::uint64_t requests = 0, accepts = 0, forgotten = 0;
+    for (std::uint32_t b = 0; b < options_.buckets; ++b) {
+      for (std::size_t r = 0; r < 2 * (std::size_t{mask_} + 1); ++r) {
+        const cell& c = at(r, b);
+        requests += counted(c.requests.load(std::memory_order_relaxed));
+        accepts += counted(c.accepts.load(std::memory_order_relaxed));
+      }
+      forgotten += counted(forgotten_[b].load(std::memory_order_relaxed));
     }
-    return c;
+    // Read while calls run, a forget may be seen before its request.
+    requests = requests > forgotten ? requests - forgotten : 0;
+    return {requests, accepts};
   }
 
   void recompute(std::uint64_t epoch) noexcept {
@@ -228,7 +357,12 @@ class adaptive_throttle_core {
 
   adaptive_throttle_options options_;
   std::int64_t bucket_ns_;
-  std::unique_ptr<bucket[]> buckets_;
+  std::uint32_t mask_;    // stripes - 1 (a power of two); ring i's second ring is mask_ + 1 + i
+  std::uint32_t stride_;  // cells per ring
+  std::unique_ptr<cell[]> storage_;
+  cell* cells_;                                              // in storage_, at a cache line
+  std::unique_ptr<std::atomic<std::uint64_t>[]> forgotten_;  // per bucket, shared
+  ring rings_[detail::max_stripes];
   alignas(64) std::atomic<std::uint32_t> p_{0};  // p * 2^32; 0: healthy
 };
 

@@ -3,7 +3,10 @@
 // invariants checked while the threads run, exact counts at the end.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
@@ -117,4 +120,71 @@ TEST_CASE("adaptive_throttle under threads: exact requests and accepts, p within
   CHECK(c.requests == requests.load());
   CHECK(c.accepts == accepts.load());
   CHECK(shed.load() > 0);
+}
+
+TEST_CASE(
+    "adaptive_throttle under threads: more threads than stripes, calls finished on other "
+    "threads, buckets crossed; exact counts",
+    "[adaptive_throttle][stress]") {
+  // 12 admitting threads (more than the 8 stripes at most: some count in the
+  // shared rings) hand every admission to one of 3 finishing threads.
+  keel::testing::manual_clock clock;
+  // In-flight calls are requests without accepts: max_rejection 0 keeps every call admitted.
+  keel::adaptive_throttle_core core({.window = 120s, .buckets = 24, .max_rejection = 0.0});
+  constexpr int admitters = 12;
+  constexpr int finishers = 3;
+  constexpr int calls = 4000;
+  std::mutex m;
+  std::condition_variable cv;
+  std::deque<keel::throttle_admission> queue;
+  int admitters_left = admitters;
+  std::atomic<std::uint64_t> requests{0}, accepts{0}, forgotten{0}, violations{0};
+  std::vector<std::thread> pool;
+  for (int f = 0; f < finishers; ++f) {
+    pool.emplace_back([&, f] {
+      std::mt19937_64 rng(static_cast<std::uint64_t>(f) + 7);
+      for (;;) {
+        keel::throttle_admission a;
+        {
+          std::unique_lock lock(m);
+          cv.wait(lock, [&] { return !queue.empty() || admitters_left == 0; });
+          if (queue.empty()) return;
+          a = queue.front();
+          queue.pop_front();
+        }
+        const bool accept = rng() % 4 != 0;
+        if (accept)
+          accepts.fetch_add(1);
+        else
+          forgotten.fetch_add(1);
+        core.finish(a, accept ? keel::throttle_result::accepted : keel::throttle_result::ignored,
+                    [&] { return clock.now(); });
+        // Never more accepts than requests, whatever is in flight.
+        const auto c = core.counts(clock.now());
+        if (c.accepts > c.requests + admitters) violations.fetch_add(1);
+      }
+    });
+  }
+  for (int t = 0; t < admitters; ++t) {
+    pool.emplace_back([&, t] {
+      for (int i = 0; i < calls; ++i) {
+        // 48 000 calls over 96 s: every bucket is crossed, none ages out.
+        if (t == 0 && i % 200 == 0) clock.advance(1s);
+        const auto a = core.try_acquire(clock.now(), 0.0);
+        requests.fetch_add(1);
+        if (!a) violations.fetch_add(1);
+        std::lock_guard lock(m);
+        queue.push_back(a);
+        cv.notify_one();
+      }
+      std::lock_guard lock(m);
+      if (--admitters_left == 0) cv.notify_all();
+    });
+  }
+  for (auto& th : pool) th.join();
+  CHECK(violations.load() == 0);
+  const auto c = core.counts(clock.now());
+  CHECK(c.requests == requests.load() - forgotten.load());
+  CHECK(c.accepts == accepts.load());
+  CHECK(core.probability() == 0.0);
 }
