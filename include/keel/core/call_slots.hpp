@@ -113,6 +113,13 @@ class tried_set {
   std::uint64_t bits_[2] = {0, 0};
 };
 
+namespace detail {
+/// True when indexes a and b share a bit of a tried_set: contains(b) after insert(a).
+constexpr bool same_tried_bit(std::size_t a, std::size_t b) noexcept {
+  return a % tried_set::exact_below == b % tried_set::exact_below;
+}
+}  // namespace detail
+
 /// A short name kept inside the object, so that a copy can never outlive the
 /// characters it shows: an operation's name for metrics and logs. A longer
 /// name is cut to at most `capacity` bytes, at a UTF-8 character boundary.

@@ -233,10 +233,20 @@ class context {
   }
 
   /// The endpoints this call has tried so far, across its retries (indexes).
-  tried_set tried() const noexcept { return (used_ & tried_bit) != 0 ? tried_.value : tried_set(); }
+  tried_set tried() const noexcept {
+    // First, one test: a pool's tried().empty() then costs that much even
+    // where the compiler cannot see that the context is fresh.
+    if ((used_ & (tried_bit | target_tried_bit)) == 0) return tried_set();
+    tried_set t = (used_ & tried_bit) != 0 ? tried_.value : tried_set();
+    if ((used_ & target_tried_bit) != 0) t.insert(target_.value.index());
+    return t;
+  }
   /// True when endpoint `index` is in tried(): one test when nothing was tried.
   bool was_tried(std::size_t index) const noexcept {
-    return (used_ & tried_bit) != 0 && tried_.value.contains(index);
+    if ((used_ & (tried_bit | target_tried_bit)) == 0) return false;
+    return ((used_ & tried_bit) != 0 && tried_.value.contains(index)) ||
+           ((used_ & target_tried_bit) != 0 &&
+            detail::same_tried_bit(target_.value.index(), index));
   }
 
   /// The operation's name, for metrics and logs ("" unless set): at most
@@ -281,23 +291,23 @@ class context {
 
   /// Sets the endpoint of this attempt (a replica pool) and marks it tried.
   void set_target(const keel::target& t) noexcept {
-    // Built straight from t (no default first), and one store of used_: a
-    // replica pool does this on every call.
+    // A replica pool does this on every call: the target counts as tried
+    // through a bit (the set is written only when a later target replaces
+    // it), built straight from t, and one store of used_.
+    if ((used_ & target_tried_bit) != 0) [[unlikely]]
+      keep_target_tried();
     std::construct_at(&target_.value, t);
-    if (!t.has_value()) {
-      used_ |= target_bit;
-      return;
-    }
-    if ((used_ & tried_bit) == 0) std::construct_at(&tried_.value);
-    tried_.value.insert(t.index());
-    used_ |= target_bit | tried_bit;
+    used_ |= t.has_value() ? target_bit | target_tried_bit : target_bit;
   }
   /// Empties the target; the tried set keeps it.
-  void clear_target() noexcept { used_ &= ~target_bit; }
+  void clear_target() noexcept {
+    if ((used_ & target_tried_bit) != 0) keep_target_tried();
+    used_ &= ~target_bit;
+  }
   /// Marks endpoint `index` as tried without choosing it.
   void mark_tried(std::size_t index) noexcept { slot(tried_, tried_bit).insert(index); }
   /// Forgets every endpoint tried (a new call reusing this context).
-  void clear_tried() noexcept { used_ &= ~tried_bit; }
+  void clear_tried() noexcept { used_ &= ~(tried_bit | target_tried_bit); }
 
   /// Takes the per-call slots of `inner`, a copy of this context that a
   /// policy handed to the layers inside it (a timeout does, to tighten the
@@ -330,7 +340,10 @@ class context {
     lazy() noexcept {}  // NOLINT: left unbuilt on purpose
     T value;
   };
-  static constexpr unsigned target_bit = 1, tried_bit = 2, operation_bit = 4, user_bit = 8;
+  // target_tried_bit: the target's index is in tried() too, without being in
+  // tried_ (set only with target_bit).
+  static constexpr unsigned target_bit = 1, tried_bit = 2, operation_bit = 4, user_bit = 8,
+                            target_tried_bit = 16;
 
   template <class T>
   T& slot(lazy<T>& l, unsigned bit) noexcept {
@@ -339,6 +352,12 @@ class context {
       used_ |= bit;
     }
     return l.value;
+  }
+  // Writes the target's index into the tried set, before the target changes.
+  void keep_target_tried() noexcept {
+    const std::size_t index = target_.value.index();
+    slot(tried_, tried_bit).insert(index);
+    used_ &= ~target_tried_bit;
   }
   void copy_slots(const context& other) noexcept {
     if ((other.used_ & target_bit) != 0) std::construct_at(&target_.value, other.target_.value);

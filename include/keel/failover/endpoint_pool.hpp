@@ -271,11 +271,14 @@ inline constexpr std::int64_t pool_past = INT64_MIN;
 inline std::int64_t ticks(time_point t) noexcept { return t.time_since_epoch().count(); }
 
 /// floor(u * n) for u in [0, 1), clamped below n (a hostile random source).
+/// n < 2^32 (a pool's capacity): converted through int64, neither conversion
+/// needs the fix-ups of an unsigned one.
 inline std::size_t index_below(double u, std::size_t n) noexcept {
   if (!(u > 0.0)) return 0;
-  const double x = u * static_cast<double>(n);
-  if (!(x < static_cast<double>(n))) return n - 1;
-  return static_cast<std::size_t>(x);
+  const double size = static_cast<double>(static_cast<std::int64_t>(n));
+  const double x = u * size;
+  if (!(x < size)) return n - 1;
+  return static_cast<std::size_t>(static_cast<std::int64_t>(x));
 }
 
 /// The slots one call moved away from within an attempt (each refused it):
@@ -368,6 +371,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
                   options_.strategy == balance::peak_ewma || options_.failback_delay.count() > 0 ||
                   options_.slow_start.window.count() > 0),
         probing_(checks_.probe != nullptr),
+        quiet_(!feedback_ && !probing_),
         two_least_loaded_(options_.strategy == balance::least_loaded && options_.choice_count == 2),
         slots_(std::make_unique<slot[]>(capacity_)),
         order_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)),
@@ -462,14 +466,20 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   /// errc::no_endpoint_available with a retry-after of the earliest recovery.
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
+    // The context is read before the first atomic, after which the compiler
+    // reloads it: a fresh one has tried nothing, and the picks' test folds away.
+    const context* const avoid = options_.avoid_tried && !ctx.tried().empty() ? &ctx : nullptr;
     if (degraded_.load(std::memory_order_relaxed) == 0) [[likely]] {
-      time_point now{};  // read by PeakEWMA's pick, and the start of the call it times
-      const std::size_t s = options_.strategy == balance::round_robin ? next_in_turn(ctx)
-                            : two_least_loaded_                       ? less_loaded_of_two(ctx)
-                                                                      : fast_pick(ctx, now);
-      bool moved = false;  // the fast path hands a moved call to the slow one itself
-      if (s != none && enter(s)) [[likely]]
-        return call_on<R, true>(s, next, ctx, now, moved);
+      // PeakEWMA's pick reads the time: the start of the call it times.
+      const pick p = options_.strategy == balance::round_robin ? pick{next_in_turn(avoid), {}}
+                     : two_least_loaded_                       ? pick{less_loaded_of_two(avoid), {}}
+                                                               : fast_pick(avoid);
+      if (p.slot != none) [[likely]] {
+        slot& sl = slots_[p.slot];  // kept: the atomics that follow make the compiler reload slots_
+        bool moved = false;         // the fast path hands a moved call to the slow one itself
+        if (enter(sl)) [[likely]]
+          return call_on<R, true>(sl, p.slot, next, ctx, p.now, moved);
+      }
     }
     return run_slow<R>(pass_next(next), ctx, none, std::nullopt);
   }
@@ -1121,12 +1131,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
 
   // ---- Picking ----
 
-  bool enter(std::size_t s) const noexcept {
-    slot& sl = slots_[s];
+  bool enter(std::size_t s) const noexcept { return enter(slots_[s]); }
+  static bool enter(slot& sl) noexcept {
     sl.in_flight.fetch_add(1, std::memory_order_seq_cst);
     if (sl.state.load(std::memory_order_seq_cst) == slot::live) [[likely]]
       return true;
-    leave(s);
+    sl.in_flight.fetch_sub(1, std::memory_order_release);
     return false;
   }
   void leave(std::size_t s) const noexcept {
@@ -1145,23 +1155,24 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // Round robin over the top level while every endpoint is healthy: the
   // cursor's turn modulo the level's size by multiplication (Lemire's fastmod),
   // not a division.
-  std::size_t next_in_turn(const context& ctx) const noexcept {
+  // `avoid`: the context whose tried endpoints a pick avoids, or null.
+  std::size_t next_in_turn(const context* avoid) const noexcept {
     const std::uint64_t m = top_m_.load(std::memory_order_relaxed);
     const std::uint32_t n = static_cast<std::uint32_t>(top_count_.load(std::memory_order_relaxed));
     const std::size_t k = fastmod(next_turn(), m, n);
     const std::size_t s = order_[k].load(std::memory_order_relaxed);
-    if (options_.avoid_tried && ctx.was_tried(s)) [[unlikely]]
+    if (avoid != nullptr && avoid->was_tried(s)) [[unlikely]]
       return none;  // the slow path avoids it
     return s;
   }
   // c % n for n = the divisor of m = UINT64_MAX / n + 1 (n >= 1): the high
-  // half of (m * c mod 2^64) * n, by 32-bit parts. Always < n, even when m
-  // and n come from two different layouts during a change.
+  // half of (m * c mod 2^64) * n, one 64 x 64 -> 128-bit multiplication.
+  // Always < n, even when m and n come from two different layouts during a change.
   static KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::size_t fastmod(std::uint32_t c, std::uint64_t m,
                                                                    std::uint32_t n) noexcept {
+    __extension__ using u128 = unsigned __int128;
     const std::uint64_t low = m * c;
-    const std::uint64_t hi = (low >> 32) * n + (((low & 0xffffffffu) * n) >> 32);
-    return static_cast<std::size_t>(hi >> 32);
+    return static_cast<std::size_t>((static_cast<u128>(low) * n) >> 64);
   }
   // UINT64_MAX / 1 + 1 wraps to 0 on purpose: fastmod then gives 0, the only index.
   static KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint64_t fastmod_multiplier(
@@ -1169,13 +1180,17 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     return n == 0 ? 0 : UINT64_MAX / n + 1;
   }
 
-  std::size_t fast_pick(const context& ctx, time_point& now) const {
+  struct pick {
+    std::size_t slot = none;
+    time_point now{};  // read by PeakEWMA's pick
+  };
+  pick fast_pick(const context* avoid) const {
     const std::size_t n = top_count_.load(std::memory_order_acquire);
-    if (n == 0) return none;
+    if (n == 0) return {};
     std::size_t k = 0;
     switch (options_.strategy) {
       case balance::round_robin:
-        return next_in_turn(ctx);
+        return {next_in_turn(avoid), {}};
       case balance::random:
         k = detail::index_below(env_.uniform(), n);
         break;
@@ -1184,11 +1199,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         break;
       case balance::least_loaded:
       case balance::peak_ewma:
-        return best_of_level(ctx, n, now);
+        return best_of_level(avoid, n);
     }
     const std::size_t s = order_[k].load(std::memory_order_relaxed);
-    if (options_.avoid_tried && ctx.was_tried(s)) return none;  // the slow path avoids it
-    return s;
+    if (avoid != nullptr && avoid->was_tried(s)) return {};  // the slow path avoids it
+    return {s, {}};
   }
   KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint32_t next_turn() const noexcept {
     return cursor_.fetch_add(1, std::memory_order_relaxed);
@@ -1203,9 +1218,9 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // P2C over the top level when all endpoints are healthy.
   // Least loaded of two, the usual case, in integers:
   // (pending_b + 1) / w_b < (pending_a + 1) / w_a.
-  [[gnu::always_inline]] std::size_t less_loaded_of_two(const context& ctx) const {
+  [[gnu::always_inline]] std::size_t less_loaded_of_two(const context* avoid) const {
     const std::size_t n = top_count_.load(std::memory_order_acquire);
-    if (n < 2) return fast_pick_any(ctx);
+    if (n < 2) return fast_pick_any(avoid);
     const std::size_t a = detail::index_below(env_.uniform(), n);
     std::size_t b = detail::index_below(env_.uniform(), n - 1);
     b += b >= a ? 1 : 0;
@@ -1219,15 +1234,14 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         (std::uint64_t{all[ib].in_flight.load(std::memory_order_relaxed)} + 1) *
         all[ia].weight.load(std::memory_order_relaxed);
     const std::size_t best = lb < la ? ib : ia;
-    if (options_.avoid_tried && ctx.was_tried(best)) return none;  // the slow path avoids it
+    if (avoid != nullptr && avoid->was_tried(best)) return none;  // the slow path avoids it
     return best;
   }
-  KEEL_DETAIL_NOINLINE std::size_t fast_pick_any(const context& ctx) const {
-    time_point ignored{};
-    return fast_pick(ctx, ignored);
+  KEEL_DETAIL_NOINLINE std::size_t fast_pick_any(const context* avoid) const {
+    return fast_pick(avoid).slot;
   }
-  std::size_t best_of_level(const context& ctx, std::size_t n, time_point& now) const {
-    if (options_.strategy == balance::peak_ewma) now = env_.now();
+  [[gnu::always_inline]] pick best_of_level(const context* avoid, std::size_t n) const {
+    const time_point now = options_.strategy == balance::peak_ewma ? env_.now() : time_point{};
     std::size_t best = none;
     double best_score = 0;
     const std::size_t picks = detail::min<std::size_t>(options_.choice_count, n);
@@ -1244,8 +1258,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         best_score = score;
       }
     }
-    if (options_.avoid_tried && ctx.was_tried(best)) return none;  // the slow path avoids it
-    return best;
+    if (avoid != nullptr && avoid->was_tried(best)) return {none, now};  // the slow path avoids it
+    return {best, now};
   }
   static void insert_sorted(std::size_t* a, std::size_t n, std::size_t v) noexcept {
     std::size_t i = n;
@@ -1317,9 +1331,10 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // The call on endpoint s, entered. On a layer's rejection (nothing was
   // sent) the call moves: from the fast path to the slow one (Fast), or back
   // to the slow path's loop through `moved`.
+  // Every return names `o`, so that it is built in the caller's slot.
   template <class R, bool Fast, class Next>
-  outcome<R> call_on(std::size_t s, Next& next, context& ctx, time_point start, bool& moved) const {
-    slot& sl = slots_[s];
+  outcome<R> call_on(slot& sl, std::size_t s, Next& next, context& ctx, time_point start,
+                     bool& moved) const {
     ctx.set_target(target(s, sl.endpoint()));
     struct leave {
       slot* sl;
@@ -1332,11 +1347,14 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       }
     } left{&sl};
     outcome<R> o = detail::policy_of(sl.layers_ref()).template run<R>(next, ctx);
+    if (quiet_ && o.has_value()) [[likely]] {
+      left.now();
+      return o;
+    }
     // Written once per probe interval, not per call: the line is shared by every caller.
     if (probing_ && !sl.traffic.load(std::memory_order_relaxed))
       sl.traffic.store(true, std::memory_order_relaxed);
-    if (o.has_value() && !feedback_) [[likely]]
-      return o;
+    if (o.has_value() && !feedback_) return o;
     if (!o.has_value() && is_rejection(o)) {
       // A layer refused: nothing was sent. Keep the endpoint out for the
       // retry-after it gave, and move the call to another.
@@ -1347,11 +1365,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       }
       left.now();
       if constexpr (Fast) {
-        return run_slow<R>(pass_next(next), ctx, s, std::move(o));
+        o = run_slow<R>(pass_next(next), ctx, s, std::optional<outcome<R>>(std::move(o)));
       } else {
         moved = true;
-        return o;
       }
+      return o;
     }
     if (feedback_) learn(s, o, start);
     return o;
@@ -1771,7 +1789,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       }
       warm_up_once(c.slot);
       bool moved = false;
-      outcome<R> o = call_on<R, false>(c.slot, next, ctx, now, moved);
+      outcome<R> o = call_on<R, false>(slots_[c.slot], c.slot, next, ctx, now, moved);
       if (!moved) return o;
       last.reset();
       last.emplace(std::move(o));
@@ -1793,6 +1811,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::size_t capacity_;
   bool feedback_;  // whether a result feeds outlier detection, PeakEWMA or the failback ramp
   bool probing_;   // whether active health checks run (they want to know of traffic)
+  bool quiet_;     // neither: a success needs nothing more
   bool two_least_loaded_;  // least_loaded with choice_count 2: the integer fast path
   std::unique_ptr<slot[]> slots_;
   std::unique_ptr<std::atomic<std::uint32_t>[]> order_;      // live slots by (priority, rank)

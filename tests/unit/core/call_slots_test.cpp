@@ -84,6 +84,58 @@ TEST_CASE("context slots: the target is typed, and choosing one marks it tried",
   CHECK_FALSE(ctx.target().has_value());
 }
 
+TEST_CASE("context slots: tried() and was_tried() agree however the target was set",
+          "[context][slots]") {
+  const std::array<endpoint, 2> eps{{{"a", 1}, {"b", 2}}};
+  const auto agrees = [](const keel::context& c) {
+    for (std::size_t i = 0; i < 300; ++i)
+      if (c.was_tried(i) != c.tried().contains(i)) return false;
+    return true;
+  };
+  keel::context ctx;
+  CHECK(agrees(ctx));
+  ctx.set_target(keel::target(130, eps[0]));  // shares index 2's bit
+  CHECK(ctx.was_tried(130));
+  CHECK(ctx.was_tried(2));
+  CHECK(agrees(ctx));
+  ctx.set_target(keel::target(1, eps[1]));  // the one before stays tried
+  CHECK(ctx.tried().size() == 2);
+  CHECK(ctx.was_tried(130));
+  CHECK(agrees(ctx));
+  ctx.set_target(keel::target());  // an empty target marks nothing
+  CHECK_FALSE(ctx.target().has_value());
+  CHECK(ctx.tried().size() == 2);
+  CHECK(agrees(ctx));
+
+  // Forgotten with clear_tried(), the target stays, and is not tried again
+  // until chosen again.
+  keel::context again;
+  again.set_target(keel::target(3, eps[0]));
+  again.clear_tried();
+  CHECK(again.target().index() == 3);
+  CHECK(again.tried().empty());
+  CHECK_FALSE(again.was_tried(3));
+  again.mark_tried(5);
+  again.set_target(keel::target(4, eps[1]));
+  CHECK(again.tried().size() == 2);
+  CHECK(again.was_tried(4));
+  CHECK(again.was_tried(5));
+  CHECK_FALSE(again.was_tried(3));
+  CHECK(agrees(again));
+
+  // A copy, and the slots taken back from one, carry the target's mark.
+  keel::context inner = again;
+  inner.set_target(keel::target(7, eps[0]));
+  keel::context outer;
+  outer.take_slots(inner);
+  CHECK(outer.tried().size() == 3);
+  CHECK(outer.was_tried(7));
+  outer.clear_target();
+  CHECK(outer.was_tried(7));
+  CHECK(outer.tried().size() == 3);
+  CHECK(agrees(outer));
+}
+
 TEST_CASE("tried_set: exact below 128, folded above", "[context][slots]") {
   keel::tried_set s;
   for (const std::size_t i : {0u, 63u, 64u, 127u}) s.insert(i);

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -174,4 +175,145 @@ TEST_CASE("endpoint_pool stress: round robin", "[failover][pool][stress]") {
 
 TEST_CASE("endpoint_pool stress: PeakEWMA", "[failover][pool][stress]") {
   stress(keel::balance::peak_ewma);
+}
+
+namespace {
+
+// The layers of one endpoint: its destructor marks its flag dead, and the
+// call it runs reads the flag (through the thread) before and after its work.
+thread_local const std::atomic<bool>* layer_flag = nullptr;
+
+struct poisoning_layer {
+  std::atomic<bool>* dead;
+  std::uint32_t refuse_every = 0;  // 0: never; else every n-th call here is refused
+  mutable std::atomic<std::uint32_t> calls{0};
+  explicit poisoning_layer(std::atomic<bool>* flag, std::uint32_t every = 0)
+      : dead(flag), refuse_every(every) {}
+  poisoning_layer(const poisoning_layer&) = delete;
+  poisoning_layer& operator=(const poisoning_layer&) = delete;
+  ~poisoning_layer() { dead->store(true); }
+  template <class R, class Next>
+  keel::outcome<R> run(Next&& next, keel::context& ctx) const {
+    // A rejection (nothing sent) moves the call: from the fast path to the slow one.
+    if (refuse_every != 0 && calls.fetch_add(1) % refuse_every == 0)
+      return keel::outcome<R>::from_keel(keel::errc::bulkhead_full);
+    layer_flag = dead;
+    return next(ctx);
+  }
+};
+
+// Calls while the endpoint set changes under them: a removed endpoint's
+// layers (and the endpoint) are never destroyed while a call is inside.
+// `refuse_every`: each layer refuses every n-th call (0: never); `checked`:
+// with a probe run by a thread of its own (a pool that is not quiet).
+void layers_outlive_calls(keel::balance strategy, std::uint32_t refuse_every = 0,
+                          bool checked = false) {
+  constexpr std::size_t flags_room = 1u << 16;  // one per endpoint ever built
+  auto flags = std::make_unique<std::atomic<bool>[]>(flags_room);
+  std::atomic<std::size_t> built{0};
+  const auto factory = [&](const std::string&, std::size_t) {
+    const std::size_t k = built.fetch_add(1) % flags_room;
+    flags[k].store(false);
+    return poisoning_layer(&flags[k], refuse_every);
+  };
+  const auto name = [](int i) {
+    return "replica-with-a-name-too-long-to-be-inline-" + std::to_string(i);
+  };
+  const std::vector<std::string> first{name(0), name(1), name(2), name(3)};
+  const std::vector<std::string> second{name(0), name(4), name(5), name(6)};
+  keel::endpoint_pool_options o;
+  o.strategy = strategy;
+  o.capacity = 8;
+  const auto drive = [&](auto& pool) {
+    constexpr int threads = 4;
+    constexpr int calls = 20000;
+    std::atomic<std::uint64_t> reached{0}, refused{0}, rejected{0}, poisoned{0}, unreadable{0};
+    std::atomic<int> running{threads};
+    int replaced = 0;
+    std::thread mutator([&] {
+      int round = 0;
+      while (running.load() > 0) {
+        replaced += pool.replace(round++ % 2 == 0 ? second : first) ? 1 : 0;
+        if (checked) pool.run_health_checks();
+        std::this_thread::yield();
+      }
+    });
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&] {
+        for (int i = 0; i < calls; ++i) {
+          const auto out = pool.try_execute([&](const keel::context& ctx) {
+            const std::string* e = ctx.target().get<std::string>();
+            if (e == nullptr || layer_flag == nullptr) {
+              unreadable.fetch_add(1);
+              return 0;
+            }
+            reached.fetch_add(1);
+            const bool before = layer_flag->load();
+            if (i % 64 == 0) std::this_thread::yield();  // a replace() may run now
+            const bool named = e->rfind("replica-with-a-name-too-long-to-be-inline-", 0) == 0;
+            if (before || layer_flag->load() || !named) poisoned.fetch_add(1);
+            return 1;
+          });
+          if (out.has_keel_error() && out.keel_error().code == keel::errc::no_endpoint_available)
+            refused.fetch_add(1);
+          if (out.has_keel_error() && out.keel_error().code == keel::errc::bulkhead_full)
+            rejected.fetch_add(1);  // every endpoint it moved to refused it
+        }
+        running.fetch_sub(1);
+      });
+    }
+    for (auto& w : workers) w.join();
+    mutator.join();
+
+    CHECK(poisoned.load() == 0);
+    CHECK(unreadable.load() == 0);
+    CHECK(replaced > 0);
+    CHECK(reached.load() + refused.load() + rejected.load() == std::uint64_t{threads} * calls);
+    for (std::size_t i = 0; i < pool.capacity(); ++i) CHECK(pool.status(i).in_flight == 0);
+  };
+  if (checked) {
+    // Probes read the endpoints too, pinned: run by the thread that replaces.
+    auto pool = keel::endpoint_pool(first, o, factory).with_health_check([](const std::string& e) {
+      return e.rfind("replica-with-a-name-too-long-to-be-inline-", 0) == 0;
+    });
+    drive(pool);
+  } else {
+    keel::endpoint_pool pool(first, o, factory);  // quiet: a success has nothing to feed
+    drive(pool);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("endpoint_pool stress: a removed endpoint's layers outlive its calls, round robin",
+          "[failover][pool][stress]") {
+  layers_outlive_calls(keel::balance::round_robin);
+}
+
+TEST_CASE("endpoint_pool stress: a removed endpoint's layers outlive its calls, random",
+          "[failover][pool][stress]") {
+  layers_outlive_calls(keel::balance::random);
+}
+
+TEST_CASE("endpoint_pool stress: a removed endpoint's layers outlive its calls, least loaded",
+          "[failover][pool][stress]") {
+  layers_outlive_calls(keel::balance::least_loaded);
+}
+
+TEST_CASE("endpoint_pool stress: a removed endpoint's layers outlive its calls, PeakEWMA",
+          "[failover][pool][stress]") {
+  layers_outlive_calls(keel::balance::peak_ewma);
+}
+
+TEST_CASE("endpoint_pool stress: a removed endpoint's layers outlive calls its layers move",
+          "[failover][pool][stress]") {
+  layers_outlive_calls(keel::balance::round_robin, 3);
+  layers_outlive_calls(keel::balance::peak_ewma, 3);
+}
+
+TEST_CASE("endpoint_pool stress: a removed endpoint's layers outlive its calls, probed",
+          "[failover][pool][stress]") {
+  layers_outlive_calls(keel::balance::round_robin, 0, true);
+  layers_outlive_calls(keel::balance::least_loaded, 5, true);
 }
