@@ -8,7 +8,8 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <memory>
+#include <deque>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -202,19 +203,34 @@ struct poisoning_layer {
   }
 };
 
+// The layers' flags: one per endpoint ever built, never reused. A flag shared
+// with a later endpoint (the flags once were 2^16 used in turn) read that
+// one's end as the end of an endpoint still in the pool.
+class layer_flags {
+ public:
+  std::atomic<bool>* fresh() {
+    std::lock_guard lock(mutex_);
+    return &flags_.emplace_back(false);
+  }
+  std::size_t built() const {
+    std::lock_guard lock(mutex_);
+    return flags_.size();
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::deque<std::atomic<bool>> flags_;  // grows without moving the flags it holds
+};
+
 // Calls while the endpoint set changes under them: a removed endpoint's
 // layers (and the endpoint) are never destroyed while a call is inside.
 // `refuse_every`: each layer refuses every n-th call (0: never); `checked`:
 // with a probe run by a thread of its own (a pool that is not quiet).
 void layers_outlive_calls(keel::balance strategy, std::uint32_t refuse_every = 0,
                           bool checked = false) {
-  constexpr std::size_t flags_room = 1u << 16;  // one per endpoint ever built
-  auto flags = std::make_unique<std::atomic<bool>[]>(flags_room);
-  std::atomic<std::size_t> built{0};
+  layer_flags flags;
   const auto factory = [&](const std::string&, std::size_t) {
-    const std::size_t k = built.fetch_add(1) % flags_room;
-    flags[k].store(false);
-    return poisoning_layer(&flags[k], refuse_every);
+    return poisoning_layer(flags.fresh(), refuse_every);
   };
   const auto name = [](int i) {
     return "replica-with-a-name-too-long-to-be-inline-" + std::to_string(i);
@@ -316,4 +332,38 @@ TEST_CASE("endpoint_pool stress: a removed endpoint's layers outlive its calls, 
           "[failover][pool][stress]") {
   layers_outlive_calls(keel::balance::round_robin, 0, true);
   layers_outlive_calls(keel::balance::least_loaded, 5, true);
+}
+
+TEST_CASE("endpoint_pool stress: a removed endpoint's end is not read as a kept one's",
+          "[failover][pool][stress]") {
+  // race14: the flags were 2^16 used in turn, and the probed variant failed
+  // once under load (1,848 poisoned calls). A replacing thread that outran
+  // the callers built more endpoints than that: the first built after the
+  // wrap shared the flag of the endpoint every set keeps, and its removal
+  // poisoned every later call there. One thread, no call during a
+  // replace(): more builds than 2^16, then a call on each endpoint.
+  layer_flags flags;
+  const auto factory = [&](const std::string&, std::size_t) {
+    return poisoning_layer(flags.fresh());
+  };
+  const std::vector<std::string> first{"a", "b", "c", "d"};
+  const std::vector<std::string> second{"a", "e", "f", "g"};  // "a" stays
+  keel::endpoint_pool_options o;
+  o.capacity = 8;
+  keel::endpoint_pool pool(first, o, factory);
+  constexpr std::size_t old_room = std::size_t{1} << 16;
+  int round = 0;
+  bool all_replaced = true;
+  while (flags.built() < old_room + 8)  // the one built at 2^16 is removed by then
+    all_replaced = pool.replace(round++ % 2 == 0 ? second : first) && all_replaced;
+  REQUIRE(all_replaced);  // nothing was in flight
+  std::uint64_t poisoned = 0;
+  for (int i = 0; i < 8; ++i) {  // round robin: each of the 4 endpoints twice
+    const auto out = pool.try_execute([&](const keel::context&) {
+      poisoned += layer_flag != nullptr && !layer_flag->load() ? 0 : 1;
+      return 1;
+    });
+    CHECK(out.has_value());
+  }
+  CHECK(poisoned == 0);
 }
