@@ -2,12 +2,18 @@
 // Fourth adversarial review of admission control (issue 15): the adaptive
 // throttle's per-thread rings (11e3da4), the rate limiter's waiter protocol
 // after the third review, and rate_limiter over sliding windows.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <thread>
+#include <vector>
 
 #include <keel/admission/adaptive_throttle.hpp>
+#include <keel/admission/rate_limiter.hpp>
 
 #include "support/catch.hpp"
+#include "support/rate_bound.hpp"
 
 namespace {
 
@@ -51,4 +57,71 @@ TEST_CASE("review4 T1: after an idle spell of 2^23..2^24 buckets, counts vanish 
   CHECK(core.counts(t1).requests == 24);
   CHECK(core.counts(t1).accepts == 4);
   CHECK(core.probability() == Approx((24.0 - 8.0) / 25.0));
+}
+
+// G1. seen_ is published with a relaxed load and a store, not a max: two
+// admissions racing can leave the earlier caller's `now` there. A (now 5 us,
+// admitted, sends at once) and B (now 1 us, a caller that read its clock
+// before A did; refused or not, it publishes) both read seen_ before either
+// stores; B stores last. A refund read at 1 us then gives back the slot
+// ahead of 1 us, moving the TAT before A's sending time, and a caller at 5 us
+// finds a full bucket: burst + 1 units go at 5 us. A race of a few
+// instructions: found in about 1 round in 3,000 on a loaded 2-core machine
+// (-O2); the loop stops at the first.
+TEST_CASE(
+    "review4 G1: seen_ stored out of order by racing admissions: a refund moves the TAT "
+    "before an admitted caller's now (burst + 1 at one instant)",
+    "[review4][rate_limiter][stress]") {
+  const keel::rate_limit_options o{.limit = 10, .period = 10us};  // T = 1 us, burst 10
+  std::atomic<int> round{0};
+  std::atomic<int> ready{0};
+  std::atomic<bool> stop{false};
+  std::unique_ptr<keel::gcra_limit> l;
+  keel::rate_ticket r{};
+  keel::rate_decision a{};
+  // B: a caller whose clock read 0, racing A.
+  std::thread b([&] {
+    for (int seen = 0;;) {
+      while (round.load(std::memory_order_acquire) == seen && !stop.load()) {
+      }
+      if (stop.load()) return;
+      seen = round.load(std::memory_order_acquire);
+      ready.fetch_add(1);
+      while (ready.load() < 2) {
+      }
+      static_cast<void>(l->try_acquire(1, keel::time_point(1us)));
+      ready.fetch_add(1);
+    }
+  });
+  long rounds = 0;
+  std::int64_t worst = -1;
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (std::chrono::steady_clock::now() < until && worst <= 0) {
+    l = std::make_unique<keel::gcra_limit>(o);
+    r = l->try_acquire(10, keel::time_point(0us)).ticket;  // the whole bucket, never sent
+    ready.store(0);
+    round.fetch_add(1, std::memory_order_release);
+    while (ready.load() < 1) {
+    }
+    ready.fetch_add(1);
+    // Sweep A's start across B's: the window is a load and a store.
+    std::atomic<long> spin{rounds % 97};
+    while (spin.fetch_sub(1, std::memory_order_relaxed) > 0) {
+    }
+    a = l->try_acquire(1, keel::time_point(5us));  // admitted: the slot [10, 11] us, due at 5
+    while (ready.load() < 3) {
+    }
+    ++rounds;
+    REQUIRE(a.admitted);
+    REQUIRE(a.wait == 0us);
+    static_cast<void>(l->refund_all(r, keel::time_point(1us)));  // a refunder's clock read at 1 us
+    std::vector<keel_test::sent_unit> sent{{5000, 1}};
+    while (l->try_acquire(1, keel::time_point(5us)).admitted) sent.push_back({5000, 1});
+    worst = keel_test::worst_excess(sent, o.bucket(), 1000);
+  }
+  stop.store(true);
+  round.fetch_add(1);
+  b.join();
+  INFO("rounds " << rounds);
+  CHECK(worst <= 0);
 }
