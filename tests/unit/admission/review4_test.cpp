@@ -11,6 +11,7 @@
 
 #include <keel/admission/adaptive_throttle.hpp>
 #include <keel/admission/rate_limiter.hpp>
+#include <keel/admission/sliding_window_limit.hpp>
 
 #include "support/catch.hpp"
 #include "support/rate_bound.hpp"
@@ -124,4 +125,29 @@ TEST_CASE(
   b.join();
   INFO("rounds " << rounds);
   CHECK(worst <= 0);
+}
+
+// W1. GCRA keeps a remaining-quota hint's floor against refunds (review R6,
+// held_); a window does not: tighten() counts the missing room into the
+// current bucket, and a refund of a call counted before the hint (one that
+// never left) takes its units off its bucket, so the room grows back past
+// what the dependency said was left.
+TEST_CASE(
+    "review4 W1: a window's refund after a remaining-quota hint loosens what the hint "
+    "tightened (GCRA keeps it: R6)",
+    "[review4][sliding_window]") {
+  keel::sliding_window_limit l({.limit = 10, .period = 1s, .buckets = 10});
+  const auto r = l.try_acquire(5, at(0s));  // reserved, never sent
+  REQUIRE(r.admitted);
+  l.tighten(0, at(0s));  // the provider: 0 left
+  REQUIRE(l.available(at(0s)) == 0);
+  static_cast<void>(l.refund_all(r.ticket, at(0s)));
+  CHECK(l.available(at(0s)) == 0);
+  CHECK_FALSE(l.try_acquire(1, at(0s)).admitted);
+  // As GCRA does (review R6).
+  keel::gcra_limit g({.limit = 10, .period = 1s});
+  const auto gr = g.try_acquire(5, at(0s));
+  g.tighten(0, at(0s));
+  static_cast<void>(g.refund_all(gr.ticket, at(0s)));
+  CHECK(g.available(at(0s)) == 0);
 }
