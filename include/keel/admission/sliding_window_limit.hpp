@@ -240,7 +240,7 @@ class sliding_window_limit {
     const std::uint64_t room = options_.limit > total_ ? options_.limit - total_ : 0;
     if (remaining >= options_.limit) return;
     held_ = newest_;
-    held_room_ = std::min(room, remaining);
+    held_room_ = remaining;
     if (remaining >= room) return;
     ring_[head_] += room - remaining;
     total_ += room - remaining;

@@ -144,6 +144,13 @@ TEST_CASE(
   static_cast<void>(l.refund_all(r.ticket, at(0s)));
   CHECK(l.available(at(0s)) == 0);
   CHECK_FALSE(l.try_acquire(1, at(0s)).admitted);
+  // A hint looser than the window's own room still lets a refund come back up to it.
+  keel::sliding_window_limit m({.limit = 10, .period = 1s, .buckets = 10});
+  const auto a = m.try_acquire(4, at(0s));
+  REQUIRE(m.try_acquire(4, at(0s)).admitted);
+  m.tighten(5, at(0s));  // room 2: nothing to count
+  CHECK(m.refund_all(a.ticket, at(0s)) == 3);
+  CHECK(m.available(at(0s)) == 5);
   // As GCRA does (review R6).
   keel::gcra_limit g({.limit = 10, .period = 1s});
   const auto gr = g.try_acquire(5, at(0s));
