@@ -2,10 +2,17 @@
 // Fourth adversarial review of admission control (issue 15): the adaptive
 // throttle's per-thread rings (11e3da4), the rate limiter's waiter protocol
 // after the third review, and rate_limiter over sliding windows.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <memory>
+#include <stdexcept>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -14,7 +21,9 @@
 #include <keel/admission/sliding_window_limit.hpp>
 
 #include "support/catch.hpp"
+#include "support/expected.hpp"
 #include "support/rate_bound.hpp"
+#include "support/throwing_clock_env.hpp"
 
 namespace {
 
@@ -22,6 +31,23 @@ using namespace std::chrono_literals;
 using keel::throttle_result;
 
 keel::time_point at(keel::duration d) { return keel::time_point(d); }
+
+// Runs f in a child process: whether it ended normally (not std::terminate).
+template <class F>
+bool ends_normally(F f) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    std::signal(SIGABRT, SIG_DFL);  // not Catch's handler: the parent reports
+    try {
+      f();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): a throw out of the call is fine
+    }
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
 
 }  // namespace
 
@@ -157,4 +183,44 @@ TEST_CASE(
   g.tighten(0, at(0s));
   static_cast<void>(g.refund_all(gr.ticket, at(0s)));
   CHECK(g.available(at(0s)) == 0);
+}
+
+// G2. The environment's clock may throw (keel::clock does not ask for
+// noexcept; review3 W2 and review B2 guard such a clock). The policy gives
+// slots back in noexcept functions that read it: rate_limiter::refund_all
+// (a refusal by a later limit, an inner rejection, a stop during the wait),
+// reservation::cancel() and settle(). A throw there is std::terminate.
+TEST_CASE(
+    "review4 G2: a clock that throws while the rate limiter gives slots back terminates "
+    "the process (noexcept refund paths read the clock)",
+    "[review4][rate_limiter]") {
+  using coded = keel_test::expected<int, std::error_code>;
+  // An inner policy's rejection: its slot is given back at env.now().
+  CHECK(ends_normally([] {
+    keel_test::throwing_clock_env env;
+    const auto limiter = keel::rate_limiter({.limit = 10, .period = 1s}).with_environment(env);
+    env.reads->store(1);  // run() reads the clock once; the refund's read throws
+    static_cast<void>(limiter.try_execute([]() -> coded {
+      return keel_test::unexpected(keel::make_error_code(keel::errc::bulkhead_full));
+    }));
+  }));
+  // A refusal by the second limit gives back the first one's slot.
+  CHECK(ends_normally([] {
+    keel_test::throwing_clock_env env;
+    const auto limiter = keel::rate_limiter(std::array<keel::rate_limit_options, 2>{
+                                                {{.limit = 10, .period = 1s},
+                                                 {.limit = 1, .period = 1s, .burst = 1}}})
+                             .with_environment(env);
+    static_cast<void>(limiter.try_execute([] { return 0; }));
+    env.reads->store(1);
+    static_cast<void>(limiter.try_execute([] { return 0; }));
+  }));
+  // A reservation cancelled (or settled) when the clock throws.
+  CHECK(ends_normally([] {
+    keel_test::throwing_clock_env env;
+    const auto limiter = keel::rate_limiter({.limit = 10, .period = 1s}).with_environment(env);
+    auto r = limiter.reserve(1);
+    env.reads->store(0);
+    r.cancel();
+  }));
 }
