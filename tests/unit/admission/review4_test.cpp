@@ -19,6 +19,8 @@
 #include <keel/admission/adaptive_throttle.hpp>
 #include <keel/admission/rate_limiter.hpp>
 #include <keel/admission/sliding_window_limit.hpp>
+#include <keel/circuit_breaker/detail/windows.hpp>
+#include <keel/testing/manual_clock.hpp>
 
 #include "support/catch.hpp"
 #include "support/expected.hpp"
@@ -223,4 +225,60 @@ TEST_CASE(
     env.reads->store(0);
     r.cancel();
   }));
+}
+
+// T2 (coverage; passes). The throttle's owned rings under what the stress
+// tests did not try: threads that end (new ones may reuse a dead owner's TLS
+// address, hence its id), a breaker's time window on the same threads moving
+// their stripe hint, clocks read a bucket behind, and calls finished on
+// another thread. Exact counts at the end: no ring had two writers.
+TEST_CASE(
+    "review4 T2: throttle counts stay exact across thread churn, hints moved by a breaker "
+    "window, stale clocks and cross-thread finishes",
+    "[review4][adaptive_throttle][stress]") {
+  keel::testing::manual_clock clock;
+  keel::adaptive_throttle_core core({.window = 120s, .buckets = 24, .max_rejection = 0.0});
+  keel::detail::time_window breaker;
+  breaker.configure(10s, 10);
+  std::atomic<std::uint64_t> requests{0}, accepts{0};
+  constexpr int waves = 40;
+  constexpr int per_wave = 4;
+  constexpr int calls = 300;
+  std::vector<keel::throttle_admission> handed(per_wave * calls);
+  for (int wave = 0; wave < waves; ++wave) {
+    std::vector<std::thread> pool;
+    for (int t = 0; t < per_wave; ++t) {
+      pool.emplace_back([&, t, wave] {
+        for (int i = 0; i < calls; ++i) {
+          const keel::time_point stale = clock.now();
+          if ((i + t) % 7 == 0) breaker.record(clock.now(), i % 3 == 0, false);
+          if (t == 0 && i % 50 == 0 && wave < 15) clock.advance(1s);  // 90 s in all
+          const auto a = core.try_acquire(i % 5 == 0 ? stale : clock.now(), 0.0);
+          requests.fetch_add(1);
+          const auto pick = (i * 7 + t + wave) % 4;
+          if (pick == 0) {
+            handed[static_cast<std::size_t>(t * calls + i)] = a;  // finished by the next wave
+            continue;
+          }
+          handed[static_cast<std::size_t>(t * calls + i)] = {};
+          const auto r = pick == 1 ? throttle_result::refused : throttle_result::accepted;
+          if (r == throttle_result::accepted) accepts.fetch_add(1);
+          core.finish(a, r, clock.now());
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    // The wave's hand-offs, finished on a fresh thread (an id perhaps reused).
+    std::thread([&] {
+      for (auto& a : handed) {
+        if (!a.admitted) continue;
+        accepts.fetch_add(1);
+        core.finish(a, throttle_result::accepted, clock.now());
+        a = {};
+      }
+    }).join();
+  }
+  const auto c = core.counts(clock.now());
+  CHECK(c.requests == requests.load());
+  CHECK(c.accepts == accepts.load());
 }
