@@ -171,9 +171,10 @@ class sliding_window_limit {
     const auto back = static_cast<std::size_t>(newest_ - t.end);
     std::uint64_t& b = ring_[head_ >= back ? head_ - back : head_ + slots_ - back];
     std::uint64_t d = std::min(give, b);
-    // A call counted by the time of a remaining-quota hint: its units come
-    // back only as far as the room the hint left (tighten() never loosens).
-    if (t.end <= held_ && held_ >= oldest_at(c)) {
+    // A call counted by the time of a remaining-quota hint (whose bucket is
+    // then in the window too): its units come back only as far as the room
+    // the hint left (tighten() never loosens).
+    if (t.end <= held_) [[unlikely]] {
       const std::uint64_t room = options_.limit > total_ ? options_.limit - total_ : 0;
       d = std::min(d, held_room_ > room ? held_room_ - room : 0);
     }
