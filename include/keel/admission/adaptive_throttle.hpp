@@ -201,26 +201,21 @@ class adaptive_throttle_core {
     return w + ((w & count_mask) < count_mask ? 1 : 0);
   }
 
-  // Whether w holds a later epoch than `epoch` by at most a window (the clock
-  // went back). Further "ahead" is a word left idle 2^23..2^24 buckets, its
-  // epoch wrapped: an old one, which the sum would not see.
-  bool later(std::uint64_t w, std::uint32_t epoch) const noexcept {
-    const std::int32_t d = distance(epoch, epoch_of_word(w));
-    return d < 0 && d >= -static_cast<std::int32_t>(options_.buckets);
-  }
   // A request at `epoch` counted into word w: it joins w's epoch if that is
-  // this one or later, else restarts w at `epoch`.
+  // this one or later (the clock went back), else restarts w at `epoch`.
   // An empty word is anyone's (at first every word reads epoch 0).
-  bool joins(std::uint64_t w, std::uint32_t epoch) const noexcept {
-    return epoch_of_word(w) == epoch || ((w & count_mask) != 0 && later(w, epoch));
+  static bool joins(std::uint64_t w, std::uint32_t epoch) noexcept {
+    const std::uint32_t we = epoch_of_word(w);
+    return we == epoch || ((w & count_mask) != 0 && distance(epoch, we) < 0);
   }
   // An accept or a forgotten request of `epoch` counted into word w: the
   // next word, or w itself when w holds a later epoch (the request is gone too).
-  std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch) const noexcept {
-    if (epoch_of_word(w) == epoch) return plus_one(w);
-    return (w & count_mask) != 0 && later(w, epoch) ? w : word(epoch, 1);
+  static std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch) noexcept {
+    const std::uint32_t we = epoch_of_word(w);
+    if (we == epoch) return plus_one(w);
+    return (w & count_mask) == 0 || distance(epoch, we) > 0 ? word(epoch, 1) : w;
   }
-  void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) const noexcept {
+  static void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) noexcept {
     std::uint64_t w = slot.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint64_t next = counted_at(w, epoch);
