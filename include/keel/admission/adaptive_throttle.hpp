@@ -201,21 +201,45 @@ class adaptive_throttle_core {
     return w + ((w & count_mask) < count_mask ? 1 : 0);
   }
 
+  // The newest bucket a request was counted at, as a 24-bit epoch.
+  std::uint32_t newest() const noexcept {
+    return static_cast<std::uint32_t>(newest_.load(std::memory_order_relaxed) & mask);
+  }
+  // Whether epoch e lies within a window of the newest request's bucket
+  // (later by up to a window: a racing writer's). A 24-bit epoch alone cannot
+  // tell a later bucket from one 2^23 buckets or more older (it wrapped).
+  bool recent(std::uint32_t e) const noexcept {
+    const std::int32_t d = distance(newest(), e);
+    const auto n = static_cast<std::int32_t>(options_.buckets);
+    return d < n && d >= -n;
+  }
+  // Whether nonempty word w holds a later epoch than `epoch`, and is no idle
+  // word whose epoch wrapped (one that reads later than the newest bucket).
+  bool later(std::uint64_t w, std::uint32_t epoch) const noexcept {
+    const std::uint32_t we = epoch_of_word(w);
+    if ((w & count_mask) == 0 || distance(epoch, we) >= 0) return false;
+    return distance(newest(), we) >= -static_cast<std::int32_t>(options_.buckets);
+  }
   // A request at `epoch` counted into word w: it joins w's epoch if that is
   // this one or later (the clock went back), else restarts w at `epoch`.
   // An empty word is anyone's (at first every word reads epoch 0).
-  static bool joins(std::uint64_t w, std::uint32_t epoch) noexcept {
-    const std::uint32_t we = epoch_of_word(w);
-    return we == epoch || ((w & count_mask) != 0 && distance(epoch, we) < 0);
+  bool joins(std::uint64_t w, std::uint32_t epoch) const noexcept {
+    return epoch_of_word(w) == epoch || later(w, epoch);
   }
   // An accept or a forgotten request of `epoch` counted into word w: the
-  // next word, or w itself when w holds a later epoch (the request is gone too).
-  static std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch) noexcept {
-    const std::uint32_t we = epoch_of_word(w);
-    if (we == epoch) return plus_one(w);
-    return (w & count_mask) == 0 || distance(epoch, we) > 0 ? word(epoch, 1) : w;
+  // next word, or w itself when w holds a later epoch or `epoch` has left the
+  // window (the request is gone too).
+  std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch) const noexcept {
+    if (epoch_of_word(w) == epoch) return plus_one(w);
+    return !recent(epoch) || later(w, epoch) ? w : word(epoch, 1);
   }
-  static void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) noexcept {
+  // The newest bucket a request was counted at: once per bucket per owner.
+  void note(std::uint64_t e) noexcept {
+    std::uint64_t n = newest_.load(std::memory_order_relaxed);
+    while (n < e && !newest_.compare_exchange_weak(n, e, std::memory_order_relaxed)) {
+    }
+  }
+  void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) const noexcept {
     std::uint64_t w = slot.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint64_t next = counted_at(w, epoch);
@@ -260,6 +284,7 @@ class adaptive_throttle_core {
       return;
     }
     const std::uint64_t e = epoch_of(now);
+    note(e);
     a.bucket = static_cast<std::uint32_t>(e % options_.buckets);
     const auto epoch = static_cast<std::uint32_t>(e & mask);
     std::atomic<std::uint64_t>& slot = at(mask_ + 1 + s, a.bucket).requests;
@@ -290,8 +315,9 @@ class adaptive_throttle_core {
   }
 
   // The owner's bucket of time t (once per bucket length, and for t < 0).
-  KEEL_DETAIL_NOINLINE void locate(ring& g, std::int64_t t) const noexcept {
+  KEEL_DETAIL_NOINLINE void locate(ring& g, std::int64_t t) noexcept {
     const std::uint64_t e = epoch_of(time_point(duration(t)));
+    note(e);
     const auto start = static_cast<std::int64_t>(e) * bucket_ns_;  // <= t, or 0: no overflow
     g.start.store(t < 0 ? 1 : start, std::memory_order_relaxed);
     g.end.store(
@@ -364,6 +390,9 @@ class adaptive_throttle_core {
   std::unique_ptr<std::atomic<std::uint64_t>[]> forgotten_;  // per bucket, shared
   ring rings_[detail::max_stripes];
   alignas(64) std::atomic<std::uint32_t> p_{0};  // p * 2^32; 0: healthy
+  // The newest bucket (the whole epoch) a request was counted at: tells an
+  // idle word whose epoch wrapped from a later one. Written once per bucket.
+  alignas(64) std::atomic<std::uint64_t> newest_{0};
 };
 
 /// Sheds calls locally when the dependency has been refusing them, before it
