@@ -354,3 +354,28 @@ TEST_CASE(
     }
   }
 }
+
+// T4. One clock read far ahead (time_point::max(), a bogus clock) must not
+// stop the counting of calls at the right time. (The newest bucket noted by
+// T1's fix is a maximum: judged by it alone, every later accept read as from
+// outside the window and was dropped.)
+TEST_CASE("review4 T4: a call at time_point::max() leaves later counts exact",
+          "[review4][adaptive_throttle]") {
+  keel::adaptive_throttle_core core({.window = 1s, .buckets = 1000});  // 1 ms buckets
+  const auto t0 = at(10s);
+  for (int i = 0; i < 10; ++i)
+    core.finish(core.try_acquire(t0, 0.0), throttle_result::accepted, t0);
+  const auto far = keel::time_point::max();
+  core.finish(core.try_acquire(far, 0.0), throttle_result::accepted, far);
+  for (int k = 1; k <= 5; ++k) {
+    const auto t = t0 + std::chrono::milliseconds(k);
+    for (int i = 0; i < 10; ++i)
+      core.finish(core.try_acquire(t, 0.0), throttle_result::accepted, t);
+    const auto c = core.try_acquire(t, 0.0);
+    core.finish(c, throttle_result::ignored, t);
+  }
+  const auto t = t0 + 5ms;
+  CHECK(core.counts(t).requests == 60);
+  CHECK(core.counts(t).accepts == 60);
+  CHECK(core.probability() == 0.0);
+}
