@@ -122,17 +122,25 @@ class adaptive_throttle_core {
   }
 
   /// Finishes an admitted call. `now()` is read only when p must be computed
-  /// again (a refusal, a forgotten call, an accept while p > 0).
+  /// again (a refusal, a forgotten call, an accept while p > 0), or when an
+  /// accept is the first of its bucket in the thread's ring.
   template <class NowFn>
   void finish(const throttle_admission& a, throttle_result r, NowFn&& now) {
     if (!a.admitted) return;
+    if (r == throttle_result::accepted && count_accept_at_once(a)) [[likely]] {
+      if (p_.load(std::memory_order_relaxed) == 0) return;
+      recompute(epoch_of(static_cast<time_point>(now())));
+      return;
+    }
+    const std::uint64_t e = epoch_of(static_cast<time_point>(now()));
+    const auto ref = static_cast<std::uint32_t>(e & mask);
     if (r == throttle_result::accepted) {
-      count_accept(a);
+      count_accept(a, ref);
       if (p_.load(std::memory_order_relaxed) == 0) return;
     } else if (r == throttle_result::ignored) {
-      shared_add(forgotten_[a.bucket], a.epoch);
+      shared_add(forgotten_[a.bucket], a.epoch, ref);
     }
-    recompute(epoch_of(static_cast<time_point>(now())));
+    recompute(e);
   }
   void finish(const throttle_admission& a, throttle_result r, time_point now) {
     finish(a, r, [now] { return now; });
@@ -205,33 +213,35 @@ class adaptive_throttle_core {
   std::uint32_t newest() const noexcept {
     return static_cast<std::uint32_t>(newest_.load(std::memory_order_relaxed) & mask);
   }
-  // Whether epoch e lies within a window of the newest request's bucket
-  // (later by up to a window: a racing writer's). A 24-bit epoch alone cannot
-  // tell a later bucket from one 2^23 buckets or more older (it wrapped).
-  bool recent(std::uint32_t e) const noexcept {
-    const std::int32_t d = distance(newest(), e);
+  // A 24-bit epoch alone cannot tell a later bucket from one 2^23 buckets or
+  // more older (it wrapped). `ref` is the caller's bucket (its clock's).
+  // Whether word epoch we is such an idle one: later by over a window than
+  // both the caller's bucket and the newest request's (a far-future clock
+  // read there cannot make current words idle; a caller's stale clock alone
+  // cannot either).
+  bool idle(std::uint32_t we, std::uint32_t ref) const noexcept {
     const auto n = static_cast<std::int32_t>(options_.buckets);
-    return d < n && d >= -n;
+    return distance(ref, we) < -n && distance(newest(), we) < -n;
   }
-  // Whether nonempty word w holds a later epoch than `epoch`, and is no idle
-  // word whose epoch wrapped (one that reads later than the newest bucket).
-  bool later(std::uint64_t w, std::uint32_t epoch) const noexcept {
+  // Whether nonempty word w holds a later epoch than `epoch` (and is no idle one).
+  bool later(std::uint64_t w, std::uint32_t epoch, std::uint32_t ref) const noexcept {
     const std::uint32_t we = epoch_of_word(w);
-    if ((w & count_mask) == 0 || distance(epoch, we) >= 0) return false;
-    return distance(newest(), we) >= -static_cast<std::int32_t>(options_.buckets);
+    return (w & count_mask) != 0 && distance(epoch, we) < 0 && !idle(we, ref);
   }
   // A request at `epoch` counted into word w: it joins w's epoch if that is
   // this one or later (the clock went back), else restarts w at `epoch`.
   // An empty word is anyone's (at first every word reads epoch 0).
   bool joins(std::uint64_t w, std::uint32_t epoch) const noexcept {
-    return epoch_of_word(w) == epoch || later(w, epoch);
+    return epoch_of_word(w) == epoch || later(w, epoch, epoch);
   }
-  // An accept or a forgotten request of `epoch` counted into word w: the
-  // next word, or w itself when w holds a later epoch or `epoch` has left the
-  // window (the request is gone too).
-  std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch) const noexcept {
+  // An accept or a forgotten request of `epoch` counted into word w at the
+  // caller's bucket `ref`: the next word, or w itself when w holds a later
+  // epoch or `epoch` is over a window from `ref` (the request is gone too).
+  std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch, std::uint32_t ref) const noexcept {
     if (epoch_of_word(w) == epoch) return plus_one(w);
-    return !recent(epoch) || later(w, epoch) ? w : word(epoch, 1);
+    const std::int32_t d = distance(ref, epoch);
+    const auto n = static_cast<std::int32_t>(options_.buckets);
+    return d >= n || d < -n || later(w, epoch, ref) ? w : word(epoch, 1);
   }
   // The newest bucket a request was counted at: once per bucket per owner.
   void note(std::uint64_t e) noexcept {
@@ -239,10 +249,11 @@ class adaptive_throttle_core {
     while (n < e && !newest_.compare_exchange_weak(n, e, std::memory_order_relaxed)) {
     }
   }
-  void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) const noexcept {
+  void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch,
+                  std::uint32_t ref) const noexcept {
     std::uint64_t w = slot.load(std::memory_order_relaxed);
     for (;;) {
-      const std::uint64_t next = counted_at(w, epoch);
+      const std::uint64_t next = counted_at(w, epoch, ref);
       if (next == w || slot.compare_exchange_weak(w, next, std::memory_order_relaxed)) return;
     }
   }
@@ -327,28 +338,29 @@ class adaptive_throttle_core {
     g.bucket.store((e & mask) << 32 | e % options_.buckets, std::memory_order_relaxed);
   }
 
-  void count_accept(const throttle_admission& a) noexcept {
+  // The owner's accept into its bucket's word, when that word is the
+  // request's epoch already: no clock read. False: count_accept() counts it.
+  bool count_accept_at_once(const throttle_admission& a) noexcept {
     const detail::thread_identity& me = detail::this_thread_identity();
     const std::uint32_t s = me.stripe & mask_;
-    if (rings_[s].owner.load(std::memory_order_relaxed) == me.id) [[likely]] {
-      std::atomic<std::uint64_t>& slot = at(s, a.bucket).accepts;
-      const std::uint64_t w = slot.load(std::memory_order_relaxed);
-      slot.store(counted_at(w, a.epoch), std::memory_order_relaxed);
-      return;
-    }
-    count_accept_slow(a);
+    if (rings_[s].owner.load(std::memory_order_relaxed) != me.id) return false;
+    std::atomic<std::uint64_t>& slot = at(s, a.bucket).accepts;
+    const std::uint64_t w = slot.load(std::memory_order_relaxed);
+    if (epoch_of_word(w) != a.epoch) return false;
+    slot.store(plus_one(w), std::memory_order_relaxed);
+    return true;
   }
 
-  KEEL_DETAIL_NOINLINE void count_accept_slow(const throttle_admission& a) noexcept {
+  KEEL_DETAIL_NOINLINE void count_accept(const throttle_admission& a, std::uint32_t ref) noexcept {
     const detail::thread_identity& me = detail::this_thread_identity();
     const std::uint32_t s = me.stripe & mask_;
     if (detail::owns(rings_[s].owner, me.id)) {
       std::atomic<std::uint64_t>& slot = at(s, a.bucket).accepts;
-      slot.store(counted_at(slot.load(std::memory_order_relaxed), a.epoch),
+      slot.store(counted_at(slot.load(std::memory_order_relaxed), a.epoch, ref),
                  std::memory_order_relaxed);
       return;
     }
-    shared_add(at(mask_ + 1 + s, a.bucket).accepts, a.epoch);
+    shared_add(at(mask_ + 1 + s, a.bucket).accepts, a.epoch, ref);
   }
 
   window_counts sum(std::uint64_t epoch) const noexcept {
