@@ -132,15 +132,7 @@ class adaptive_throttle_core {
       recompute(epoch_of(static_cast<time_point>(now())));
       return;
     }
-    const std::uint64_t e = epoch_of(static_cast<time_point>(now()));
-    const auto ref = static_cast<std::uint32_t>(e & mask);
-    if (r == throttle_result::accepted) {
-      count_accept(a, ref);
-      if (p_.load(std::memory_order_relaxed) == 0) return;
-    } else if (r == throttle_result::ignored) {
-      shared_add(forgotten_[a.bucket], a.epoch, ref);
-    }
-    recompute(e);
+    finish_at(a, r, epoch_of(static_cast<time_point>(now())));
   }
   void finish(const throttle_admission& a, throttle_result r, time_point now) {
     finish(a, r, [now] { return now; });
@@ -224,7 +216,8 @@ class adaptive_throttle_core {
     return distance(ref, we) < -n && distance(newest(), we) < -n;
   }
   // Whether nonempty word w holds a later epoch than `epoch` (and is no idle one).
-  bool later(std::uint64_t w, std::uint32_t epoch, std::uint32_t ref) const noexcept {
+  KEEL_DETAIL_NOINLINE bool later(std::uint64_t w, std::uint32_t epoch,
+                                  std::uint32_t ref) const noexcept {
     const std::uint32_t we = epoch_of_word(w);
     return (w & count_mask) != 0 && distance(epoch, we) < 0 && !idle(we, ref);
   }
@@ -338,6 +331,19 @@ class adaptive_throttle_core {
     g.bucket.store((e & mask) << 32 | e % options_.buckets, std::memory_order_relaxed);
   }
 
+  // finish() but for a first accept of its bucket here: at the clock's bucket e.
+  KEEL_DETAIL_NOINLINE void finish_at(const throttle_admission& a, throttle_result r,
+                                      std::uint64_t e) noexcept {
+    const auto ref = static_cast<std::uint32_t>(e & mask);
+    if (r == throttle_result::accepted) {
+      count_accept(a, ref);
+      if (p_.load(std::memory_order_relaxed) == 0) return;
+    } else if (r == throttle_result::ignored) {
+      shared_add(forgotten_[a.bucket], a.epoch, ref);
+    }
+    recompute(e);
+  }
+
   // The owner's accept into its bucket's word, when that word is the
   // request's epoch already: no clock read. False: count_accept() counts it.
   bool count_accept_at_once(const throttle_admission& a) noexcept {
@@ -351,7 +357,7 @@ class adaptive_throttle_core {
     return true;
   }
 
-  KEEL_DETAIL_NOINLINE void count_accept(const throttle_admission& a, std::uint32_t ref) noexcept {
+  void count_accept(const throttle_admission& a, std::uint32_t ref) noexcept {
     const detail::thread_identity& me = detail::this_thread_identity();
     const std::uint32_t s = me.stripe & mask_;
     if (detail::owns(rings_[s].owner, me.id)) {
