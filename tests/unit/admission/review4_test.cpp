@@ -102,7 +102,7 @@ TEST_CASE("review4 T1: after an idle spell of 2^23..2^24 buckets, counts vanish 
 TEST_CASE(
     "review4 G1: seen_ stored out of order by racing admissions: a refund moves the TAT "
     "before an admitted caller's now (burst + 1 at one instant)",
-    "[review4][rate_limiter][stress]") {
+    "[review4][rate_limiter][stress][open]") {
   const keel::rate_limit_options o{.limit = 10, .period = 10us};  // T = 1 us, burst 10
   std::atomic<int> round{0};
   std::atomic<int> ready{0};
@@ -197,7 +197,7 @@ TEST_CASE(
 TEST_CASE(
     "review4 G2: a clock that throws while the rate limiter gives slots back terminates "
     "the process (noexcept refund paths read the clock)",
-    "[review4][rate_limiter]") {
+    "[review4][rate_limiter][open]") {
   using coded = keel_test::expected<int, std::error_code>;
   // An inner policy's rejection: its slot is given back at env.now().
   CHECK(ends_normally([] {
