@@ -122,17 +122,17 @@ class adaptive_throttle_core {
   }
 
   /// Finishes an admitted call. `now()` is read only when p must be computed
-  /// again (a refusal, a forgotten call, an accept while p > 0).
+  /// again (a refusal, a forgotten call, an accept while p > 0), or when an
+  /// accept is the first of its bucket in the thread's ring.
   template <class NowFn>
   void finish(const throttle_admission& a, throttle_result r, NowFn&& now) {
     if (!a.admitted) return;
-    if (r == throttle_result::accepted) {
-      count_accept(a);
+    if (r == throttle_result::accepted && count_accept_at_once(a)) [[likely]] {
       if (p_.load(std::memory_order_relaxed) == 0) return;
-    } else if (r == throttle_result::ignored) {
-      shared_add(forgotten_[a.bucket], a.epoch);
+      recompute(epoch_of(static_cast<time_point>(now())));
+      return;
     }
-    recompute(epoch_of(static_cast<time_point>(now())));
+    finish_at(a, r, epoch_of(static_cast<time_point>(now())));
   }
   void finish(const throttle_admission& a, throttle_result r, time_point now) {
     finish(a, r, [now] { return now; });
@@ -201,24 +201,52 @@ class adaptive_throttle_core {
     return w + ((w & count_mask) < count_mask ? 1 : 0);
   }
 
+  // The newest bucket a request was counted at, as a 24-bit epoch.
+  std::uint32_t newest() const noexcept {
+    return static_cast<std::uint32_t>(newest_.load(std::memory_order_relaxed) & mask);
+  }
+  // A 24-bit epoch alone cannot tell a later bucket from one 2^23 buckets or
+  // more older (it wrapped). `ref` is the caller's bucket (its clock's).
+  // Whether word epoch we is such an idle one: later by over a window than
+  // both the caller's bucket and the newest request's (a far-future clock
+  // read there cannot make current words idle; a caller's stale clock alone
+  // cannot either).
+  bool idle(std::uint32_t we, std::uint32_t ref) const noexcept {
+    const auto n = static_cast<std::int32_t>(options_.buckets);
+    return distance(ref, we) < -n && distance(newest(), we) < -n;
+  }
+  // Whether nonempty word w holds a later epoch than `epoch` (and is no idle one).
+  KEEL_DETAIL_NOINLINE bool later(std::uint64_t w, std::uint32_t epoch,
+                                  std::uint32_t ref) const noexcept {
+    const std::uint32_t we = epoch_of_word(w);
+    return (w & count_mask) != 0 && distance(epoch, we) < 0 && !idle(we, ref);
+  }
   // A request at `epoch` counted into word w: it joins w's epoch if that is
   // this one or later (the clock went back), else restarts w at `epoch`.
   // An empty word is anyone's (at first every word reads epoch 0).
-  static bool joins(std::uint64_t w, std::uint32_t epoch) noexcept {
-    const std::uint32_t we = epoch_of_word(w);
-    return we == epoch || ((w & count_mask) != 0 && distance(epoch, we) < 0);
+  bool joins(std::uint64_t w, std::uint32_t epoch) const noexcept {
+    return epoch_of_word(w) == epoch || later(w, epoch, epoch);
   }
-  // An accept or a forgotten request of `epoch` counted into word w: the
-  // next word, or w itself when w holds a later epoch (the request is gone too).
-  static std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch) noexcept {
-    const std::uint32_t we = epoch_of_word(w);
-    if (we == epoch) return plus_one(w);
-    return (w & count_mask) == 0 || distance(epoch, we) > 0 ? word(epoch, 1) : w;
+  // An accept or a forgotten request of `epoch` counted into word w at the
+  // caller's bucket `ref`: the next word, or w itself when w holds a later
+  // epoch or `epoch` is over a window from `ref` (the request is gone too).
+  std::uint64_t counted_at(std::uint64_t w, std::uint32_t epoch, std::uint32_t ref) const noexcept {
+    if (epoch_of_word(w) == epoch) return plus_one(w);
+    const std::int32_t d = distance(ref, epoch);
+    const auto n = static_cast<std::int32_t>(options_.buckets);
+    return d >= n || d < -n || later(w, epoch, ref) ? w : word(epoch, 1);
   }
-  static void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch) noexcept {
+  // The newest bucket a request was counted at: once per bucket per owner.
+  void note(std::uint64_t e) noexcept {
+    std::uint64_t n = newest_.load(std::memory_order_relaxed);
+    while (n < e && !newest_.compare_exchange_weak(n, e, std::memory_order_relaxed)) {
+    }
+  }
+  void shared_add(std::atomic<std::uint64_t>& slot, std::uint32_t epoch,
+                  std::uint32_t ref) const noexcept {
     std::uint64_t w = slot.load(std::memory_order_relaxed);
     for (;;) {
-      const std::uint64_t next = counted_at(w, epoch);
+      const std::uint64_t next = counted_at(w, epoch, ref);
       if (next == w || slot.compare_exchange_weak(w, next, std::memory_order_relaxed)) return;
     }
   }
@@ -260,6 +288,7 @@ class adaptive_throttle_core {
       return;
     }
     const std::uint64_t e = epoch_of(now);
+    note(e);
     a.bucket = static_cast<std::uint32_t>(e % options_.buckets);
     const auto epoch = static_cast<std::uint32_t>(e & mask);
     std::atomic<std::uint64_t>& slot = at(mask_ + 1 + s, a.bucket).requests;
@@ -290,8 +319,9 @@ class adaptive_throttle_core {
   }
 
   // The owner's bucket of time t (once per bucket length, and for t < 0).
-  KEEL_DETAIL_NOINLINE void locate(ring& g, std::int64_t t) const noexcept {
+  KEEL_DETAIL_NOINLINE void locate(ring& g, std::int64_t t) noexcept {
     const std::uint64_t e = epoch_of(time_point(duration(t)));
+    note(e);
     const auto start = static_cast<std::int64_t>(e) * bucket_ns_;  // <= t, or 0: no overflow
     g.start.store(t < 0 ? 1 : start, std::memory_order_relaxed);
     g.end.store(
@@ -301,28 +331,42 @@ class adaptive_throttle_core {
     g.bucket.store((e & mask) << 32 | e % options_.buckets, std::memory_order_relaxed);
   }
 
-  void count_accept(const throttle_admission& a) noexcept {
-    const detail::thread_identity& me = detail::this_thread_identity();
-    const std::uint32_t s = me.stripe & mask_;
-    if (rings_[s].owner.load(std::memory_order_relaxed) == me.id) [[likely]] {
-      std::atomic<std::uint64_t>& slot = at(s, a.bucket).accepts;
-      const std::uint64_t w = slot.load(std::memory_order_relaxed);
-      slot.store(counted_at(w, a.epoch), std::memory_order_relaxed);
-      return;
+  // finish() but for a first accept of its bucket here: at the clock's bucket e.
+  KEEL_DETAIL_NOINLINE void finish_at(const throttle_admission& a, throttle_result r,
+                                      std::uint64_t e) noexcept {
+    const auto ref = static_cast<std::uint32_t>(e & mask);
+    if (r == throttle_result::accepted) {
+      count_accept(a, ref);
+      if (p_.load(std::memory_order_relaxed) == 0) return;
+    } else if (r == throttle_result::ignored) {
+      shared_add(forgotten_[a.bucket], a.epoch, ref);
     }
-    count_accept_slow(a);
+    recompute(e);
   }
 
-  KEEL_DETAIL_NOINLINE void count_accept_slow(const throttle_admission& a) noexcept {
+  // The owner's accept into its bucket's word, when that word is the
+  // request's epoch already: no clock read. False: count_accept() counts it.
+  bool count_accept_at_once(const throttle_admission& a) noexcept {
+    const detail::thread_identity& me = detail::this_thread_identity();
+    const std::uint32_t s = me.stripe & mask_;
+    if (rings_[s].owner.load(std::memory_order_relaxed) != me.id) return false;
+    std::atomic<std::uint64_t>& slot = at(s, a.bucket).accepts;
+    const std::uint64_t w = slot.load(std::memory_order_relaxed);
+    if (epoch_of_word(w) != a.epoch) return false;
+    slot.store(plus_one(w), std::memory_order_relaxed);
+    return true;
+  }
+
+  void count_accept(const throttle_admission& a, std::uint32_t ref) noexcept {
     const detail::thread_identity& me = detail::this_thread_identity();
     const std::uint32_t s = me.stripe & mask_;
     if (detail::owns(rings_[s].owner, me.id)) {
       std::atomic<std::uint64_t>& slot = at(s, a.bucket).accepts;
-      slot.store(counted_at(slot.load(std::memory_order_relaxed), a.epoch),
+      slot.store(counted_at(slot.load(std::memory_order_relaxed), a.epoch, ref),
                  std::memory_order_relaxed);
       return;
     }
-    shared_add(at(mask_ + 1 + s, a.bucket).accepts, a.epoch);
+    shared_add(at(mask_ + 1 + s, a.bucket).accepts, a.epoch, ref);
   }
 
   window_counts sum(std::uint64_t epoch) const noexcept {
@@ -364,6 +408,9 @@ class adaptive_throttle_core {
   std::unique_ptr<std::atomic<std::uint64_t>[]> forgotten_;  // per bucket, shared
   ring rings_[detail::max_stripes];
   alignas(64) std::atomic<std::uint32_t> p_{0};  // p * 2^32; 0: healthy
+  // The newest bucket (the whole epoch) a request was counted at: tells an
+  // idle word whose epoch wrapped from a later one. Written once per bucket.
+  alignas(64) std::atomic<std::uint64_t> newest_{0};
 };
 
 /// Sheds calls locally when the dependency has been refusing them, before it

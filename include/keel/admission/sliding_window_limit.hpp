@@ -157,6 +157,8 @@ class sliding_window_limit {
 
   /// Gives back up to `units` of the call of `t` (at most what it counted) if
   /// its bucket is still in the window at `now`; returns the units given back.
+  /// A call counted by the bucket of a remaining-quota hint still in the
+  /// window gets back only as much as keeps the room within what the hint left.
   /// For a call that never left, or a settle below the estimate: the window
   /// then counts what was really sent. Refund or settle a ticket once.
   std::uint64_t refund(const rate_ticket& t, std::uint64_t units, time_point now) noexcept {
@@ -168,7 +170,14 @@ class sliding_window_limit {
     // The slot of bucket t.end, counted back from the newest one's.
     const auto back = static_cast<std::size_t>(newest_ - t.end);
     std::uint64_t& b = ring_[head_ >= back ? head_ - back : head_ + slots_ - back];
-    const std::uint64_t d = std::min(give, b);
+    std::uint64_t d = std::min(give, b);
+    // A call counted by the time of a remaining-quota hint (whose bucket is
+    // then in the window too): its units come back only as far as the room
+    // the hint left (tighten() never loosens).
+    if (t.end <= held_) [[unlikely]] {
+      const std::uint64_t room = options_.limit > total_ ? options_.limit - total_ : 0;
+      d = std::min(d, held_room_ > room ? held_room_ - room : 0);
+    }
     b -= d;
     total_ -= d;
     return d;
@@ -230,6 +239,9 @@ class sliding_window_limit {
     const guard g(lock_);
     advance_to(now);
     const std::uint64_t room = options_.limit > total_ ? options_.limit - total_ : 0;
+    if (remaining >= options_.limit) return;
+    held_ = newest_;
+    held_room_ = remaining;
     if (remaining >= room) return;
     ring_[head_] += room - remaining;
     total_ += room - remaining;
@@ -366,6 +378,8 @@ class sliding_window_limit {
   std::uint64_t total_ = 0;               // the units of buckets newest_ - span_ .. newest_
   std::size_t head_ = 0;                  // the slot of newest_
   std::int64_t queue_ = detail::rl_min;   // the latest send time of a waiter
+  std::int64_t held_ = detail::rl_min;    // the bucket of the last remaining-quota hint
+  std::uint64_t held_room_ = 0;           // the room that hint left
   mutable std::atomic<bool> lock_{false};
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
 };
