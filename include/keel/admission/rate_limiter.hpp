@@ -204,9 +204,12 @@ class gcra_limit {
     const std::uint64_t mark = refunds_.load(std::memory_order_seq_cst) & ~std::uint64_t{1};
     // The latest time a caller was admitted at, published before its slot is
     // taken: no refund moves a slot before its caller's time (refund()), even
-    // when a refunder's clock reads earlier. A racing store may keep a
-    // slightly earlier time: off by the skew of two clock reads at most.
-    if (seen_.load(std::memory_order_relaxed) < n) seen_.store(n, std::memory_order_relaxed);
+    // when a refunder's clock reads earlier. A maximum, not a store: racing
+    // admissions must not leave the earlier time (review4 G1). It shares
+    // tat_'s cache line, which the slot's compare-and-swap takes anyway.
+    std::int64_t seen = seen_.load(std::memory_order_relaxed);
+    while (seen < n && !seen_.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
+    }
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
     for (;;) {
       const std::int64_t start = detail::rl_max_of(tat, from);
