@@ -590,6 +590,27 @@ struct rate_state {
   std::array<Limit, N> limits;
 };
 
+// The clock for a step that gives slots back or settles them, which must not
+// throw: a clock that throws reads as the latest of the tickets' own times
+// (a refund never gives back time before its ticket's anyway).
+template <std::size_t N, class Env>
+time_point now_or_ticket_time(const Env& env, const std::array<rate_ticket, N>& tickets,
+                              std::size_t count) noexcept {
+#if KEEL_HAS_EXCEPTIONS
+  try {
+    return static_cast<time_point>(env.now());
+  } catch (...) {
+    std::int64_t at = rl_min;
+    for (std::size_t k = 0; k < count; ++k) at = rl_max_of(at, tickets[k].at);
+    return time_point(duration(at));
+  }
+#else
+  static_cast<void>(tickets);
+  static_cast<void>(count);
+  return static_cast<time_point>(env.now());
+#endif
+}
+
 // Gives back the slots of limits [0, count) at `now`.
 template <std::size_t N, class Limit>
 void refund_all(rate_state<N, Limit>& s, const std::array<rate_ticket, N>& tickets,
@@ -773,7 +794,7 @@ class rate_limiter
     void settle(const costs& actual) noexcept {
       if (const std::shared_ptr<detail::rate_state<N, Limit>> s = std::move(state_)) {
         detail::done_waiting(*s, tickets_, N, true);
-        const time_point now = env_.now();
+        const time_point now = detail::now_or_ticket_time(env_, tickets_, N);
         for (std::size_t k = 0; k < N; ++k) {
           s->limits[k].settle(tickets_[k], estimate_[k], actual[k], now);
         }
@@ -785,7 +806,7 @@ class rate_limiter
     void cancel() noexcept {
       if (const std::shared_ptr<detail::rate_state<N, Limit>> s = std::move(state_)) {
         detail::done_waiting(*s, tickets_, N, false);
-        detail::refund_all(*s, tickets_, N, env_.now());
+        detail::refund_all(*s, tickets_, N, detail::now_or_ticket_time(env_, tickets_, N));
       }
     }
 
@@ -893,7 +914,9 @@ class rate_limiter
 
   // Gives back the slots of limits [0, count).
   void refund_all(const std::array<rate_ticket, N>& tickets, std::size_t count) const noexcept {
-    if (count != 0) detail::refund_all(*state_, tickets, count, env_.now());
+    if (count != 0) {
+      detail::refund_all(*state_, tickets, count, detail::now_or_ticket_time(env_, tickets, count));
+    }
   }
 
   struct slot_wait {
