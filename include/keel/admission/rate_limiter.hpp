@@ -248,37 +248,7 @@ class gcra_limit {
     const std::int64_t n = detail::rl_max_of(now.time_since_epoch().count(), t.at);
     // A slot wholly behind `now` has nothing to give back: no lock.
     if (t.end <= n) return duration::zero();
-    const std::uint64_t r = lock_refunds();
-    forget_waiters();
-    // The slot's end now: moved earlier by at most the refunds since it was
-    // reserved, and never before its reservation time plus its length.
-    const std::uint64_t moved = detail::rl_since(r, t.refunds);
-    const std::int64_t moved_ns = moved > static_cast<std::uint64_t>(detail::rl_max)
-                                      ? detail::rl_max
-                                      : static_cast<std::int64_t>(moved);
-    const std::int64_t end =
-        detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
-    // While this lock is held the TAT only grows, so a failed exchange means
-    // a new slot: look again. The TAT is read before the floors.
-    std::int64_t d = 0;
-    std::int64_t tat = tat_.load(std::memory_order_seq_cst);
-    for (;;) {
-      std::int64_t floor = detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst));
-      floor = detail::rl_max_of(floor, seen_.load(std::memory_order_seq_cst));
-      floor = detail::rl_max_of(floor, held_.load(std::memory_order_seq_cst));
-      floor = detail::rl_max_of(floor, paused_.load(std::memory_order_seq_cst));
-      d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
-      if (d <= 0) {
-        d = 0;
-        break;
-      }
-      if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
-                                     std::memory_order_seq_cst)) {
-        break;
-      }
-    }
-    refunds_.store(detail::rl_bump(r, d), std::memory_order_seq_cst);
-    return duration(d);
+    return give_back(t, give, n);
   }
 
   /// Gives back the whole slot of `t` (a call that never left); see refund().
@@ -428,6 +398,44 @@ class gcra_limit {
       }
       raise(latest_, allowed);
     }
+  }
+
+  // refund() past its checks that need no lock: up to `give` of the slot of
+  // `t` after `n` (and the other floors) comes back. Out of line: most
+  // refunds of a settle find their slot behind `now` and stop before it.
+  KEEL_DETAIL_NOINLINE duration give_back(const rate_ticket& t, std::int64_t give,
+                                          std::int64_t n) noexcept {
+    const std::uint64_t r = lock_refunds();
+    forget_waiters();
+    // The slot's end now: moved earlier by at most the refunds since it was
+    // reserved, and never before its reservation time plus its length.
+    const std::uint64_t moved = detail::rl_since(r, t.refunds);
+    const std::int64_t moved_ns = moved > static_cast<std::uint64_t>(detail::rl_max)
+                                      ? detail::rl_max
+                                      : static_cast<std::int64_t>(moved);
+    const std::int64_t end =
+        detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
+    // While this lock is held the TAT only grows, so a failed exchange means
+    // a new slot: look again. The TAT is read before the floors.
+    std::int64_t d = 0;
+    std::int64_t tat = tat_.load(std::memory_order_seq_cst);
+    for (;;) {
+      std::int64_t floor = detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst));
+      floor = detail::rl_max_of(floor, seen_.load(std::memory_order_seq_cst));
+      floor = detail::rl_max_of(floor, held_.load(std::memory_order_seq_cst));
+      floor = detail::rl_max_of(floor, paused_.load(std::memory_order_seq_cst));
+      d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
+      if (d <= 0) {
+        d = 0;
+        break;
+      }
+      if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
+                                     std::memory_order_seq_cst)) {
+        break;
+      }
+    }
+    refunds_.store(detail::rl_bump(r, d), std::memory_order_seq_cst);
+    return duration(d);
   }
 
   // With no caller waiting, no sending time holds refunds back. A waiter
