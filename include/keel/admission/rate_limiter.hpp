@@ -796,7 +796,11 @@ class rate_limiter
 
    private:
     friend class rate_limiter;
-    explicit reservation(const Env& env) : env_(env) {}
+    reservation(const Env& env, std::size_t refused_by, std::optional<duration> retry_after)
+        : env_(env), retry_after_(retry_after), refused_by_(refused_by) {}
+    reservation(const std::shared_ptr<detail::rate_state<N, Limit>>& state, const Env& env,
+                const costs& estimate, const std::array<rate_ticket, N>& tickets, duration wait)
+        : state_(state), env_(env), estimate_(estimate), tickets_(tickets), wait_(wait) {}
     std::shared_ptr<detail::rate_state<N, Limit>>
         state_;  // empty once settled, cancelled or refused
     [[no_unique_address]] Env env_;
@@ -810,23 +814,19 @@ class rate_limiter
   /// Reserves `estimate` on every limit (all or none) if the slots come
   /// within `max_wait`; never blocks.
   reservation reserve(const costs& estimate, duration max_wait = duration::zero()) const {
-    reservation r(env_);
-    r.estimate_ = estimate;
     const time_point now = env_.now();
+    std::array<rate_ticket, N> tickets;
+    duration wait = duration::zero();
     for (std::size_t k = 0; k < N; ++k) {
       const rate_decision d = state_->limits[k].try_acquire(estimate[k], now, max_wait);
-      if (!d) {
-        refund_all(r.tickets_, k);
-        detail::done_waiting(*state_, r.tickets_, k, false);
-        r.refused_by_ = k;
-        r.retry_after_ = d.retry_after;
-        return r;
-      }
-      r.tickets_[k] = d.ticket;
-      if (d.wait > r.wait_) r.wait_ = d.wait;
+      if (!d) [[unlikely]]
+        return refused(tickets, k, d.retry_after);
+      tickets[k] = d.ticket;
+      if (d.wait > wait) wait = d.wait;
     }
-    r.state_ = state_;
-    return r;
+    // Built here, in place: assigned to a reservation built before, the
+    // state's pointer would first test and release the one it held.
+    return reservation(state_, env_, estimate, tickets, wait);
   }
   /// reserve() with one cost for every limit.
   reservation reserve(std::uint64_t estimate, duration max_wait = duration::zero()) const {
@@ -894,6 +894,14 @@ class rate_limiter
     costs c{};
     for (std::size_t k = 0; k < N; ++k) c[k] = o[k].bucket();
     return c;
+  }
+
+  // reserve() refused by limit k: the slots taken before it are given back.
+  KEEL_DETAIL_NOINLINE reservation refused(const std::array<rate_ticket, N>& tickets, std::size_t k,
+                                           std::optional<duration> retry_after) const {
+    refund_all(tickets, k);
+    detail::done_waiting(*state_, tickets, k, false);
+    return reservation(env_, k, retry_after);
   }
 
   // Gives back the slots of limits [0, count).
