@@ -813,7 +813,8 @@ class rate_limiter
 
   /// Reserves `estimate` on every limit (all or none) if the slots come
   /// within `max_wait`; never blocks.
-  reservation reserve(const costs& estimate, duration max_wait = duration::zero()) const {
+  [[gnu::always_inline]] reservation reserve(const costs& estimate,
+                                             duration max_wait = duration::zero()) const {
     const time_point now = env_.now();
     std::array<rate_ticket, N> tickets;
     duration wait = duration::zero();
@@ -829,7 +830,8 @@ class rate_limiter
     return reservation(state_, env_, estimate, tickets, wait);
   }
   /// reserve() with one cost for every limit.
-  reservation reserve(std::uint64_t estimate, duration max_wait = duration::zero()) const {
+  [[gnu::always_inline]] reservation reserve(std::uint64_t estimate,
+                                             duration max_wait = duration::zero()) const {
     return reserve(detail::as_costs<N>(estimate), max_wait);
   }
 
