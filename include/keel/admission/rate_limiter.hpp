@@ -204,8 +204,9 @@ class gcra_limit {
     const std::uint64_t mark = refunds_.load(std::memory_order_seq_cst) & ~std::uint64_t{1};
     // The latest time a caller was admitted at, published before its slot is
     // taken: no refund moves a slot before its caller's time (refund()), even
-    // when a refunder's clock reads earlier. A racing store may keep a
-    // slightly earlier time: off by the skew of two clock reads at most.
+    // when a refunder's clock reads earlier. A racing store may keep an
+    // earlier time, by as long as its admission stalled between load and
+    // store: so a refund also stops at its own clock read.
     if (seen_.load(std::memory_order_relaxed) < n) seen_.store(n, std::memory_order_relaxed);
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
     for (;;) {
