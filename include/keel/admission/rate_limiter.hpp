@@ -251,37 +251,7 @@ class gcra_limit {
     const std::int64_t n = detail::rl_max_of(now.time_since_epoch().count(), t.at);
     // A slot wholly behind `now` has nothing to give back: no lock.
     if (t.end <= n) return duration::zero();
-    const std::uint64_t r = lock_refunds();
-    forget_waiters();
-    // The slot's end now: moved earlier by at most the refunds since it was
-    // reserved, and never before its reservation time plus its length.
-    const std::uint64_t moved = detail::rl_since(r, t.refunds);
-    const std::int64_t moved_ns = moved > static_cast<std::uint64_t>(detail::rl_max)
-                                      ? detail::rl_max
-                                      : static_cast<std::int64_t>(moved);
-    const std::int64_t end =
-        detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
-    // While this lock is held the TAT only grows, so a failed exchange means
-    // a new slot: look again. The TAT is read before the floors.
-    std::int64_t d = 0;
-    std::int64_t tat = tat_.load(std::memory_order_seq_cst);
-    for (;;) {
-      std::int64_t floor = detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst));
-      floor = detail::rl_max_of(floor, seen_.load(std::memory_order_seq_cst));
-      floor = detail::rl_max_of(floor, held_.load(std::memory_order_seq_cst));
-      floor = detail::rl_max_of(floor, paused_.load(std::memory_order_seq_cst));
-      d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
-      if (d <= 0) {
-        d = 0;
-        break;
-      }
-      if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
-                                     std::memory_order_seq_cst)) {
-        break;
-      }
-    }
-    refunds_.store(detail::rl_bump(r, d), std::memory_order_seq_cst);
-    return duration(d);
+    return give_back(t, give, n);
   }
 
   /// Gives back the whole slot of `t` (a call that never left); see refund().
@@ -431,6 +401,44 @@ class gcra_limit {
       }
       raise(latest_, allowed);
     }
+  }
+
+  // refund() past its checks that need no lock: up to `give` of the slot of
+  // `t` after `n` (and the other floors) comes back. Out of line: most
+  // refunds of a settle find their slot behind `now` and stop before it.
+  KEEL_DETAIL_NOINLINE duration give_back(const rate_ticket& t, std::int64_t give,
+                                          std::int64_t n) noexcept {
+    const std::uint64_t r = lock_refunds();
+    forget_waiters();
+    // The slot's end now: moved earlier by at most the refunds since it was
+    // reserved, and never before its reservation time plus its length.
+    const std::uint64_t moved = detail::rl_since(r, t.refunds);
+    const std::int64_t moved_ns = moved > static_cast<std::uint64_t>(detail::rl_max)
+                                      ? detail::rl_max
+                                      : static_cast<std::int64_t>(moved);
+    const std::int64_t end =
+        detail::rl_max_of(detail::rl_sub(t.end, moved_ns), detail::rl_add(t.at, t.length));
+    // While this lock is held the TAT only grows, so a failed exchange means
+    // a new slot: look again. The TAT is read before the floors.
+    std::int64_t d = 0;
+    std::int64_t tat = tat_.load(std::memory_order_seq_cst);
+    for (;;) {
+      std::int64_t floor = detail::rl_max_of(n, latest_.load(std::memory_order_seq_cst));
+      floor = detail::rl_max_of(floor, seen_.load(std::memory_order_seq_cst));
+      floor = detail::rl_max_of(floor, held_.load(std::memory_order_seq_cst));
+      floor = detail::rl_max_of(floor, paused_.load(std::memory_order_seq_cst));
+      d = end > floor ? detail::rl_min_of(give, detail::rl_sub(end, floor)) : 0;
+      if (d <= 0) {
+        d = 0;
+        break;
+      }
+      if (tat_.compare_exchange_weak(tat, detail::rl_sub(tat, d), std::memory_order_seq_cst,
+                                     std::memory_order_seq_cst)) {
+        break;
+      }
+    }
+    refunds_.store(detail::rl_bump(r, d), std::memory_order_seq_cst);
+    return duration(d);
   }
 
   // With no caller waiting, no sending time holds refunds back. A waiter
@@ -812,7 +820,11 @@ class rate_limiter
 
    private:
     friend class rate_limiter;
-    explicit reservation(const Env& env) : env_(env) {}
+    reservation(const Env& env, std::size_t refused_by, std::optional<duration> retry_after)
+        : env_(env), retry_after_(retry_after), refused_by_(refused_by) {}
+    reservation(const std::shared_ptr<detail::rate_state<N, Limit>>& state, const Env& env,
+                const costs& estimate, const std::array<rate_ticket, N>& tickets, duration wait)
+        : state_(state), env_(env), estimate_(estimate), tickets_(tickets), wait_(wait) {}
     std::shared_ptr<detail::rate_state<N, Limit>>
         state_;  // empty once settled, cancelled or refused
     [[no_unique_address]] Env env_;
@@ -825,27 +837,25 @@ class rate_limiter
 
   /// Reserves `estimate` on every limit (all or none) if the slots come
   /// within `max_wait`; never blocks.
-  reservation reserve(const costs& estimate, duration max_wait = duration::zero()) const {
-    reservation r(env_);
-    r.estimate_ = estimate;
+  [[gnu::always_inline]] reservation reserve(const costs& estimate,
+                                             duration max_wait = duration::zero()) const {
     const time_point now = env_.now();
+    std::array<rate_ticket, N> tickets;
+    duration wait = duration::zero();
     for (std::size_t k = 0; k < N; ++k) {
       const rate_decision d = state_->limits[k].try_acquire(estimate[k], now, max_wait);
-      if (!d) {
-        refund_all(r.tickets_, k);
-        detail::done_waiting(*state_, r.tickets_, k, false);
-        r.refused_by_ = k;
-        r.retry_after_ = d.retry_after;
-        return r;
-      }
-      r.tickets_[k] = d.ticket;
-      if (d.wait > r.wait_) r.wait_ = d.wait;
+      if (!d) [[unlikely]]
+        return refused(tickets, k, d.retry_after);
+      tickets[k] = d.ticket;
+      if (d.wait > wait) wait = d.wait;
     }
-    r.state_ = state_;
-    return r;
+    // Built here, in place: assigned to a reservation built before, the
+    // state's pointer would first test and release the one it held.
+    return reservation(state_, env_, estimate, tickets, wait);
   }
   /// reserve() with one cost for every limit.
-  reservation reserve(std::uint64_t estimate, duration max_wait = duration::zero()) const {
+  [[gnu::always_inline]] reservation reserve(std::uint64_t estimate,
+                                             duration max_wait = duration::zero()) const {
     return reserve(detail::as_costs<N>(estimate), max_wait);
   }
 
@@ -910,6 +920,14 @@ class rate_limiter
     costs c{};
     for (std::size_t k = 0; k < N; ++k) c[k] = o[k].bucket();
     return c;
+  }
+
+  // reserve() refused by limit k: the slots taken before it are given back.
+  KEEL_DETAIL_NOINLINE reservation refused(const std::array<rate_ticket, N>& tickets, std::size_t k,
+                                           std::optional<duration> retry_after) const {
+    refund_all(tickets, k);
+    detail::done_waiting(*state_, tickets, k, false);
+    return reservation(env_, k, retry_after);
   }
 
   // Gives back the slots of limits [0, count).

@@ -440,3 +440,27 @@ TEST_CASE("rate_limiter: once every waiter cancelled, a call that never left get
   CHECK(limiter.limit().available(env.now()) == 2);
   CHECK(limiter.limit().tat() <= env.now());
 }
+
+TEST_CASE("rate_limits: a refused reservation holds nothing; the waiter it was is done",
+          "[rate_limiter]") {
+  venv env;
+  // x: 1 per second, burst 1; y: 1 per hour, burst 1.
+  const auto limiter = keel::rate_limits(rate_limit_options{.limit = 1, .period = 1s},
+                                         rate_limit_options{.limit = 1, .period = 1h})
+                           .with_environment(env);
+  auto a = limiter.reserve({1, 1});
+  REQUIRE(a);
+  // x would have it wait 1 s; y refuses: x's slot and its wait are given back.
+  auto refused = limiter.reserve({1, 1}, 10s);
+  REQUIRE_FALSE(refused);
+  CHECK_FALSE(refused.pending());
+  CHECK(refused.refused_by() == 1);
+  CHECK(refused.wait() == 0s);
+  refused.settle({5, 5});  // does nothing
+  refused.cancel();        // nor this
+  CHECK(limiter.limit(0).tat() == env.now() + 1s);
+  // No waiter is left: the call that never left gets all of its slots back.
+  a.cancel();
+  CHECK(limiter.limit(0).available(env.now()) == 1);
+  CHECK(limiter.limit(1).available(env.now()) == 1);
+}
