@@ -89,8 +89,8 @@ struct throttle_rejected {
 /// stripe (one per hardware thread, at most 8) owns its ring of buckets and
 /// counts with a plain load and store; other threads on that stripe count in
 /// its second ring with compare-and-swap, and move to another stripe when
-/// they collide. Threads sharing a throttle share no written cache line on
-/// the healthy path, and its counts stay exact.
+/// they collide. Up to one thread per stripe, threads sharing a throttle
+/// share no written cache line on the healthy path; the counts stay exact.
 class adaptive_throttle_core {
  public:
   explicit adaptive_throttle_core(adaptive_throttle_options options = {})
