@@ -208,8 +208,8 @@ class gcra_limit {
     // admissions must not leave the earlier time (review4 G1). It shares
     // tat_'s cache line, which the slot's compare-and-swap takes anyway.
     std::int64_t seen = seen_.load(std::memory_order_relaxed);
-    while (seen < n && !seen_.compare_exchange_weak(seen, n, std::memory_order_relaxed)) {
-    }
+    if (seen < n && !seen_.compare_exchange_strong(seen, n, std::memory_order_relaxed)) [[unlikely]]
+      raise(seen_, n);
     std::int64_t tat = tat_.load(std::memory_order_relaxed);
     for (;;) {
       const std::int64_t start = detail::rl_max_of(tat, from);
