@@ -55,8 +55,12 @@ TEST_CASE("rate_limiter stress: the bound holds with waits, cancellations and se
   std::thread watcher([&] {
     start.arrive_and_wait();
     while (!done.load()) {
-      const time_point now = clock.now();
+      // The TAT first, then the clock: an admission read the clock before it
+      // moved the TAT, so the later read bounds the time it was admitted at
+      // (read the other way round, a caller could read a newer clock in between).
       const time_point tat = l.tat();
+      std::atomic_thread_fence(std::memory_order_acquire);
+      const time_point now = clock.now();
       if (tat > now + l.tolerance() + max_wait) violations.fetch_add(1);
       if (l.available(now) > 8) violations.fetch_add(1);
       std::this_thread::yield();
