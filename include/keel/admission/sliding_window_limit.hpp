@@ -29,7 +29,8 @@ struct sliding_window_options {
   /// Sub-windows the period is counted in (1..4096): more is closer to an
   /// exact log, at one counter each. Default 60.
   std::uint32_t buckets = 60;
-  /// Longest a call waits for room in the window; 0: never waits. Default 0.
+  /// Longest a call waits for room in the window; 0: never waits. Below
+  /// 2^20 bucket widths (the ring reaches this far ahead). Default 0.
   duration max_wait = duration::zero();
   /// A cost above `limit`: rejected (default) or admitted into an empty window, into debt.
   rate_oversize oversize = rate_oversize::reject;
@@ -64,6 +65,10 @@ struct sliding_window_options {
     if (max_wait < duration::zero()) {
       return config_problem{"sliding_window_options.max_wait", "must be >= 0"};
     }
+    if (max_wait / bucket_width() >= (std::int64_t{1} << 20)) {
+      return config_problem{"sliding_window_options.max_wait",
+                            "must be below 2^20 bucket widths (the ring reaches that far ahead)"};
+    }
     if (max_pause < duration::zero()) {
       return config_problem{"sliding_window_options.max_pause", "must be >= 0"};
     }
@@ -77,8 +82,9 @@ struct sliding_window_options {
 /// The decision core of one window limit: at most `limit` units in any closed
 /// interval [s, s + period] of send times. Units are counted in buckets of
 /// w = ceil(period / buckets) ns (bucket k is [k*w, (k+1)*w)); a call is
-/// admitted into bucket k when the units of buckets k - buckets .. k plus its
-/// cost are at most `limit`. Every period-long interval lies within
+/// admitted into bucket k when every window that counts k (the units of
+/// buckets q - buckets .. q, for q from k to k + buckets) stays at most
+/// `limit` with its cost. Every period-long interval lies within
 /// buckets + 1 buckets, hence the bound; the window it counts is between
 /// period and period + w long, so it may refuse what an exact log would admit
 /// by the units of one bucket, the oldest. Never blocks on anything but
@@ -90,7 +96,8 @@ struct sliding_window_options {
 /// would take a multi-word compare-and-swap.
 ///
 /// Its rate_decision's ticket means: `end` the bucket the units were counted
-/// in, `at` the send time (ns), `refunds` the units counted, `length` 0.
+/// in, `at` the send time (ns), `refunds` the units counted, `length` 0,
+/// `sends` the send time of a caller that waits (else INT64_MIN).
 class sliding_window_limit {
  public:
   using options_type = sliding_window_options;
@@ -100,11 +107,16 @@ class sliding_window_limit {
       : options_((require_valid(o.validate()), o)),
         width_(o.bucket_width().count()),
         span_(static_cast<std::int64_t>(o.buckets)),
-        slots_(static_cast<std::size_t>(o.buckets) + 1),
+        horizon_(span_ + 1 + o.max_wait.count() / width_ +
+                 (o.max_wait.count() % width_ != 0 ? 1 : 0)),
+        slots_(static_cast<std::size_t>(span_ + 1 + horizon_)),
         cap_(o.max_debt > std::numeric_limits<std::uint64_t>::max() - o.limit
                  ? std::numeric_limits<std::uint64_t>::max()
                  : o.limit + o.max_debt),
-        ring_(new std::uint64_t[static_cast<std::size_t>(o.buckets) + 1]()) {
+        ring_(new std::uint64_t[slots_]()),
+        waiting_(new std::uint32_t[slots_]()),
+        sends_(new std::int64_t[slots_]) {
+    std::fill(sends_.get(), sends_.get() + slots_, detail::rl_min);
     head_ = slot_of(newest_);
   }
 
@@ -114,9 +126,11 @@ class sliding_window_limit {
   /// Counts `cost` units into the window if there is room for them within
   /// `max_wait`: at once, or at the start of the first bucket where enough old
   /// units have left (the caller waits decision.wait). Callers go in arrival
-  /// order: nobody is counted before a waiter's bucket. The smallest charge is
-  /// one unit: a cost of 0 counts as 1 (settle() corrects it). A refusal
-  /// changes nothing.
+  /// order: nobody is counted before the send time of a waiter that has not
+  /// given up (done_waiting()). A wait reaches at most `period` + w +
+  /// options().max_wait past the latest `now` admitted; beyond it a call is
+  /// refused with that wait as retry_after. The smallest charge is one unit:
+  /// a cost of 0 counts as 1 (settle() corrects it). A refusal changes nothing.
   // Inlined, as gcra_limit's: out of line, the decision goes through memory.
   [[gnu::always_inline]] rate_decision try_acquire(std::uint64_t cost, time_point now,
                                                    duration max_wait = duration::zero()) noexcept {
@@ -127,32 +141,23 @@ class sliding_window_limit {
     }
     const std::int64_t n = now.time_since_epoch().count();
     const guard g(lock_);
-    // Not before a pause's end nor before a waiter's send time.
-    const std::int64_t from =
-        detail::rl_max_of(detail::rl_max_of(n, paused_.load(std::memory_order_relaxed)), queue_);
-    // A now before the newest bucket (another thread's later clock read, a
-    // clock that jumped back) counts into the newest bucket.
-    std::int64_t c = bucket_of(from);
-    std::uint64_t s = total_;
-    if (c <= newest_) {
-      c = newest_;
-    } else {
-      s = window_from(oldest_at(c));
+    // Nobody waiting nor paused, nothing counted after now's bucket: the
+    // window at now decides (the rest, out of line, in acquire_slow()).
+    if (detail::rl_max_of(paused_.load(std::memory_order_relaxed), queue_) <= n &&
+        max_wait.count() >= 0) [[likely]] {
+      const std::int64_t c = bucket_from(n);
+      if (c >= newest_) {
+        const std::uint64_t s = c == newest_ ? total_ : window_from(oldest_at(c));
+        if (oversize ? s == 0 : s <= options_.limit - need) {
+          if (c != newest_) advance(c);
+          ring_[head_] += need;  // at most cap_ in a window: no wrap
+          total_ += need;
+          if (c != present_) set_present(c);
+          return {true, {}, std::nullopt, {c, n, 0, need}};
+        }
+      }
     }
-    std::int64_t target = c;
-    if (oversize ? s != 0 : s > options_.limit - need) [[unlikely]]
-      target = room_after(c, need, oversize);
-    const std::int64_t send = target == c ? from : start_of(target);
-    const std::int64_t wait = send > n ? detail::rl_sub(send, n) : 0;
-    if (wait > max_wait.count() || send == detail::rl_max) {
-      return {false, {}, duration(wait), {}};
-    }
-    if (target != newest_) advance(target);
-    ring_[head_] += need;  // at most cap_ in a window: no wrap
-    total_ += need;
-    if (wait > 0) [[unlikely]]
-      queue_ = detail::rl_max_of(queue_, send);
-    return {true, duration(wait), std::nullopt, {target, send, 0, need}};
+    return acquire_slow(need, oversize, n, max_wait.count());
   }
 
   /// Gives back up to `units` of the call of `t` (at most what it counted) if
@@ -165,21 +170,20 @@ class sliding_window_limit {
     const std::uint64_t give = std::min(units, t.refunds);
     if (give == 0) return 0;
     const guard g(lock_);
-    const std::int64_t c = detail::rl_max_of(bucket_of(now.time_since_epoch().count()), newest_);
+    const std::int64_t c = bucket_from(now.time_since_epoch().count());
     if (t.end < oldest_at(c) || t.end > newest_) return 0;  // left the window
-    // The slot of bucket t.end, counted back from the newest one's.
-    const auto back = static_cast<std::size_t>(newest_ - t.end);
-    std::uint64_t& b = ring_[head_ >= back ? head_ - back : head_ + slots_ - back];
+    std::uint64_t& b = ring_[slot_back(newest_ - t.end)];
     std::uint64_t d = std::min(give, b);
     // A call counted by the time of a remaining-quota hint (whose bucket is
     // then in the window too): its units come back only as far as the room
     // the hint left (tighten() never loosens).
     if (t.end <= held_) [[unlikely]] {
-      const std::uint64_t room = options_.limit > total_ ? options_.limit - total_ : 0;
+      const std::uint64_t used = used_at(c);
+      const std::uint64_t room = options_.limit > used ? options_.limit - used : 0;
       d = std::min(d, held_room_ > room ? held_room_ - room : 0);
     }
     b -= d;
-    total_ -= d;
+    if (t.end >= newest_ - span_) total_ -= d;
     return d;
   }
 
@@ -189,15 +193,15 @@ class sliding_window_limit {
   }
 
   /// Counts `units` more into the current bucket at `now` (a call that cost
-  /// more than its estimate), up to `limit` + max_debt in the window; the rest
-  /// is forgiven. Returns the units counted.
+  /// more than its estimate), up to `limit` + max_debt in any window that
+  /// counts it; the rest is forgiven. Returns the units counted.
   std::uint64_t charge(std::uint64_t units, time_point now) noexcept {
     if (units == 0) return 0;
     const guard g(lock_);
-    advance_to(now);
-    const std::uint64_t d = std::min(units, cap_ > total_ ? cap_ - total_ : 0);
-    ring_[head_] += d;
-    total_ += d;
+    const std::int64_t c = to_present(now);
+    const std::uint64_t used = used_at(c);
+    const std::uint64_t d = std::min(units, cap_ > used ? cap_ - used : 0);
+    count(c, d);
     return d;
   }
 
@@ -214,8 +218,31 @@ class sliding_window_limit {
     }
   }
 
-  /// For keel::rate_limiter, as gcra_limit's: a window keeps no waiter's time.
-  void done_waiting(const rate_ticket&, bool = false) noexcept {}
+  /// The caller of `t` is done waiting: it sends now (`sent`), or gave up. A
+  /// waiter that gave up no longer holds later callers to its send time. Call
+  /// it once per ticket that waited (`t.sends` set; others are ignored); a
+  /// waiter never reported holds later callers behind it until it would have sent.
+  void done_waiting(const rate_ticket& t, bool sent = false) noexcept {
+    if (t.sends == detail::rl_min) return;
+    const guard g(lock_);
+    if (t.end > newest_ || t.end <= detail::rl_sub(newest_, static_cast<std::int64_t>(slots_))) {
+      return;  // its slot holds a later bucket now: the send time has passed
+    }
+    std::uint32_t& w = waiting_[slot_back(newest_ - t.end)];
+    if (w == 0) return;
+    --w;
+    if (sent || w != 0 || t.sends < queue_) return;
+    // It was the latest waiter: the next one back (the latest send time of
+    // its bucket; exact when that bucket holds one waiter) holds callers now.
+    queue_ = detail::rl_min;
+    for (std::size_t back = 0; back < slots_; ++back) {
+      const std::size_t k = slot_back(static_cast<std::int64_t>(back));
+      if (waiting_[k] != 0) {
+        queue_ = sends_[k];
+        break;
+      }
+    }
+  }
 
   /// No unit goes before now + retry_after (cut to max_pause); returns true
   /// when that moved the pause later. A pause never shortens.
@@ -237,14 +264,14 @@ class sliding_window_limit {
   /// counted into the current bucket and leaves with it). Never loosens.
   void tighten(std::uint64_t remaining, time_point now) noexcept {
     const guard g(lock_);
-    advance_to(now);
-    const std::uint64_t room = options_.limit > total_ ? options_.limit - total_ : 0;
+    const std::int64_t c = to_present(now);
     if (remaining >= options_.limit) return;
-    held_ = newest_;
+    const std::uint64_t used = used_at(c);
+    const std::uint64_t room = options_.limit > used ? options_.limit - used : 0;
+    held_ = c;
     held_room_ = remaining;
     if (remaining >= room) return;
-    ring_[head_] += room - remaining;
-    total_ += room - remaining;
+    count(c, room - remaining);
   }
 
   /// Units that could go at once at `now` (0 while paused or behind a waiter).
@@ -253,15 +280,16 @@ class sliding_window_limit {
     if (paused_.load(std::memory_order_relaxed) > n) return 0;
     const guard g(lock_);
     if (queue_ > n) return 0;
-    const std::uint64_t s = counted_at(n);
+    const std::uint64_t s = used_at(bucket_from(n));
     return options_.limit > s ? options_.limit - s : 0;
   }
 
-  /// Units counted in the window at `now` (buckets `buckets` back through the
-  /// newest): at most `limit`, or `limit` + max_debt after debt.
+  /// The most units counted in a window that counts `now`'s bucket (the
+  /// window at `now`, or a later one holding waiters): at most `limit`, or
+  /// `limit` + max_debt after debt.
   std::uint64_t in_window(time_point now) const noexcept {
     const guard g(lock_);
-    return counted_at(now.time_since_epoch().count());
+    return used_at(bucket_from(now.time_since_epoch().count()));
   }
 
   /// The end of the current pause (in the past when not paused).
@@ -314,7 +342,27 @@ class sliding_window_limit {
     const std::int64_t r = k % m;
     return static_cast<std::size_t>(r < 0 ? r + m : r);
   }
+  // The slot of bucket newest_ - back (0 <= back < slots_).
+  std::size_t slot_back(std::int64_t back) const noexcept {
+    const auto b = static_cast<std::size_t>(back);
+    return head_ >= b ? head_ - b : head_ + slots_ - b;
+  }
   std::int64_t oldest_at(std::int64_t c) const noexcept { return detail::rl_sub(c, span_); }
+  // The bucket a unit sent at t counts in: t's, or the present one if later
+  // (no division while t is within the present bucket).
+  std::int64_t bucket_from(std::int64_t t) const noexcept {
+    return t < present_end_ ? present_ : detail::rl_max_of(bucket_of(t), present_);
+  }
+  void set_present(std::int64_t c) noexcept {
+    present_ = c;
+    present_end_ = start_of(detail::rl_add(c, 1));
+  }
+
+  // The units of bucket k: 0 after newest_ (and before the ring, never read).
+  std::uint64_t units_of(std::int64_t k) const noexcept {
+    if (k > newest_ || k <= detail::rl_sub(newest_, static_cast<std::int64_t>(slots_))) return 0;
+    return ring_[slot_back(newest_ - k)];
+  }
 
   // The units of buckets k .. newest_ (k >= the oldest bucket counted at newest_).
   std::uint64_t window_from(std::int64_t k) const noexcept {
@@ -324,12 +372,83 @@ class sliding_window_limit {
     for (std::int64_t j = oldest; j < k; ++j) s -= ring_[slot_of(j)];
     return s;
   }
-  std::uint64_t counted_at(std::int64_t n) const noexcept {
-    return window_from(oldest_at(detail::rl_max_of(bucket_of(n), newest_)));
+  // The units of the window at q (buckets q - span_ .. q).
+  std::uint64_t window_at(std::int64_t q) const noexcept {
+    if (q >= newest_) return window_from(oldest_at(q));
+    std::uint64_t s = 0;
+    for (std::int64_t j = oldest_at(q); j <= q; ++j) s += units_of(j);
+    return s;
+  }
+  // The most units in a window that counts bucket c (c >= present_): the
+  // window at c, or a later one that counts units of waiters.
+  std::uint64_t used_at(std::int64_t c) const noexcept {
+    std::uint64_t s = window_at(c);
+    if (c >= newest_) return s;  // later windows only lose units
+    std::uint64_t most = s;
+    const std::int64_t last = std::min(newest_, detail::rl_add(c, span_));
+    for (std::int64_t q = c + 1; q <= last; ++q) {
+      s -= units_of(q - span_ - 1);
+      s += units_of(q);
+      most = std::max(most, s);
+    }
+    return most;
   }
 
-  // The first bucket after c where `need` fits: the one that no longer
-  // counts the oldest bucket whose leaving makes room.
+  // Makes `now`'s bucket the present one, if it is later; returns the bucket
+  // a unit sent at `now` counts in.
+  std::int64_t to_present(time_point now) noexcept {
+    const std::int64_t c = bucket_from(now.time_since_epoch().count());
+    if (c != present_) set_present(c);
+    if (c > newest_) advance(c);
+    return c;
+  }
+  // Counts `units` into bucket c (present_ <= c <= newest_).
+  void count(std::int64_t c, std::uint64_t units) noexcept {
+    ring_[slot_back(newest_ - c)] += units;
+    if (c >= newest_ - span_) total_ += units;
+  }
+
+  // try_acquire's general case: a pause, a caller behind a waiter, units
+  // counted after now's bucket, a wait, a refusal (the lock is held).
+  KEEL_DETAIL_NOINLINE rate_decision acquire_slow(std::uint64_t need, bool oversize, std::int64_t n,
+                                                  std::int64_t max_wait) noexcept {
+    // Not before a pause's end nor before a waiter's send time. A now before
+    // the present bucket (another thread's later clock read, a clock that
+    // jumped back) counts into the present bucket.
+    const std::int64_t at = detail::rl_max_of(n, paused_.load(std::memory_order_relaxed));
+    const std::int64_t present = bucket_from(at);
+    const std::int64_t from = detail::rl_max_of(at, queue_);
+    const std::int64_t c = from == at ? present : detail::rl_max_of(bucket_of(from), present);
+    std::int64_t target = c;
+    if (c >= newest_) {
+      // Nothing is counted after c: the window at c is the fullest that counts it.
+      const std::uint64_t s = c == newest_ ? total_ : window_from(oldest_at(c));
+      if (oversize ? s != 0 : s > options_.limit - need) target = room_after(c, need, oversize);
+    } else {
+      target = first_fit(c, need, oversize);  // units lie ahead (see first_fit)
+    }
+    const std::int64_t send = target == c ? from : start_of(target);
+    const std::int64_t wait = send > n ? detail::rl_sub(send, n) : 0;
+    if (wait > max_wait || send == detail::rl_max ||
+        (target != c && target > detail::rl_add(present, horizon_))) {
+      return {false, {}, duration(wait), {}};
+    }
+    if (target > newest_) advance(target);
+    if (present != present_) set_present(present);
+    count(target, need);
+    rate_ticket t{target, send, 0, need};
+    if (wait > 0) {
+      const std::size_t slot = slot_back(newest_ - target);
+      queue_ = detail::rl_max_of(queue_, send);
+      ++waiting_[slot];
+      sends_[slot] = detail::rl_max_of(sends_[slot], send);
+      t.sends = send;
+    }
+    return {true, duration(wait), std::nullopt, t};
+  }
+
+  // The first bucket after c where `need` fits (c >= newest_): the one that no
+  // longer counts the oldest bucket whose leaving makes room.
   KEEL_DETAIL_NOINLINE std::int64_t room_after(std::int64_t c, std::uint64_t need,
                                                bool oversize) const noexcept {
     std::int64_t k = oldest_at(c);
@@ -343,43 +462,73 @@ class sliding_window_limit {
     return target;
   }
 
-  // Makes the bucket of `now` the newest, if it is later.
-  void advance_to(time_point now) noexcept {
-    const std::int64_t c = bucket_of(now.time_since_epoch().count());
-    if (c > newest_) advance(c);
+  // The first bucket t >= c (c < newest_) where `need` fits in every window
+  // that counts t (q = t .. t + span_): units lie after c, counted for waiters
+  // or left by waiters that gave theirs back.
+  KEEL_DETAIL_NOINLINE std::int64_t first_fit(std::int64_t c, std::uint64_t need,
+                                              bool oversize) const noexcept {
+    std::uint64_t s = window_at(c);
+    std::int64_t t = c;
+    // Past newest_ + span_ every window is empty: t is found at most span_
+    // steps later, unless that is past the end of time.
+    for (std::int64_t q = c; q != detail::rl_max; ++q) {
+      if (q != c) {
+        s -= units_of(q - span_ - 1);
+        s += units_of(q);
+      }
+      if (oversize ? s != 0 : s > options_.limit - need) {
+        t = q + 1;
+      } else if (q - t >= span_) {
+        return t;
+      }
+    }
+    return detail::rl_max;  // never: refused
   }
 
-  // Makes `c` (> newest_) the newest bucket: the buckets that leave the
-  // window are emptied for reuse.
+  // Makes `c` (> newest_) the newest bucket: the window's total moves on,
+  // and the slots of the buckets after newest_ are emptied for reuse (they
+  // held buckets `slots_` earlier, before any window from the present on).
   void advance(std::int64_t c) noexcept {
-    if (detail::rl_sub(c, newest_) > span_) {
-      if (total_ != 0) std::fill(ring_.get(), ring_.get() + slots_, std::uint64_t{0});
+    const std::int64_t step = detail::rl_sub(c, newest_);
+    if (step > span_) {
       total_ = 0;
+    } else {
+      for (std::int64_t j = oldest_at(newest_); j < oldest_at(c); ++j) total_ -= units_of(j);
+    }
+    if (step >= static_cast<std::int64_t>(slots_)) {
+      std::fill(ring_.get(), ring_.get() + slots_, std::uint64_t{0});
+      std::fill(waiting_.get(), waiting_.get() + slots_, std::uint32_t{0});
+      std::fill(sends_.get(), sends_.get() + slots_, detail::rl_min);
       head_ = slot_of(c);
     } else {
-      // The slot of bucket newest_ + i held bucket newest_ + i - slots_, which leaves.
-      for (std::int64_t i = newest_; i < c; ++i) {
+      for (std::int64_t i = 0; i < step; ++i) {
         head_ = head_ + 1 == slots_ ? 0 : head_ + 1;
-        total_ -= ring_[head_];
         ring_[head_] = 0;
+        waiting_[head_] = 0;
+        sends_[head_] = detail::rl_min;
       }
     }
     newest_ = c;
   }
 
   sliding_window_options options_;
-  std::int64_t width_;  // w, ns
-  std::int64_t span_;   // buckets: the window at k counts k - span_ .. k
-  std::size_t slots_;   // span_ + 1
-  std::uint64_t cap_;   // limit + max_debt, saturated
-  std::unique_ptr<std::uint64_t[]> ring_;
+  std::int64_t width_;                        // w, ns
+  std::int64_t span_;                         // buckets: the window at k counts k - span_ .. k
+  std::int64_t horizon_;                      // a waiter's bucket is at most present_ + horizon_
+  std::size_t slots_;                         // span_ + 1 + horizon_: present_ - span_ .. newest_
+  std::uint64_t cap_;                         // limit + max_debt, saturated
+  std::unique_ptr<std::uint64_t[]> ring_;     // units per bucket
+  std::unique_ptr<std::uint32_t[]> waiting_;  // callers waiting per bucket
+  std::unique_ptr<std::int64_t[]> sends_;     // their latest send time per bucket
   // Guarded by lock_:
-  std::int64_t newest_ = detail::rl_min;  // the newest bucket counted into
-  std::uint64_t total_ = 0;               // the units of buckets newest_ - span_ .. newest_
-  std::size_t head_ = 0;                  // the slot of newest_
-  std::int64_t queue_ = detail::rl_min;   // the latest send time of a waiter
-  std::int64_t held_ = detail::rl_min;    // the bucket of the last remaining-quota hint
-  std::uint64_t held_room_ = 0;           // the room that hint left
+  std::int64_t newest_ = detail::rl_min;       // the newest bucket counted into
+  std::int64_t present_ = detail::rl_min;      // the bucket of the latest now admitted
+  std::int64_t present_end_ = detail::rl_min;  // the start of the bucket after it
+  std::uint64_t total_ = 0;                    // the units of buckets newest_ - span_ .. newest_
+  std::size_t head_ = 0;                       // the slot of newest_
+  std::int64_t queue_ = detail::rl_min;        // the latest send time of a waiter
+  std::int64_t held_ = detail::rl_min;         // the bucket of the last remaining-quota hint
+  std::uint64_t held_room_ = 0;                // the room that hint left
   mutable std::atomic<bool> lock_{false};
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
 };

@@ -77,6 +77,11 @@ TEST_CASE("sliding_window_options: every invalid field is named", "[sliding_wind
         "sliding_window_options.max_pause");
   CHECK(sliding_window_options{.oversize = static_cast<keel::rate_oversize>(7)}.validate()->field ==
         "sliding_window_options.oversize");
+  // The ring reaches max_wait ahead: below 2^20 bucket widths.
+  constexpr auto w = sliding_window_options{}.bucket_width();  // 16,666,667 ns
+  CHECK(sliding_window_options{.max_wait = w * (1 << 20)}.validate()->field ==
+        "sliding_window_options.max_wait");
+  CHECK_FALSE(sliding_window_options{.max_wait = w * (1 << 20) - 1ns}.validate());
   static_assert(!sliding_window_options{.limit = 5, .period = 1min, .buckets = 12}.validate());
   static_assert(sliding_window_options{.period = 1s, .buckets = 3}.bucket_width() == 333'333'334ns);
   REQUIRE_THROWS_AS(sliding_window_limit(sliding_window_options{.buckets = 0}), keel::config_error);
@@ -193,6 +198,114 @@ TEST_CASE("sliding window: a caller waits for old units to leave, in arrival ord
   CHECK(l.available(at(600ms)) == 0);   // behind the waiters
   CHECK(l.available(at(1600ms)) == 1);  // 5 + 1 + 3 counted in buckets 6..16
   CHECK(l.in_window(at(1600ms)) == 9);
+}
+
+TEST_CASE("sliding window: a waiter that gives up frees its place in line, exactly",
+          "[sliding_window]") {
+  sliding_window_limit l({.limit = 10, .period = 1s, .buckets = 10, .max_wait = 3s});
+  REQUIRE(l.try_acquire(4, at(0s)).admitted);      // bucket 0
+  REQUIRE(l.try_acquire(6, at(500ms)).admitted);   // bucket 5
+  const auto a = l.try_acquire(3, at(500ms), 3s);  // bucket 0 leaves: 11
+  const auto b = l.try_acquire(2, at(500ms), 3s);  // behind A; 5 leaves: 16
+  const auto c = l.try_acquire(2, at(500ms), 3s);  // with B
+  REQUIRE((a.admitted && b.admitted && c.admitted));
+  CHECK(a.ticket.end == 11);
+  CHECK(b.ticket.end == 16);
+  CHECK(c.ticket.end == 16);
+  CHECK(a.ticket.sends == 1'100'000'000);
+  CHECK(c.ticket.sends == 1'600'000'000);
+  SECTION("the last waiter gives up: the next one back holds callers") {
+    l.done_waiting(c.ticket);
+    CHECK(l.refund_all(c.ticket, at(600ms)) == 2);
+    // A refusal changes nothing and tells the wait: B is still there (16).
+    CHECK(*l.try_acquire(1, at(600ms)).retry_after == 1s);
+    l.done_waiting(b.ticket);
+    CHECK(l.refund_all(b.ticket, at(600ms)) == 2);
+    // A's time holds the next caller: bucket 11, with A.
+    CHECK(*l.try_acquire(1, at(600ms)).retry_after == 500ms);
+    const auto d = l.try_acquire(1, at(600ms), 3s);
+    CHECK(d.ticket.end == 11);
+    CHECK(d.wait == 500ms);
+  }
+  SECTION("a waiter in the middle gives up: the line stays as it was") {
+    l.done_waiting(a.ticket);
+    CHECK(l.refund_all(a.ticket, at(600ms)) == 3);
+    CHECK(l.try_acquire(1, at(600ms), 3s).wait == 1s);  // behind B and C
+  }
+  SECTION("everyone gives up: a caller goes at once when every window has room") {
+    for (const auto* d : {&c, &b, &a}) {
+      l.done_waiting(d->ticket);
+      l.refund_all(d->ticket, at(600ms));
+    }
+    CHECK(l.available(at(600ms)) == 0);  // buckets 0 and 5 still count 10
+    const auto d = l.try_acquire(3, at(1100ms));
+    REQUIRE(d.admitted);
+    CHECK(d.wait == 0ns);
+    CHECK(d.ticket.end == 11);
+  }
+  SECTION("sent is not gone: a waiter that sends keeps its place") {
+    l.done_waiting(c.ticket, true);
+    l.done_waiting(b.ticket, true);
+    CHECK(l.try_acquire(1, at(600ms), 3s).wait == 1s);
+  }
+  SECTION("a ticket that did not wait is ignored") {
+    const auto late = l.try_acquire(1, at(2s));  // bucket 20: no wait
+    REQUIRE(late.admitted);
+    CHECK(late.ticket.sends == std::numeric_limits<std::int64_t>::min());
+    l.done_waiting(late.ticket);
+    CHECK(l.try_acquire(1, at(2s), 3s).wait == 0ns);
+  }
+}
+
+TEST_CASE(
+    "sliding window: after a waiter gives up, a caller is checked against every window "
+    "that counts it, up to units counted ahead",
+    "[sliding_window]") {
+  sliding_window_limit l({.limit = 10, .period = 1s, .buckets = 10, .max_wait = 3s});
+  const auto y = l.try_acquire(4, at(0s));         // bucket 0
+  REQUIRE(l.try_acquire(6, at(500ms)).admitted);   // bucket 5
+  const auto a = l.try_acquire(4, at(500ms), 3s);  // bucket 11, at 1.1 s
+  const auto b = l.try_acquire(1, at(500ms), 3s);  // bucket 16
+  REQUIRE((y.admitted && a.admitted && b.admitted));
+  l.done_waiting(a.ticket, true);  // A reports early that it sent (settled before its time)
+  l.done_waiting(b.ticket);        // B gives up: nobody holds the line
+  l.refund_all(b.ticket, at(600ms));
+  l.refund_all(y.ticket, at(600ms));  // Y never left: bucket 0 is empty
+  // The window at 0.6 s holds 6, but the one at 1.1 s holds 6 + A's 4: one
+  // more unit now would put 11 in [0.5 s, 1.5 s]. It goes when bucket 5 leaves.
+  CHECK(l.in_window(at(600ms)) == 10);
+  CHECK(l.available(at(600ms)) == 0);
+  const auto now = l.try_acquire(1, at(600ms));
+  CHECK_FALSE(now.admitted);
+  CHECK(*now.retry_after == 1s);
+  const auto later = l.try_acquire(1, at(600ms), 3s);
+  REQUIRE(later.admitted);
+  CHECK(later.ticket.end == 16);
+  CHECK(later.wait == 1s);
+}
+
+TEST_CASE("sliding window: a wait reaches period + bucket + max_wait ahead, no further",
+          "[sliding_window]") {
+  // max_wait 0: the ring reaches 11 buckets past the present one.
+  sliding_window_limit l({.limit = 10, .period = 1s, .buckets = 10});
+  REQUIRE(l.try_acquire(10, at(0s)).admitted);
+  const auto a = l.try_acquire(10, at(0s), 10s);  // bucket 11: within reach
+  REQUIRE(a.admitted);
+  CHECK(a.wait == 1100ms);
+  const auto b = l.try_acquire(10, at(0s), 10s);  // bucket 22: beyond it
+  CHECK_FALSE(b.admitted);
+  CHECK(*b.retry_after == 2200ms);
+  // Later, the same wait is within reach.
+  const auto c = l.try_acquire(10, at(1100ms), 10s);
+  REQUIRE(c.admitted);
+  CHECK(c.ticket.end == 22);
+  // With max_wait 2 s, 20 buckets more.
+  sliding_window_limit m({.limit = 10, .period = 1s, .buckets = 10, .max_wait = 2s});
+  REQUIRE(m.try_acquire(10, at(0s)).admitted);
+  REQUIRE(m.try_acquire(10, at(0s), 10s).admitted);        // 11
+  CHECK(m.try_acquire(10, at(0s), 10s).ticket.end == 22);  // within 31
+  CHECK_FALSE(m.try_acquire(10, at(0s), 10s).admitted);    // 33: past 31
+  CHECK(m.try_acquire(10, at(200ms), 10s).ticket.end == 33);
 }
 
 TEST_CASE("sliding window: a small caller never goes before a waiter (no overtaking)",
@@ -508,7 +621,9 @@ TEST_CASE(
     const auto limit = static_cast<std::uint64_t>(rng.in(1, 30));
     const auto buckets = static_cast<std::uint32_t>(rng.in(1, 16));
     const duration period = std::chrono::microseconds(rng.in(buckets, 5000));
-    sliding_window_limit l({.limit = limit, .period = period, .buckets = buckets});
+    // max_wait sizes the ring to reach every wait of up to 2 periods asked below.
+    sliding_window_limit l(
+        {.limit = limit, .period = period, .buckets = buckets, .max_wait = 2 * period});
     const std::int64_t w = l.bucket_width().count();
     window_model m{limit, w, buckets};
     struct pending {
@@ -614,16 +729,19 @@ TEST_CASE("sliding window stress: no window ever holds more than `limit` (TSan)"
             std::max(d.ticket.at, l.bucket_start(d.ticket.end).time_since_epoch().count());
         const int what = static_cast<int>(rng.in(0, 9));
         if (what < 2) {
+          l.done_waiting(d.ticket);             // gave up (ignored unless it waited)
           l.refund_all(d.ticket, clock.now());  // cancelled: never left
         } else if (what < 4) {
+          l.done_waiting(d.ticket, true);
           const auto actual =
               static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(cost)));
           // Only a refund that lands is taken off what was sent (a bucket that
           // has left the window keeps its count, and no window sees it again).
           const std::uint64_t back = l.refund(d.ticket, cost - actual, clock.now());
           if (cost - back > 0) mine.push_back({send, cost - back});
-        } else if (cost > 0) {
-          mine.push_back({send, cost});
+        } else {
+          l.done_waiting(d.ticket, true);
+          if (cost > 0) mine.push_back({send, cost});
         }
       }
       const std::lock_guard lock(mu);
@@ -639,4 +757,187 @@ TEST_CASE("sliding window stress: no window ever holds more than `limit` (TSan)"
   CHECK(most_in_a_period(sent, 10'000'000) <= limit);
   clock.advance(1s);
   CHECK(l.available(clock.now()) == limit);
+}
+
+namespace {
+
+/// The model of a window whose waiters may give up: a log of (bucket, send
+/// time, units) and the rule that a cost fits bucket t when every window that
+/// counts t (q = t .. t + buckets) stays within `limit`. A caller goes at
+/// max(now, pause end, the send time of the latest waiter still waiting);
+/// when that waiter gives up, the latest send time counted in the latest
+/// bucket that still holds a waiter takes its place.
+struct giving_up_model {
+  std::uint64_t limit;
+  std::int64_t w;
+  std::int64_t buckets;
+  struct entry {
+    std::int64_t bucket;
+    std::int64_t at;
+    std::uint64_t units;
+  };
+  struct waiter {
+    std::int64_t bucket;
+    std::int64_t send;
+    bool waiting;
+  };
+  std::vector<entry> log{};
+  std::vector<waiter> waiters{};
+  std::int64_t paused = std::numeric_limits<std::int64_t>::min();
+  std::int64_t queue = std::numeric_limits<std::int64_t>::min();
+  std::int64_t present = std::numeric_limits<std::int64_t>::min();
+  std::int64_t freed = std::numeric_limits<std::int64_t>::min();  // the latest queue given up
+
+  std::int64_t bucket_of(std::int64_t t) const { return t / w - (t % w < 0 ? 1 : 0); }
+  std::uint64_t window(std::int64_t q) const {
+    std::uint64_t s = 0;
+    for (const auto& e : log) s += e.bucket >= q - buckets && e.bucket <= q ? e.units : 0;
+    return s;
+  }
+  bool fits(std::int64_t t, std::uint64_t need) const {
+    for (std::int64_t q = t; q <= t + buckets; ++q) {
+      if (window(q) + need > limit) return false;
+    }
+    return true;
+  }
+  struct answer {
+    bool admitted;
+    std::int64_t wait;
+    std::int64_t send;
+    std::size_t entry;
+  };
+  answer acquire(std::uint64_t cost, std::int64_t now, std::int64_t max_wait) {
+    const std::uint64_t need = std::max<std::uint64_t>(cost, 1);
+    const std::int64_t at = std::max(now, paused);
+    const std::int64_t from = std::max(at, queue);
+    const std::int64_t c = std::max(bucket_of(from), std::max(bucket_of(at), present));
+    std::int64_t t = c;
+    while (!fits(t, need)) ++t;
+    const std::int64_t send = t == c ? from : t * w;
+    const std::int64_t wait = send - now;
+    if (wait > max_wait) return {false, wait, send, 0};
+    present = std::max(present, bucket_of(at));
+    log.push_back({t, send, need});
+    if (wait > 0) {
+      queue = std::max(queue, send);
+      waiters.push_back({t, send, true});
+    }
+    return {true, wait, send, log.size() - 1};
+  }
+  // Waiter `i` is done: it sends, or gave up (and its units come back).
+  void done(std::size_t i, bool sent) {
+    waiter& me = waiters[i];
+    me.waiting = false;
+    bool others = false;
+    for (const auto& x : waiters) others = others || (x.waiting && x.bucket == me.bucket);
+    if (sent || others || me.send < queue) return;
+    freed = std::max(freed, queue);
+    queue = std::numeric_limits<std::int64_t>::min();
+    std::int64_t top = std::numeric_limits<std::int64_t>::min();
+    for (const auto& x : waiters) top = x.waiting ? std::max(top, x.bucket) : top;
+    for (const auto& x : waiters) queue = x.bucket == top ? std::max(queue, x.send) : queue;
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "sliding window model: waiters that give up free their room and their place in line, "
+    "exactly (fuzzed)",
+    "[sliding_window][model]") {
+  std::size_t freed_used = 0;
+  for (std::uint64_t seed = 1; seed <= 150; ++seed) {
+    keel_test::rng rng{seed * 7919 + 3};
+    const auto limit = static_cast<std::uint64_t>(rng.in(1, 20));
+    const auto buckets = static_cast<std::uint32_t>(rng.in(1, 12));
+    const duration period = std::chrono::microseconds(rng.in(buckets, 4000));
+    sliding_window_limit l(
+        {.limit = limit, .period = period, .buckets = buckets, .max_wait = 3 * period});
+    const std::int64_t w = l.bucket_width().count();
+    giving_up_model m{limit, w, buckets};
+    struct pending {
+      keel::rate_ticket ticket;
+      std::size_t entry;
+      std::size_t waiter;  // SIZE_MAX: did not wait
+    };
+    std::vector<pending> out;
+    std::int64_t now = rng.in(-1'000'000, 1'000'000);
+    INFO("seed " << seed << " limit " << limit << " buckets " << buckets << " w " << w);
+    for (int step = 0; step < 250; ++step) {
+      now += rng.chance(40) ? 0 : rng.in(0, 2 * w);
+      const time_point tp{duration(now)};
+      const int what = static_cast<int>(rng.in(0, 99));
+      INFO("step " << step << " now " << now);
+      if (what < 55) {
+        const auto cost = static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(limit)));
+        const std::int64_t max_wait = rng.chance(30) ? 0 : rng.in(0, 3 * period.count());
+        const auto got = l.try_acquire(cost, tp, duration(max_wait));
+        const auto want = m.acquire(cost, now, max_wait);
+        INFO("cost " << cost << " max_wait " << max_wait);
+        REQUIRE(got.admitted == want.admitted);
+        if (!got.admitted) {
+          REQUIRE(got.retry_after);
+          REQUIRE(got.retry_after->count() == want.wait);
+          continue;
+        }
+        REQUIRE(got.wait.count() == want.wait);
+        REQUIRE(got.ticket.at == want.send);
+        REQUIRE(got.ticket.end == m.log[want.entry].bucket);
+        if (want.send < m.freed) ++freed_used;
+        const std::size_t waiter = got.wait > 0ns ? m.waiters.size() - 1 : SIZE_MAX;
+        REQUIRE((got.ticket.sends != std::numeric_limits<std::int64_t>::min()) ==
+                (waiter != SIZE_MAX));
+        out.push_back({got.ticket, want.entry, waiter});
+      } else if (what < 80 && !out.empty()) {
+        const auto k =
+            static_cast<std::size_t>(rng.in(0, static_cast<std::int64_t>(out.size()) - 1));
+        const pending p = out[k];
+        out.erase(out.begin() + static_cast<std::ptrdiff_t>(k));
+        // A waiter may also report that it sends before its time (a
+        // reservation settled early): it keeps its units ahead, and a later
+        // waiter that gives up then uncovers them (every window is checked).
+        if (p.waiter != SIZE_MAX && m.waiters[p.waiter].send > now && rng.chance(60)) {
+          // Gives up before its send time: its units and its place come back.
+          l.done_waiting(p.ticket, false);
+          m.done(p.waiter, false);
+          REQUIRE(l.refund_all(p.ticket, tp) == m.log[p.entry].units);
+          m.log[p.entry].units = 0;
+        } else {
+          if (p.waiter != SIZE_MAX) {
+            l.done_waiting(p.ticket, true);
+            m.done(p.waiter, true);
+          }
+          // Sent; settled below its estimate while its bucket still counts.
+          const std::uint64_t counted = m.log[p.entry].units;
+          const auto actual =
+              static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(counted)));
+          const std::int64_t c = std::max(m.bucket_of(now), m.present);
+          const std::uint64_t back = l.refund(p.ticket, counted - actual, tp);
+          REQUIRE(back ==
+                  (p.ticket.end >= c - static_cast<std::int64_t>(buckets) ? counted - actual : 0));
+          m.log[p.entry].units -= back;
+        }
+      } else if (what < 85) {
+        const std::int64_t pause = rng.in(0, 2 * w);
+        l.pause(duration(pause), tp);
+        if (pause > 0) m.paused = std::max(m.paused, now + pause);
+      } else {
+        // Every window that counts the present bucket, against the log.
+        const std::int64_t c = std::max(m.bucket_of(now), m.present);
+        std::uint64_t most = 0;
+        for (std::int64_t q = c; q <= c + static_cast<std::int64_t>(buckets); ++q) {
+          most = std::max(most, m.window(q));
+        }
+        REQUIRE(l.in_window(tp) == most);
+      }
+    }
+    std::vector<sent_unit> sent;
+    for (const auto& e : m.log) {
+      if (e.units > 0) sent.push_back({e.at, e.units});
+    }
+    CHECK(most_in_a_period(sent, period.count()) <= limit);
+  }
+  // The fuzz reaches what it is for: callers sent before a time a waiter
+  // that gave up had held them to.
+  CHECK(freed_used > 100);
 }
