@@ -483,7 +483,8 @@ class adaptive_throttle : public executable<adaptive_throttle<Refusals, Listener
   template <class R, class Next>
   outcome<R> run(Next&& next, context& ctx) const {
     adaptive_throttle_core& core = *core_;
-    const throttle_admission a = core.try_acquire(env_.now(), [this] { return env_.uniform(); });
+    const time_point admitted_at = env_.now();
+    const throttle_admission a = core.try_acquire(admitted_at, [this] { return env_.uniform(); });
     if (!a) [[unlikely]] {
       if constexpr (observes<Listener, throttle_rejected>) {
         const auto shed = [&] { return throttle_rejected{a.probability, source_of(name_, ctx)}; };
@@ -492,7 +493,20 @@ class adaptive_throttle : public executable<adaptive_throttle<Refusals, Listener
       return outcome<R>::from_keel(errc::throttled);
     }
     outcome<R> o = next(ctx);  // an outcome: never throws
-    core.finish(a, classify(o), [this] { return env_.now(); });
+    // The call ran: a clock that throws now must not lose its outcome. Its
+    // result then counts at the admission's time.
+    core.finish(a, classify(o), [this, admitted_at]() noexcept -> time_point {
+#if KEEL_HAS_EXCEPTIONS
+      try {
+        return static_cast<time_point>(env_.now());
+      } catch (...) {
+        return admitted_at;
+      }
+#else
+      static_cast<void>(admitted_at);
+      return static_cast<time_point>(env_.now());
+#endif
+    });
     return o;
   }
 

@@ -413,3 +413,32 @@ TEST_CASE("review4 T4: a call at time_point::max() leaves later counts exact",
   CHECK(core.counts(t).accepts == 60);
   CHECK(core.probability() == 0.0);
 }
+
+// A clock that throws when the throttle counts a call's result: the call has
+// run, so its outcome must come back (a caller that sees an exception may
+// send a non-idempotent request again), and its result counts at the time it
+// was admitted.
+TEST_CASE(
+    "review4: a clock that throws after the throttle's call ran loses neither the outcome "
+    "nor its count",
+    "[review4][adaptive_throttle]") {
+  keel_test::throwing_clock_env env;
+  const auto throttle = keel::adaptive_throttle({.max_rejection = 0.01}).with_environment(env);
+  // 10 requests, 4 accepted: p > 0, so an accept reads the clock to recompute it.
+  for (int i = 0; i < 10; ++i) {
+    const auto a = throttle.core().try_acquire(env.v.now(), 0.999);
+    REQUIRE(a.admitted);
+    throttle.core().finish(
+        a, i < 4 ? keel::throttle_result::accepted : keel::throttle_result::refused, env.v.now());
+  }
+  REQUIRE(throttle.probability() > 0.0);
+  env.reads->store(1);  // the admission reads the clock; counting the accept throws
+  int runs = 0;
+  const auto o = throttle.try_execute([&] { return ++runs * 42; });
+  REQUIRE(runs == 1);  // not shed (p = 0.01 and the seeded draw)
+  REQUIRE(o.has_value());
+  CHECK(o.value() == 42);
+  const auto counts = throttle.core().counts(env.v.now());
+  CHECK(counts.requests == 11);
+  CHECK(counts.accepts == 5);
+}
