@@ -176,7 +176,16 @@ class adaptive_throttle_core {
     std::atomic<std::int64_t> start{1};   // the bucket covers [start, end): none at first
     std::atomic<std::int64_t> end{0};
     std::atomic<std::uint64_t> bucket{0};  // the 24-bit epoch << 32 | the index
+    // Whether the stripe's second ring was ever written: a sum skips it until then.
+    std::atomic<bool> shared{false};
   };
+  // The second ring of stripe s, marked written (once: after, a load only).
+  cell& shared_cell(std::uint32_t s, std::uint32_t b) noexcept {
+    if (!rings_[s].shared.load(std::memory_order_relaxed)) {
+      rings_[s].shared.store(true, std::memory_order_relaxed);
+    }
+    return at(mask_ + 1 + s, b);
+  }
 
   cell& at(std::size_t r, std::uint32_t b) const noexcept { return cells_[r * stride_ + b]; }
 
@@ -292,7 +301,7 @@ class adaptive_throttle_core {
     note(e);
     a.bucket = static_cast<std::uint32_t>(e % options_.buckets);
     const auto epoch = static_cast<std::uint32_t>(e & mask);
-    std::atomic<std::uint64_t>& slot = at(mask_ + 1 + s, a.bucket).requests;
+    std::atomic<std::uint64_t>& slot = shared_cell(s, a.bucket).requests;
     std::uint64_t w = slot.load(std::memory_order_relaxed);
     bool collided = false;
     for (;;) {
@@ -367,7 +376,7 @@ class adaptive_throttle_core {
                  std::memory_order_relaxed);
       return;
     }
-    shared_add(at(mask_ + 1 + s, a.bucket).accepts, a.epoch, ref);
+    shared_add(shared_cell(s, a.bucket).accepts, a.epoch, ref);
   }
 
   window_counts sum(std::uint64_t epoch) const noexcept {
@@ -378,8 +387,15 @@ class adaptive_throttle_core {
       return d > -n && d < n ? w & count_mask : 0;
     };
     std::uint64_t requests = 0, accepts = 0, forgotten = 0;
-    // Ring by ring: each is read in order, one cache line after another.
+    // Ring by ring: each is read in order, one cache line after another. A
+    // ring nobody wrote yet is skipped (no owner; a second ring not marked):
+    // with few threads, a sum reads few rings.
     for (std::size_t r = 0; r < 2 * (std::size_t{mask_} + 1); ++r) {
+      const ring& g = rings_[r & mask_];
+      if (r <= mask_ ? g.owner.load(std::memory_order_relaxed) == 0
+                     : !g.shared.load(std::memory_order_relaxed)) {
+        continue;
+      }
       for (std::uint32_t b = 0; b < options_.buckets; ++b) {
         const cell& c = at(r, b);
         requests += counted(c.requests.load(std::memory_order_relaxed));
