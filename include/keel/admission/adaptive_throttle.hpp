@@ -316,16 +316,24 @@ class adaptive_throttle_core {
     move_on(me, collided);
   }
 
-  // A thread that does not own its stripe takes one nobody owns yet, or,
-  // after a collision, tries the next (Java's LongAdder does the same).
+  // A thread that does not own its stripe goes back to one it owns (its hint
+  // was moved, by a breaker's window too), else takes one nobody owns yet,
+  // else, after a collision, tries the next (Java's LongAdder does the same).
   void move_on(detail::thread_identity& me, bool collided) const noexcept {
+    std::uint32_t free = mask_ + 1;
     for (std::uint32_t i = 0; i <= mask_; ++i) {
-      if (rings_[i].owner.load(std::memory_order_relaxed) == 0) {
-        me.stripe = 0x100u | i;  // a hint whose stripe is i (see detail::next_stripe_hint)
-        return;
+      const std::uint64_t o = rings_[i].owner.load(std::memory_order_relaxed);
+      if (o == me.id) {
+        free = i;
+        break;
       }
+      if (o == 0 && free > mask_) free = i;
     }
-    if (collided) me.stripe = detail::next_stripe_hint(me.stripe);
+    if (free <= mask_) {
+      me.stripe = 0x100u | free;  // a hint whose stripe is `free` (see detail::next_stripe_hint)
+    } else if (collided) {
+      me.stripe = detail::next_stripe_hint(me.stripe);
+    }
   }
 
   // The owner's bucket of time t (once per bucket length, and for t < 0).

@@ -8,6 +8,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <keel/admission/adaptive_throttle.hpp>
 #include <keel/keel.hpp>
@@ -304,4 +305,43 @@ TEST_CASE("errc::throttled is a rejection with a name and a message", "[adaptive
   CHECK(keel::to_string_view(keel::event_kind::throttle_rejected) == "throttle_rejected");
   CHECK(keel::to_string_view(keel::event_kind::limit_changed) == "limit_changed");
   CHECK(keel::to_string_view(keel::event_kind::limiter_rejected) == "limiter_rejected");
+}
+
+// A thread whose stripe hint was moved (a breaker's window moves it after a
+// collision) onto a stripe another thread owns counts there once with
+// compare-and-swap, then goes back to the stripe it owns.
+TEST_CASE("adaptive_throttle: a thread moved off its own stripe goes back to it",
+          "[adaptive_throttle]") {
+  const std::size_t stripes = keel::detail::stripe_count();
+  if (stripes < 2) {
+    SUCCEED("one stripe on this machine: nothing to move between");
+    return;
+  }
+  keel::adaptive_throttle_core core(keel::adaptive_throttle_options{});
+  const keel::time_point t{std::chrono::seconds(1)};
+  const auto count_one = [&] {
+    const auto a = core.try_acquire(t, 0.5);
+    REQUIRE(a.admitted);
+    core.finish(a, keel::throttle_result::accepted, t);
+  };
+  unsigned& hint = keel::detail::this_thread_stripe();
+  const unsigned saved = hint;
+  count_one();  // owns the stripe of its hint
+  const std::size_t mine = hint & (stripes - 1);
+  // Another thread owns the next stripe.
+  const std::size_t theirs = (mine + 1) & (stripes - 1);
+  std::thread other([&] {
+    keel::detail::this_thread_stripe() = 0x100u | static_cast<unsigned>(theirs);
+    count_one();
+  });
+  other.join();
+  hint = 0x100u | static_cast<unsigned>(theirs);
+  count_one();  // not its stripe: counted with compare-and-swap, then moved back
+  CHECK((hint & (stripes - 1)) == mine);
+  count_one();
+  CHECK((hint & (stripes - 1)) == mine);
+  const auto c = core.counts(t);
+  CHECK(c.requests == 4);
+  CHECK(c.accepts == 4);
+  hint = saved;
 }
