@@ -152,7 +152,10 @@ class sliding_window_limit {
           if (c != newest_) advance(c);
           ring_[head_] += need;  // at most cap_ in a window: no wrap
           total_ += need;
-          if (c != present_) set_present(c);
+          if (c != clock_) {  // clock_ <= present_ <= c
+            clock_ = c;
+            if (c != present_) set_present(c);
+          }
           return {true, {}, std::nullopt, {c, n, 0, need}};
         }
       }
@@ -193,12 +196,20 @@ class sliding_window_limit {
   }
 
   /// Counts `units` more into the current bucket at `now` (a call that cost
-  /// more than its estimate), up to `limit` + max_debt in any window that
-  /// counts it; the rest is forgiven. Returns the units counted.
+  /// more than its estimate; now's own bucket, even while a caller waits for
+  /// a pause's end), up to `limit` + max_debt in any window that counts it;
+  /// the rest is forgiven. Returns the units counted.
   std::uint64_t charge(std::uint64_t units, time_point now) noexcept {
     if (units == 0) return 0;
     const guard g(lock_);
-    const std::int64_t c = to_present(now);
+    const std::int64_t n = now.time_since_epoch().count();
+    std::int64_t c = to_present(now);
+    // A pause's waiter moved the present bucket past the latest now admitted:
+    // the units go at now (or that latest now), not at the pause's end.
+    if (n < start_of(c)) {
+      c = detail::rl_max_of(bucket_of(n), clock_);
+      if (oldest_at(c) <= detail::rl_sub(newest_, static_cast<std::int64_t>(slots_))) return 0;
+    }
     const std::uint64_t used = used_at(c);
     const std::uint64_t d = std::min(units, cap_ > used ? cap_ - used : 0);
     count(c, d);
@@ -397,12 +408,14 @@ class sliding_window_limit {
   // Makes `now`'s bucket the present one, if it is later; returns the bucket
   // a unit sent at `now` counts in.
   std::int64_t to_present(time_point now) noexcept {
-    const std::int64_t c = bucket_from(now.time_since_epoch().count());
+    const std::int64_t n = now.time_since_epoch().count();
+    const std::int64_t c = bucket_from(n);
     if (c != present_) set_present(c);
     if (c > newest_) advance(c);
+    if (n >= start_of(c)) clock_ = c;
     return c;
   }
-  // Counts `units` into bucket c (present_ <= c <= newest_).
+  // Counts `units` into bucket c (in the ring, c <= newest_).
   void count(std::int64_t c, std::uint64_t units) noexcept {
     ring_[slot_back(newest_ - c)] += units;
     if (c >= newest_ - span_) total_ += units;
@@ -435,6 +448,7 @@ class sliding_window_limit {
     }
     if (target > newest_) advance(target);
     if (present != present_) set_present(present);
+    clock_ = detail::rl_max_of(clock_, bucket_of(n));
     count(target, need);
     rate_ticket t{target, send, 0, need};
     if (wait > 0) {
@@ -522,8 +536,9 @@ class sliding_window_limit {
   std::unique_ptr<std::int64_t[]> sends_;     // their latest send time per bucket
   // Guarded by lock_:
   std::int64_t newest_ = detail::rl_min;       // the newest bucket counted into
-  std::int64_t present_ = detail::rl_min;      // the bucket of the latest now admitted
+  std::int64_t present_ = detail::rl_min;      // the bucket of the latest now or pause end admitted
   std::int64_t present_end_ = detail::rl_min;  // the start of the bucket after it
+  std::int64_t clock_ = detail::rl_min;        // the bucket of the latest now itself
   std::uint64_t total_ = 0;                    // the units of buckets newest_ - span_ .. newest_
   std::size_t head_ = 0;                       // the slot of newest_
   std::int64_t queue_ = detail::rl_min;        // the latest send time of a waiter
