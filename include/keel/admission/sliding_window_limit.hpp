@@ -245,8 +245,11 @@ class sliding_window_limit {
     if (sent || w != 0 || t.sends < queue_) return;
     // It was the latest waiter: the next one back (the latest send time of
     // its bucket; exact when that bucket holds one waiter) holds callers now.
+    // Only back to the present bucket: a waiter before it sends before the
+    // latest now admitted (a ring reaching far ahead is not read in full).
     queue_ = detail::rl_min;
-    for (std::size_t back = 0; back < slots_; ++back) {
+    const auto last = static_cast<std::size_t>(newest_ - present_);  // < slots_
+    for (std::size_t back = 0; back <= last; ++back) {
       const std::size_t k = slot_back(static_cast<std::int64_t>(back));
       if (waiting_[k] != 0) {
         queue_ = sends_[k];
