@@ -2,12 +2,22 @@
 // Fifth adversarial review of admission control (issue 15): the sliding
 // window's waiters (9cca864) and adaptive_throttle's throw seams (f213b34).
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <latch>
 #include <limits>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <stop_token>
+#include <thread>
 #include <vector>
 
+#include <keel/admission/adaptive_throttle.hpp>
+#include <keel/admission/rate_limiter.hpp>
 #include <keel/admission/sliding_window_limit.hpp>
+#include <keel/testing/virtual_environment.hpp>
 
 #include "support/catch.hpp"
 #include "support/rate_bound.hpp"
@@ -192,5 +202,178 @@ TEST_CASE("R5-1 fuzz: the bound on send times with waiters, pauses, charges and 
       }
     }
     CHECK(most_in(log, period.count()) <= limit + debt);
+  }
+}
+
+// The policy over a window from several threads (TSan): waits stopped from
+// another thread, settles above and below the estimate, Retry-After pauses
+// that make waiters ask again. Every call is accounted for, and once the
+// clock passes everything, nobody waits and the window is empty.
+TEST_CASE("R5 stress: the policy over a window, waits stopped from another thread (TSan)",
+          "[review5][sliding_window][rate_limiter][stress]") {
+  constexpr int threads = 4;
+  constexpr int iterations = 300;
+  keel::testing::virtual_environment env;
+  const auto limiter =
+      keel::rate_limits(keel::sliding_window_options{.limit = 20,
+                                                     .period = 20ms,
+                                                     .buckets = 4,
+                                                     .max_wait = 30ms,
+                                                     .max_debt = 5,
+                                                     .max_pause = 10ms})
+          .with_environment(env)
+          .with_cost([](const keel::context& c) -> std::uint64_t {
+            return c.operation() == "big" ? 6 : 1;
+          })
+          .with_actual_cost([](const keel::outcome<int>& o) -> std::optional<std::uint64_t> {
+            if (o.has_value() && o.value() % 3 == 0)
+              return static_cast<std::uint64_t>(o.value() % 9);
+            return std::nullopt;
+          })
+          .with_hint([](const keel::outcome<int>& o) {
+            keel::hint h;
+            if (o.has_value() && o.value() % 17 == 0) h.retry_after = 3ms;
+            return h;
+          });
+  std::atomic<int> ran{0}, ok{0}, refused{0}, cancelled{0}, other{0};
+  std::latch start(threads + 1);
+  std::atomic<bool> done{false};
+  std::mutex sources_mutex;
+  std::vector<std::stop_source> sources;
+  std::thread stopper([&] {
+    keel_test::rng rng{7};
+    start.arrive_and_wait();
+    while (!done.load()) {
+      {
+        const std::lock_guard lock(sources_mutex);
+        if (!sources.empty() && rng.chance(50)) {
+          sources[static_cast<std::size_t>(
+                      rng.in(0, static_cast<std::int64_t>(sources.size()) - 1))]
+              .request_stop();
+        }
+      }
+      std::this_thread::yield();
+    }
+  });
+  std::vector<std::thread> pool;
+  for (int i = 0; i < threads; ++i) {
+    pool.emplace_back([&, i] {
+      keel_test::rng rng{static_cast<std::uint64_t>(i) + 5};
+      start.arrive_and_wait();
+      for (int k = 0; k < iterations; ++k) {
+        std::stop_source source;
+        {
+          const std::lock_guard lock(sources_mutex);
+          sources.push_back(source);
+          if (sources.size() > 16) sources.erase(sources.begin());
+        }
+        keel::context ctx(source.get_token());
+        if (rng.chance(20)) ctx.set_operation("big");
+        const int value = static_cast<int>(rng.in(0, 100));
+        const auto o = limiter.try_execute(ctx, [&] {
+          ran.fetch_add(1);
+          return value;
+        });
+        if (o.has_value()) {
+          ok.fetch_add(1);
+        } else if (o.is(keel::errc::rate_limited)) {
+          refused.fetch_add(1);
+        } else if (o.is(keel::errc::cancelled)) {
+          cancelled.fetch_add(1);
+        } else {
+          other.fetch_add(1);
+        }
+        if (rng.chance(10)) env.advance(1ms);
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  done = true;
+  stopper.join();
+  CHECK(other.load() == 0);
+  CHECK(ok.load() == ran.load());
+  CHECK(ok + refused + cancelled == threads * iterations);
+  CHECK(ok.load() > 0);
+  env.advance(1s);
+  CHECK(limiter.limit().available(env.now()) == 20);
+  CHECK(limiter.limit().in_window(env.now()) == 0);
+}
+
+namespace {
+
+// A virtual environment whose random source throws once told to.
+struct throwing_random_env {
+  keel::testing::virtual_environment v;
+  std::shared_ptr<std::atomic<bool>> fail = std::make_shared<std::atomic<bool>>(false);
+  keel::time_point now() const { return v.now(); }
+  bool sleep_for(keel::duration d, const std::stop_token& t) const { return v.sleep_for(d, t); }
+  double uniform() const {
+    if (fail->load()) throw std::runtime_error("random");
+    return 0.999;  // never shed
+  }
+};
+
+}  // namespace
+
+// Held: adaptive_throttle::run's other throw seams lose no outcome and count
+// nothing twice. A draw that throws (only when p > 0) leaves try_execute
+// before anything is counted or run (as a clock that throws at admission); a refusal predicate that
+// throws answers "refused"; a listener that throws is ignored after the shed request was counted
+// once.
+TEST_CASE("R5 held: adaptive_throttle's draw, refusal predicate and listener that throw",
+          "[review5][adaptive_throttle]") {
+  throwing_random_env env;
+  int heard = 0;
+  const auto throttle = keel::adaptive_throttle({.max_rejection = 0.5})
+                            .with_environment(env)
+                            .with_listener([&](const keel::throttle_rejected&) {
+                              ++heard;
+                              throw std::runtime_error("listener");
+                            });
+  for (int i = 0; i < 10; ++i) {
+    (void)throttle.try_execute([]() -> int { throw std::runtime_error("503"); });
+  }
+  REQUIRE(throttle.probability() > 0.0);
+  const auto before = throttle.core().counts(env.now());
+  CHECK(before.requests == 10);
+  CHECK(before.accepts == 0);
+  SECTION("a draw that throws: it escapes before the call runs, and counts nothing") {
+    env.fail->store(true);
+    int runs = 0;
+    CHECK_THROWS_AS(throttle.try_execute([&] { return ++runs; }), std::runtime_error);
+    CHECK(runs == 0);
+    CHECK(throttle.core().counts(env.now()).requests == 10);
+    env.fail->store(false);
+    CHECK(throttle.try_execute([&] { return ++runs; }).has_value());
+    CHECK(throttle.core().counts(env.now()).requests == 11);
+  }
+  SECTION("a refusal predicate that throws: one request, no accept, the outcome kept") {
+    const auto hostile = throttle.refuse_on(
+        [](const keel::outcome<int>&) -> bool { throw std::runtime_error("predicate"); });
+    const auto o = hostile.try_execute([] { return 7; });
+    REQUIRE(o.has_value());
+    CHECK(o.value() == 7);
+    const auto c = throttle.core().counts(env.now());
+    CHECK(c.requests == 11);
+    CHECK(c.accepts == 0);
+  }
+  SECTION("a listener that throws: the shed call counts one request") {
+    const keel::testing::basic_virtual_environment<keel::testing::fixed_random> fixed(
+        keel::testing::fixed_random(0.0));  // every draw sheds once p > 0
+    const auto shedding = keel::adaptive_throttle({.max_rejection = 0.5})
+                              .with_environment(fixed)
+                              .with_listener([&](const keel::throttle_rejected&) {
+                                ++heard;
+                                throw std::runtime_error("listener");
+                              });
+    for (int i = 0; i < 10; ++i) {
+      (void)shedding.try_execute([]() -> int { throw std::runtime_error("503"); });
+    }
+    const std::uint64_t requests = shedding.core().counts(fixed.now()).requests;
+    const int heard_before = heard;
+    const auto o = shedding.try_execute([] { return 1; });
+    CHECK(o.is(keel::errc::throttled));
+    CHECK(heard == heard_before + 1);
+    CHECK(shedding.core().counts(fixed.now()).requests == requests + 1);
   }
 }
