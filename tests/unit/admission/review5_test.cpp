@@ -127,6 +127,38 @@ TEST_CASE("R5-3: a lone waiter that gives up does not read the whole ring",
         l.bucket_start(l.bucket_index(at(1000s)) + 61) - at(1000s));
 }
 
+// R5-4: at the first bucket of time (1 ns buckets, time_point::min()), the
+// window's arithmetic went below INT64_MIN (UBSan: "signed integer overflow"
+// in refund(), count() and the windows' slide), the ring's start saturated
+// so that bucket INT64_MIN read as empty, and a refund read the call as one
+// counted by a remaining-quota hint that never came (it got nothing back).
+TEST_CASE("R5-4: at the first bucket of time, a refund with no hint gets its units back",
+          "[review5][sliding_window]") {
+  sliding_window_limit l({.limit = 2, .period = 1ns, .buckets = 1, .max_wait = 4ns});
+  const time_point lo = time_point::min();
+  const auto a = l.try_acquire(1, lo);
+  REQUIRE(a.admitted);
+  CHECK(a.ticket.end == std::numeric_limits<std::int64_t>::min());
+  CHECK(l.refund_all(a.ticket, lo) == 1);  // no hint ever came
+  CHECK(l.in_window(lo) == 0);
+}
+
+TEST_CASE("R5-4: the first bucket of time counts while units lie ahead of it",
+          "[review5][sliding_window]") {
+  sliding_window_limit l({.limit = 2, .period = 1ns, .buckets = 1, .max_wait = 4ns});
+  const time_point lo = time_point::min();
+  REQUIRE(l.try_acquire(2, lo).admitted);  // the window at INT64_MIN is full
+  const auto b = l.try_acquire(1, lo, 4ns);
+  REQUIRE(b.admitted);
+  CHECK(b.wait == 2ns);  // when bucket INT64_MIN leaves
+  CHECK(l.in_window(lo) == 2);
+  l.done_waiting(b.ticket);
+  CHECK(l.refund_all(b.ticket, lo) == 1);
+  // [lo, lo + 1 ns] holds 2 already: nothing more goes at lo + 1 ns.
+  CHECK_FALSE(l.try_acquire(1, lo + 1ns).admitted);
+  CHECK(l.try_acquire(2, lo + 2ns).admitted);
+}
+
 // R5-1's regression, fuzzed: single-threaded, clocks in step; every unit
 // sent (at its send time) and every unit a charge counted (at its `now`)
 // against an exact log: at most limit + max_debt in any closed period.
