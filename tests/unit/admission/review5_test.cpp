@@ -159,6 +159,21 @@ TEST_CASE("R5-4: the first bucket of time counts while units lie ahead of it",
   CHECK(l.try_acquire(2, lo + 2ns).admitted);
 }
 
+// R5-5 (open, docs): "A wait reaches at most period + w + max_wait past the
+// latest now admitted" (docs/rate_limiter.md, "How far ahead"): during a
+// pause it reaches past the pause's end instead (the present bucket moves
+// there), so a core asked directly with a longer max_wait than its option
+// admits a wait of the whole pause. The policy never asks for more than the
+// option, and the ring stays sound; the sentence promises more than the code.
+TEST_CASE("R5-5: a wait reaches no further than period + w + max_wait, paused or not",
+          "[review5][sliding_window][open][.]") {
+  sliding_window_limit l({.limit = 10, .period = 1s, .buckets = 10});
+  REQUIRE(l.try_acquire(1, at(0s)).admitted);
+  l.pause(60s, at(0s));
+  const auto d = l.try_acquire(1, at(0s), 100s);
+  CHECK_FALSE(d.admitted);  // admitted, with a wait of 60 s
+}
+
 // R5-1's regression, fuzzed: single-threaded, clocks in step; every unit
 // sent (at its send time) and every unit a charge counted (at its `now`)
 // against an exact log: at most limit + max_debt in any closed period.
