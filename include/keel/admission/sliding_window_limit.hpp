@@ -152,7 +152,10 @@ class sliding_window_limit {
           if (c != newest_) advance(c);
           ring_[head_] += need;  // at most cap_ in a window: no wrap
           total_ += need;
-          if (c != present_) set_present(c);
+          if (c != clock_) {  // clock_ <= present_ <= c
+            clock_ = c;
+            if (c != present_) set_present(c);
+          }
           return {true, {}, std::nullopt, {c, n, 0, need}};
         }
       }
@@ -183,7 +186,7 @@ class sliding_window_limit {
       d = std::min(d, held_room_ > room ? held_room_ - room : 0);
     }
     b -= d;
-    if (t.end >= newest_ - span_) total_ -= d;
+    if (in_total(t.end)) total_ -= d;
     return d;
   }
 
@@ -193,12 +196,20 @@ class sliding_window_limit {
   }
 
   /// Counts `units` more into the current bucket at `now` (a call that cost
-  /// more than its estimate), up to `limit` + max_debt in any window that
-  /// counts it; the rest is forgiven. Returns the units counted.
+  /// more than its estimate; now's own bucket, even while a caller waits for
+  /// a pause's end), up to `limit` + max_debt in any window that counts it;
+  /// the rest is forgiven. Returns the units counted.
   std::uint64_t charge(std::uint64_t units, time_point now) noexcept {
     if (units == 0) return 0;
     const guard g(lock_);
-    const std::int64_t c = to_present(now);
+    const std::int64_t n = now.time_since_epoch().count();
+    std::int64_t c = to_present(now);
+    // A pause's waiter moved the present bucket past the latest now admitted:
+    // the units go at now (or that latest now), not at the pause's end.
+    if (n < start_of(c)) {
+      c = detail::rl_max_of(bucket_of(n), clock_);
+      if (!in_ring(oldest_at(c))) return 0;
+    }
     const std::uint64_t used = used_at(c);
     const std::uint64_t d = std::min(units, cap_ > used ? cap_ - used : 0);
     count(c, d);
@@ -225,7 +236,7 @@ class sliding_window_limit {
   void done_waiting(const rate_ticket& t, bool sent = false) noexcept {
     if (t.sends == detail::rl_min) return;
     const guard g(lock_);
-    if (t.end > newest_ || t.end <= detail::rl_sub(newest_, static_cast<std::int64_t>(slots_))) {
+    if (t.end > newest_ || !in_ring(t.end)) {
       return;  // its slot holds a later bucket now: the send time has passed
     }
     std::uint32_t& w = waiting_[slot_back(newest_ - t.end)];
@@ -234,8 +245,11 @@ class sliding_window_limit {
     if (sent || w != 0 || t.sends < queue_) return;
     // It was the latest waiter: the next one back (the latest send time of
     // its bucket; exact when that bucket holds one waiter) holds callers now.
+    // Only back to the present bucket: a waiter before it sends before the
+    // latest now admitted (a ring reaching far ahead is not read in full).
     queue_ = detail::rl_min;
-    for (std::size_t back = 0; back < slots_; ++back) {
+    const auto last = static_cast<std::size_t>(newest_ - present_);  // < slots_
+    for (std::size_t back = 0; back <= last; ++back) {
       const std::size_t k = slot_back(static_cast<std::int64_t>(back));
       if (waiting_[k] != 0) {
         queue_ = sends_[k];
@@ -358,10 +372,25 @@ class sliding_window_limit {
     present_end_ = start_of(detail::rl_add(c, 1));
   }
 
+  // Whether bucket k (<= newest_) is still in the ring (exact at the ends of time).
+  bool in_ring(std::int64_t k) const noexcept {
+    return static_cast<std::uint64_t>(newest_) - static_cast<std::uint64_t>(k) < slots_;
+  }
+  // Whether bucket k (<= newest_) is counted in total_ (newest_ - span_ .. newest_).
+  bool in_total(std::int64_t k) const noexcept {
+    return static_cast<std::uint64_t>(newest_) - static_cast<std::uint64_t>(k) <=
+           static_cast<std::uint64_t>(span_);
+  }
   // The units of bucket k: 0 after newest_ (and before the ring, never read).
   std::uint64_t units_of(std::int64_t k) const noexcept {
-    if (k > newest_ || k <= detail::rl_sub(newest_, static_cast<std::int64_t>(slots_))) return 0;
+    if (k > newest_ || !in_ring(k)) return 0;
     return ring_[slot_back(newest_ - k)];
+  }
+  // The units of the bucket the window leaves behind as it moves on to q
+  // (q - span_ - 1; none before the first bucket of time).
+  std::uint64_t leaving(std::int64_t q) const noexcept {
+    const std::int64_t first = oldest_at(q);
+    return first == detail::rl_min ? 0 : units_of(first - 1);
   }
 
   // The units of buckets k .. newest_ (k >= the oldest bucket counted at newest_).
@@ -387,7 +416,7 @@ class sliding_window_limit {
     std::uint64_t most = s;
     const std::int64_t last = std::min(newest_, detail::rl_add(c, span_));
     for (std::int64_t q = c + 1; q <= last; ++q) {
-      s -= units_of(q - span_ - 1);
+      s -= leaving(q);
       s += units_of(q);
       most = std::max(most, s);
     }
@@ -397,15 +426,17 @@ class sliding_window_limit {
   // Makes `now`'s bucket the present one, if it is later; returns the bucket
   // a unit sent at `now` counts in.
   std::int64_t to_present(time_point now) noexcept {
-    const std::int64_t c = bucket_from(now.time_since_epoch().count());
+    const std::int64_t n = now.time_since_epoch().count();
+    const std::int64_t c = bucket_from(n);
     if (c != present_) set_present(c);
     if (c > newest_) advance(c);
+    if (n >= start_of(c)) clock_ = c;
     return c;
   }
-  // Counts `units` into bucket c (present_ <= c <= newest_).
+  // Counts `units` into bucket c (in the ring, c <= newest_).
   void count(std::int64_t c, std::uint64_t units) noexcept {
     ring_[slot_back(newest_ - c)] += units;
-    if (c >= newest_ - span_) total_ += units;
+    if (in_total(c)) total_ += units;
   }
 
   // try_acquire's general case: a pause, a caller behind a waiter, units
@@ -435,6 +466,7 @@ class sliding_window_limit {
     }
     if (target > newest_) advance(target);
     if (present != present_) set_present(present);
+    clock_ = detail::rl_max_of(clock_, bucket_of(n));
     count(target, need);
     rate_ticket t{target, send, 0, need};
     if (wait > 0) {
@@ -473,7 +505,7 @@ class sliding_window_limit {
     // steps later, unless that is past the end of time.
     for (std::int64_t q = c; q != detail::rl_max; ++q) {
       if (q != c) {
-        s -= units_of(q - span_ - 1);
+        s -= leaving(q);
         s += units_of(q);
       }
       if (oversize ? s != 0 : s > options_.limit - need) {
@@ -522,13 +554,15 @@ class sliding_window_limit {
   std::unique_ptr<std::int64_t[]> sends_;     // their latest send time per bucket
   // Guarded by lock_:
   std::int64_t newest_ = detail::rl_min;       // the newest bucket counted into
-  std::int64_t present_ = detail::rl_min;      // the bucket of the latest now admitted
+  std::int64_t present_ = detail::rl_min;      // the bucket of the latest now or pause end admitted
   std::int64_t present_end_ = detail::rl_min;  // the start of the bucket after it
+  std::int64_t clock_ = detail::rl_min;        // the bucket of the latest now itself
   std::uint64_t total_ = 0;                    // the units of buckets newest_ - span_ .. newest_
   std::size_t head_ = 0;                       // the slot of newest_
   std::int64_t queue_ = detail::rl_min;        // the latest send time of a waiter
   std::int64_t held_ = detail::rl_min;         // the bucket of the last remaining-quota hint
-  std::uint64_t held_room_ = 0;                // the room that hint left
+  std::uint64_t held_room_ =
+      std::numeric_limits<std::uint64_t>::max();  // the room it left; none yet
   mutable std::atomic<bool> lock_{false};
   std::atomic<std::int64_t> paused_{detail::rl_min};  // not paused
 };
