@@ -152,10 +152,7 @@ class sliding_window_limit {
           if (c != newest_) advance(c);
           ring_[head_] += need;  // at most cap_ in a window: no wrap
           total_ += need;
-          if (c != clock_) {  // clock_ <= present_ <= c
-            clock_ = c;
-            if (c != present_) set_present(c);
-          }
+          if (c != present_) set_present(c);
           return {true, {}, std::nullopt, {c, n, 0, need}};
         }
       }
@@ -196,20 +193,13 @@ class sliding_window_limit {
   }
 
   /// Counts `units` more into the current bucket at `now` (a call that cost
-  /// more than its estimate; now's own bucket, even while a caller waits for
-  /// a pause's end), up to `limit` + max_debt in any window that counts it;
+  /// more than its estimate; now's own bucket, also while callers wait for a
+  /// pause's end), up to `limit` + max_debt in any window that counts it;
   /// the rest is forgiven. Returns the units counted.
   std::uint64_t charge(std::uint64_t units, time_point now) noexcept {
     if (units == 0) return 0;
     const guard g(lock_);
-    const std::int64_t n = now.time_since_epoch().count();
-    std::int64_t c = to_present(now);
-    // A pause's waiter moved the present bucket past the latest now admitted:
-    // the units go at now (or that latest now), not at the pause's end.
-    if (n < start_of(c)) {
-      c = detail::rl_max_of(bucket_of(n), clock_);
-      if (!in_ring(oldest_at(c))) return 0;
-    }
+    const std::int64_t c = to_present(now);
     const std::uint64_t used = used_at(c);
     const std::uint64_t d = std::min(units, cap_ > used ? cap_ - used : 0);
     count(c, d);
@@ -372,12 +362,13 @@ class sliding_window_limit {
     present_end_ = start_of(detail::rl_add(c, 1));
   }
 
-  // Whether bucket k (<= newest_) is still in the ring (exact at the ends of time).
-  bool in_ring(std::int64_t k) const noexcept {
+  // Whether bucket k (<= newest_) is still in the ring (exact at the ends of
+  // time: newest_ - k, computed modulo 2^64, is the true distance).
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP bool in_ring(std::int64_t k) const noexcept {
     return static_cast<std::uint64_t>(newest_) - static_cast<std::uint64_t>(k) < slots_;
   }
   // Whether bucket k (<= newest_) is counted in total_ (newest_ - span_ .. newest_).
-  bool in_total(std::int64_t k) const noexcept {
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP bool in_total(std::int64_t k) const noexcept {
     return static_cast<std::uint64_t>(newest_) - static_cast<std::uint64_t>(k) <=
            static_cast<std::uint64_t>(span_);
   }
@@ -426,11 +417,9 @@ class sliding_window_limit {
   // Makes `now`'s bucket the present one, if it is later; returns the bucket
   // a unit sent at `now` counts in.
   std::int64_t to_present(time_point now) noexcept {
-    const std::int64_t n = now.time_since_epoch().count();
-    const std::int64_t c = bucket_from(n);
+    const std::int64_t c = bucket_from(now.time_since_epoch().count());
     if (c != present_) set_present(c);
     if (c > newest_) advance(c);
-    if (n >= start_of(c)) clock_ = c;
     return c;
   }
   // Counts `units` into bucket c (in the ring, c <= newest_).
@@ -443,13 +432,14 @@ class sliding_window_limit {
   // counted after now's bucket, a wait, a refusal (the lock is held).
   KEEL_DETAIL_NOINLINE rate_decision acquire_slow(std::uint64_t need, bool oversize, std::int64_t n,
                                                   std::int64_t max_wait) noexcept {
-    // Not before a pause's end nor before a waiter's send time. A now before
-    // the present bucket (another thread's later clock read, a clock that
-    // jumped back) counts into the present bucket.
-    const std::int64_t at = detail::rl_max_of(n, paused_.load(std::memory_order_relaxed));
-    const std::int64_t present = bucket_from(at);
-    const std::int64_t from = detail::rl_max_of(at, queue_);
-    const std::int64_t c = from == at ? present : detail::rl_max_of(bucket_of(from), present);
+    // Not before a pause's end nor before a waiter's send time: a caller that
+    // waits for either is counted ahead of the present bucket, as any waiter.
+    // A now before the present bucket (another thread's later clock read, a
+    // clock that jumped back) counts into the present bucket.
+    const std::int64_t present = bucket_from(n);
+    const std::int64_t from =
+        detail::rl_max_of(detail::rl_max_of(n, paused_.load(std::memory_order_relaxed)), queue_);
+    const std::int64_t c = from == n ? present : detail::rl_max_of(bucket_of(from), present);
     std::int64_t target = c;
     if (c >= newest_) {
       // Nothing is counted after c: the window at c is the fullest that counts it.
@@ -460,13 +450,13 @@ class sliding_window_limit {
     }
     const std::int64_t send = target == c ? from : start_of(target);
     const std::int64_t wait = send > n ? detail::rl_sub(send, n) : 0;
-    if (wait > max_wait || send == detail::rl_max ||
-        (target != c && target > detail::rl_add(present, horizon_))) {
+    // The ring reaches horizon_ buckets past the present one (a pause's end
+    // or a waiter's bucket past it too: refused).
+    if (wait > max_wait || send == detail::rl_max || target > detail::rl_add(present, horizon_)) {
       return {false, {}, duration(wait), {}};
     }
     if (target > newest_) advance(target);
     if (present != present_) set_present(present);
-    clock_ = detail::rl_max_of(clock_, bucket_of(n));
     count(target, need);
     rate_ticket t{target, send, 0, need};
     if (wait > 0) {
@@ -554,9 +544,8 @@ class sliding_window_limit {
   std::unique_ptr<std::int64_t[]> sends_;     // their latest send time per bucket
   // Guarded by lock_:
   std::int64_t newest_ = detail::rl_min;       // the newest bucket counted into
-  std::int64_t present_ = detail::rl_min;      // the bucket of the latest now or pause end admitted
+  std::int64_t present_ = detail::rl_min;      // the bucket of the latest now seen
   std::int64_t present_end_ = detail::rl_min;  // the start of the bucket after it
-  std::int64_t clock_ = detail::rl_min;        // the bucket of the latest now itself
   std::uint64_t total_ = 0;                    // the units of buckets newest_ - span_ .. newest_
   std::size_t head_ = 0;                       // the slot of newest_
   std::int64_t queue_ = detail::rl_min;        // the latest send time of a waiter

@@ -399,7 +399,9 @@ TEST_CASE("sliding window: settle refunds or charges the difference; debt is bou
 
 TEST_CASE("sliding window: a Retry-After pauses it, capped; a pause never shortens",
           "[sliding_window]") {
-  sliding_window_limit l({.limit = 10, .period = 1s, .buckets = 10, .max_pause = 30s});
+  // max_wait 30 s: the ring reaches a wait through the longest pause.
+  sliding_window_limit l(
+      {.limit = 10, .period = 1s, .buckets = 10, .max_wait = 30s, .max_pause = 30s});
   CHECK(l.pause(5s, at(1s)));
   CHECK(l.paused_until() == at(6s));
   CHECK(l.available(at(2s)) == 0);
@@ -810,13 +812,13 @@ struct giving_up_model {
     const std::uint64_t need = std::max<std::uint64_t>(cost, 1);
     const std::int64_t at = std::max(now, paused);
     const std::int64_t from = std::max(at, queue);
-    const std::int64_t c = std::max(bucket_of(from), std::max(bucket_of(at), present));
+    const std::int64_t c = std::max(bucket_of(from), std::max(bucket_of(now), present));
     std::int64_t t = c;
     while (!fits(t, need)) ++t;
     const std::int64_t send = t == c ? from : t * w;
     const std::int64_t wait = send - now;
     if (wait > max_wait) return {false, wait, send, 0};
-    present = std::max(present, bucket_of(at));
+    present = std::max(present, bucket_of(now));  // the clock's: a pause's end is ahead
     log.push_back({t, send, need});
     if (wait > 0) {
       queue = std::max(queue, send);
