@@ -37,6 +37,22 @@ inline std::int64_t worst_excess(std::vector<sent_unit> sent, std::uint64_t burs
   return worst;
 }
 
+/// The most units sent in any closed interval [s, s + period] (a window
+/// limit's bound: at most `limit`).
+inline std::uint64_t most_in_a_period(std::vector<sent_unit> sent, std::int64_t period) {
+  std::sort(sent.begin(), sent.end(),
+            [](const sent_unit& a, const sent_unit& b) { return a.at < b.at; });
+  std::uint64_t most = 0;
+  std::uint64_t in = 0;
+  std::size_t first = 0;
+  for (std::size_t j = 0; j < sent.size(); ++j) {
+    in += sent[j].units;
+    while (sent[j].at - sent[first].at > period) in -= sent[first++].units;
+    most = std::max(most, in);
+  }
+  return most;
+}
+
 }  // namespace keel_test
 
 #endif  // KEEL_TEST_SUPPORT_RATE_BOUND_HPP_INCLUDED

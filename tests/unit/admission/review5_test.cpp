@@ -34,20 +34,6 @@ using keel_test::sent_unit;
 
 time_point at(duration d) { return time_point(d); }
 
-std::uint64_t most_in(std::vector<sent_unit> sent, std::int64_t period) {
-  std::sort(sent.begin(), sent.end(),
-            [](const sent_unit& a, const sent_unit& b) { return a.at < b.at; });
-  std::uint64_t most = 0;
-  std::uint64_t in = 0;
-  std::size_t first = 0;
-  for (std::size_t j = 0; j < sent.size(); ++j) {
-    in += sent[j].units;
-    while (sent[j].at - sent[first].at > period) in -= sent[first++].units;
-    most = std::max(most, in);
-  }
-  return most;
-}
-
 }  // namespace
 
 // R5-1: a settle above the estimate (charge) read the present bucket, which a
@@ -242,7 +228,7 @@ TEST_CASE("R5-1 fuzz: the bound on send times with waiters, pauses, charges and 
         l.tighten(static_cast<std::uint64_t>(rng.in(0, static_cast<std::int64_t>(limit))), tp);
       }
     }
-    CHECK(most_in(log, period.count()) <= limit + debt);
+    CHECK(keel_test::most_in_a_period(log, period.count()) <= limit + debt);
   }
 }
 

@@ -24,6 +24,7 @@
 #include <keel/testing/virtual_environment.hpp>
 
 #include "support/catch.hpp"
+#include "support/rate_bound.hpp"
 #include "support/rng.hpp"
 
 namespace {
@@ -34,27 +35,10 @@ using keel::sliding_window_limit;
 using keel::sliding_window_options;
 using keel::time_point;
 
+using keel_test::most_in_a_period;
+using keel_test::sent_unit;
+
 time_point at(duration d) { return time_point(d); }
-
-struct sent_unit {
-  std::int64_t at;
-  std::uint64_t units;
-};
-
-/// The most units sent in any closed interval [s, s + period].
-std::uint64_t most_in_a_period(std::vector<sent_unit> sent, std::int64_t period) {
-  std::sort(sent.begin(), sent.end(),
-            [](const sent_unit& a, const sent_unit& b) { return a.at < b.at; });
-  std::uint64_t most = 0;
-  std::uint64_t in = 0;
-  std::size_t first = 0;
-  for (std::size_t j = 0; j < sent.size(); ++j) {
-    in += sent[j].units;
-    while (sent[j].at - sent[first].at > period) in -= sent[first++].units;
-    most = std::max(most, in);
-  }
-  return most;
-}
 
 }  // namespace
 
