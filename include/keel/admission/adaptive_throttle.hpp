@@ -20,6 +20,7 @@
 #include "keel/core/error.hpp"
 #include "keel/core/events.hpp"
 #include "keel/core/fluent.hpp"
+#include "keel/core/inspect.hpp"
 #include "keel/core/observe.hpp"
 #include "keel/core/outcome.hpp"
 #include "keel/core/policy.hpp"
@@ -519,17 +520,8 @@ class adaptive_throttle : public executable<adaptive_throttle<Refusals, Listener
     outcome<R> o = next(ctx);  // an outcome: never throws
     // The call ran: a clock that throws now must not lose its outcome. Its
     // result then counts at the admission's time.
-    core.finish(a, classify(o), [this, admitted_at]() noexcept -> time_point {
-#if KEEL_HAS_EXCEPTIONS
-      try {
-        return static_cast<time_point>(env_.now());
-      } catch (...) {
-        return admitted_at;
-      }
-#else
-      static_cast<void>(admitted_at);
-      return static_cast<time_point>(env_.now());
-#endif
+    core.finish(a, classify(o), [this, admitted_at]() noexcept {
+      return call_or(admitted_at, [this] { return static_cast<time_point>(env_.now()); });
     });
     return o;
   }
