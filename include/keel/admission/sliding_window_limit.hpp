@@ -128,7 +128,7 @@ class sliding_window_limit {
   /// units have left (the caller waits decision.wait). Callers go in arrival
   /// order: nobody is counted before the send time of a waiter that has not
   /// given up (done_waiting()). A wait reaches at most `period` + w +
-  /// options().max_wait past the latest `now` admitted; beyond it a call is
+  /// options().max_wait past the latest `now` seen; beyond it a call is
   /// refused with that wait as retry_after. The smallest charge is one unit:
   /// a cost of 0 counts as 1 (settle() corrects it). A refusal changes nothing.
   // Inlined, as gcra_limit's: out of line, the decision goes through memory.
@@ -377,11 +377,12 @@ class sliding_window_limit {
     if (k > newest_ || !in_ring(k)) return 0;
     return ring_[slot_back(newest_ - k)];
   }
-  // The units of the bucket the window leaves behind as it moves on to q
-  // (q - span_ - 1; none before the first bucket of time).
-  std::uint64_t leaving(std::int64_t q) const noexcept {
+  // The window at q from the window at q - 1 (its units `s`): the bucket it
+  // leaves behind (q - span_ - 1; none before the first bucket of time) out,
+  // bucket q in.
+  std::uint64_t slide(std::uint64_t s, std::int64_t q) const noexcept {
     const std::int64_t first = oldest_at(q);
-    return first == detail::rl_min ? 0 : units_of(first - 1);
+    return s - (first == detail::rl_min ? 0 : units_of(first - 1)) + units_of(q);
   }
 
   // The units of buckets k .. newest_ (k >= the oldest bucket counted at newest_).
@@ -407,8 +408,7 @@ class sliding_window_limit {
     std::uint64_t most = s;
     const std::int64_t last = std::min(newest_, detail::rl_add(c, span_));
     for (std::int64_t q = c + 1; q <= last; ++q) {
-      s -= leaving(q);
-      s += units_of(q);
+      s = slide(s, q);
       most = std::max(most, s);
     }
     return most;
@@ -494,10 +494,7 @@ class sliding_window_limit {
     // Past newest_ + span_ every window is empty: t is found at most span_
     // steps later, unless that is past the end of time.
     for (std::int64_t q = c; q != detail::rl_max; ++q) {
-      if (q != c) {
-        s -= leaving(q);
-        s += units_of(q);
-      }
+      if (q != c) s = slide(s, q);
       if (oversize ? s != 0 : s > options_.limit - need) {
         t = q + 1;
       } else if (q - t >= span_) {
