@@ -45,6 +45,7 @@
 #include "keel/core/time.hpp"
 #include "keel/detail/algorithm.hpp"
 #include "keel/detail/config.hpp"
+#include "keel/detail/thread_identity.hpp"
 
 namespace keel::detail {
 
@@ -277,56 +278,6 @@ class count_window {
   std::atomic<std::int32_t> slow_count_{0};
 };
 
-/// The most stripes a striped structure gets.
-inline constexpr unsigned max_stripes = 8;
-
-/// How many stripes a striped structure gets: one per hardware thread, at
-/// most max_stripes, a power of two.
-inline std::size_t stripe_count() noexcept {
-  return std::bit_ceil(detail::clamp(std::thread::hardware_concurrency(), 1u, max_stripes));
-}
-
-/// Who the calling thread is, set on its first call. `id` is the address of
-/// a thread_local object: never zero, and no two live threads share it, even
-/// where each shared library has its own copy of this inline function and of
-/// its statics (built with -fvisibility=hidden). `spread` numbers the threads
-/// 1, 2, 3... to spread them over stripes; each such copy counts on its own,
-/// so it only picks a stripe, never decides who writes one. `stripe` is the
-/// thread's stripe hint (see this_thread_stripe), kept here so that a time
-/// window finds both with one thread-local access.
-struct thread_identity {
-  std::uint64_t id = 0;
-  unsigned spread = 0;
-  unsigned stripe = 0;
-};
-
-/// this_thread_identity(), writable: only this_thread_stripe() writes (its hint).
-inline thread_identity& this_thread_record() noexcept {
-  static std::atomic<unsigned> next{1};
-  thread_local thread_identity mine;  // constant-initialized: no TLS guard per call
-  if (mine.id == 0) [[unlikely]] {
-    mine.id = reinterpret_cast<std::uintptr_t>(&mine);
-    mine.spread = next.fetch_add(1, std::memory_order_relaxed);
-    // The stripe hint's range (see next_stripe_hint).
-    mine.stripe = (mine.spread & 0xffu) | 0x100u;
-  }
-  return mine;
-}
-
-inline const thread_identity& this_thread_identity() noexcept { return this_thread_record(); }
-
-/// Whether thread `me` (a thread_identity id) owns the stripe whose owner is
-/// `owner`, claiming it when nobody does yet. An owner is never replaced.
-inline bool owns(std::atomic<std::uint64_t>& owner, std::uint64_t me) noexcept {
-  std::uint64_t o = owner.load(std::memory_order_relaxed);
-  return o == me || (o == 0 && owner.compare_exchange_strong(o, me, std::memory_order_relaxed));
-}
-
-/// Adds one to a count only its owner writes: a plain load and store.
-inline void add_as_owner(std::atomic<std::uint64_t>& c) noexcept {
-  c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-}
-
 /// A counter that many threads add to and few read, exact and without a
 /// locked instruction on the common path: the first thread to add through a
 /// stripe owns it and adds with a plain load and store, which no other thread
@@ -378,19 +329,6 @@ class owned_counter {
   std::size_t mask_ = 0;
   alignas(64) std::atomic<std::uint64_t> shared_{0};
 };
-
-/// Stripe hints live in [0x100, 0x1ff]: never zero (zero means "not set
-/// yet"), and moving on never wraps (-fsanitize=integer would report it),
-/// while their low bits still cycle through every stripe (at most 8 of them).
-constexpr unsigned next_stripe_hint(unsigned hint) noexcept {
-  return ((hint + 1) & 0xffu) | 0x100u;
-}
-
-/// The calling thread's stripe, as a hint the window reduces modulo its
-/// stripe count: the thread's spread at first, and moved on when the thread
-/// finds another one writing the same stripe (Java's LongAdder does the
-/// same), so that threads running together settle on different stripes.
-inline unsigned& this_thread_stripe() noexcept { return this_thread_record().stripe; }
 
 /// failure_ratio_time: `buckets` buckets of period / buckets each. Bucket k
 /// covers [k len, (k + 1) len) of the clock and lives in slot k % buckets; the
