@@ -31,3 +31,14 @@ const shared_endpoint* KEEL_SHARED_ADDER_NAME(keel_shared_get_target_)(const kee
   v = ctx.user_value<std::uint64_t>().value_or(0);
   return ctx.target().get<shared_endpoint>();
 }
+
+int KEEL_SHARED_ADDER_NAME(keel_shared_pool_call_)(const shared_pool& pool, void (*inner)(void*),
+                                                   void* arg) {
+  const auto out = pool.try_execute([&](const keel::context& ctx) {
+    const shared_endpoint* e = ctx.target().get<shared_endpoint>();
+    const int before = e != nullptr ? e->port : -2;
+    if (inner != nullptr) inner(arg);
+    return e != nullptr && e->port == before ? before : -1;
+  });
+  return out.has_value() ? out.value() : -2;
+}

@@ -13,11 +13,24 @@
 #include <keel/circuit_breaker/breaker_core.hpp>
 #include <keel/circuit_breaker/detail/windows.hpp>
 #include <keel/core/context.hpp>
+#include <keel/failover/endpoint_pool.hpp>
 
-/// An endpoint type both libraries and the test know.
+/// An endpoint type both libraries and the test know. Its end marks it, so
+/// that a call reading one freed under it sees -1.
 struct shared_endpoint {
   int port = 0;
+  shared_endpoint() = default;
+  explicit shared_endpoint(int p) : port(p) {}
+  shared_endpoint(const shared_endpoint&) = default;
+  shared_endpoint& operator=(const shared_endpoint&) = default;
+  ~shared_endpoint() { port = -1; }
+  friend bool operator==(const shared_endpoint& a, const shared_endpoint& b) {
+    return a.port == b.port;
+  }
 };
+
+/// A round-robin pool both libraries call.
+using shared_pool = keel::endpoint_pool<shared_endpoint>;
 
 #if defined(_WIN32)
 #if defined(KEEL_SHARED_ADDER_BUILDING)
@@ -41,7 +54,10 @@ struct shared_endpoint {
       keel::context& ctx, std::size_t i, const shared_endpoint& ep, std::uint64_t v);     \
   /** `ctx`'s target as a shared_endpoint (null if none), and its user value. */          \
   KEEL_SHARED_ADDER_API const shared_endpoint* keel_shared_get_target_##side(             \
-      const keel::context& ctx, std::uint64_t& v);
+      const keel::context& ctx, std::uint64_t& v);                                        \
+  /** One call on `pool`, running `inner(arg)` inside; the port it reached (-2: none). */ \
+  KEEL_SHARED_ADDER_API int keel_shared_pool_call_##side(const shared_pool& pool,         \
+                                                         void (*inner)(void*), void* arg);
 
 KEEL_SHARED_ADDER_DECLARE(a)
 KEEL_SHARED_ADDER_DECLARE(b)

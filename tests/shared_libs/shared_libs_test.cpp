@@ -6,6 +6,7 @@
 // It did: each copy numbered its threads from 1, a thread in each library
 // took the same stripe as its owner, and their plain increments overwrote
 // each other (40 M rejections made, 23.8 M counted).
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -92,4 +93,89 @@ TEST_CASE(
 #endif
   CHECK(ctx.target().index() == 3);
   CHECK(keel_shared_get_target_a(ctx, v) == &ep);
+}
+
+namespace {
+
+using pool_call_fn = int (*)(const shared_pool&, void (*)(void*), void*);
+
+struct nested_call {
+  const shared_pool* pool = nullptr;
+  pool_call_fn call = nullptr;  // the other library's
+  int port = 0;
+  std::uint32_t flying = 0;
+};
+
+std::uint32_t in_flight(const shared_pool& pool) {
+  std::uint32_t n = 0;
+  for (std::size_t i = 0; i < pool.capacity(); ++i) n += pool.status(i).in_flight;
+  return n;
+}
+
+void call_other(void* p) {
+  auto* n = static_cast<nested_call*>(p);
+  n->port = n->call(
+      *n->pool,
+      [](void* q) {
+        auto* m = static_cast<nested_call*>(q);
+        m->flying = in_flight(*m->pool);
+      },
+      p);
+}
+
+}  // namespace
+
+TEST_CASE(
+    "endpoint_pool: round robin calls through two hidden-visibility libraries pin and unpin "
+    "exactly",
+    "[shared_libs][pool]") {
+  // Each library has its own thread identities and small numbers: one thread
+  // is two callers, which may pick the same stripe; only one may own it.
+  const std::vector<shared_endpoint> first{shared_endpoint(1), shared_endpoint(2),
+                                           shared_endpoint(3)};
+  const std::vector<shared_endpoint> second{shared_endpoint(1), shared_endpoint(4),
+                                            shared_endpoint(5)};
+  shared_pool pool(first, {.capacity = 8});
+  nested_call n{&pool, &keel_shared_pool_call_b};
+  CHECK(keel_shared_pool_call_a(pool, &call_other, &n) == 1);
+  CHECK(n.port == 2);
+  CHECK(n.flying == 2);  // the outer call (a) and the inner one (b)
+  CHECK(in_flight(pool) == 0);
+
+  // Threads in both libraries, each nesting a call through the other, while
+  // the set changes: no endpoint is freed under a call, every pin comes back.
+  constexpr int calls = 20'000;
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> bad{0};
+  int replaced = 0;
+  std::latch start(2 * threads_per_library + 1);
+  std::vector<std::thread> threads;
+  for (const pool_call_fn call : {&keel_shared_pool_call_a, &keel_shared_pool_call_b}) {
+    const pool_call_fn other =
+        call == &keel_shared_pool_call_a ? &keel_shared_pool_call_b : &keel_shared_pool_call_a;
+    for (int t = 0; t < threads_per_library; ++t) {
+      threads.emplace_back([&, call, other] {
+        start.arrive_and_wait();
+        for (int i = 0; i < calls; ++i) {
+          nested_call inner{&pool, other};
+          const int port = call(pool, i % 4 == 0 ? &call_other : nullptr, &inner);
+          if (port == -1 || inner.port == -1) bad.fetch_add(1);
+        }
+      });
+    }
+  }
+  std::thread mutator([&] {
+    start.arrive_and_wait();
+    int round = 0;
+    while (!done.load()) {
+      replaced += pool.replace(round++ % 2 == 0 ? second : first) ? 1 : 0;
+      std::this_thread::yield();
+    }
+  });
+  for (std::thread& t : threads) t.join();
+  done.store(true);
+  mutator.join();
+  CHECK(bad.load() == 0);
+  CHECK(replaced > 1);
+  CHECK(in_flight(pool) == 0);
 }

@@ -31,6 +31,7 @@
 #include "keel/core/time.hpp"
 #include "keel/detail/algorithm.hpp"
 #include "keel/detail/config.hpp"
+#include "keel/detail/thread_identity.hpp"
 #include "keel/failover/outlier_detector.hpp"
 
 namespace keel {
@@ -379,6 +380,13 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         level_end_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)),
         level_priority_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)) {
     if (checks_.probe) require_valid(checks_.options.validate());
+    if (options_.strategy == balance::round_robin && capacity_ <= max_striped_capacity) {
+      pin_lines_ = (capacity_ + pin_line::counts - 1) / pin_line::counts;
+      stripes_ = std::shared_ptr<pin_stripe[]>(new pin_stripe[pin_stripes]);
+      pins_ = std::make_unique<pin_line[]>(pin_stripes * pin_lines_);
+      for (std::size_t i = 0; i < pin_stripes; ++i)
+        stripes_.get()[i].counts = pins_[i * pin_lines_].count;
+    }
     check_members(members_);
     if (options_.outlier_detection)
       od_ = std::make_unique<outlier_detector>(capacity_, *options_.outlier_detection, env_.now());
@@ -470,15 +478,25 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     // reloads it: a fresh one has tried nothing, and the picks' test folds away.
     const context* const avoid = options_.avoid_tried && !ctx.tried().empty() ? &ctx : nullptr;
     if (degraded_.load(std::memory_order_relaxed) == 0) [[likely]] {
-      // PeakEWMA's pick reads the time: the start of the call it times.
-      const pick p = options_.strategy == balance::round_robin ? pick{next_in_turn(avoid), {}}
-                     : two_least_loaded_                       ? pick{less_loaded_of_two(avoid), {}}
-                                                               : fast_pick(avoid);
-      if (p.slot != none) [[likely]] {
-        slot& sl = slots_[p.slot];  // kept: the atomics that follow make the compiler reload slots_
-        bool moved = false;         // the fast path hands a moved call to the slow one itself
-        if (enter(sl)) [[likely]]
-          return call_on<R, true>(sl, p.slot, next, ctx, p.now, moved);
+      // One call_on for every strategy: inlined once, with its layers.
+      std::size_t s = none;
+      std::atomic<std::uint32_t>* count = nullptr;
+      time_point start{};  // PeakEWMA's pick reads the time: the start of the call it times
+      if (pin_lines_ != 0) {
+        // Round robin: pinned in the calling thread's own stripe, if it owns one.
+        const turn t = pin_in_turn(avoid);
+        s = t.slot;
+        count = t.owned;
+      } else {
+        const pick p = two_least_loaded_ ? pick{less_loaded_of_two(avoid), {}} : fast_pick(avoid);
+        s = p.slot;
+        start = p.now;
+      }
+      const bool owned = count != nullptr;
+      if (!owned && s != none && enter(s)) count = &slots_[s].in_flight;
+      if (count != nullptr) [[likely]] {
+        bool moved = false;  // the fast path hands a moved call to the slow one itself
+        return call_on<R, true>(slots_[s], s, held(count, owned), next, ctx, start, moved);
       }
     }
     return run_slow<R>(pass_next(next), ctx, none, std::nullopt);
@@ -506,7 +524,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     st.check_failed = (g & check_bit) != 0;
     st.held = (g & held_bit) != 0;
     st.warming = (g & warming_bit) != 0;
-    st.in_flight = sl.in_flight.load(std::memory_order_relaxed);
+    st.in_flight = sl.in_flight.load(std::memory_order_relaxed) +
+                   striped_in_flight(i, std::memory_order_relaxed);
     st.weight = sl.weight.load(std::memory_order_relaxed);
     st.priority = sl.priority.load(std::memory_order_relaxed);
     st.ejections = sl.ejections.load(std::memory_order_relaxed);
@@ -798,6 +817,21 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   static constexpr std::uint32_t isolated_bit = 1, ejected_bit = 2, check_bit = 4, held_bit = 8,
                                  warming_bit = 16;
 
+  // Round robin's per-thread pins: a stripe's owner is the only thread that
+  // writes its flag and its counts, from its claim until it ends
+  // (detail::claim_stripe); a thread picks the stripe of its small number.
+  static constexpr std::size_t pin_stripes = detail::max_stripes;
+  static constexpr std::size_t max_striped_capacity = 4096;  // 16 KiB of counts per stripe
+  struct alignas(64) pin_stripe {
+    std::atomic<std::uint64_t> owner{0};    // a detail::thread_identity id; 0: nobody yet
+    std::atomic<std::uint32_t> picking{0};  // 1 from before the cursor's step until the count is up
+    std::atomic<std::uint32_t>* counts = nullptr;  // per slot, on lines of this stripe's own
+  };
+  struct alignas(64) pin_line {
+    static constexpr std::size_t counts = 16;
+    std::atomic<std::uint32_t> count[counts] = {};
+  };
+
   struct alignas(64) slot {
     enum : std::uint32_t { empty = 0, live = 1, removed = 2 };
     std::atomic<std::uint32_t> state{empty};
@@ -918,15 +952,31 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // Frees removed slots whose calls have all ended. A caller that entered
   // one increments in_flight before it reads the state (both seq_cst), so it
   // either sees `removed` and backs out, or is seen here and keeps the slot.
+  // Round robin's own pins: see pin_in_turn. While an owner is between its
+  // flag and its count, nothing is freed (the next replace() tries again).
   void reclaim_locked() {
+    int quiet = -1;  // whether no stripe's flag is up: read at the first removed slot
     for (std::size_t s = 0; s < capacity_; ++s) {
       slot& sl = slots_[s];
       if (sl.state.load(std::memory_order_seq_cst) != slot::removed) continue;
       if (sl.in_flight.load(std::memory_order_seq_cst) != 0) continue;
+      if (pin_lines_ != 0) {
+        if (quiet < 0) quiet = stripes_quiet() ? 1 : 0;
+        if (quiet == 0 || striped_in_flight(s, std::memory_order_acquire) != 0) continue;
+      }
       if (od_) od_->forget(s);  // a result its last call recorded goes too
       sl.destroy();
       sl.state.store(slot::empty, std::memory_order_seq_cst);
     }
+  }
+
+  // After the removals' stores (seq_cst, earlier under mutex_): the cursor
+  // in the seq_cst order, then every stripe's flag.
+  bool stripes_quiet() const noexcept {
+    static_cast<void>(cursor_.load(std::memory_order_seq_cst));
+    for (std::size_t i = 0; i < pin_stripes; ++i)
+      if (stripes_.get()[i].picking.load(std::memory_order_acquire) != 0) return false;
+    return true;
   }
 
   // Sorts the live slots by (priority, rank) into order_, with each level's
@@ -1142,6 +1192,73 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   void leave(std::size_t s) const noexcept {
     slots_[s].in_flight.fetch_sub(1, std::memory_order_release);
   }
+  // Round robin's pick and pin on the fast path, with no locked instruction
+  // but the cursor's step, which any round robin takes. The caller raises its
+  // stripe's flag, steps the cursor (seq_cst), counts the slot in its stripe,
+  // lowers the flag (release) and reads the slot's state (seq_cst).
+  // reclaim_locked() stores `removed`, loads the cursor (seq_cst), then reads
+  // the flags and counts (acquire). If the caller's step comes first in the
+  // single order of seq_cst operations, the reclaimer's load synchronizes
+  // with it (the cursor takes only read-modify-writes: one release sequence),
+  // so it sees the flag up or, once it is down, the count; if the step comes
+  // after, the caller reads the state after the store and backs out without
+  // touching the slot's layers.
+  struct turn {
+    std::size_t slot = none;
+    std::atomic<std::uint32_t>* owned = nullptr;  // null: not pinned (yet)
+  };
+  [[gnu::always_inline]] turn pin_in_turn(const context* avoid) const noexcept {
+    const detail::thread_identity& me = detail::this_thread_identity();
+    const std::size_t i = me.small & (pin_stripes - 1);
+    if (stripes_.get()[i].owner.load(std::memory_order_relaxed) == me.id) [[likely]]
+      return pin_owned(i, avoid);
+    return pin_unowned(i, me.id, avoid);
+  }
+  // The first call through a free stripe claims it; a thread whose stripe
+  // another owns picks as before and pins with enter().
+  KEEL_DETAIL_NOINLINE turn pin_unowned(std::size_t i, std::uint64_t me,
+                                        const context* avoid) const noexcept {
+    if (detail::this_thread_identity().small == 0) {  // numbered now, once per thread
+      i = detail::number_this_thread() & (pin_stripes - 1);
+      if (stripes_.get()[i].owner.load(std::memory_order_relaxed) == me) return pin_owned(i, avoid);
+    }
+    if (stripes_.get()[i].owner.load(std::memory_order_relaxed) == 0 &&
+        detail::claim_stripe(
+            std::shared_ptr<std::atomic<std::uint64_t>>(stripes_, &stripes_.get()[i].owner), me))
+      return pin_owned(i, avoid);
+    return {next_in_turn(avoid), nullptr};
+  }
+  [[gnu::always_inline]] turn pin_owned(std::size_t i, const context* avoid) const noexcept {
+    pin_stripe& st = stripes_.get()[i];
+    const slot* const all = slots_.get();
+    st.picking.store(1, std::memory_order_relaxed);
+    const std::uint64_t m = top_m_.load(std::memory_order_relaxed);
+    const std::uint32_t n = static_cast<std::uint32_t>(top_count_.load(std::memory_order_relaxed));
+    const std::size_t s = order_[fastmod(step_turn(), m, n)].load(std::memory_order_relaxed);
+    if (avoid != nullptr && avoid->was_tried(s)) [[unlikely]] {
+      st.picking.store(0, std::memory_order_relaxed);
+      return {};  // the slow path avoids it
+    }
+    std::atomic<std::uint32_t>& c = st.counts[s];
+    const std::uint32_t was = c.load(std::memory_order_relaxed);
+    c.store(was + 1, std::memory_order_relaxed);
+    st.picking.store(0, std::memory_order_release);
+    if (all[s].state.load(std::memory_order_seq_cst) == slot::live) [[likely]]
+      return {s, &c};
+    c.store(was, std::memory_order_release);
+    return {};  // removed since the layout was read: the slow path picks again
+  }
+  // Slot s's count in stripe i: a stripe's lines lie end to end.
+  std::atomic<std::uint32_t>& striped_count(std::size_t i, std::size_t s) const noexcept {
+    return stripes_.get()[i].counts[s];
+  }
+  // Calls on slot s pinned in the stripes.
+  std::uint32_t striped_in_flight(std::size_t s, std::memory_order order) const noexcept {
+    std::uint32_t sum = 0;
+    for (std::size_t i = 0; i < pin_stripes && pin_lines_ != 0; ++i)
+      sum += striped_count(i, s).load(order);
+    return sum;
+  }
   // Under check_mutex_: a slot built again since its last probe starts its
   // checks' counts over, due at once.
   void sync_checks_locked(slot& sl) const noexcept {
@@ -1207,6 +1324,10 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   }
   KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint32_t next_turn() const noexcept {
     return cursor_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // pin_owned's step: seq_cst, for reclaim_locked's side of the argument.
+  KEEL_DETAIL_NO_SANITIZE_UNSIGNED_WRAP std::uint32_t step_turn() const noexcept {
+    return cursor_.fetch_add(1, std::memory_order_seq_cst);
   }
   std::size_t weighted_in_level(std::size_t begin, std::size_t end) const {
     const std::uint64_t total = prefix_[end - 1].load(std::memory_order_relaxed);
@@ -1332,23 +1453,35 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // sent) the call moves: from the fast path to the slow one (Fast), or back
   // to the slow path's loop through `moved`.
   // Every return names `o`, so that it is built in the caller's slot.
+  // A call's hold on its slot, let go once: `count` is the slot's in_flight,
+  // or (owned) the slot's count in the calling thread's own stripe.
+  struct held {
+    std::atomic<std::uint32_t>* count;
+    bool owned;
+    held(std::atomic<std::uint32_t>* c, bool own) noexcept : count(c), owned(own) {}
+    void let_go() noexcept {
+      if (owned) {
+        count->store(count->load(std::memory_order_relaxed) - 1, std::memory_order_release);
+      } else {
+        count->fetch_sub(1, std::memory_order_release);
+      }
+      count = nullptr;
+    }
+    held(const held&) = delete;
+    held& operator=(const held&) = delete;
+    ~held() {
+      if (count != nullptr) let_go();
+    }
+  };
+
+  // Every return names `o`, so that it is built in the caller's slot.
   template <class R, bool Fast, class Next>
-  outcome<R> call_on(slot& sl, std::size_t s, Next& next, context& ctx, time_point start,
-                     bool& moved) const {
+  outcome<R> call_on(slot& sl, std::size_t s, held&& pin, Next& next, context& ctx,
+                     time_point start, bool& moved) const {
     ctx.set_target(target(s, sl.endpoint()));
-    struct leave {
-      slot* sl;
-      void now() noexcept {
-        sl->in_flight.fetch_sub(1, std::memory_order_release);
-        sl = nullptr;
-      }
-      ~leave() {
-        if (sl != nullptr) now();
-      }
-    } left{&sl};
     outcome<R> o = detail::policy_of(sl.layers_ref()).template run<R>(next, ctx);
     if (quiet_ && o.has_value()) [[likely]] {
-      left.now();
+      pin.let_go();
       return o;
     }
     // Written once per probe interval, not per call: the line is shared by every caller.
@@ -1363,7 +1496,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
           ra && *ra > duration::zero()) {
         hold(s, saturating_add(env_.now(), *ra));  // while the slot is still ours
       }
-      left.now();
+      pin.let_go();
       if constexpr (Fast) {
         o = run_slow<R>(pass_next(next), ctx, s, std::optional<outcome<R>>(std::move(o)));
       } else {
@@ -1789,7 +1922,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       }
       warm_up_once(c.slot);
       bool moved = false;
-      outcome<R> o = call_on<R, false>(slots_[c.slot], c.slot, next, ctx, now, moved);
+      outcome<R> o = call_on<R, false>(
+          slots_[c.slot], c.slot, held(&slots_[c.slot].in_flight, false), next, ctx, now, moved);
       if (!moved) return o;
       last.reset();
       last.emplace(std::move(o));
@@ -1819,6 +1953,12 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::unique_ptr<std::atomic<std::uint32_t>[]> level_end_;  // end of level l in order_
   std::unique_ptr<std::atomic<std::uint32_t>[]> level_priority_;
   std::unique_ptr<outlier_detector> od_;
+  // Round robin's pins (pin_in_turn): stripe i's counts are pin_lines_
+  // lines from pins_[i * pin_lines_]. None for other strategies or above
+  // max_striped_capacity (pin_lines_ == 0).
+  std::size_t pin_lines_ = 0;
+  std::shared_ptr<pin_stripe[]> stripes_;  // shared with the owners' leases (claim_stripe)
+  std::unique_ptr<pin_line[]> pins_;
   alignas(64) mutable std::atomic<std::uint32_t> cursor_{0};
   alignas(64) mutable std::atomic<std::size_t> degraded_{0};
   std::atomic<std::size_t> top_count_{0};

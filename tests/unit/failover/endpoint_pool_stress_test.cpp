@@ -367,3 +367,82 @@ TEST_CASE("endpoint_pool stress: a removed endpoint's end is not read as a kept 
   }
   CHECK(poisoned == 0);
 }
+
+TEST_CASE("endpoint_pool stress: round robin's stripes change hands as threads come and go",
+          "[failover][pool][stress][pins]") {
+  // Waves of short-lived callers while the set changes: each wave's threads
+  // claim stripes their predecessors gave back at their end (the counts pass
+  // whole from owner to owner), and a removed endpoint is never freed under
+  // a call. Checked while it runs: calls in flight never exceed the callers
+  // alive. At the end: nothing in flight, no stripe owned.
+  layer_flags flags;
+  const auto factory = [&](const std::string&, std::size_t) {
+    return poisoning_layer(flags.fresh());
+  };
+  const auto name = [](int i) {
+    return "replica-with-a-name-too-long-to-be-inline-" + std::to_string(i);
+  };
+  const std::vector<std::string> first{name(0), name(1), name(2), name(3)};
+  const std::vector<std::string> second{name(0), name(4), name(5), name(6)};
+  keel::endpoint_pool_options o;
+  o.capacity = 8;
+  keel::endpoint_pool pool(first, o, factory);
+  REQUIRE(pool_test_access::striped(pool));
+  constexpr int waves = 8;
+  constexpr int per_wave = 4;
+  constexpr int calls = 3000;
+  std::atomic<std::uint64_t> reached{0}, refused{0}, poisoned{0}, unreadable{0};
+  std::atomic<int> alive{0};
+  std::atomic<bool> done{false};
+  std::atomic<std::uint64_t> over{0};
+  int replaced = 0;
+  std::thread mutator([&] {
+    int round = 0;
+    while (!done.load()) {
+      replaced += pool.replace(round++ % 2 == 0 ? second : first) ? 1 : 0;
+      // Read the callers first: a count seen after it is at most theirs.
+      const int callers = alive.load();
+      std::uint64_t flying = 0;
+      for (std::size_t i = 0; i < pool.capacity(); ++i) flying += pool.status(i).in_flight;
+      if (flying > static_cast<std::uint64_t>(callers) + per_wave) over.fetch_add(1);
+      std::this_thread::yield();
+    }
+  });
+  for (int w = 0; w < waves; ++w) {
+    std::vector<std::thread> wave;
+    for (int t = 0; t < per_wave; ++t) {
+      wave.emplace_back([&] {
+        alive.fetch_add(1);
+        for (int i = 0; i < calls; ++i) {
+          const auto out = pool.try_execute([&](const keel::context& ctx) {
+            const std::string* e = ctx.target().get<std::string>();
+            if (e == nullptr || layer_flag == nullptr) {
+              unreadable.fetch_add(1);
+              return 0;
+            }
+            reached.fetch_add(1);
+            const bool before = layer_flag->load();
+            if (i % 64 == 0) std::this_thread::yield();  // a replace() may run now
+            const bool named = e->rfind("replica-with-a-name-too-long-to-be-inline-", 0) == 0;
+            if (before || layer_flag->load() || !named) poisoned.fetch_add(1);
+            return 1;
+          });
+          if (out.has_keel_error() && out.keel_error().code == keel::errc::no_endpoint_available)
+            refused.fetch_add(1);
+        }
+        alive.fetch_sub(1);
+      });
+    }
+    for (auto& t : wave) t.join();
+  }
+  done.store(true);
+  mutator.join();
+  CHECK(poisoned.load() == 0);
+  CHECK(unreadable.load() == 0);
+  CHECK(over.load() == 0);
+  CHECK(replaced > 1);  // removed slots were freed again and again
+  CHECK(reached.load() + refused.load() == std::uint64_t{waves} * per_wave * calls);
+  for (std::size_t i = 0; i < pool.capacity(); ++i) CHECK(pool.status(i).in_flight == 0);
+  for (std::size_t i = 0; i < pool_test_access::pin_stripes; ++i)
+    CHECK(pool_test_access::stripe_owner(pool, i).load() == 0);
+}

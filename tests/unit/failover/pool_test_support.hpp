@@ -40,6 +40,34 @@ struct pool_test_access {
   static void in_flight_down(const Pool& p, std::size_t s) {
     p.slots_[s].in_flight.fetch_sub(1, std::memory_order_release);
   }
+  // Round robin's per-thread pins.
+  template <class Pool>
+  static bool striped(const Pool& p) {
+    return p.pin_lines_ != 0;
+  }
+  static constexpr std::size_t pin_stripes = 8;
+  template <class Pool>
+  static std::atomic<std::uint64_t>& stripe_owner(const Pool& p, std::size_t i) {
+    return p.stripes_.get()[i].owner;
+  }
+  template <class Pool>
+  static std::atomic<std::uint32_t>& stripe_picking(const Pool& p, std::size_t i) {
+    return p.stripes_.get()[i].picking;
+  }
+  template <class Pool>
+  static std::uint32_t striped_count(const Pool& p, std::size_t i, std::size_t s) {
+    return p.striped_count(i, s).load();
+  }
+  template <class Pool>
+  static std::uint32_t shared_count(const Pool& p, std::size_t s) {
+    return p.slots_[s].in_flight.load();
+  }
+  // The stripe the calling thread picks in any pool (after its first call).
+  static std::size_t my_stripe() { return keel::detail::this_thread_identity().small % 8; }
+  template <class Pool>
+  static void set_state(const Pool& p, std::size_t s, std::uint32_t state) {
+    p.slots_[s].state.store(state);
+  }
 };
 }  // namespace keel::detail
 
