@@ -480,23 +480,22 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     if (degraded_.load(std::memory_order_relaxed) == 0) [[likely]] {
       // One call_on for every strategy: inlined once, with its layers.
       std::size_t s = none;
-      std::atomic<std::uint32_t>* count = nullptr;
+      std::atomic<std::uint32_t>* own = nullptr;
       time_point start{};  // PeakEWMA's pick reads the time: the start of the call it times
       if (pin_lines_ != 0) {
         // Round robin: pinned in the calling thread's own stripe, if it owns one.
         const turn t = pin_in_turn(avoid);
         s = t.slot;
-        count = t.owned;
+        own = t.owned;
       } else {
         const pick p = two_least_loaded_ ? pick{less_loaded_of_two(avoid), {}} : fast_pick(avoid);
         s = p.slot;
         start = p.now;
       }
-      const bool owned = count != nullptr;
-      if (!owned && s != none && enter(s)) count = &slots_[s].in_flight;
-      if (count != nullptr) [[likely]] {
+      if (s != none && (own != nullptr || enter(s))) [[likely]] {
+        slot& sl = slots_[s];
         bool moved = false;  // the fast path hands a moved call to the slow one itself
-        return call_on<R, true>(slots_[s], s, held(count, owned), next, ctx, start, moved);
+        return call_on<R, true>(sl, s, held(&sl, own), next, ctx, start, moved);
       }
     }
     return run_slow<R>(pass_next(next), ctx, none, std::nullopt);
@@ -1453,24 +1452,24 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // sent) the call moves: from the fast path to the slow one (Fast), or back
   // to the slow path's loop through `moved`.
   // Every return names `o`, so that it is built in the caller's slot.
-  // A call's hold on its slot, let go once: `count` is the slot's in_flight,
-  // or (owned) the slot's count in the calling thread's own stripe.
+  // A call's hold on its slot, let go once: the slot's in_flight, or its
+  // count in the calling thread's own stripe.
   struct held {
-    std::atomic<std::uint32_t>* count;
-    bool owned;
-    held(std::atomic<std::uint32_t>* c, bool own) noexcept : count(c), owned(own) {}
+    slot* sl;                         // null once let go
+    std::atomic<std::uint32_t>* own;  // the count in the thread's stripe; null: sl's in_flight
+    held(slot* s, std::atomic<std::uint32_t>* o) noexcept : sl(s), own(o) {}
     void let_go() noexcept {
-      if (owned) {
-        count->store(count->load(std::memory_order_relaxed) - 1, std::memory_order_release);
+      if (own != nullptr) {
+        own->store(own->load(std::memory_order_relaxed) - 1, std::memory_order_release);
       } else {
-        count->fetch_sub(1, std::memory_order_release);
+        sl->in_flight.fetch_sub(1, std::memory_order_release);
       }
-      count = nullptr;
+      sl = nullptr;
     }
     held(const held&) = delete;
     held& operator=(const held&) = delete;
     ~held() {
-      if (count != nullptr) let_go();
+      if (sl != nullptr) let_go();
     }
   };
 
@@ -1922,8 +1921,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       }
       warm_up_once(c.slot);
       bool moved = false;
-      outcome<R> o = call_on<R, false>(
-          slots_[c.slot], c.slot, held(&slots_[c.slot].in_flight, false), next, ctx, now, moved);
+      outcome<R> o = call_on<R, false>(slots_[c.slot], c.slot, held(&slots_[c.slot], nullptr), next,
+                                       ctx, now, moved);
       if (!moved) return o;
       last.reset();
       last.emplace(std::move(o));
