@@ -971,13 +971,25 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   }
 
   // After the removals' stores (seq_cst, earlier under mutex_): the cursor
-  // in the seq_cst order, then every stripe's flag.
+  // in the seq_cst order, then every stripe's flag. A flag up is waited for
+  // (a pick is a few instructions): any 0 read after the cursor's load comes
+  // from that pick's own drop or a later one, so its count is seen. Giving
+  // up at once would keep every removed slot whenever any thread picks any
+  // endpoint, and replace() would fail on a busy pool. A thread stopped
+  // between its flag and its count (preempted, or in a debugger) is waited
+  // for a bounded while only: then nothing is freed this time.
   bool stripes_quiet() const noexcept {
     static_cast<void>(cursor_.load(std::memory_order_seq_cst));
-    for (std::size_t i = 0; i < pin_stripes; ++i)
-      if (stripes_.get()[i].picking.load(std::memory_order_acquire) != 0) return false;
+    for (std::size_t i = 0; i < pin_stripes; ++i) {
+      for (unsigned tries = 0; stripes_.get()[i].picking.load(std::memory_order_acquire) != 0;
+           ++tries) {
+        if (tries == max_quiet_waits) return false;
+        std::this_thread::yield();
+      }
+    }
     return true;
   }
+  static constexpr unsigned max_quiet_waits = 1024;
 
   // Sorts the live slots by (priority, rank) into order_, with each level's
   // end, the weighted prefix sums, and the population the ejection cap counts.
