@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,4 +58,68 @@ TEST_CASE("R14E-1: replace() frees an idle removed endpoint while other threads 
   stop.store(true);
   for (auto& t : callers) t.join();
   CHECK(failed == 0);
+}
+
+namespace {
+
+/// A layer that runs a hook (which may call the pool again) at one slot,
+/// then refuses there (a rejection: nothing sent, the call moves on).
+struct hook_layers {
+  std::size_t at = keel::target::none;
+  std::function<void()>* hook = nullptr;
+  struct layer {
+    bool here;
+    std::function<void()>* hook;
+    template <class R, class Next>
+    keel::outcome<R> run(Next&& next, keel::context& ctx) const {
+      if (!here) return next(ctx);
+      if (hook != nullptr && *hook) (*hook)();
+      return keel::outcome<R>::from_keel(keel::errc::bulkhead_full);
+    }
+  };
+  layer operator()(const std::string&, std::size_t slot) const { return layer{slot == at, hook}; }
+};
+
+template <class Pool>
+std::uint32_t all_in_flight(const Pool& pool) {
+  std::uint32_t n = 0;
+  for (std::size_t s = 0; s < pool.capacity(); ++s) {
+    n += pool.status(s).in_flight;
+    for (std::size_t i = 0; i < pool_test_access::pin_stripes; ++i)
+      n += pool_test_access::striped_count(pool, i, s);
+  }
+  return n;
+}
+
+}  // namespace
+
+// Held: an owned pin is let go once, on the stripe's count, when the layer
+// calls the pool again (a nested call on the same stripe), removes its own
+// endpoint through replace() (kept: its own pin is seen) and then refuses
+// (the call moves to the slow path, which pins the shared count).
+TEST_CASE("R14E held: a layer that re-enters, removes its own endpoint and refuses lets go once",
+          "[failover][pool][pins][replace][review5]") {
+  std::function<void()> hook;
+  keel::endpoint_pool pool(strings{"a", "b", "x"}, {.capacity = 4}, hook_layers{2, &hook});
+  REQUIRE(pool_test_access::striped(pool));
+  int nested = 0;
+  bool fired = false;
+  hook = [&] {
+    if (fired) return;  // once
+    fired = true;
+    pool.execute([&](const keel::context&) { return ++nested; });  // same stripe, nested
+    CHECK(pool.replace(strings{"a", "b"}));  // x leaves while this call holds it
+    CHECK(pool.status(2).in_flight == 1);    // its own pin, seen by the reclaim
+  };
+  pool_test_access::set_cursor(pool, 2);  // the next turn is x
+  std::string reached;
+  const auto out = pool.try_execute([&](const keel::context& ctx) {
+    reached = pool_test::name_of(ctx);
+    return 0;
+  });
+  CHECK(out.has_value());
+  CHECK(nested == 1);
+  CHECK((reached == "a" || reached == "b"));
+  CHECK(all_in_flight(pool) == 0);                   // no pin left, none let go twice (no wrap)
+  CHECK(pool.replace(strings{"a", "b", "y", "z"}));  // x's slot was freed
 }
