@@ -123,3 +123,24 @@ TEST_CASE("R14E held: a layer that re-enters, removes its own endpoint and refus
   CHECK(all_in_flight(pool) == 0);                   // no pin left, none let go twice (no wrap)
   CHECK(pool.replace(strings{"a", "b", "y", "z"}));  // x's slot was freed
 }
+
+// Held (wrap points): the last slot of the largest striped pool, and a pool
+// whose counts cross a line, pin and let go on their own counts (run under
+// ASan: every stripe's counts lie inside the one array).
+TEST_CASE("R14E held: the last slots of striped pools of 1, 17 and 4096 endpoints pin exactly",
+          "[failover][pool][pins][review5]") {
+  for (const std::size_t n : {std::size_t{1}, std::size_t{17}, std::size_t{4096}}) {
+    strings names;
+    for (std::size_t i = 0; i < n; ++i) names.push_back("e" + std::to_string(i));
+    pool_t pool(names, {.capacity = n});
+    REQUIRE(pool_test_access::striped(pool));
+    pool_test_access::set_cursor(pool, static_cast<std::uint32_t>(n - 1));
+    pool.execute([&](const keel::context& ctx) {
+      CHECK(pool_test::name_of(ctx) == names.back());
+      CHECK(pool.status(n - 1).in_flight == 1);
+      if (n > 1) CHECK(pool.status(n - 2).in_flight == 0);
+      return 0;
+    });
+    CHECK(pool.status(n - 1).in_flight == 0);
+  }
+}
