@@ -381,11 +381,18 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         level_priority_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)) {
     if (checks_.probe) require_valid(checks_.options.validate());
     if (options_.strategy == balance::round_robin && capacity_ <= max_striped_capacity) {
-      pin_lines_ = (capacity_ + pin_line::counts - 1) / pin_line::counts;
+      pin_lines_ = (capacity_ + pin_line_counts - 1) / pin_line_counts;
       stripes_ = std::shared_ptr<pin_stripe[]>(new pin_stripe[pin_stripes]);
-      pins_ = std::make_unique<pin_line[]>(pin_stripes * pin_lines_);
+      // One array (a stripe's counts[s] may not step out of a smaller one),
+      // a line longer, so that every stripe's counts start on a line of their own.
+      const std::size_t per_stripe = pin_lines_ * pin_line_counts;
+      pins_ = std::make_unique<std::atomic<std::uint32_t>[]>(pin_stripes * per_stripe +
+                                                             pin_line_counts);
+      const std::size_t past = reinterpret_cast<std::uintptr_t>(pins_.get()) % 64;
+      std::atomic<std::uint32_t>* const first =
+          pins_.get() + (past == 0 ? 0 : (64 - past) / sizeof(std::atomic<std::uint32_t>));
       for (std::size_t i = 0; i < pin_stripes; ++i)
-        stripes_.get()[i].counts = pins_[i * pin_lines_].count;
+        stripes_.get()[i].counts = first + i * per_stripe;
     }
     check_members(members_);
     if (options_.outlier_detection)
@@ -826,10 +833,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     std::atomic<std::uint32_t> picking{0};  // 1 from before the cursor's step until the count is up
     std::atomic<std::uint32_t>* counts = nullptr;  // per slot, on lines of this stripe's own
   };
-  struct alignas(64) pin_line {
-    static constexpr std::size_t counts = 16;
-    std::atomic<std::uint32_t> count[counts] = {};
-  };
+  static constexpr std::size_t pin_line_counts = 16;  // a 64-byte line of counts
 
   struct alignas(64) slot {
     enum : std::uint32_t { empty = 0, live = 1, removed = 2 };
@@ -970,13 +974,25 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   }
 
   // After the removals' stores (seq_cst, earlier under mutex_): the cursor
-  // in the seq_cst order, then every stripe's flag.
+  // in the seq_cst order, then every stripe's flag. A flag up is waited for
+  // (a pick is a few instructions): any 0 read after the cursor's load comes
+  // from that pick's own drop or a later one, so its count is seen. Giving
+  // up at once would keep every removed slot whenever any thread picks any
+  // endpoint, and replace() would fail on a busy pool. A thread stopped
+  // between its flag and its count (preempted, or in a debugger) is waited
+  // for a bounded while only: then nothing is freed this time.
   bool stripes_quiet() const noexcept {
     static_cast<void>(cursor_.load(std::memory_order_seq_cst));
-    for (std::size_t i = 0; i < pin_stripes; ++i)
-      if (stripes_.get()[i].picking.load(std::memory_order_acquire) != 0) return false;
+    for (std::size_t i = 0; i < pin_stripes; ++i) {
+      for (unsigned tries = 0; stripes_.get()[i].picking.load(std::memory_order_acquire) != 0;
+           ++tries) {
+        if (tries == max_quiet_waits) return false;
+        std::this_thread::yield();
+      }
+    }
     return true;
   }
+  static constexpr unsigned max_quiet_waits = 1024;
 
   // Sorts the live slots by (priority, rank) into order_, with each level's
   // end, the weighted prefix sums, and the population the ejection cap counts.
@@ -1953,11 +1969,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::unique_ptr<std::atomic<std::uint32_t>[]> level_priority_;
   std::unique_ptr<outlier_detector> od_;
   // Round robin's pins (pin_in_turn): stripe i's counts are pin_lines_
-  // lines from pins_[i * pin_lines_]. None for other strategies or above
-  // max_striped_capacity (pin_lines_ == 0).
+  // lines from its counts pointer into pins_. None for other strategies or
+  // above max_striped_capacity (pin_lines_ == 0).
   std::size_t pin_lines_ = 0;
   std::shared_ptr<pin_stripe[]> stripes_;  // shared with the owners' leases (claim_stripe)
-  std::unique_ptr<pin_line[]> pins_;
+  std::unique_ptr<std::atomic<std::uint32_t>[]> pins_;
   alignas(64) mutable std::atomic<std::uint32_t> cursor_{0};
   alignas(64) mutable std::atomic<std::size_t> degraded_{0};
   std::atomic<std::size_t> top_count_{0};
