@@ -978,21 +978,26 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // (a pick is a few instructions): any 0 read after the cursor's load comes
   // from that pick's own drop or a later one, so its count is seen. Giving
   // up at once would keep every removed slot whenever any thread picks any
-  // endpoint, and replace() would fail on a busy pool. A thread stopped
-  // between its flag and its count (preempted, or in a debugger) is waited
-  // for a bounded while only: then nothing is freed this time.
+  // endpoint, and replace() would fail on a busy pool. The wait yields, then
+  // sleeps, so that a picker preempted in its window gets a core back; a
+  // thread stopped there for longer (a debugger) is waited for about 50 ms in
+  // all, and then nothing is freed this time.
   bool stripes_quiet() const noexcept {
     static_cast<void>(cursor_.load(std::memory_order_seq_cst));
+    unsigned waits = 0;
     for (std::size_t i = 0; i < pin_stripes; ++i) {
-      for (unsigned tries = 0; stripes_.get()[i].picking.load(std::memory_order_acquire) != 0;
-           ++tries) {
-        if (tries == max_quiet_waits) return false;
-        std::this_thread::yield();
+      while (stripes_.get()[i].picking.load(std::memory_order_acquire) != 0) {
+        if (waits == quiet_yields + quiet_sleeps) return false;
+        if (waits++ < quiet_yields) {
+          std::this_thread::yield();
+        } else {
+          std::this_thread::sleep_for(std::chrono::microseconds(50));
+        }
       }
     }
     return true;
   }
-  static constexpr unsigned max_quiet_waits = 1024;
+  static constexpr unsigned quiet_yields = 64, quiet_sleeps = 1000;
 
   // Sorts the live slots by (priority, rank) into order_, with each level's
   // end, the weighted prefix sums, and the population the ejection cap counts.
