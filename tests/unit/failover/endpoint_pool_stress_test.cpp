@@ -222,6 +222,35 @@ class layer_flags {
   std::deque<std::atomic<bool>> flags_;  // grows without moving the flags it holds
 };
 
+// What the checked calls saw: each call reaches an endpoint (read before and
+// after a pause: never freed meanwhile), or is refused, or rejected.
+struct call_counts {
+  std::atomic<std::uint64_t> reached{0}, refused{0}, rejected{0}, poisoned{0}, unreadable{0};
+};
+
+// One call that reads its endpoint and its layers' flag, before and after a
+// yield (a replace() may run then), and counts what it saw.
+template <class Pool>
+void checked_call(const Pool& pool, int i, call_counts& c) {
+  const auto out = pool.try_execute([&](const keel::context& ctx) {
+    const std::string* e = ctx.target().get<std::string>();
+    if (e == nullptr || layer_flag == nullptr) {
+      c.unreadable.fetch_add(1);
+      return 0;
+    }
+    c.reached.fetch_add(1);
+    const bool before = layer_flag->load();
+    if (i % 64 == 0) std::this_thread::yield();  // a replace() may run now
+    const bool named = e->rfind("replica-with-a-name-too-long-to-be-inline-", 0) == 0;
+    if (before || layer_flag->load() || !named) c.poisoned.fetch_add(1);
+    return 1;
+  });
+  if (out.has_keel_error() && out.keel_error().code == keel::errc::no_endpoint_available)
+    c.refused.fetch_add(1);
+  if (out.has_keel_error() && out.keel_error().code == keel::errc::bulkhead_full)
+    c.rejected.fetch_add(1);  // every endpoint it moved to refused it
+}
+
 // Calls while the endpoint set changes under them: a removed endpoint's
 // layers (and the endpoint) are never destroyed while a call is inside.
 // `refuse_every`: each layer refuses every n-th call (0: never); `checked`:
@@ -243,7 +272,7 @@ void layers_outlive_calls(keel::balance strategy, std::uint32_t refuse_every = 0
   const auto drive = [&](auto& pool) {
     constexpr int threads = 4;
     constexpr int calls = 20000;
-    std::atomic<std::uint64_t> reached{0}, refused{0}, rejected{0}, poisoned{0}, unreadable{0};
+    call_counts counts;
     std::atomic<int> running{threads};
     int replaced = 0;
     std::thread mutator([&] {
@@ -258,23 +287,7 @@ void layers_outlive_calls(keel::balance strategy, std::uint32_t refuse_every = 0
     for (int t = 0; t < threads; ++t) {
       workers.emplace_back([&] {
         for (int i = 0; i < calls; ++i) {
-          const auto out = pool.try_execute([&](const keel::context& ctx) {
-            const std::string* e = ctx.target().get<std::string>();
-            if (e == nullptr || layer_flag == nullptr) {
-              unreadable.fetch_add(1);
-              return 0;
-            }
-            reached.fetch_add(1);
-            const bool before = layer_flag->load();
-            if (i % 64 == 0) std::this_thread::yield();  // a replace() may run now
-            const bool named = e->rfind("replica-with-a-name-too-long-to-be-inline-", 0) == 0;
-            if (before || layer_flag->load() || !named) poisoned.fetch_add(1);
-            return 1;
-          });
-          if (out.has_keel_error() && out.keel_error().code == keel::errc::no_endpoint_available)
-            refused.fetch_add(1);
-          if (out.has_keel_error() && out.keel_error().code == keel::errc::bulkhead_full)
-            rejected.fetch_add(1);  // every endpoint it moved to refused it
+          checked_call(pool, i, counts);
         }
         running.fetch_sub(1);
       });
@@ -282,10 +295,11 @@ void layers_outlive_calls(keel::balance strategy, std::uint32_t refuse_every = 0
     for (auto& w : workers) w.join();
     mutator.join();
 
-    CHECK(poisoned.load() == 0);
-    CHECK(unreadable.load() == 0);
+    CHECK(counts.poisoned.load() == 0);
+    CHECK(counts.unreadable.load() == 0);
     CHECK(replaced > 0);
-    CHECK(reached.load() + refused.load() + rejected.load() == std::uint64_t{threads} * calls);
+    CHECK(counts.reached.load() + counts.refused.load() + counts.rejected.load() ==
+          std::uint64_t{threads} * calls);
     for (std::size_t i = 0; i < pool.capacity(); ++i) CHECK(pool.status(i).in_flight == 0);
   };
   if (checked) {
@@ -391,7 +405,7 @@ TEST_CASE("endpoint_pool stress: round robin's stripes change hands as threads c
   constexpr int waves = 8;
   constexpr int per_wave = 4;
   constexpr int calls = 3000;
-  std::atomic<std::uint64_t> reached{0}, refused{0}, poisoned{0}, unreadable{0};
+  call_counts counts;
   std::atomic<int> alive{0};
   std::atomic<bool> done{false};
   std::atomic<std::uint64_t> over{0};
@@ -414,21 +428,7 @@ TEST_CASE("endpoint_pool stress: round robin's stripes change hands as threads c
       wave.emplace_back([&] {
         alive.fetch_add(1);
         for (int i = 0; i < calls; ++i) {
-          const auto out = pool.try_execute([&](const keel::context& ctx) {
-            const std::string* e = ctx.target().get<std::string>();
-            if (e == nullptr || layer_flag == nullptr) {
-              unreadable.fetch_add(1);
-              return 0;
-            }
-            reached.fetch_add(1);
-            const bool before = layer_flag->load();
-            if (i % 64 == 0) std::this_thread::yield();  // a replace() may run now
-            const bool named = e->rfind("replica-with-a-name-too-long-to-be-inline-", 0) == 0;
-            if (before || layer_flag->load() || !named) poisoned.fetch_add(1);
-            return 1;
-          });
-          if (out.has_keel_error() && out.keel_error().code == keel::errc::no_endpoint_available)
-            refused.fetch_add(1);
+          checked_call(pool, i, counts);
         }
         alive.fetch_sub(1);
       });
@@ -437,11 +437,12 @@ TEST_CASE("endpoint_pool stress: round robin's stripes change hands as threads c
   }
   done.store(true);
   mutator.join();
-  CHECK(poisoned.load() == 0);
-  CHECK(unreadable.load() == 0);
+  CHECK(counts.poisoned.load() == 0);
+  CHECK(counts.unreadable.load() == 0);
   CHECK(over.load() == 0);
   CHECK(replaced > 1);  // removed slots were freed again and again
-  CHECK(reached.load() + refused.load() == std::uint64_t{waves} * per_wave * calls);
+  CHECK(counts.rejected.load() == 0);
+  CHECK(counts.reached.load() + counts.refused.load() == std::uint64_t{waves} * per_wave * calls);
   for (std::size_t i = 0; i < pool.capacity(); ++i) CHECK(pool.status(i).in_flight == 0);
   for (std::size_t i = 0; i < pool_test_access::pin_stripes; ++i)
     CHECK(pool_test_access::stripe_owner(pool, i).load() == 0);
