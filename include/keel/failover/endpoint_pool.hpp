@@ -381,11 +381,11 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
         level_priority_(std::make_unique<std::atomic<std::uint32_t>[]>(capacity_)) {
     if (checks_.probe) require_valid(checks_.options.validate());
     if (options_.strategy == balance::round_robin && capacity_ <= max_striped_capacity) {
-      pin_lines_ = (capacity_ + pin_line_counts - 1) / pin_line_counts;
       stripes_ = std::shared_ptr<pin_stripe[]>(new pin_stripe[pin_stripes]);
       // One array (a stripe's counts[s] may not step out of a smaller one),
       // a line longer, so that every stripe's counts start on a line of their own.
-      const std::size_t per_stripe = pin_lines_ * pin_line_counts;
+      const std::size_t per_stripe =
+          (capacity_ + pin_line_counts - 1) / pin_line_counts * pin_line_counts;
       pins_ = std::make_unique<std::atomic<std::uint32_t>[]>(pin_stripes * per_stripe +
                                                              pin_line_counts);
       const std::size_t past = reinterpret_cast<std::uintptr_t>(pins_.get()) % 64;
@@ -489,7 +489,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
       std::size_t s = none;
       std::atomic<std::uint32_t>* own = nullptr;
       time_point start{};  // PeakEWMA's pick reads the time: the start of the call it times
-      if (pin_lines_ != 0) {
+      if (striped()) {
         // Round robin: pinned in the calling thread's own stripe, if it owns one.
         const turn t = pin_in_turn(avoid);
         s = t.slot;
@@ -955,15 +955,15 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // Frees removed slots whose calls have all ended. A caller that entered
   // one increments in_flight before it reads the state (both seq_cst), so it
   // either sees `removed` and backs out, or is seen here and keeps the slot.
-  // Round robin's own pins: see pin_in_turn. While an owner is between its
-  // flag and its count, nothing is freed (the next replace() tries again).
+  // Round robin's own pins: see pin_in_turn; an owner between its flag and
+  // its count is waited for (stripes_quiet).
   void reclaim_locked() {
     int quiet = -1;  // whether no stripe's flag is up: read at the first removed slot
     for (std::size_t s = 0; s < capacity_; ++s) {
       slot& sl = slots_[s];
       if (sl.state.load(std::memory_order_seq_cst) != slot::removed) continue;
       if (sl.in_flight.load(std::memory_order_seq_cst) != 0) continue;
-      if (pin_lines_ != 0) {
+      if (striped()) {
         if (quiet < 0) quiet = stripes_quiet() ? 1 : 0;
         if (quiet == 0 || striped_in_flight(s, std::memory_order_acquire) != 0) continue;
       }
@@ -1268,6 +1268,8 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
     c.store(was, std::memory_order_release);
     return {};  // removed since the layout was read: the slow path picks again
   }
+  // Whether round robin pins calls in the threads' stripes.
+  bool striped() const noexcept { return stripes_ != nullptr; }
   // Slot s's count in stripe i: a stripe's lines lie end to end.
   std::atomic<std::uint32_t>& striped_count(std::size_t i, std::size_t s) const noexcept {
     return stripes_.get()[i].counts[s];
@@ -1275,7 +1277,7 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   // Calls on slot s pinned in the stripes.
   std::uint32_t striped_in_flight(std::size_t s, std::memory_order order) const noexcept {
     std::uint32_t sum = 0;
-    for (std::size_t i = 0; i < pin_stripes && pin_lines_ != 0; ++i)
+    for (std::size_t i = 0; i < pin_stripes && striped(); ++i)
       sum += striped_count(i, s).load(order);
     return sum;
   }
@@ -1973,10 +1975,9 @@ class endpoint_pool : public executable<endpoint_pool<E, Factory, Listener, Env,
   std::unique_ptr<std::atomic<std::uint32_t>[]> level_end_;  // end of level l in order_
   std::unique_ptr<std::atomic<std::uint32_t>[]> level_priority_;
   std::unique_ptr<outlier_detector> od_;
-  // Round robin's pins (pin_in_turn): stripe i's counts are pin_lines_
-  // lines from its counts pointer into pins_. None for other strategies or
-  // above max_striped_capacity (pin_lines_ == 0).
-  std::size_t pin_lines_ = 0;
+  // Round robin's pins (pin_in_turn): stripe i's counts start at its
+  // counts pointer into pins_, on lines of their own. None (null) for other
+  // strategies or above max_striped_capacity.
   std::shared_ptr<pin_stripe[]> stripes_;  // shared with the owners' leases (claim_stripe)
   std::unique_ptr<std::atomic<std::uint32_t>[]> pins_;
   alignas(64) mutable std::atomic<std::uint32_t> cursor_{0};

@@ -43,9 +43,9 @@ struct pool_test_access {
   // Round robin's per-thread pins.
   template <class Pool>
   static bool striped(const Pool& p) {
-    return p.pin_lines_ != 0;
+    return p.striped();
   }
-  static constexpr std::size_t pin_stripes = 8;
+  static constexpr std::size_t pin_stripes = keel::detail::max_stripes;
   template <class Pool>
   static std::atomic<std::uint64_t>& stripe_owner(const Pool& p, std::size_t i) {
     return p.stripes_.get()[i].owner;
@@ -63,7 +63,9 @@ struct pool_test_access {
     return p.slots_[s].in_flight.load();
   }
   // The stripe the calling thread picks in any pool (after its first call).
-  static std::size_t my_stripe() { return keel::detail::this_thread_identity().small % 8; }
+  static std::size_t my_stripe() {
+    return keel::detail::this_thread_identity().small % pin_stripes;
+  }
   template <class Pool>
   static void set_state(const Pool& p, std::size_t s, std::uint32_t state) {
     p.slots_[s].state.store(state);
